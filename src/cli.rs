@@ -1,0 +1,202 @@
+//! Command-line interface. Flag names follow `oc image mirror` so existing job definitions
+//! keep working when they switch binaries.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "image-mirror",
+    version,
+    about = "Mirror container images between OCI/Docker registries from `oc image mirror` mapping files",
+    long_about = "Mirror container images between OCI/Docker registries from `oc image mirror` mapping files.\n\n\
+        A mapping file has one mapping per line: `SRC DST [DST ...]` or `SRC=DST` pairs, `#` comments. \
+        A source tag may be a glob (`repo:v4.1*`, `repo:*`); a source without tag mirrors every tag, as oc does.\n\n\
+        Exit codes: 0 success, 1 some images failed, 2 bad input or usage (nothing pushed)."
+)]
+pub struct Cli {
+    /// Log format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate mapping files and report every error, without contacting any registry.
+    Check(MappingArgs),
+    /// Mirror every mapped image (wildcards expanded) into the destination registries.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MappingArgs {
+    /// Mapping files or directories of them. Default: /etc/imagemirror (the ConfigMap mount
+    /// the Prow jobs use), unless -f is given.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// A mapping file (oc's flag; repeatable, `-f=FILE` works too).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filenames: Vec<PathBuf>,
+
+    /// In directories, read only files whose names start with this. Hidden files are always
+    /// skipped.
+    #[arg(long, env = "MAPPING_FILE_PREFIX", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+}
+
+impl MappingArgs {
+    pub fn input_spec(&self) -> InputSpec {
+        let mut paths: Vec<PathBuf> = self.paths.iter().chain(&self.filenames).cloned().collect();
+        if paths.is_empty() {
+            paths.push(PathBuf::from(DEFAULT_MAPPING_DIR));
+        }
+        InputSpec {
+            paths,
+            prefix: self.prefix.clone().filter(|p| !p.is_empty()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub mappings: MappingArgs,
+
+    /// Resolve and print the plan, write nothing. Also set by env `dry_run` or `DRY_RUN`
+    /// (`true`/`false`). Unlike oc, the dry run asks the destinations, so it shows what would
+    /// really be copied, overwritten or left unchanged.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub dry_run: Option<bool>,
+
+    /// Docker config.json with registry credentials (oc's flag). Default: REGISTRY_AUTH_FILE,
+    /// $DOCKER_CONFIG/config.json, ~/.docker/config.json; none means anonymous.
+    #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
+    pub registry_config: Option<PathBuf>,
+
+    /// Allow plain HTTP and unverified TLS for every registry (oc's flag).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub insecure: bool,
+
+    /// Most concurrent requests to one registry.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_per_registry: u32,
+
+    /// Most registries worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_registry: u32,
+
+    /// Keep only the platforms of a manifest list whose `os/arch[/variant]` matches this
+    /// regular expression. This rewrites the list, so its digest at the destination differs
+    /// from the source's. Without it, every platform is copied and digests are preserved
+    /// (oc keeps only the host's platform unless told otherwise).
+    #[arg(long, value_name = "REGEX")]
+    pub filter_by_os: Option<String>,
+
+    /// Re-push blobs and manifests even when the destination already has them.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub force: bool,
+
+    /// Accepted for oc compatibility: manifest lists are always kept whole.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub keep_manifest_list: Option<bool>,
+
+    /// Accepted for oc compatibility: tokens always carry one repository's scopes (plus the
+    /// pull scope a cross-repository mount needs).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub skip_multiple_scopes: Option<bool>,
+
+    /// Accepted for oc compatibility: a failed image never stops the others (exit 1 at the end).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub continue_on_error: Option<bool>,
+}
+
+/// `true`/`false` in any case, as the Prow jobs write them.
+pub fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {text:?}")),
+    }
+}
+
+/// The effective dry-run setting: the flag, else env `dry_run`, else `DRY_RUN`, else false.
+pub fn resolve_dry_run(
+    flag: Option<bool>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<bool, String> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    for name in ["dry_run", "DRY_RUN"] {
+        if let Some(value) = env(name) {
+            return parse_bool(value.trim())
+                .map_err(|e| format!("environment variable {name}: {e}"));
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_sources_in_order() {
+        let none = |_: &str| None;
+        assert_eq!(resolve_dry_run(None, none), Ok(false));
+        assert_eq!(
+            resolve_dry_run(Some(true), |_| Some("false".into())),
+            Ok(true)
+        );
+        assert_eq!(
+            resolve_dry_run(None, |n| (n == "dry_run").then(|| "TRUE".into())),
+            Ok(true)
+        );
+        assert_eq!(
+            resolve_dry_run(None, |n| (n == "DRY_RUN").then(|| "False".into())),
+            Ok(false)
+        );
+        let e = resolve_dry_run(None, |n| (n == "dry_run").then(|| "yes".into())).unwrap_err();
+        assert!(e.contains("dry_run") && e.contains("yes"), "{e}");
+    }
+
+    #[test]
+    fn oc_job_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "image-mirror",
+            "run",
+            "--keep-manifest-list",
+            "-a",
+            "/tmp/config.json",
+            "-f=/etc/imagemirror/mapping_a",
+            "--skip-multiple-scopes",
+            "--continue-on-error",
+            "--max-per-registry=3",
+            "--dry-run=false",
+        ]);
+        let cli = cli.unwrap_or_else(|e| panic!("{e}"));
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.max_per_registry, 3);
+        assert_eq!(run.dry_run, Some(false));
+        assert_eq!(
+            run.mappings.filenames,
+            [PathBuf::from("/etc/imagemirror/mapping_a")]
+        );
+        assert_eq!(run.registry_config, Some(PathBuf::from("/tmp/config.json")));
+    }
+}

@@ -1,0 +1,261 @@
+//! Finding mapping files, parsing them in parallel, and the checks that span files.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::diagnostics::{Diagnostic, Location};
+use crate::mapping::{Mapping, SourceImage, parse_text};
+use crate::reference::Repository;
+
+/// Where the Prow jobs mount the mappings ConfigMap.
+pub const DEFAULT_MAPPING_DIR: &str = "/etc/imagemirror";
+
+/// What the user named, and how to filter directories.
+#[derive(Debug, Clone, Default)]
+pub struct InputSpec {
+    /// Files or directories.
+    pub paths: Vec<PathBuf>,
+    /// Only files in directories whose names start with this are read.
+    pub prefix: Option<String>,
+}
+
+/// A problem finding or reading a file (not a mapping error).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct InputError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every mapping from every file, with all diagnostics.
+#[derive(Debug, Default)]
+pub struct MappingSet {
+    pub files: Vec<Arc<str>>,
+    pub mappings: Vec<Mapping>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl MappingSet {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.len() - self.error_count()
+    }
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Lists the mapping files: each file as named, each directory's visible regular files
+/// (symlinks followed, as in a mounted ConfigMap) whose names start with the prefix, in name
+/// order. A file reached twice is read once.
+pub fn discover(spec: &InputSpec) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = Vec::new();
+    for path in &spec.paths {
+        let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+        if meta.is_dir() {
+            files.extend(directory_files(path, spec.prefix.as_deref())?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    Ok(files)
+}
+
+fn directory_files(dir: &Path, prefix: Option<&str>) -> Result<Vec<PathBuf>, InputError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        // Hidden names include a ConfigMap's `..data` and `..2026_...` directories; the
+        // visible symlinks already lead to every file once.
+        if name.starts_with('.') || !prefix.is_none_or(|p| name.starts_with(p)) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => names.push(path),
+            Ok(_) => {}
+            Err(e) => return Err(io_error(&path, e)),
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> InputError {
+    InputError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads and parses every file in parallel, then runs the checks that span files.
+pub fn load(files: &[PathBuf]) -> Result<MappingSet, InputError> {
+    let parsed: Vec<_> = files
+        .par_iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+            let name: Arc<str> = Arc::from(path.display().to_string());
+            let text = String::from_utf8(bytes).map_err(|_| InputError {
+                path: path.display().to_string(),
+                message: "not UTF-8 text".to_owned(),
+            })?;
+            let parsed = parse_text(&name, &text);
+            Ok((name, parsed))
+        })
+        .collect::<Result<_, InputError>>()?;
+    let mut set = MappingSet::default();
+    for (name, p) in parsed {
+        set.files.push(name);
+        set.mappings.extend(p.mappings);
+        set.diagnostics.extend(p.diagnostics);
+    }
+    set.diagnostics.extend(cross_checks(&set.mappings));
+    set.diagnostics.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(set)
+}
+
+/// The identity of what a destination receives, to tell a conflict from a duplicate.
+#[derive(PartialEq, Eq, Hash, Clone)]
+enum Origin {
+    Image(SourceImage),
+    Wildcard(Repository),
+}
+
+/// Destination tags (or, for wildcards, destination repository + pattern) written twice:
+/// from different sources it is a conflict, from the same source a harmless duplicate.
+pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
+    let mut seen: HashMap<(Repository, String), (Origin, Location)> = HashMap::new();
+    let mut out = Vec::new();
+    for mapping in mappings {
+        let (origin, keys): (Origin, Vec<_>) = match mapping {
+            Mapping::Image { source, targets } => (
+                Origin::Image(source.value.clone()),
+                targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            (t.value.repository.clone(), t.value.tag.to_string()),
+                            &t.location,
+                            t.value.to_string(),
+                        )
+                    })
+                    .collect(),
+            ),
+            Mapping::Wildcard {
+                repository,
+                pattern,
+                targets,
+            } => (
+                Origin::Wildcard(repository.value.clone()),
+                targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            (t.value.clone(), format!("pattern {}", pattern.as_str())),
+                            &t.location,
+                            format!("{}:{}", t.value, pattern.as_str()),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        for (key, location, shown) in keys {
+            match seen.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert((origin.clone(), location.clone()));
+                }
+                Entry::Occupied(o) => {
+                    let (first_origin, first_location) = o.get();
+                    if *first_origin == origin {
+                        out.push(Diagnostic::warning(
+                            location.clone(),
+                            format!("duplicate mapping to {shown} (also at {first_location})"),
+                        ));
+                    } else {
+                        out.push(Diagnostic::error(
+                            location.clone(),
+                            format!("{shown} is written by two different sources: {} here and {} at {first_location}", describe(&origin), describe(first_origin)),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn describe(origin: &Origin) -> String {
+    match origin {
+        Origin::Image(i) => i.to_string(),
+        Origin::Wildcard(r) => format!("{r} (wildcard)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(files: &[(&str, &str)]) -> Vec<Diagnostic> {
+        let mut mappings = Vec::new();
+        for (name, text) in files {
+            let p = parse_text(&Arc::from(*name), text);
+            mappings.extend(p.mappings);
+        }
+        cross_checks(&mappings)
+    }
+
+    #[test]
+    fn conflicts_across_files_name_both_places() {
+        let d = set(&[
+            ("a", "quay.io/x/one:v1 reg.io/t/app:v1\n"),
+            ("b", "\nquay.io/x/two:v1 reg.io/t/app\n"),
+        ]);
+        assert_eq!(d.len(), 1);
+        let text = d[0].to_string();
+        assert!(
+            text.starts_with("b:2:18: error: reg.io/t/app:v1 is written by two different sources"),
+            "{text}"
+        );
+        assert!(text.contains("a:1:18"), "{text}");
+    }
+
+    #[test]
+    fn exact_duplicates_are_warnings() {
+        let d = set(&[(
+            "a",
+            "quay.io/x/one:v1 reg.io/t/app:v1\nquay.io/x/one:v1=reg.io/t/app:v1\n",
+        )]);
+        assert_eq!(d.len(), 1);
+        assert!(!d[0].is_error());
+        assert!(d[0].to_string().contains("duplicate"));
+    }
+
+    #[test]
+    fn same_wildcard_into_one_repository_from_two_sources_conflicts() {
+        let d = set(&[(
+            "a",
+            "quay.io/x/one:* reg.io/t/app\nquay.io/x/two reg.io/t/app:*\n",
+        )]);
+        assert_eq!(d.iter().filter(|d| d.is_error()).count(), 1, "{d:?}");
+        // Different patterns may well be disjoint: decided after the tags are listed.
+        assert!(
+            set(&[(
+                "a",
+                "quay.io/x/one:v1.* reg.io/t/app\nquay.io/x/two:v2.* reg.io/t/app\n"
+            )])
+            .is_empty()
+        );
+    }
+}

@@ -1,0 +1,637 @@
+//! The mapping-file grammar of `oc image mirror -f`, one line at a time.
+//!
+//! A line is `SRC DST [DST ...]` (spaces or tabs), or one or more `SRC=DST` pairs. `#` starts
+//! a comment. Each source becomes one [`Mapping`], which only holds combinations that can be
+//! mirrored: a wildcard source goes to repositories, a single image to explicit tags.
+
+use std::sync::Arc;
+
+use crate::diagnostics::{Diagnostic, Location};
+use crate::reference::{Digest, ParseError, Reference, Repository, Tag, TagPattern, TagSpec};
+
+/// One image named by tag, digest, or both (the digest wins; the tag names destinations).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceImage {
+    pub repository: Repository,
+    pub tag: Option<Tag>,
+    pub digest: Option<Digest>,
+}
+
+impl SourceImage {
+    /// What to ask the registry for: the digest when there is one, else the tag.
+    pub fn reference(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => unreachable!("a SourceImage always has a tag or a digest"),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A destination tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagRef {
+    pub repository: Repository,
+    pub tag: Tag,
+}
+
+impl std::fmt::Display for TagRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Something written at a place in a mapping file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub location: Location,
+}
+
+/// One source and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapping {
+    /// One image to one or more destination tags.
+    Image {
+        source: Located<SourceImage>,
+        targets: Vec<Located<TagRef>>,
+    },
+    /// Every tag of `repository` matching `pattern`, each keeping its name in every target.
+    Wildcard {
+        repository: Located<Repository>,
+        pattern: TagPattern,
+        targets: Vec<Located<Repository>>,
+    },
+}
+
+impl Mapping {
+    pub fn location(&self) -> &Location {
+        match self {
+            Mapping::Image { source, .. } => &source.location,
+            Mapping::Wildcard { repository, .. } => &repository.location,
+        }
+    }
+    pub fn target_count(&self) -> usize {
+        match self {
+            Mapping::Image { targets, .. } => targets.len(),
+            Mapping::Wildcard { targets, .. } => targets.len(),
+        }
+    }
+}
+
+/// The mappings and diagnostics of one line.
+#[derive(Debug, Default)]
+pub struct ParsedLine {
+    pub mappings: Vec<Mapping>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A whitespace-separated word of a line and the byte offset where it starts.
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
+    offset: usize,
+}
+
+struct LineContext<'a> {
+    file: &'a Arc<str>,
+    line_no: usize,
+    line: &'a str,
+}
+
+impl LineContext<'_> {
+    fn location(&self, byte_offset: usize) -> Location {
+        let column = self
+            .line
+            .get(..byte_offset)
+            .map_or(byte_offset, |s| s.chars().count())
+            + 1;
+        Location {
+            file: self.file.clone(),
+            line: self.line_no,
+            column,
+        }
+    }
+    fn error(&self, byte_offset: usize, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(self.location(byte_offset), message)
+    }
+}
+
+/// Parses one line (without its line end; a trailing `\r` is ignored).
+pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let content = line.find('#').map_or(line, |i| &line[..i]);
+    let ctx = LineContext {
+        file,
+        line_no,
+        line,
+    };
+    let tokens = tokenize(content);
+    let mut out = ParsedLine::default();
+    if tokens.is_empty() {
+        return out;
+    }
+    let pairs: Vec<&Token> = tokens.iter().filter(|t| t.text.contains('=')).collect();
+    if pairs.is_empty() {
+        if tokens.len() == 1 {
+            out.diagnostics.push(ctx.error(
+                tokens[0].offset,
+                format!(
+                    "{:?} has no destination: write SRC DST [DST ...] or SRC=DST",
+                    tokens[0].text
+                ),
+            ));
+            return out;
+        }
+        parse_mapping(&ctx, tokens[0], &tokens[1..], &mut out);
+        return out;
+    }
+    if pairs.len() != tokens.len() {
+        for bare in tokens.iter().filter(|t| !t.text.contains('=')) {
+            out.diagnostics.push(ctx.error(
+                bare.offset,
+                format!(
+                    "{:?} mixes a bare reference with SRC=DST pairs on one line (oc would silently drop it): put it on its own line",
+                    bare.text
+                ),
+            ));
+        }
+        return out;
+    }
+    for pair in pairs {
+        let (src, dst) = pair.text.split_once('=').unwrap_or((pair.text, ""));
+        if src.is_empty() || dst.is_empty() || dst.contains('=') {
+            out.diagnostics.push(ctx.error(
+                pair.offset,
+                format!("{:?} is not a SRC=DST pair", pair.text),
+            ));
+            continue;
+        }
+        let src_tok = Token {
+            text: src,
+            offset: pair.offset,
+        };
+        let dst_tok = Token {
+            text: dst,
+            offset: pair.offset + src.len() + 1,
+        };
+        parse_mapping(&ctx, src_tok, &[dst_tok], &mut out);
+    }
+    out
+}
+
+fn tokenize(content: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    for (i, b) in content.bytes().enumerate() {
+        let blank = b == b' ' || b == b'\t';
+        match (blank, start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                tokens.push(Token {
+                    text: &content[s..i],
+                    offset: s,
+                });
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(Token {
+            text: &content[s..],
+            offset: s,
+        });
+    }
+    tokens
+}
+
+fn parse_reference(ctx: &LineContext, token: Token, out: &mut ParsedLine) -> Option<Reference> {
+    match Reference::parse(token.text) {
+        Ok(r) => Some(r),
+        Err(ParseError { offset, message }) => {
+            out.diagnostics.push(ctx.error(
+                token.offset + offset,
+                format!("{:?}: {message}", token.text),
+            ));
+            None
+        }
+    }
+}
+
+enum ParsedSource {
+    Image(SourceImage),
+    Wildcard(Repository, TagPattern),
+}
+
+fn parse_mapping(ctx: &LineContext, src: Token, dsts: &[Token], out: &mut ParsedLine) {
+    let before = out.diagnostics.len();
+    let source = parse_reference(ctx, src, out).and_then(|r| classify_source(ctx, src, r, out));
+    let mut destinations = Vec::with_capacity(dsts.len());
+    for &dst in dsts {
+        if let Some(reference) = parse_reference(ctx, dst, out) {
+            destinations.push((dst, reference));
+        }
+    }
+    let Some(source) = source else {
+        return;
+    };
+    let mapping = match source {
+        ParsedSource::Image(image) => {
+            let targets = destinations
+                .into_iter()
+                .filter_map(|(token, dst)| image_target(ctx, &image, token, dst, out))
+                .collect();
+            Mapping::Image {
+                source: Located {
+                    value: image,
+                    location: ctx.location(src.offset),
+                },
+                targets,
+            }
+        }
+        ParsedSource::Wildcard(repository, pattern) => {
+            let targets = destinations
+                .into_iter()
+                .filter_map(|(token, dst)| wildcard_target(ctx, &repository, token, dst, out))
+                .collect();
+            Mapping::Wildcard {
+                repository: Located {
+                    value: repository,
+                    location: ctx.location(src.offset),
+                },
+                pattern,
+                targets,
+            }
+        }
+    };
+    if out.diagnostics[before..].iter().all(|d| !d.is_error()) {
+        out.mappings.push(mapping);
+    }
+}
+
+fn classify_source(
+    ctx: &LineContext,
+    token: Token,
+    reference: Reference,
+    out: &mut ParsedLine,
+) -> Option<ParsedSource> {
+    let Reference {
+        repository,
+        tag,
+        digest,
+    } = reference;
+    match (tag, digest) {
+        (Some(TagSpec::Pattern(p)), Some(_)) => {
+            out.diagnostics.push(ctx.error(
+                token.offset,
+                format!(
+                    "{:?}: a source cannot have both a tag pattern ({}) and a digest",
+                    token.text,
+                    p.as_str()
+                ),
+            ));
+            None
+        }
+        (Some(TagSpec::Pattern(p)), None) => Some(ParsedSource::Wildcard(repository, p)),
+        (None, None) => {
+            out.diagnostics.push(Diagnostic::warning(
+                ctx.location(token.offset),
+                format!(
+                    "{:?} has no tag: like `oc image mirror`, this mirrors every tag of {repository}, not :latest (write {repository}:* or {repository}:latest to say which)",
+                    token.text
+                ),
+            ));
+            Some(ParsedSource::Wildcard(repository, TagPattern::all()))
+        }
+        (Some(TagSpec::Literal(tag)), digest) => Some(ParsedSource::Image(SourceImage {
+            repository,
+            tag: Some(tag),
+            digest,
+        })),
+        (None, Some(digest)) => Some(ParsedSource::Image(SourceImage {
+            repository,
+            tag: None,
+            digest: Some(digest),
+        })),
+    }
+}
+
+fn check_destination_shape(
+    ctx: &LineContext,
+    token: Token,
+    dst: &Reference,
+    out: &mut ParsedLine,
+) -> bool {
+    if dst.digest.is_some() {
+        out.diagnostics.push(ctx.error(
+            token.offset + token.text.find('@').unwrap_or(0),
+            format!(
+                "{:?}: a destination cannot have a digest; name a tag (the digest is preserved)",
+                token.text
+            ),
+        ));
+        return false;
+    }
+    if let Some(TagSpec::Pattern(p)) = &dst.tag
+        && !p.is_all()
+    {
+        out.diagnostics.push(ctx.error(
+            token.offset + token.text.rfind(':').map_or(0, |i| i + 1),
+            format!("{:?}: a destination tag cannot be a pattern (only `*`, meaning \"the source's tags\")", token.text),
+        ));
+        return false;
+    }
+    true
+}
+
+fn image_target(
+    ctx: &LineContext,
+    image: &SourceImage,
+    token: Token,
+    dst: Reference,
+    out: &mut ParsedLine,
+) -> Option<Located<TagRef>> {
+    if !check_destination_shape(ctx, token, &dst, out) {
+        return None;
+    }
+    let tag = match dst.tag {
+        Some(TagSpec::Literal(t)) => t,
+        Some(TagSpec::Pattern(_)) => {
+            out.diagnostics.push(ctx.error(
+                token.offset,
+                format!(
+                    "{:?}: a `*` destination needs a wildcard source, and {image} names one image",
+                    token.text
+                ),
+            ));
+            return None;
+        }
+        None => match &image.tag {
+            Some(t) => t.clone(),
+            None => {
+                out.diagnostics.push(ctx.error(
+                    token.offset,
+                    format!("{:?}: the source {image} is a digest, so this destination needs an explicit tag", token.text),
+                ));
+                return None;
+            }
+        },
+    };
+    if dst.repository == image.repository && image.tag.as_ref() == Some(&tag) {
+        out.diagnostics.push(ctx.error(
+            token.offset,
+            format!("{:?}: the destination is the source itself", token.text),
+        ));
+        return None;
+    }
+    Some(Located {
+        value: TagRef {
+            repository: dst.repository,
+            tag,
+        },
+        location: ctx.location(token.offset),
+    })
+}
+
+fn wildcard_target(
+    ctx: &LineContext,
+    source: &Repository,
+    token: Token,
+    dst: Reference,
+    out: &mut ParsedLine,
+) -> Option<Located<Repository>> {
+    if !check_destination_shape(ctx, token, &dst, out) {
+        return None;
+    }
+    if let Some(TagSpec::Literal(t)) = &dst.tag {
+        out.diagnostics.push(ctx.error(
+            token.offset + token.text.rfind(':').map_or(0, |i| i + 1),
+            format!(
+                "{:?}: a wildcard source copies many tags, so its destination must be a repository ({} or {}:*), not the tag {t}",
+                token.text, dst.repository, dst.repository
+            ),
+        ));
+        return None;
+    }
+    if &dst.repository == source {
+        out.diagnostics.push(ctx.error(
+            token.offset,
+            format!("{:?}: the destination is the source itself", token.text),
+        ));
+        return None;
+    }
+    Some(Located {
+        value: dst.repository,
+        location: ctx.location(token.offset),
+    })
+}
+
+/// Parses a whole file's text.
+pub fn parse_text(file: &Arc<str>, text: &str) -> ParsedLine {
+    let mut out = ParsedLine::default();
+    for (i, line) in text.split('\n').enumerate() {
+        let parsed = parse_line(file, i + 1, line);
+        out.mappings.extend(parsed.mappings);
+        out.diagnostics.extend(parsed.diagnostics);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Arc<str> {
+        Arc::from("m.txt")
+    }
+
+    fn ok(line: &str) -> Vec<Mapping> {
+        let parsed = parse_line(&file(), 1, line);
+        let errors: Vec<_> = parsed.diagnostics.iter().filter(|d| d.is_error()).collect();
+        assert!(errors.is_empty(), "{line}: {errors:?}");
+        parsed.mappings
+    }
+
+    fn err(line: &str) -> Vec<String> {
+        let parsed = parse_line(&file(), 7, line);
+        let errors: Vec<String> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        assert!(!errors.is_empty(), "{line} should fail");
+        assert!(
+            parsed.mappings.is_empty(),
+            "{line}: a line with errors yields no mapping"
+        );
+        errors
+    }
+
+    fn targets(m: &Mapping) -> Vec<String> {
+        match m {
+            Mapping::Image { targets, .. } => targets.iter().map(|t| t.value.to_string()).collect(),
+            Mapping::Wildcard { targets, .. } => {
+                targets.iter().map(|t| t.value.to_string()).collect()
+            }
+        }
+    }
+
+    #[test]
+    fn blank_and_comment_lines_yield_nothing() {
+        for line in ["", "   ", "\t", "# comment", "  # indented comment", "\r"] {
+            let p = parse_line(&file(), 1, line);
+            assert!(
+                p.mappings.is_empty() && p.diagnostics.is_empty(),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn src_with_several_destinations() {
+        let m =
+            ok("quay.io/a/b:v1 reg.io/x/b reg2.io/y/b:v1-copy\treg3.io/z/b # trailing comment\r");
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            targets(&m[0]),
+            ["reg.io/x/b:v1", "reg2.io/y/b:v1-copy", "reg3.io/z/b:v1"]
+        );
+    }
+
+    #[test]
+    fn equals_pairs_one_or_many() {
+        let m = ok("quay.io/a/b:v1=reg.io/x/b:v1");
+        assert_eq!(m.len(), 1);
+        let m = ok("quay.io/a/b:v1=reg.io/x/b:v1 quay.io/a/c:v2=reg.io/x/c:v2");
+        assert_eq!(m.len(), 2);
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let m = ok(&format!(
+            "registry.ci.openshift.org/ocp/4.16@{digest}=quay.io/openshift/ci:ocp_4.16_cli"
+        ));
+        assert_eq!(targets(&m[0]), ["quay.io/openshift/ci:ocp_4.16_cli"]);
+    }
+
+    #[test]
+    fn mixed_pairs_and_bare_tokens_are_an_error() {
+        let e = err("quay.io/a/b:v1=reg.io/x/b:v1 quay.io/a/c:v2 reg.io/x/c:v2");
+        assert_eq!(e.len(), 2);
+        assert!(e[0].starts_with("m.txt:7:30: error:"), "{}", e[0]);
+        assert!(e[0].contains("silently drop"));
+    }
+
+    #[test]
+    fn a_lone_source_has_no_destination() {
+        let e = err("  quay.io/a/b:v1");
+        assert!(
+            e[0].starts_with("m.txt:7:3: error:") && e[0].contains("no destination"),
+            "{e:?}"
+        );
+        err("quay.io/a/b:v1=");
+        err("=quay.io/a/b:v1");
+        err("a=b=c");
+    }
+
+    #[test]
+    fn wildcards_go_to_repositories() {
+        for line in [
+            "quay.io/a/b:* reg.io/x/b",
+            "quay.io/a/b:v4.1* reg.io/x/b:*",
+            "quay.io/a/b:4.1[0-9].* reg.io/x/b",
+            "quay.io/a/b:{v1,v2}.* reg.io/x/b",
+        ] {
+            let m = ok(line);
+            assert!(matches!(m[0], Mapping::Wildcard { .. }), "{line}");
+            assert_eq!(targets(&m[0]), ["reg.io/x/b"]);
+        }
+        let e = err("quay.io/a/b:v4.* reg.io/x/b:v4");
+        assert!(e[0].contains("must be a repository"), "{e:?}");
+        assert!(e[0].starts_with("m.txt:7:29:"), "{e:?}");
+    }
+
+    #[test]
+    fn a_source_without_tag_is_every_tag_with_a_warning() {
+        let p = parse_line(&file(), 3, "quay.io/a/b reg.io/x/b");
+        assert!(matches!(&p.mappings[0], Mapping::Wildcard { pattern, .. } if pattern.is_all()));
+        assert_eq!(p.diagnostics.len(), 1);
+        assert!(!p.diagnostics[0].is_error());
+        assert!(
+            p.diagnostics[0]
+                .to_string()
+                .starts_with("m.txt:3:1: warning:"),
+            "{}",
+            p.diagnostics[0]
+        );
+        assert!(p.diagnostics[0].message.contains("every tag"));
+    }
+
+    #[test]
+    fn destination_shape_errors() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert!(err(&format!("quay.io/a/b:v1 reg.io/x/b@{d}"))[0].contains("cannot have a digest"));
+        assert!(err("quay.io/a/b:v1 reg.io/x/b:v*")[0].contains("cannot be a pattern"));
+        assert!(err("quay.io/a/b:* reg.io/x/b:v*")[0].contains("cannot be a pattern"));
+        assert!(err("quay.io/a/b:v1 reg.io/x/b:*")[0].contains("needs a wildcard source"));
+        assert!(err(&format!("quay.io/a/b@{d} reg.io/x/b"))[0].contains("explicit tag"));
+        // A digest with a tag names the destination tag.
+        let m = ok(&format!("quay.io/a/b:v1@{d} reg.io/x/b"));
+        assert_eq!(targets(&m[0]), ["reg.io/x/b:v1"]);
+        assert!(err(&format!("quay.io/a/b:v*@{d} reg.io/x/b"))[0].contains("both a tag pattern"));
+    }
+
+    #[test]
+    fn source_equal_to_destination() {
+        assert!(err("quay.io/a/b:v1 quay.io/a/b:v1")[0].contains("source itself"));
+        assert!(err("quay.io/a/b:v1 quay.io/a/b")[0].contains("source itself"));
+        assert!(err("quay.io/a/b:* quay.io/a/b")[0].contains("source itself"));
+        assert!(err("nginx:1 docker.io/library/nginx:1")[0].contains("source itself"));
+        ok("quay.io/a/b:v1 quay.io/a/b:v2");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_column() {
+        let e = err("quay.io/a/B:v1 reg.io/x/b");
+        assert!(
+            e[0].starts_with("m.txt:7:11: error: \"quay.io/a/B:v1\""),
+            "{e:?}"
+        );
+        let e = err("quay.io/a/b:v1   reg.io/x/b:v1 reg.io/y$/b");
+        assert!(e[0].starts_with("m.txt:7:40:"), "{e:?}");
+        // Every bad token on the line is reported.
+        assert_eq!(err("Bad/ref other/Bad").len(), 2);
+    }
+
+    #[test]
+    fn real_openshift_release_lines() {
+        ok("registry.ci.openshift.org/ocp/4.16:cli quay.io/openshift/ci:ocp_4.16_cli");
+        ok(
+            "registry.ci.openshift.org/origin/4.22:fedora-coreos quay.io/openshift/origin:origin_4.22_fedora-coreos",
+        );
+        ok(
+            "quay.io/coreos/etcd:v3.5 registry.ci.openshift.org/ci/etcd:v3.5 quay.io/org/etcd:v3.5 reg.io/etcd:v3.5",
+        );
+    }
+
+    #[test]
+    fn whole_files_with_crlf_and_no_final_newline() {
+        let text = "# header\r\nquay.io/a/b:v1 reg.io/x/b\r\n\r\nquay.io/a/c:v2 reg.io/x/c";
+        let p = parse_text(&file(), text);
+        assert_eq!(p.mappings.len(), 2);
+        assert!(p.diagnostics.is_empty());
+        assert_eq!(p.mappings[1].location().line, 4);
+    }
+}
