@@ -2,12 +2,20 @@
 //! files.
 //!
 //! The pipeline, one module per stage: [`inputs`] finds and parses mapping files ([`mapping`],
-//! [`reference`]); `run` expands wildcards, plans batches per destination repository, and
-//! copies through the registry client.
+//! [`reference`]); [`plan`] expands wildcards into batches per destination repository;
+//! [`execute`] copies through [`registry`], the only module that speaks to registries;
+//! [`report`] tells the operator what happened.
 
 pub mod check;
 pub mod cli;
+pub mod credentials;
 pub mod diagnostics;
+pub mod execute;
 pub mod inputs;
+pub mod manifest;
 pub mod mapping;
+pub mod plan;
 pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod run;

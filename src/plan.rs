@@ -1,0 +1,236 @@
+//! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
+//! destination repository. Pure: the listing happened before.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::diagnostics::{Diagnostic, Location};
+use crate::mapping::{Mapping, SourceImage, TagRef};
+use crate::reference::{Repository, Tag};
+
+/// One image to one destination tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyJob {
+    pub source: SourceImage,
+    pub destination: TagRef,
+    /// The mapping line this copy comes from.
+    pub origin: Location,
+}
+
+/// Every copy into one destination repository: the unit of progress and reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub repository: Repository,
+    pub jobs: Vec<CopyJob>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub batches: Vec<Batch>,
+}
+
+impl Plan {
+    pub fn job_count(&self) -> usize {
+        self.batches.iter().map(|b| b.jobs.len()).sum()
+    }
+}
+
+/// Expands wildcards against `listed` (the tags of each wildcard source repository; a
+/// repository missing from it is skipped: its listing failed and is reported by the caller)
+/// and groups the copies. Errors: a destination tag written from two different sources.
+pub fn plan(
+    mappings: &[Mapping],
+    listed: &HashMap<Repository, Vec<String>>,
+) -> (Plan, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut jobs: BTreeMap<TagRef, CopyJob> = BTreeMap::new();
+    let mut add = |job: CopyJob, diagnostics: &mut Vec<Diagnostic>| match jobs.get(&job.destination)
+    {
+        None => {
+            jobs.insert(job.destination.clone(), job);
+        }
+        Some(first) if first.source == job.source => {}
+        Some(first) => diagnostics.push(Diagnostic::error(
+            job.origin.clone(),
+            format!(
+                "{} is written by two different sources: {} here and {} at {}",
+                job.destination, job.source, first.source, first.origin
+            ),
+        )),
+    };
+    for mapping in mappings {
+        match mapping {
+            Mapping::Image { source, targets } => {
+                for target in targets {
+                    let job = CopyJob {
+                        source: source.value.clone(),
+                        destination: target.value.clone(),
+                        origin: source.location.clone(),
+                    };
+                    add(job, &mut diagnostics);
+                }
+            }
+            Mapping::Wildcard {
+                repository,
+                pattern,
+                targets,
+            } => {
+                let Some(tags) = listed.get(&repository.value) else {
+                    continue;
+                };
+                let mut matched = 0;
+                for tag in tags.iter().filter(|t| pattern.is_match(t)) {
+                    let Ok(tag) = Tag::parse(tag) else {
+                        diagnostics.push(Diagnostic::warning(
+                            repository.location.clone(),
+                            format!("{} lists an invalid tag {tag:?}; skipped", repository.value),
+                        ));
+                        continue;
+                    };
+                    matched += 1;
+                    let source = SourceImage {
+                        repository: repository.value.clone(),
+                        tag: Some(tag.clone()),
+                        digest: None,
+                    };
+                    for target in targets {
+                        let destination = TagRef {
+                            repository: target.value.clone(),
+                            tag: tag.clone(),
+                        };
+                        add(
+                            CopyJob {
+                                source: source.clone(),
+                                destination,
+                                origin: repository.location.clone(),
+                            },
+                            &mut diagnostics,
+                        );
+                    }
+                }
+                if matched == 0 {
+                    diagnostics.push(Diagnostic::warning(
+                        repository.location.clone(),
+                        format!(
+                            "{}:{} matches no tag ({} tags listed)",
+                            repository.value,
+                            pattern.as_str(),
+                            tags.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let mut batches: BTreeMap<Repository, Vec<CopyJob>> = BTreeMap::new();
+    for (destination, job) in jobs {
+        batches.entry(destination.repository).or_default().push(job);
+    }
+    let batches = batches
+        .into_iter()
+        .map(|(repository, jobs)| Batch { repository, jobs })
+        .collect();
+    (Plan { batches }, diagnostics)
+}
+
+/// The repositories whose tags must be listed before planning.
+pub fn wildcard_sources(mappings: &[Mapping]) -> Vec<Repository> {
+    let mut repos: Vec<Repository> = mappings
+        .iter()
+        .filter_map(|m| match m {
+            Mapping::Wildcard { repository, .. } => Some(repository.value.clone()),
+            Mapping::Image { .. } => None,
+        })
+        .collect();
+    repos.sort();
+    repos.dedup();
+    repos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::parse_text;
+    use crate::reference::parse_name;
+    use std::sync::Arc;
+
+    fn mappings(text: &str) -> Vec<Mapping> {
+        let p = parse_text(&Arc::from("m"), text);
+        assert!(
+            p.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            p.diagnostics
+        );
+        p.mappings
+    }
+
+    fn repo(s: &str) -> Repository {
+        parse_name(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn listing(repo_name: &str, tags: &[&str]) -> HashMap<Repository, Vec<String>> {
+        HashMap::from([(
+            repo(repo_name),
+            tags.iter().map(|t| t.to_string()).collect(),
+        )])
+    }
+
+    #[test]
+    fn wildcards_expand_to_matching_tags_in_every_target() {
+        let m = mappings("src.io/a/app:v1.* dst.io/x/app dst2.io/y/app:*\n");
+        let (plan, diags) = plan(
+            &m,
+            &listing("src.io/a/app", &["v1.0", "v1.1", "v2.0", "latest"]),
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(plan.batches.len(), 2);
+        let tags: Vec<_> = plan.batches[0]
+            .jobs
+            .iter()
+            .map(|j| j.destination.to_string())
+            .collect();
+        assert_eq!(tags, ["dst.io/x/app:v1.0", "dst.io/x/app:v1.1"]);
+        assert_eq!(plan.job_count(), 4);
+        assert_eq!(plan.batches[0].jobs[0].origin.line, 1);
+    }
+
+    #[test]
+    fn batches_group_by_destination_repository() {
+        let m = mappings("s.io/a:1 d.io/r:1 d.io/q:1\ns.io/b:2 d.io/r:2\n");
+        let (plan, _) = plan(&m, &HashMap::new());
+        let repos: Vec<_> = plan
+            .batches
+            .iter()
+            .map(|b| (b.repository.to_string(), b.jobs.len()))
+            .collect();
+        assert_eq!(repos, [("d.io/q".to_owned(), 1), ("d.io/r".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn expanded_conflicts_are_errors_and_duplicates_merge() {
+        let m = mappings("s.io/a:* d.io/r\ns.io/b:v1 d.io/r:v1\ns.io/a:v2 d.io/r:v2\n");
+        let (plan, diags) = plan(&m, &listing("s.io/a", &["v1", "v2"]));
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].is_error());
+        assert!(
+            diags[0]
+                .to_string()
+                .starts_with("m:2:1: error: d.io/r:v1 is written by two different sources")
+        );
+        assert_eq!(plan.job_count(), 2);
+    }
+
+    #[test]
+    fn a_wildcard_matching_nothing_warns() {
+        let m = mappings("s.io/a:v9.* d.io/r\n");
+        let (plan, diags) = plan(&m, &listing("s.io/a", &["v1"]));
+        assert_eq!(plan.job_count(), 0);
+        assert_eq!(diags.len(), 1);
+        assert!(!diags[0].is_error() && diags[0].message.contains("matches no tag"));
+    }
+
+    #[test]
+    fn wildcard_sources_are_listed_once() {
+        let m = mappings("s.io/a:v1.* d.io/r\ns.io/a:v2.* d.io/q\ns.io/b:x d.io/b:x\n");
+        assert_eq!(wildcard_sources(&m), [repo("s.io/a")]);
+    }
+}

@@ -1,0 +1,157 @@
+//! What the operator reads at the end: the dry-run plan, failures first, then the totals.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::diagnostics::Location;
+use crate::execute::{BlobStats, Outcome, Status};
+use crate::reference::Repository;
+
+/// A wildcard whose tags could not be listed: every copy it would have made failed.
+#[derive(Debug, Clone)]
+pub struct ListingFailure {
+    pub origin: Location,
+    pub repository: Repository,
+    pub error: String,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub copied: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub would_copy: usize,
+    pub would_overwrite: usize,
+}
+
+impl Totals {
+    pub fn of(outcomes: &[Outcome], listing_failures: usize) -> Totals {
+        let mut t = Totals {
+            failed: listing_failures,
+            ..Totals::default()
+        };
+        for o in outcomes {
+            match o.status {
+                Status::Copied => t.copied += 1,
+                Status::Unchanged => t.unchanged += 1,
+                Status::Failed => t.failed += 1,
+                Status::WouldCopy => t.would_copy += 1,
+                Status::WouldOverwrite => t.would_overwrite += 1,
+            }
+        }
+        t
+    }
+}
+
+/// The dry-run plan: per destination repository, each tag with its source digest and what
+/// would happen.
+pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
+    let mut sorted: Vec<&Outcome> = outcomes.iter().collect();
+    sorted.sort_by(|a, b| a.job.destination.cmp(&b.job.destination));
+    let mut out = String::new();
+    let mut current: Option<&Repository> = None;
+    for o in sorted {
+        if current != Some(&o.job.destination.repository) {
+            let _ = writeln!(out, "{}", o.job.destination.repository);
+            current = Some(&o.job.destination.repository);
+        }
+        let digest = o
+            .source_digest
+            .as_ref()
+            .map_or("?".to_owned(), |d| d.to_string());
+        let what = match (o.status, &o.previous) {
+            (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
+            (Status::Failed, _) => format!("failed: {}", o.error.as_deref().unwrap_or("")),
+            (status, _) => status.label().to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  <- {}  {digest}  {what}",
+            o.job.destination.tag, o.job.source
+        );
+    }
+    out
+}
+
+/// Failures first (with the mapping line), then one line of totals.
+pub fn summary(
+    outcomes: &[Outcome],
+    listing_failures: &[ListingFailure],
+    blobs: &BlobStats,
+    bytes: u64,
+    elapsed: Duration,
+    dry_run: bool,
+) -> String {
+    let mut out = String::new();
+    let totals = Totals::of(outcomes, listing_failures.len());
+    if totals.failed > 0 {
+        let _ = writeln!(out, "Failures ({}):", totals.failed);
+        for f in listing_failures {
+            let _ = writeln!(
+                out,
+                "  {}:* ({}): listing tags failed: {}",
+                f.repository, f.origin, f.error
+            );
+        }
+        for o in outcomes.iter().filter(|o| o.status == Status::Failed) {
+            let _ = writeln!(
+                out,
+                "  {} -> {} ({}): {}",
+                o.job.source,
+                o.job.destination,
+                o.job.origin,
+                o.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
+    let secs = elapsed.as_secs_f64();
+    if dry_run {
+        let _ = writeln!(
+            out,
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed; nothing was written ({secs:.1}s)",
+            totals.would_copy, totals.would_overwrite, totals.unchanged, totals.failed
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s",
+            totals.copied,
+            totals.unchanged,
+            totals.failed,
+            blobs.uploaded.load(Ordering::Relaxed),
+            blobs.mounted.load(Ordering::Relaxed),
+            blobs.present.load(Ordering::Relaxed),
+            human_bytes(bytes)
+        );
+    }
+    out
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_like_people_write_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

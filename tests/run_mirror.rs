@@ -1,0 +1,423 @@
+//! `image-mirror run` against real registries (Debian's docker-registry), checked through
+//! the registry API.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use support::*;
+
+const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn mapping(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write mapping");
+        path
+    }
+
+    /// Runs the binary with no ambient credentials or dry-run settings.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::cargo_bin("image-mirror").expect("binary");
+        cmd.env_remove("dry_run")
+            .env_remove("DRY_RUN")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("MAPPING_FILE_PREFIX")
+            .env("DOCKER_CONFIG", self.dir.path())
+            .env("RUST_LOG", "warn")
+            .arg("run")
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run image-mirror")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn tool_writes(reg: &Registry, mark: usize) -> Vec<Request> {
+    reg.write_requests_since(mark)
+        .into_iter()
+        .filter(|r| !r.is_harness())
+        .collect()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn every_manifest_kind_is_copied_byte_identical() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let v2 = seed_docker_image(&src, "team/v2", "1.0", &[layer(1, 3000), layer(2, 5000)]);
+    let oci = seed_oci_image(&src, "team/oci", "1.0", &[layer(3, 4000)]);
+    let index = seed_oci_index(&src, "team/index", "1.0", TWO_PLATFORMS, 10);
+    let list = seed_docker_list(&src, "team/list", "1.0", TWO_PLATFORMS, 20);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "mapping_all",
+        &format!(
+            "# every kind\n{s}/team/v2:1.0 {d}/mirror/v2:1.0\n{s}/team/oci:1.0={d}/mirror/oci:1.0\n\
+             {s}/team/index:1.0 {d}/mirror/index\n{s}/team/list:1.0 {d}/mirror/list:stable\n"
+        ),
+    );
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("4 images copied, 0 unchanged, 0 failed"),
+        "{stdout}"
+    );
+    for (repo, tag, seeded) in [
+        ("mirror/v2", "1.0", &v2),
+        ("mirror/oci", "1.0", &oci),
+        ("mirror/index", "1.0", &index),
+        ("mirror/list", "stable", &list),
+    ] {
+        assert_eq!(
+            dst.manifest_digest(repo, tag).as_deref(),
+            Some(seeded.digest.as_str()),
+            "{repo}:{tag}"
+        );
+        let (media_type, _) = dst.manifest(repo, tag).expect("manifest");
+        assert_eq!(media_type, seeded.media_type);
+        dst.assert_complete(repo, tag);
+        for child in &seeded.children {
+            assert_eq!(
+                dst.manifest_digest(repo, child).as_deref(),
+                Some(child.as_str())
+            );
+        }
+    }
+}
+
+#[test]
+fn wildcards_three_destinations_and_shared_layers() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let base = layer(100, 6000);
+    for (i, tag) in ["v1.0", "v1.1", "v2.0", "latest"].iter().enumerate() {
+        seed_docker_image(
+            &src,
+            "team/app",
+            tag,
+            &[base.clone(), layer(200 + i as u64, 1000)],
+        );
+    }
+    let tool = seed_oci_image(&src, "team/tool", "3", &[base.clone(), layer(300, 1000)]);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "mapping_wild",
+        &format!("{s}/team/app:v1.* {d}/mirror/app\n{s}/team/tool:3 {d}/a/tool {d}/b/tool:three\t{d}/c/tool:3 # three\n"),
+    );
+    let mark = dst.mark();
+    let out = ws.run(&["--insecure", "--max-per-registry=3", p(&file)]);
+    expect_code(&out, 0);
+    assert_eq!(dst.tags("mirror/app"), ["v1.0", "v1.1"]);
+    for (repo, tag) in [("a/tool", "3"), ("b/tool", "three"), ("c/tool", "3")] {
+        assert_eq!(
+            dst.manifest_digest(repo, tag).as_deref(),
+            Some(tool.digest.as_str()),
+            "{repo}"
+        );
+        dst.assert_complete(repo, tag);
+    }
+    // The base layer is needed by four destination repositories: uploaded once, mounted
+    // (or found) everywhere else.
+    let base_digest = sha256_digest(&base);
+    let writes = tool_writes(&dst, mark);
+    let param = |r: &Request, name: &str| r.query_param(name).map(|v| v.replace("%3A", ":"));
+    let uploads = writes
+        .iter()
+        .filter(|r| {
+            r.method == "PUT" && param(r, "digest").as_deref() == Some(base_digest.as_str())
+        })
+        .count();
+    let mounts = writes
+        .iter()
+        .filter(|r| {
+            r.is_mount()
+                && r.status == 201
+                && param(r, "mount").as_deref() == Some(base_digest.as_str())
+        })
+        .count();
+    assert_eq!(uploads, 1, "{writes:#?}");
+    assert_eq!(mounts, 3, "{writes:#?}");
+}
+
+#[test]
+fn a_second_run_moves_nothing_and_writes_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(1, 2000)]);
+    seed_oci_index(&src, "team/multi", "1", TWO_PLATFORMS, 5);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "m",
+        &format!("{s}/team/app:1 {d}/app:1\n{s}/team/multi:* {d}/multi\n"),
+    );
+    expect_code(&ws.run(&["--insecure", p(&file)]), 0);
+    let (src_mark, dst_mark) = (src.mark(), dst.mark());
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("0 images copied, 2 unchanged, 0 failed; blobs: 0 uploaded, 0 mounted"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" 0 B moved"), "{stdout}");
+    assert_eq!(tool_writes(&dst, dst_mark), []);
+    assert_eq!(tool_writes(&src, src_mark), []);
+    // One request per unchanged tag at the destination (a HEAD), beyond authentication.
+    let heads = dst
+        .requests_since(dst_mark)
+        .into_iter()
+        .filter(|r| !r.is_harness() && r.method == "HEAD")
+        .count();
+    assert_eq!(heads, 2);
+}
+
+#[test]
+fn a_dry_run_prints_the_plan_and_writes_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 2000)]);
+    let old = seed_docker_image(&dst, "app", "2", &[layer(9, 100)]);
+    seed_docker_image(&src, "team/app", "2", &[layer(2, 2000)]);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "m",
+        &format!("{s}/team/app:1 {d}/app:1\n{s}/team/app:2 {d}/app:2\n"),
+    );
+    for (args, env) in [
+        (vec!["--insecure", "--dry-run", p(&file)], vec![]),
+        (vec!["--insecure", p(&file)], vec![("dry_run", "TRUE")]),
+        (vec!["--insecure", p(&file)], vec![("DRY_RUN", "true")]),
+    ] {
+        let mark = dst.mark();
+        let out = ws.run_with_env(&args, &env);
+        expect_code(&out, 0);
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "  1  <- {s}/team/app:1  {}  would copy",
+                app.digest
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("would overwrite {}", old.digest)),
+            "{stdout}"
+        );
+        assert_eq!(tool_writes(&dst, mark), []);
+        assert_eq!(dst.tags("app"), ["2"]);
+    }
+    let out = ws.run_with_env(&["--insecure", p(&file)], &[("dry_run", "yes")]);
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("dry_run"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_source_fails_that_image_only() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let good = seed_docker_image(&src, "team/app", "1", &[layer(1, 2000)]);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "mapping_x",
+        &format!("{s}/team/app:1 {d}/app:1\n{s}/team/app:nope {d}/app:nope\n"),
+    );
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 1);
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(good.digest.as_str())
+    );
+    assert_eq!(dst.tags("app"), ["1"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("1 images copied, 0 unchanged, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}:2:1", file.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("MANIFEST_UNKNOWN") || stdout.contains("manifest unknown"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn filter_by_os_keeps_the_matching_platform() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let list = seed_docker_list(&src, "team/multi", "1", TWO_PLATFORMS, 7);
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/multi:1 {d}/multi:1\n"));
+    let out = ws.run(&["--insecure", "--filter-by-os=linux/amd64", p(&file)]);
+    expect_code(&out, 0);
+    let (media_type, body) = dst.manifest("multi", "1").expect("list");
+    assert_eq!(media_type, DOCKER_MANIFEST_LIST);
+    let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let platforms: Vec<String> = doc["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or(""),
+                m["platform"]["architecture"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64"]);
+    assert_ne!(dst.manifest_digest("multi", "1"), Some(list.digest.clone()));
+    dst.assert_complete("multi", "1");
+    assert!(
+        dst.manifest_digest("multi", &list.children[1]).is_none(),
+        "arm64 child was copied"
+    );
+}
+
+#[test]
+fn a_64_mib_layer_streams_through() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let big = seed_docker_image(&src, "team/big", "1", &[layer(42, 64 * 1024 * 1024)]);
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/big:1 {d}/big:1\n"));
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("big", "1").as_deref(),
+        Some(big.digest.as_str())
+    );
+    dst.assert_complete("big", "1");
+    assert!(
+        text(&out.stdout).contains("64.0 MiB moved"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_contacts_no_registry() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(1, 100)]);
+    let ws = Workspace::new();
+    let good = ws.mapping("a", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let bad = ws.mapping("b", &format!("{s}/team/App:1 {d}/app:2\n"));
+    let (src_mark, dst_mark) = (src.mark(), dst.mark());
+    let out = ws.run(&["--insecure", p(&good), p(&bad)]);
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains(&format!("{}:1:", bad.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    let contacted = |reg: &Registry, mark| {
+        reg.requests_since(mark)
+            .into_iter()
+            .filter(|r| !r.is_harness())
+            .count()
+    };
+    assert_eq!(contacted(&src, src_mark), 0);
+    assert_eq!(contacted(&dst, dst_mark), 0);
+}
+
+#[test]
+fn conflicts_found_after_expansion_stop_before_any_write() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/a", "v1", &[layer(1, 100)]);
+    seed_docker_image(&src, "team/b", "v1", &[layer(2, 100)]);
+    let ws = Workspace::new();
+    let file = ws.mapping(
+        "m",
+        &format!("{s}/team/a:v* {d}/app\n{s}/team/b:v1 {d}/app:v1\n"),
+    );
+    let mark = dst.mark();
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("written by two different sources"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(tool_writes(&dst, mark), []);
+}
+
+#[test]
+fn oc_job_flags_are_accepted() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 100)]);
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let config = ws.mapping("config.json", "{\"auths\":{}}");
+    let f = format!("-f={}", file.display());
+    let out = ws.run(&[
+        "--keep-manifest-list",
+        "-a",
+        p(&config),
+        &f,
+        "--skip-multiple-scopes",
+        "--continue-on-error",
+        "--max-per-registry=3",
+        "--dry-run=false",
+        "--insecure=true",
+    ]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(app.digest.as_str())
+    );
+}
