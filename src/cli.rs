@@ -37,6 +37,16 @@ pub enum Command {
     /// Validate mapping files and report every error, without contacting any registry.
     Check(MappingArgs),
     /// Mirror every mapped image (wildcards expanded) into the destination registries.
+    #[command(
+        long_about = "Mirror every mapped image (wildcards expanded) into the destination registries.\n\n\
+        Manifests are copied byte for byte, so digests are preserved; blobs are streamed and \
+        checked against their digest before they are committed; tags are written last.\n\n\
+        Where this deliberately differs from `oc image mirror`: a tag that already has the \
+        source digest is left alone (oc re-PUTs every manifest on every run); the dry run asks \
+        the destinations and shows what would really change (oc's never does, and lists every \
+        blob as needing a copy); manifest lists are copied whole unless --filter-by-os says \
+        otherwise (oc keeps only the host's platform unless told otherwise)."
+    )]
     Run(Box<RunArgs>),
 }
 
@@ -108,6 +118,25 @@ pub struct RunArgs {
     /// Re-push blobs and manifests even when the destination already has them.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub force: bool,
+
+    /// Further attempts for a failed image (with exponential backoff) before it counts as
+    /// failed.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+
+    /// Write a JSON report of every destination tag and the totals here (schema in README).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// Work only on shard INDEX of COUNT (e.g. `0/4`): destination repositories are split by
+    /// a stable hash, so COUNT runs together cover the plan exactly once.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "shard_count")]
+    pub shard: Option<String>,
+
+    /// Split into COUNT shards and take the one in JOB_COMPLETION_INDEX (set by a Kubernetes
+    /// Indexed Job).
+    #[arg(long, value_name = "COUNT")]
+    pub shard_count: Option<u32>,
 
     /// Accepted for oc compatibility: manifest lists are always kept whole.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]

@@ -10,16 +10,18 @@ use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use futures_util::future::try_join_all;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{BlobRef, Content, Manifest};
 use crate::plan::{CopyJob, Plan};
+use crate::progress::Progress;
 use crate::reference::{Digest, Repository};
 use crate::registry::{Registries, RegistryClient};
 
@@ -29,7 +31,12 @@ pub struct ExecuteOptions {
     pub force: bool,
     pub max_registry: usize,
     pub filter_by_os: Option<regex::Regex>,
+    /// Further attempts after a failed copy.
+    pub retries: u32,
 }
+
+/// The first wait before retrying a failed copy; doubled each attempt.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,6 +46,8 @@ pub enum Status {
     Failed,
     WouldCopy,
     WouldOverwrite,
+    /// Not done: the run was interrupted first.
+    Cancelled,
 }
 
 impl Status {
@@ -49,6 +58,7 @@ impl Status {
             Status::Failed => "failed",
             Status::WouldCopy => "would copy",
             Status::WouldOverwrite => "would overwrite",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -63,6 +73,9 @@ pub struct Outcome {
     pub previous: Option<Digest>,
     pub error: Option<String>,
     pub duration: Duration,
+    /// Blob bytes this copy uploaded (blobs found, mounted or uploaded by another copy: 0).
+    pub bytes: u64,
+    pub attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -100,12 +113,30 @@ pub struct Executor {
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
     pub blobs: BlobStats,
+    /// Retries made, over all copies.
+    pub retries: AtomicUsize,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+}
+
+/// Where one copy reads and writes, and its byte counter.
+struct Route<'a> {
+    src: &'a RegistryClient,
+    dst: &'a RegistryClient,
+    src_repo: &'a Repository,
+    dst_repo: &'a Repository,
+    moved: &'a AtomicU64,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Executor {
-    pub fn new(registries: Registries, options: ExecuteOptions) -> Self {
+    pub fn new(
+        registries: Registries,
+        options: ExecuteOptions,
+        progress: Arc<Progress>,
+        cancel: CancellationToken,
+    ) -> Self {
         Self {
             registries,
             options,
@@ -114,6 +145,9 @@ impl Executor {
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
             blobs: BlobStats::default(),
+            retries: AtomicUsize::new(0),
+            progress,
+            cancel,
         }
     }
 
@@ -169,14 +203,10 @@ impl Executor {
                 }
                 Err(e) => {
                     if let Some(job) = pending.remove(&e.id()) {
-                        outcomes.push(Outcome {
-                            job,
-                            status: Status::Failed,
-                            source_digest: None,
-                            previous: None,
-                            error: Some(format!("internal error: {e}")),
-                            duration: Duration::ZERO,
-                        });
+                        let mut outcome = Outcome::new(job);
+                        outcome.status = Status::Failed;
+                        outcome.error = Some(format!("internal error: {e}"));
+                        outcomes.push(outcome);
                     }
                 }
             }
@@ -184,31 +214,58 @@ impl Executor {
         outcomes
     }
 
+    /// One copy with its retries. Once the run is cancelled nothing new starts, and an
+    /// in-flight copy is abandoned before its tag is written.
     async fn run_job(&self, job: CopyJob) -> Outcome {
         let started = Instant::now();
-        let mut source_digest = None;
-        let mut previous = None;
-        let result = self.copy(&job, &mut source_digest, &mut previous).await;
-        let (status, error) = match result {
-            Ok(status) => (status, None),
-            Err(e) => (Status::Failed, Some(format!("{e:#}"))),
-        };
-        match &error {
-            None => {
-                tracing::info!(source = %job.source, destination = %job.destination, status = status.label(), "image done")
+        let mut outcome = Outcome::new(job);
+        let mut backoff = RETRY_BACKOFF;
+        while !self.cancel.is_cancelled() {
+            outcome.attempts += 1;
+            let moved = AtomicU64::new(0);
+            let attempt = tokio::select! {
+                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &moved) => Some(result),
+                _ = self.cancel.cancelled() => None,
+            };
+            outcome.bytes += moved.load(Ordering::Relaxed);
+            match attempt {
+                None => {
+                    outcome.status = Status::Cancelled;
+                    break;
+                }
+                Some(Ok(status)) => {
+                    outcome.status = status;
+                    outcome.error = None;
+                    break;
+                }
+                Some(Err(e)) => {
+                    outcome.status = Status::Failed;
+                    outcome.error = Some(format!("{e:#}"));
+                    if outcome.attempts > self.options.retries {
+                        break;
+                    }
+                    tracing::info!(destination = %outcome.job.destination, attempt = outcome.attempts, error = %format!("{e:#}"), "copy failed; retrying in {backoff:?}");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.cancel.cancelled() => break,
+                    }
+                    backoff *= 2;
+                }
             }
-            Some(e) => {
+        }
+        outcome.duration = started.elapsed();
+        let job = &outcome.job;
+        match (&outcome.status, &outcome.error) {
+            (Status::Failed, Some(e)) => {
                 tracing::warn!(source = %job.source, destination = %job.destination, origin = %job.origin, error = %e, "image failed")
             }
+            (status, _) => {
+                tracing::info!(source = %job.source, destination = %job.destination, status = status.label(), "image done")
+            }
         }
-        Outcome {
-            job,
-            status,
-            source_digest,
-            previous,
-            error,
-            duration: started.elapsed(),
-        }
+        self.progress.image_done(outcome.status == Status::Failed);
+        outcome
     }
 
     async fn copy(
@@ -216,6 +273,7 @@ impl Executor {
         job: &CopyJob,
         source_digest: &mut Option<Digest>,
         previous: &mut Option<Digest>,
+        moved: &AtomicU64,
     ) -> Result<Status> {
         let src = self
             .registries
@@ -252,14 +310,14 @@ impl Executor {
                 Status::WouldCopy
             });
         }
-        self.ensure_content(
-            &src,
-            &dst,
-            &job.source.repository,
-            &job.destination.repository,
-            manifest.clone(),
-        )
-        .await?;
+        let route = Route {
+            src: &src,
+            dst: &dst,
+            src_repo: &job.source.repository,
+            dst_repo: &job.destination.repository,
+            moved,
+        };
+        self.ensure_content(&route, manifest.clone()).await?;
         dst.push_manifest(dst_path, tag, &manifest).await?;
         Ok(Status::Copied)
     }
@@ -284,48 +342,28 @@ impl Executor {
         Ok(manifest.clone())
     }
 
-    /// Everything `manifest` references exists in `dst_repo`: blobs, and for an index its
-    /// children (pushed by digest). Done once per repository and manifest.
+    /// Everything `manifest` references exists in the destination repository: blobs, and for
+    /// an index its children (pushed by digest). Done once per repository and manifest.
     fn ensure_content<'a>(
         &'a self,
-        src: &'a Arc<RegistryClient>,
-        dst: &'a Arc<RegistryClient>,
-        src_repo: &'a Repository,
-        dst_repo: &'a Repository,
+        route: &'a Route<'a>,
         manifest: Arc<Manifest>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let cell = self
                 .content
-                .cell((dst_repo.clone(), manifest.digest.clone()));
+                .cell((route.dst_repo.clone(), manifest.digest.clone()));
             cell.get_or_try_init(|| async {
                 match &manifest.content {
                     Content::Image { blobs } => {
-                        try_join_all(
-                            blobs
-                                .iter()
-                                .map(|b| self.ensure_blob(src, dst, src_repo, dst_repo, b)),
-                        )
-                        .await?;
+                        try_join_all(blobs.iter().map(|b| self.ensure_blob(route, b))).await?;
                     }
                     Content::Index { children } => {
-                        try_join_all(children.iter().map(|child| async move {
-                            let child = self
-                                .source_manifest(src, src_repo, child.digest.as_str())
-                                .await?;
-                            if !self.options.force
-                                && dst
-                                    .manifest_digest(dst_repo.path(), child.digest.as_str())
-                                    .await?
-                                    .is_some()
-                            {
-                                return Ok::<_, anyhow::Error>(());
-                            }
-                            self.ensure_content(src, dst, src_repo, dst_repo, child.clone())
-                                .await?;
-                            dst.push_manifest(dst_repo.path(), child.digest.as_str(), &child)
-                                .await
-                        }))
+                        try_join_all(
+                            children
+                                .iter()
+                                .map(|child| self.ensure_child(route, &child.digest)),
+                        )
                         .await?;
                     }
                 }
@@ -336,33 +374,50 @@ impl Executor {
         })
     }
 
-    /// One blob into `dst_repo`, handled once per repository however many images share it.
-    async fn ensure_blob(
-        &self,
-        src: &Arc<RegistryClient>,
-        dst: &Arc<RegistryClient>,
-        src_repo: &Repository,
-        dst_repo: &Repository,
-        blob: &BlobRef,
-    ) -> Result<()> {
+    /// A child of an index: its content, then the child itself by digest.
+    async fn ensure_child(&self, route: &Route<'_>, digest: &Digest) -> Result<()> {
+        let child = self
+            .source_manifest(route.src, route.src_repo, digest.as_str())
+            .await?;
+        // A registry accepts a manifest only when everything it references is there, so a
+        // child that exists is complete.
+        if !self.options.force
+            && route
+                .dst
+                .manifest_digest(route.dst_repo.path(), digest.as_str())
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.ensure_content(route, child.clone()).await?;
+        route
+            .dst
+            .push_manifest(route.dst_repo.path(), digest.as_str(), &child)
+            .await
+    }
+
+    /// One blob into the destination repository, handled once per repository however many
+    /// images share it.
+    async fn ensure_blob(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
         let cell = self
             .blobs_in_repo
-            .cell((dst_repo.clone(), blob.digest.clone()));
-        cell.get_or_try_init(|| self.place_blob(src, dst, src_repo, dst_repo, blob))
+            .cell((route.dst_repo.clone(), blob.digest.clone()));
+        cell.get_or_try_init(|| self.place_blob(route, blob))
             .await?;
         Ok(())
     }
 
     /// Skip if there, mount if this registry has it elsewhere, else stream it from the
     /// source — once per destination registry per run.
-    async fn place_blob(
-        &self,
-        src: &Arc<RegistryClient>,
-        dst: &Arc<RegistryClient>,
-        src_repo: &Repository,
-        dst_repo: &Repository,
-        blob: &BlobRef,
-    ) -> Result<()> {
+    async fn place_blob(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
+        let Route {
+            src,
+            dst,
+            src_repo,
+            dst_repo,
+            ..
+        } = *route;
         let force = self.options.force;
         if !force && dst.blob_exists(dst_repo.path(), &blob.digest).await? {
             self.blobs.present.fetch_add(1, Ordering::Relaxed);
@@ -383,7 +438,7 @@ impl Executor {
         let uploaded_here = AtomicBool::new(false);
         let landed = cell
             .get_or_try_init(|| async {
-                self.transfer(src, dst, src_repo, dst_repo, blob).await?;
+                self.transfer(route, blob).await?;
                 uploaded_here.store(true, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(dst_repo.clone())
             })
@@ -404,21 +459,21 @@ impl Executor {
             self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        self.transfer(src, dst, src_repo, dst_repo, blob).await?;
+        self.transfer(route, blob).await?;
         self.blobs.uploaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Streams one blob from source to destination, holding a request slot on each (taken in
     /// host order, two at once within one registry, so copies cannot deadlock).
-    async fn transfer(
-        &self,
-        src: &RegistryClient,
-        dst: &RegistryClient,
-        src_repo: &Repository,
-        dst_repo: &Repository,
-        blob: &BlobRef,
-    ) -> Result<()> {
+    async fn transfer(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
+        let Route {
+            src,
+            dst,
+            src_repo,
+            dst_repo,
+            moved,
+        } = *route;
         let _permits = if src.host() == dst.host() {
             (dst.permit(2).await, None)
         } else if src.host() < dst.host() {
@@ -428,10 +483,28 @@ impl Executor {
             let b = dst.permit(1).await;
             (b, Some(src.permit(1).await))
         };
+        let _active = self.progress.transfer();
         tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
         let stream = src.pull_blob(src_repo.path(), &blob.digest).await?;
         dst.push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
             .await
-            .map_err(|e| anyhow!("{e:#} (copying from {src_repo})"))
+            .map_err(|e| anyhow!("{e:#} (copying from {src_repo})"))?;
+        moved.fetch_add(blob.size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Outcome {
+    fn new(job: CopyJob) -> Outcome {
+        Outcome {
+            job,
+            status: Status::Cancelled,
+            source_digest: None,
+            previous: None,
+            error: None,
+            duration: Duration::ZERO,
+            bytes: 0,
+            attempts: 0,
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! The pipeline, one module per stage: [`inputs`] finds and parses mapping files ([`mapping`],
 //! [`reference`]); [`plan`] expands wildcards into batches per destination repository;
 //! [`execute`] copies through [`registry`], the only module that speaks to registries;
-//! [`report`] tells the operator what happened.
+//! [`report`] and [`progress`] tell the operator what happened.
 
 pub mod check;
 pub mod cli;
@@ -15,6 +15,7 @@ pub mod inputs;
 pub mod manifest;
 pub mod mapping;
 pub mod plan;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod report;

@@ -24,6 +24,7 @@ pub struct Totals {
     pub failed: usize,
     pub would_copy: usize,
     pub would_overwrite: usize,
+    pub cancelled: usize,
 }
 
 impl Totals {
@@ -39,6 +40,7 @@ impl Totals {
                 Status::Failed => t.failed += 1,
                 Status::WouldCopy => t.would_copy += 1,
                 Status::WouldOverwrite => t.would_overwrite += 1,
+                Status::Cancelled => t.cancelled += 1,
             }
         }
         t
@@ -80,9 +82,7 @@ pub fn summary(
     outcomes: &[Outcome],
     listing_failures: &[ListingFailure],
     blobs: &BlobStats,
-    bytes: u64,
-    elapsed: Duration,
-    dry_run: bool,
+    figures: RunFigures,
 ) -> String {
     let mut out = String::new();
     let totals = Totals::of(outcomes, listing_failures.len());
@@ -106,8 +106,15 @@ pub fn summary(
             );
         }
     }
-    let secs = elapsed.as_secs_f64();
-    if dry_run {
+    if totals.cancelled > 0 {
+        let _ = writeln!(
+            out,
+            "interrupted: {} images not done; the next run picks them up",
+            totals.cancelled
+        );
+    }
+    let secs = figures.elapsed.as_secs_f64();
+    if figures.dry_run {
         let _ = writeln!(
             out,
             "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed; nothing was written ({secs:.1}s)",
@@ -116,17 +123,139 @@ pub fn summary(
     } else {
         let _ = writeln!(
             out,
-            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s",
+            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
             totals.copied,
             totals.unchanged,
             totals.failed,
             blobs.uploaded.load(Ordering::Relaxed),
             blobs.mounted.load(Ordering::Relaxed),
             blobs.present.load(Ordering::Relaxed),
-            human_bytes(bytes)
+            human_bytes(figures.bytes),
+            if figures.retries > 0 {
+                format!(" ({} retries)", figures.retries)
+            } else {
+                String::new()
+            }
         );
     }
     out
+}
+
+/// Extra figures the summary and the JSON report share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFigures {
+    pub bytes: u64,
+    pub retries: usize,
+    pub elapsed: Duration,
+    pub dry_run: bool,
+}
+
+/// The machine-readable report (`--report PATH`); its schema is documented in README.md.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub version: u32,
+    pub dry_run: bool,
+    pub interrupted: bool,
+    pub elapsed_seconds: f64,
+    pub totals: JsonTotals,
+    pub images: Vec<JsonImage<'a>>,
+    pub listing_failures: Vec<JsonListingFailure<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonTotals {
+    pub images: usize,
+    pub copied: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub would_copy: usize,
+    pub would_overwrite: usize,
+    pub cancelled: usize,
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub bytes: u64,
+    pub retries: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonImage<'a> {
+    pub destination: String,
+    pub source: String,
+    pub source_digest: Option<&'a str>,
+    pub previous_digest: Option<&'a str>,
+    pub file: &'a str,
+    pub line: usize,
+    pub status: Status,
+    pub bytes: u64,
+    pub duration_seconds: f64,
+    pub attempts: u32,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonListingFailure<'a> {
+    pub source: String,
+    pub file: &'a str,
+    pub line: usize,
+    pub error: &'a str,
+}
+
+pub fn json_report<'a>(
+    outcomes: &'a [Outcome],
+    listing_failures: &'a [ListingFailure],
+    blobs: &BlobStats,
+    figures: RunFigures,
+    interrupted: bool,
+) -> JsonReport<'a> {
+    let t = Totals::of(outcomes, listing_failures.len());
+    let mut images: Vec<JsonImage> = outcomes
+        .iter()
+        .map(|o| JsonImage {
+            destination: o.job.destination.to_string(),
+            source: o.job.source.to_string(),
+            source_digest: o.source_digest.as_ref().map(|d| d.as_str()),
+            previous_digest: o.previous.as_ref().map(|d| d.as_str()),
+            file: &o.job.origin.file,
+            line: o.job.origin.line,
+            status: o.status,
+            bytes: o.bytes,
+            duration_seconds: o.duration.as_secs_f64(),
+            attempts: o.attempts,
+            error: o.error.as_deref(),
+        })
+        .collect();
+    images.sort_by(|a, b| a.destination.cmp(&b.destination));
+    JsonReport {
+        version: 1,
+        dry_run: figures.dry_run,
+        interrupted,
+        elapsed_seconds: figures.elapsed.as_secs_f64(),
+        totals: JsonTotals {
+            images: outcomes.len(),
+            copied: t.copied,
+            unchanged: t.unchanged,
+            failed: t.failed,
+            would_copy: t.would_copy,
+            would_overwrite: t.would_overwrite,
+            cancelled: t.cancelled,
+            blobs_uploaded: blobs.uploaded.load(Ordering::Relaxed),
+            blobs_mounted: blobs.mounted.load(Ordering::Relaxed),
+            blobs_present: blobs.present.load(Ordering::Relaxed),
+            bytes: figures.bytes,
+            retries: figures.retries,
+        },
+        images,
+        listing_failures: listing_failures
+            .iter()
+            .map(|f| JsonListingFailure {
+                source: f.repository.to_string(),
+                file: &f.origin.file,
+                line: f.origin.line,
+                error: &f.error,
+            })
+            .collect(),
+    }
 }
 
 pub fn human_bytes(bytes: u64) -> String {

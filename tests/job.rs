@@ -1,0 +1,322 @@
+//! The periodic-job side of `run`: JSON report, shards, interruption, default mapping
+//! directory handling — against real registries.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin;
+use support::*;
+
+fn base_command(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("image-mirror").expect("binary");
+    cmd.env_remove("dry_run")
+        .env_remove("DRY_RUN")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("MAPPING_FILE_PREFIX")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env("DOCKER_CONFIG", dir)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report is JSON")
+}
+
+#[test]
+fn the_json_report_lists_every_tag_with_its_line() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 3000)]);
+    seed_docker_image(&dst, "same", "1", &[layer(2, 3000)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file_a = write(
+        dir.path(),
+        "mapping_a",
+        &format!("# a\n{s}/team/app:1 {d}/app:1 {d}/same:1\n"),
+    );
+    let file_b = write(
+        dir.path(),
+        "mapping_b",
+        &format!("{s}/team/app:missing {d}/app:missing\n"),
+    );
+    let report = dir.path().join("report.json");
+    let out = base_command(dir.path())
+        .args([
+            "run",
+            "--insecure",
+            "--retries=0",
+            "--report",
+            p(&report),
+            p(dir.path()),
+        ])
+        .output()
+        .expect("run");
+    expect_code(&out, 1);
+    let json = read_json(&report);
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["dry_run"], false);
+    let totals = &json["totals"];
+    assert_eq!(
+        (
+            totals["images"].as_u64(),
+            totals["copied"].as_u64(),
+            totals["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(totals["unchanged"], 0, "`same` held a different image");
+    let images = json["images"].as_array().expect("images");
+    let find = |dest: &str| {
+        images
+            .iter()
+            .find(|i| i["destination"] == dest)
+            .unwrap_or_else(|| panic!("{dest} not in {json:#}"))
+    };
+    let copied = find(&format!("{d}/app:1"));
+    assert_eq!(copied["status"], "copied");
+    assert_eq!(copied["source"], format!("{s}/team/app:1"));
+    assert_eq!(copied["source_digest"], app.digest);
+    assert_eq!(copied["file"], p(&file_a));
+    assert_eq!(copied["line"], 2);
+    assert!(copied["bytes"].as_u64().unwrap_or(0) >= 3000, "{copied}");
+    let failed = find(&format!("{d}/app:missing"));
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["file"], p(&file_b));
+    assert_eq!(failed["line"], 1);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("team/app:missing"),
+        "{failed}"
+    );
+    let overwritten = find(&format!("{d}/same:1"));
+    assert_eq!(overwritten["status"], "copied");
+    assert!(
+        overwritten["previous_digest"]
+            .as_str()
+            .is_some_and(|p| p != app.digest)
+    );
+
+    // A dry run reports what it would do.
+    let out = base_command(dir.path())
+        .args([
+            "run",
+            "--insecure",
+            "--dry-run",
+            "--report",
+            p(&report),
+            p(&file_a),
+        ])
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    let json = read_json(&report);
+    assert_eq!(json["dry_run"], true);
+    let statuses: Vec<&str> = json["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|i| i["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["unchanged", "unchanged"]);
+}
+
+#[test]
+fn shards_split_the_work_and_together_cover_it() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut mapping = String::new();
+    for i in 0..12 {
+        seed_oci_image(&src, &format!("team/app{i}"), "v1", &[layer(i, 500)]);
+        mapping.push_str(&format!("{s}/team/app{i}:v1 {d}/mirror/app{i}:v1\n"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "m", &mapping);
+    let mut copied_per_shard = Vec::new();
+    for index in 0..3 {
+        let report = dir.path().join(format!("r{index}.json"));
+        let out = base_command(dir.path())
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .args([
+                "run",
+                "--insecure",
+                "--shard-count=3",
+                "--report",
+                p(&report),
+                p(&file),
+            ])
+            .output()
+            .expect("run");
+        expect_code(&out, 0);
+        let json = read_json(&report);
+        let copied = json["totals"]["copied"].as_u64().unwrap_or(0);
+        assert_eq!(
+            copied,
+            json["totals"]["images"].as_u64().unwrap_or(99),
+            "a shard only plans its own part"
+        );
+        copied_per_shard.push(copied);
+    }
+    assert_eq!(
+        copied_per_shard.iter().sum::<u64>(),
+        12,
+        "{copied_per_shard:?}"
+    );
+    assert!(
+        copied_per_shard.iter().all(|&c| c < 12),
+        "one shard did everything: {copied_per_shard:?}"
+    );
+    for i in 0..12 {
+        assert_eq!(dst.tags(&format!("mirror/app{i}")), ["v1"]);
+    }
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_next_run_finishes() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut mapping = String::new();
+    for i in 0..16 {
+        seed_docker_image(
+            &src,
+            &format!("team/big{i}"),
+            "1",
+            &[layer(1000 + i, 8 * 1024 * 1024)],
+        );
+        mapping.push_str(&format!("{s}/team/big{i}:1 {d}/big{i}:1\n"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "m", &mapping);
+    let report = dir.path().join("report.json");
+    let mark = dst.mark();
+    let child = StdCommand::new(cargo_bin("image-mirror"))
+        .env_remove("dry_run")
+        .env_remove("DRY_RUN")
+        .env("DOCKER_CONFIG", dir.path())
+        .env("RUST_LOG", "warn")
+        .args([
+            "run",
+            "--insecure",
+            "--max-per-registry=2",
+            "--report",
+            p(&report),
+            p(&file),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the first blob upload has started at the destination, then stop the job.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dst
+        .requests_since(mark)
+        .iter()
+        .any(|r| !r.is_harness() && r.method == "POST")
+    {
+        assert!(Instant::now() < deadline, "the run never started uploading");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY-free: plain kill(1) sends SIGTERM.
+    let killed = StdCommand::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    expect_code(&out, 143);
+    let json = read_json(&report);
+    assert_eq!(json["interrupted"], true);
+    let cancelled = json["totals"]["cancelled"].as_u64().unwrap_or(0);
+    assert!(cancelled > 0, "{json:#}");
+    // Whatever was tagged is complete.
+    for i in 0..16 {
+        let repo = format!("big{i}");
+        if !dst.tags(&repo).is_empty() {
+            dst.assert_complete(&repo, "1");
+        }
+    }
+    // The next run completes the mirror without redoing what was done.
+    let out = base_command(dir.path())
+        .args(["run", "--insecure", "--report", p(&report), p(&file)])
+        .output()
+        .expect("rerun");
+    expect_code(&out, 0);
+    let json = read_json(&report);
+    let t = &json["totals"];
+    assert_eq!(
+        t["copied"].as_u64().unwrap_or(0) + t["unchanged"].as_u64().unwrap_or(0),
+        16
+    );
+    assert_eq!(t["copied"].as_u64(), Some(cancelled), "{json:#}");
+    for i in 0..16 {
+        dst.assert_complete(&format!("big{i}"), "1");
+    }
+}
+
+#[test]
+fn mapping_directories_honour_the_prefix_variable() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(1, 100)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maps = dir.path().join("maps");
+    std::fs::create_dir(&maps).expect("mkdir");
+    write(
+        &maps,
+        "mapping_ours",
+        &format!("{s}/team/app:1 {d}/ours:1\n"),
+    );
+    write(
+        &maps,
+        "other_theirs",
+        &format!("{s}/team/app:1 {d}/theirs:1\n"),
+    );
+    let out = base_command(dir.path())
+        .env("MAPPING_FILE_PREFIX", "mapping_")
+        .args(["run", "--insecure", p(&maps)])
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    assert_eq!(dst.tags("ours"), ["1"]);
+    assert!(dst.tags("theirs").is_empty());
+}
