@@ -421,3 +421,72 @@ fn oc_job_flags_are_accepted() {
         Some(app.digest.as_str())
     );
 }
+
+#[test]
+fn within_one_registry_blobs_are_mounted_not_uploaded() {
+    let reg = Registry::start();
+    let h = reg.host();
+    let app = seed_docker_image(&reg, "team/app", "1", &[layer(1, 4000), layer(2, 4000)]);
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{h}/team/app:1 {h}/mirror/app:1\n"));
+    let mark = reg.mark();
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    assert_eq!(
+        reg.manifest_digest("mirror/app", "1").as_deref(),
+        Some(app.digest.as_str())
+    );
+    reg.assert_complete("mirror/app", "1");
+    let writes = tool_writes(&reg, mark);
+    let mounts = writes
+        .iter()
+        .filter(|r| r.is_mount() && r.status == 201)
+        .count();
+    let uploads = writes
+        .iter()
+        .filter(|r| r.method == "PUT" && r.query_param("digest").is_some())
+        .count();
+    assert_eq!((mounts, uploads), (app.blobs.len(), 0), "{writes:#?}");
+    assert!(
+        text(&out.stdout).contains(&format!("blobs: 0 uploaded, {} mounted", app.blobs.len())),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn force_rewrites_what_is_already_there() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 4000)]);
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/app:1 {d}/app:1\n"));
+    expect_code(&ws.run(&["--insecure", p(&file)]), 0);
+    let mark = dst.mark();
+    let out = ws.run(&["--insecure", "--force", p(&file)]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("1 images copied, 0 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    let writes = tool_writes(&dst, mark);
+    let manifest_puts = writes
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path().contains("/manifests/"))
+        .count();
+    let blob_puts = writes
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path().contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(
+        (manifest_puts, blob_puts),
+        (1, app.blobs.len()),
+        "{writes:#?}"
+    );
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(app.digest.as_str())
+    );
+}
