@@ -127,10 +127,20 @@ pub fn load(files: &[PathBuf]) -> Result<MappingSet, InputError> {
 }
 
 /// The identity of what a destination receives, to tell a conflict from a duplicate.
-#[derive(PartialEq, Eq, Hash, Clone)]
+#[derive(Clone)]
 enum Origin {
     Image(SourceImage),
     Wildcard(Repository),
+}
+
+impl Origin {
+    fn same_as(&self, other: &Origin) -> bool {
+        match (self, other) {
+            (Origin::Image(a), Origin::Image(b)) => a.same_content_as(b),
+            (Origin::Wildcard(a), Origin::Wildcard(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Destination tags (or, for wildcards, destination repository + pattern) written twice:
@@ -178,7 +188,7 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
                 }
                 Entry::Occupied(o) => {
                     let (first_origin, first_location) = o.get();
-                    if *first_origin == origin {
+                    if first_origin.same_as(&origin) {
                         out.push(Diagnostic::warning(
                             location.clone(),
                             format!("duplicate mapping to {shown} (also at {first_location})"),
@@ -229,6 +239,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("a:1:18"), "{text}");
+    }
+
+    #[test]
+    fn one_digest_named_two_ways_is_a_duplicate() {
+        let d = format!("sha256:{}", "d".repeat(64));
+        let text = format!("quay.io/a/b:v1@{d} reg.io/x/b:v1\nquay.io/a/b@{d} reg.io/x/b:v1\n");
+        let diags = set(&[("a", &text)]);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(!diags[0].is_error(), "{diags:?}");
+    }
+
+    #[test]
+    fn hosts_differing_in_case_conflict() {
+        let diags = set(&[("a", "quay.io/a/b:v1 Reg.io/x/b:v1\nquay.io/c/d:v1 reg.io/x/b:v1\n")]);
+        assert!(diags.iter().any(|d| d.is_error()), "{diags:?}");
     }
 
     #[test]

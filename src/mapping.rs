@@ -18,6 +18,15 @@ pub struct SourceImage {
 }
 
 impl SourceImage {
+    /// Whether two sources name the same content: the same digest when both are pinned,
+    /// else the same tag.
+    pub fn same_content_as(&self, other: &SourceImage) -> bool {
+        match (&self.digest, &other.digest) {
+            (Some(a), Some(b)) => self.repository == other.repository && a == b,
+            _ => self == other,
+        }
+    }
+
     /// What to ask the registry for: the digest when there is one, else the tag.
     pub fn reference(&self) -> String {
         match (&self.digest, &self.tag) {
@@ -442,6 +451,8 @@ fn wildcard_target(
 
 /// Parses a whole file's text.
 pub fn parse_text(file: &Arc<str>, text: &str) -> ParsedLine {
+    // Editors on some systems start files with a byte-order mark; it is not part of a line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = ParsedLine::default();
     for (i, line) in text.split('\n').enumerate() {
         let parsed = parse_line(file, i + 1, line);

@@ -117,7 +117,7 @@ pub fn plan(
         None => {
             jobs.insert(job.destination.clone(), job);
         }
-        Some(first) if first.source == job.source => {}
+        Some(first) if first.source.same_content_as(&job.source) => {}
         Some(first) => diagnostics.push(Diagnostic::error(
             job.origin.clone(),
             format!(

@@ -180,7 +180,10 @@ pub enum TagSpec {
 #[derive(Clone)]
 pub struct TagPattern {
     text: String,
-    matcher: globset::GlobMatcher,
+    glob: globset::Glob,
+    /// Compiled on first use: compiling costs far more than validating, and `check` never
+    /// matches.
+    matcher: std::sync::OnceLock<globset::GlobMatcher>,
 }
 
 impl TagPattern {
@@ -210,7 +213,8 @@ impl TagPattern {
             })?;
         Ok(TagPattern {
             text: text.to_owned(),
-            matcher: glob.compile_matcher(),
+            glob,
+            matcher: std::sync::OnceLock::new(),
         })
     }
 
@@ -223,7 +227,9 @@ impl TagPattern {
     }
 
     pub fn is_match(&self, tag: &str) -> bool {
-        self.matcher.is_match(tag)
+        self.matcher
+            .get_or_init(|| self.glob.compile_matcher())
+            .is_match(tag)
     }
     pub fn is_all(&self) -> bool {
         self.text == "*"
@@ -360,11 +366,14 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
     Ok(Repository { registry, path })
 }
 
+/// Host names are case-insensitive (DNS): fold them so `Quay.io` and `quay.io` are one
+/// registry.
 fn normalize_host(host: &str) -> String {
-    if DOCKER_HUB_ALIASES.contains(&host) {
+    let host = host.to_ascii_lowercase();
+    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
         DOCKER_HUB.to_owned()
     } else {
-        host.to_owned()
+        host
     }
 }
 
@@ -530,6 +539,13 @@ mod tests {
             parse("docker.io/nginx").to_string(),
             "docker.io/library/nginx"
         );
+    }
+
+    #[test]
+    fn hosts_are_case_insensitive() {
+        assert_eq!(parse("Quay.IO/a/b:v1").to_string(), "quay.io/a/b:v1");
+        assert_eq!(parse("Docker.io/nginx").to_string(), "docker.io/library/nginx");
+        assert_eq!(parse("Index.Docker.io/nginx").to_string(), "docker.io/library/nginx");
     }
 
     #[test]
