@@ -7,6 +7,25 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
 
+/// Selects mapping files in directories (the Prow jobs set it).
+pub const ENV_MAPPING_FILE_PREFIX: &str = "MAPPING_FILE_PREFIX";
+/// Set `true`/`false` by the Prow jobs and their rehearsals, in this order of precedence.
+pub const ENV_DRY_RUN: [&str; 2] = ["dry_run", "DRY_RUN"];
+/// A pod's index in a Kubernetes Indexed Job: the shard for `--shard-count`.
+pub const ENV_JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// Every environment variable the binary reads; deploy manifests may set only these.
+pub const ENV_VARS: &[&str] = &[
+    ENV_MAPPING_FILE_PREFIX,
+    ENV_DRY_RUN[0],
+    ENV_DRY_RUN[1],
+    ENV_JOB_COMPLETION_INDEX,
+    "REGISTRY_AUTH_FILE",
+    "DOCKER_CONFIG",
+    "HOME",
+    "RUST_LOG",
+    "IMAGE_MIRROR_CERTS_DIRS",
+];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "image-mirror",
@@ -48,6 +67,28 @@ pub enum Command {
         otherwise (oc keeps only the host's platform unless told otherwise)."
     )]
     Run(Box<RunArgs>),
+    /// Check that every tag of the given repositories points at a complete image: the
+    /// manifest, its index children and every blob exist. Exit 0 if so, 1 if not.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Repositories to walk, as `host[:port]/path`.
+    #[arg(value_name = "REPOSITORY", required = true)]
+    pub repositories: Vec<String>,
+
+    /// Docker config.json with registry credentials (as for `run`).
+    #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
+    pub registry_config: Option<PathBuf>,
+
+    /// Allow plain HTTP and unverified TLS for every registry.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub insecure: bool,
+
+    /// Most concurrent requests to one registry.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_per_registry: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -63,7 +104,7 @@ pub struct MappingArgs {
 
     /// In directories, read only files whose names start with this. Hidden files are always
     /// skipped.
-    #[arg(long, env = "MAPPING_FILE_PREFIX", value_name = "PREFIX")]
+    #[arg(long, env = ENV_MAPPING_FILE_PREFIX, value_name = "PREFIX")]
     pub prefix: Option<String>,
 }
 
@@ -99,6 +140,14 @@ pub struct RunArgs {
     /// Allow plain HTTP and unverified TLS for every registry (oc's flag).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub insecure: bool,
+
+    /// Allow plain HTTP and unverified TLS for this registry only (repeatable). Without it,
+    /// TLS is verified against the system's roots plus the CA certificates in
+    /// /etc/containers/certs.d/HOST[:PORT]/*.crt and /etc/docker/certs.d/HOST[:PORT]/*.crt
+    /// (env IMAGE_MIRROR_CERTS_DIRS, colon-separated, replaces those two base directories;
+    /// meant for tests).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
 
     /// Most concurrent requests to one registry.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -169,7 +218,7 @@ pub fn resolve_dry_run(
     if let Some(v) = flag {
         return Ok(v);
     }
-    for name in ["dry_run", "DRY_RUN"] {
+    for name in ENV_DRY_RUN {
         if let Some(value) = env(name) {
             return parse_bool(value.trim())
                 .map_err(|e| format!("environment variable {name}: {e}"));

@@ -35,6 +35,10 @@ pub struct ExecuteOptions {
     pub retries: u32,
 }
 
+/// Copies of one registry worked on at once. Requests are bounded per registry anyway; this
+/// bounds the memory of copies started and waiting (a 10,000-tag run).
+const MAX_JOBS_IN_FLIGHT: usize = 256;
+
 /// The first wait before retrying a failed copy; doubled each attempt.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -188,10 +192,15 @@ impl Executor {
     async fn run_jobs(self: Arc<Self>, jobs: Vec<CopyJob>) -> Vec<Outcome> {
         let mut set = JoinSet::new();
         let mut pending = HashMap::new();
+        let slots = Arc::new(Semaphore::new(MAX_JOBS_IN_FLIGHT));
         for job in jobs {
             let this = self.clone();
             let task_job = job.clone();
-            let handle = set.spawn(async move { this.run_job(task_job).await });
+            let slots = slots.clone();
+            let handle = set.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                this.run_job(task_job).await
+            });
             pending.insert(handle.id(), job);
         }
         let mut outcomes = Vec::with_capacity(pending.len());
@@ -419,6 +428,20 @@ impl Executor {
             ..
         } = *route;
         let force = self.options.force;
+        let cell = self
+            .uploads
+            .cell((dst.host().to_owned(), blob.digest.clone()));
+        // Uploaded to another repository of this registry earlier in the run: mount it
+        // straight away, no need to ask first.
+        if let Some(landed) = cell.get()
+            && landed != dst_repo
+            && dst
+                .mount_blob(dst_repo.path(), landed.path(), &blob.digest)
+                .await?
+        {
+            self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         if !force && dst.blob_exists(dst_repo.path(), &blob.digest).await? {
             self.blobs.present.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -432,9 +455,6 @@ impl Executor {
             self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let cell = self
-            .uploads
-            .cell((dst.host().to_owned(), blob.digest.clone()));
         let uploaded_here = AtomicBool::new(false);
         let landed = cell
             .get_or_try_init(|| async {

@@ -6,6 +6,7 @@
 //! [`execute`] copies through [`registry`], the only module that speaks to registries;
 //! [`report`] and [`progress`] tell the operator what happened.
 
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod credentials;
@@ -20,3 +21,4 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod verify;

@@ -1,47 +1,75 @@
-//! All registry I/O. Built on oci-client; the few requests it cannot make (tag lists that
-//! follow `Link`, a one-request manifest HEAD that tells "absent" apart, cross-repository
-//! mounts) go through reqwest with the same credentials.
+//! All registry I/O. Built on oci-client (blob existence, blob downloads with their digest
+//! check, manifest uploads); the requests it cannot make go through reqwest with the same
+//! TLS settings: tag lists that follow `Link`, manifests with their exact bytes in one GET,
+//! a one-request manifest HEAD that tells "absent" apart, cross-repository mounts, and blob
+//! uploads whose session is opened with a token that can be refreshed and retried (a
+//! stream given to oci-client cannot be replayed after a 401).
 //!
-//! One [`RegistryClient`] per registry host: oci-client keeps one credential per host per
-//! client, and the per-registry request limit lives here too.
+//! Authentication is ours ([`crate::auth`]): credentials are chosen per repository (an auth
+//! file may hold different robots for different organisations of one registry), tokens are
+//! scoped per repository and action (plus the source's pull for a mount), cached, refreshed
+//! before they expire, and fetched anew once when the registry answers 401. oci-client gets
+//! the current token put into its token cache before each call and never asks for one itself
+//! (no credential is ever stored in it).
+//!
+//! TLS: the system's roots, plus CA certificates from `/etc/containers/certs.d/HOST[:PORT]/`
+//! and `/etc/docker/certs.d/HOST[:PORT]/` (`*.crt`), as docker and podman read them. The
+//! environment variable `IMAGE_MIRROR_CERTS_DIRS` (colon-separated) replaces those two base
+//! directories; it exists for tests and unusual setups.
+//!
+//! One [`RegistryClient`] per registry host, which also holds the per-registry request limit.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Reference as OciReference, RegistryOperation};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, HeaderValue, LINK};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK, LOCATION};
 use sha2::Digest as _;
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
-use crate::credentials::Credentials;
+use crate::auth::{Access, Authenticator, Authorization, describe_http_error};
+use crate::credentials::{Credentials, RegistryCredential};
 use crate::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 use crate::reference::Digest;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
-/// Tokens usually live 5 minutes or more; refetch well before that.
-const TOKEN_REUSE: Duration = Duration::from_secs(120);
 const TAGS_PAGE_SIZE: usize = 1000;
-
-/// (repository path, push?) — one token per repository and action, as registries scope them.
-type TokenKey = (String, bool);
-/// A bearer token (`None`: the registry wants none) and when it was fetched.
-type CachedToken = (Option<String>, Instant);
+/// Where docker and podman users keep per-registry CA certificates.
+const DEFAULT_CERTS_DIRS: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
+/// Test-only / advanced: colon-separated base directories replacing [`DEFAULT_CERTS_DIRS`].
+pub const CERTS_DIRS_ENV: &str = "IMAGE_MIRROR_CERTS_DIRS";
 
 /// Settings shared by every registry client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
+    /// Plain HTTP and unverified TLS allowed for every registry.
     pub insecure: bool,
+    /// The same, for these registries only (`host[:port]`, as written in references).
+    pub insecure_registries: Vec<String>,
     pub max_per_registry: usize,
+}
+
+impl RegistryOptions {
+    fn insecure_for(&self, host: &str, api_host: &str) -> bool {
+        self.insecure
+            || self
+                .insecure_registries
+                .iter()
+                .map(|r| r.trim().trim_end_matches('/').to_ascii_lowercase())
+                .any(|r| r == host.to_ascii_lowercase() || r == api_host.to_ascii_lowercase())
+    }
 }
 
 /// Counters of what was sent, for the summary.
@@ -75,9 +103,21 @@ impl Registries {
         if let Some(c) = clients.get(host) {
             return Ok(c.clone());
         }
-        let auth = self.credentials.for_registry(host)?;
+        // A credential helper is a blocking process: run it (once; the answer is cached)
+        // off the async threads. Usually `Credentials::resolve_all` already did.
+        let credentials = self.credentials.clone();
+        let owned = host.to_owned();
+        tokio::task::spawn_blocking(move || credentials.helper_for_host(&owned))
+            .await
+            .map_err(|e| anyhow!("credential helper for {host}: {e}"))??;
         let client = Arc::new(
-            RegistryClient::connect(host, auth, &self.options, self.traffic.clone()).await?,
+            RegistryClient::connect(
+                host,
+                self.credentials.clone(),
+                &self.options,
+                self.traffic.clone(),
+            )
+            .await?,
         );
         clients.insert(host.to_owned(), client.clone());
         Ok(client)
@@ -90,65 +130,92 @@ pub struct RegistryClient {
     /// Where the API lives: Docker Hub's is not `docker.io`.
     api_host: String,
     scheme: &'static str,
+    /// For registries that want authorization: holds an anonymous auth entry, so it uses the
+    /// tokens `install` puts in its cache.
     oci: oci_client::Client,
+    /// For requests that need no authorization: holds no auth entry, so it sends none and
+    /// asks for none.
+    oci_plain: oci_client::Client,
     http: reqwest::Client,
-    auth: RegistryAuth,
+    credentials: Credentials,
+    auth: Authenticator,
     permits: Semaphore,
     max_permits: usize,
-    tokens: Mutex<HashMap<TokenKey, CachedToken>>,
     traffic: Arc<Traffic>,
 }
 
 impl RegistryClient {
     async fn connect(
         host: &str,
-        auth: RegistryAuth,
+        credentials: Credentials,
         options: &RegistryOptions,
         traffic: Arc<Traffic>,
     ) -> Result<Self> {
         let api_host = OciReference::with_tag(host.to_owned(), "x".to_owned(), "x".to_owned())
             .resolve_registry()
             .to_owned();
-        let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(options.insecure)
+        let insecure = options.insecure_for(host, &api_host);
+        let roots = extra_roots(host, &api_host, &certs_dirs())?;
+        let mut builder = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
-            .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
-        let scheme = if options.insecure {
+            .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")));
+        let mut oci_roots = Vec::new();
+        for root in &roots {
+            builder = builder.tls_certs_merge(root.reqwest.clone());
+            oci_roots.extend(root.oci.iter().map(|c| Certificate {
+                encoding: c.encoding.clone(),
+                data: c.data.clone(),
+            }));
+        }
+        let http = builder.build().context("building the HTTP client")?;
+        let scheme = if insecure {
             probe_scheme(&http, &api_host).await
         } else {
             "https"
         };
-        let config = ClientConfig {
+        let config = || ClientConfig {
             protocol: if scheme == "http" {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
-            accept_invalid_certificates: options.insecure,
+            accept_invalid_certificates: insecure,
+            extra_root_certificates: oci_roots.clone(),
             use_monolithic_push: true,
             platform_resolver: None,
             connect_timeout: Some(CONNECT_TIMEOUT),
             read_timeout: Some(READ_TIMEOUT),
+            user_agent: concat!("image-mirror/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
-        let oci = oci_client::Client::try_from(config)
+        let oci_plain = oci_client::Client::try_from(config())
             .with_context(|| format!("configuring the client for {host}"))?;
-        // Stored first, so no later anonymous call can take its place (first stored wins).
-        oci.store_auth_if_needed(&api_host, &auth).await;
+        let oci = oci_client::Client::try_from(config())
+            .with_context(|| format!("configuring the client for {host}"))?;
+        // oci-client only looks in its token cache (where `install` puts ours) for a registry
+        // it holds an auth entry for. Anonymous: it never has a credential to send or log.
+        oci.store_auth_if_needed(&api_host, &oci_client::secrets::RegistryAuth::Anonymous)
+            .await;
         let max_permits = options.max_per_registry.max(1);
+        let auth = Authenticator::new(
+            host,
+            &format!("{scheme}://{api_host}"),
+            http.clone(),
+            traffic.clone(),
+        );
         Ok(Self {
             host: host.to_owned(),
             api_host,
             scheme,
             oci,
+            oci_plain,
             http,
+            credentials,
             auth,
             permits: Semaphore::new(max_permits),
             max_permits,
-            tokens: Mutex::default(),
             traffic,
         })
     }
@@ -183,54 +250,149 @@ impl RegistryClient {
         format!("{}://{}/v2/{path}/{rest}", self.scheme, self.api_host)
     }
 
-    /// Adds credentials for a request oci-client does not make: a bearer token for the
-    /// repository's scope when the registry uses tokens, else basic auth if configured.
-    async fn authorize(
+    fn credential(&self, path: &str) -> Result<RegistryCredential> {
+        self.credentials.for_repository(&self.host, path)
+    }
+
+    /// Sends a request built by `build` with the credentials `access` needs. On a 401 the
+    /// token is dropped (and the challenge re-read), and the request is sent once more with
+    /// a new one. Returns the last answer, whatever its status.
+    async fn send(
         &self,
-        request: reqwest::RequestBuilder,
-        path: &str,
-        push: bool,
-    ) -> Result<reqwest::RequestBuilder> {
-        let key = (path.to_owned(), push);
-        let token = {
-            let tokens = self.tokens.lock().await;
-            tokens
-                .get(&key)
-                .filter(|(_, at)| at.elapsed() < TOKEN_REUSE)
-                .map(|(t, _)| t.clone())
-        };
-        let token = match token {
-            Some(t) => t,
-            None => {
-                let op = if push {
-                    RegistryOperation::Push
-                } else {
-                    RegistryOperation::Pull
-                };
-                self.count_request();
-                let t = self
-                    .oci
-                    .auth(&self.reference(path, "latest"), &self.auth, op)
-                    .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "authenticating to {} for {path}: {}",
-                            self.host,
-                            describe_oci_error(&e)
-                        )
-                    })?;
-                self.tokens
-                    .lock()
-                    .await
-                    .insert(key, (t.clone(), Instant::now()));
-                t
+        access: &Access,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, RegistryCredential)> {
+        let credential = self.credential(&access.path)?;
+        let mut authorization = self.auth.authorization(&credential, access).await?;
+        for attempt in 0..2 {
+            self.count_request();
+            let mut request = build();
+            if let Some(a) = &authorization {
+                request = a.apply(request);
             }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| anyhow!("{what}: {}", describe_http_error(&e, &self.host)))?;
+            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok((response, credential));
+            }
+            tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
+            self.auth.learn(response.headers()).await;
+            self.auth
+                .invalidate(&credential, access, authorization.as_ref())
+                .await;
+            authorization = self.auth.authorization(&credential, access).await?;
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Runs an oci-client call with the token `access` needs in oci-client's cache; on a
+    /// 401, once more with a new token.
+    async fn oci_call<'c, T, F, Fut>(&'c self, access: &Access, what: &str, call: F) -> Result<T>
+    where
+        F: Fn(&'c oci_client::Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        let credential = self.credential(&access.path)?;
+        let op = if access.push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
         };
-        Ok(match (token, &self.auth) {
-            (Some(t), _) => request.bearer_auth(t),
-            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            (None, _) => request,
-        })
+        let key = self.reference(&access.path, "latest");
+        let mut authorization = self.auth.authorization(&credential, access).await?;
+        for attempt in 0..2 {
+            self.install(&key, op, authorization.as_ref()).await;
+            self.count_request();
+            // Without an authorization, the client that holds no auth entry: the other would
+            // ask the registry's /v2/ again before every request.
+            let client = if authorization.is_some() {
+                &self.oci
+            } else {
+                &self.oci_plain
+            };
+            match call(client).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let status = oci_status(&e);
+                    if status == Some(StatusCode::UNAUTHORIZED) && attempt == 0 {
+                        tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
+                        self.auth
+                            .invalidate(&credential, access, authorization.as_ref())
+                            .await;
+                        authorization = self.auth.authorization(&credential, access).await?;
+                        continue;
+                    }
+                    return Err(match status {
+                        Some(s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => {
+                            self.denied(access, &credential, s, &describe_oci_error(&e))
+                        }
+                        _ => anyhow!("{what}: {}", describe_oci_error(&e)),
+                    });
+                }
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Puts the authorization into oci-client's token cache for this repository and action.
+    async fn install(
+        &self,
+        key: &OciReference,
+        op: RegistryOperation,
+        authorization: Option<&Authorization>,
+    ) {
+        let token = match authorization {
+            Some(Authorization::Bearer(t)) => RegistryTokenType::Bearer(RegistryToken::Token {
+                token: t.expose().to_owned(),
+            }),
+            Some(Authorization::Basic { username, password }) => {
+                RegistryTokenType::Basic(username.clone(), password.expose().to_owned())
+            }
+            None => return,
+        };
+        self.oci.tokens.insert(key, op, token).await;
+    }
+
+    /// "no push permission to quay.io/org/repo for user robot+x (403 Forbidden: DENIED: …)"
+    fn denied(
+        &self,
+        access: &Access,
+        credential: &RegistryCredential,
+        status: StatusCode,
+        answer: &str,
+    ) -> anyhow::Error {
+        let mut message = format!(
+            "no {} permission to {}/{} for {}",
+            access.action(),
+            self.host,
+            access.path,
+            credential.who()
+        );
+        if let Some(from) = &access.mount_from {
+            message.push_str(&format!(" (with pull on {}/{from})", self.host));
+        }
+        message.push_str(&format!(" ({answer})"));
+        if status == StatusCode::UNAUTHORIZED
+            && matches!(
+                credential.credential,
+                crate::credentials::Credential::Anonymous
+            )
+        {
+            match self.credentials.path() {
+                Some(p) => message.push_str(&format!(
+                    "; {} has no credentials for {}",
+                    p.display(),
+                    self.host
+                )),
+                None => message.push_str(
+                    "; no registry config was found (-a/--registry-config, REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
+                ),
+            }
+        }
+        anyhow!(message)
     }
 
     /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`).
@@ -241,36 +403,32 @@ impl RegistryClient {
             tags: Option<Vec<String>>,
         }
         let _permit = self.permit(1).await;
+        let access = Access::pull(path);
+        let what = format!("listing tags of {}/{path}", self.host);
         let mut tags = Vec::new();
         let mut url = format!("{}?n={TAGS_PAGE_SIZE}", self.url(path, "tags/list"));
         loop {
-            self.count_request();
-            let response = self
-                .authorize(self.http.get(&url), path, false)
-                .await?
-                .send()
-                .await
-                .with_context(|| format!("listing tags of {}/{path}", self.host))?;
+            let (response, credential) = self.send(&access, &what, || self.http.get(&url)).await?;
             let status = response.status();
             let next = response
                 .headers()
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = response
-                .bytes()
-                .await
-                .with_context(|| format!("listing tags of {}/{path}", self.host))?;
-            if !status.is_success() {
-                bail!(
-                    "listing tags of {}/{path}: {}",
-                    self.host,
-                    registry_answer(status, &body)
-                );
+            let body = response.bytes().await.with_context(|| what.clone())?;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(self.denied(
+                    &access,
+                    &credential,
+                    status,
+                    &registry_answer(status, &body),
+                ));
             }
-            let page: Page = serde_json::from_slice(&body).with_context(|| {
-                format!("listing tags of {}/{path}: unreadable answer", self.host)
-            })?;
+            if !status.is_success() {
+                bail!("{what}: {}", registry_answer(status, &body));
+            }
+            let page: Page = serde_json::from_slice(&body)
+                .with_context(|| format!("{what}: unreadable answer"))?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(next) => url = self.absolute(&next),
@@ -291,28 +449,26 @@ impl RegistryClient {
     /// The digest a tag or digest resolves to, or `None` if the registry does not have it.
     /// One HEAD request.
     pub async fn manifest_digest(&self, path: &str, reference: &str) -> Result<Option<Digest>> {
-        let _permit = self.permit(1).await;
-        self.count_request();
-        let request = self
-            .http
-            .head(self.url(path, &format!("manifests/{reference}")))
-            .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
-        let response = self
-            .authorize(request, path, false)
-            .await?
-            .send()
-            .await
-            .with_context(|| format!("checking {}/{path}:{reference}", self.host))?;
+        let permit = self.permit(1).await;
+        let access = Access::pull(path);
+        let what = format!("checking {}/{path}:{reference}", self.host);
+        let url = self.url(path, &format!("manifests/{reference}"));
+        let (response, credential) = self
+            .send(&access, &what, || {
+                self.http
+                    .head(&url)
+                    .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
+            })
+            .await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.denied(&access, &credential, status, &registry_answer(status, &[])));
+        }
         if !status.is_success() {
-            bail!(
-                "checking {}/{path}:{reference}: {}",
-                self.host,
-                registry_answer(status, &[])
-            );
+            bail!("{what}: {}", registry_answer(status, &[]));
         }
         match response
             .headers()
@@ -326,35 +482,59 @@ impl RegistryClient {
                 )
             })?)),
             None => {
-                drop(_permit);
+                drop(permit);
                 Ok(Some(self.pull_manifest(path, reference).await?.digest))
             }
         }
     }
 
-    /// A manifest's exact bytes (digest verified).
+    /// A manifest's exact bytes, checked against the digest asked for (or the one the
+    /// registry states for a tag).
     pub async fn pull_manifest(&self, path: &str, reference: &str) -> Result<Manifest> {
         let _permit = self.permit(1).await;
-        self.count_request();
-        let (bytes, digest) = self
-            .oci
-            .pull_manifest_raw(
-                &self.reference(path, reference),
-                &self.auth,
-                MANIFEST_MEDIA_TYPES,
-            )
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading manifest {}/{path}:{reference}: {}",
-                    self.host,
-                    describe_oci_error(&e)
-                )
-            })?;
-        let digest = Digest::parse(&digest)
-            .map_err(|e| anyhow!("{}: bad digest for {path}:{reference}: {e}", self.host))?;
-        Manifest::parse(bytes, digest)
-            .with_context(|| format!("reading manifest {}/{path}:{reference}", self.host))
+        let access = Access::pull(path);
+        let what = format!("reading manifest {}/{path}:{reference}", self.host);
+        let url = self.url(path, &format!("manifests/{reference}"));
+        let (response, credential) = self
+            .send(&access, &what, || {
+                self.http
+                    .get(&url)
+                    .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
+            })
+            .await?;
+        let status = response.status();
+        let stated = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // An exact-size copy: the response's bytes may be a slice of a connection's 8 KiB
+        // read buffer, which a cached manifest would otherwise keep alive.
+        let body = Bytes::copy_from_slice(&response.bytes().await.with_context(|| what.clone())?);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.denied(
+                &access,
+                &credential,
+                status,
+                &registry_answer(status, &body),
+            ));
+        }
+        if !status.is_success() {
+            bail!("{what}: {}", registry_answer(status, &body));
+        }
+        let digest = Digest::of(&body);
+        let expected = if reference.contains(':') {
+            Some(reference.to_owned())
+        } else {
+            stated
+        };
+        let manifest = Manifest::parse(body, digest.clone()).with_context(|| what.clone())?;
+        if let Some(expected) = expected
+            && expected != digest.as_str()
+        {
+            bail!("{what}: the bytes hash to {digest}, not {expected}");
+        }
+        Ok(manifest)
     }
 
     /// Writes a manifest as its exact bytes and media type, under a tag or its digest.
@@ -365,71 +545,67 @@ impl RegistryClient {
         manifest: &Manifest,
     ) -> Result<()> {
         let _permit = self.permit(1).await;
-        self.count_request();
         let content_type = HeaderValue::from_str(&manifest.media_type)
             .map_err(|_| anyhow!("unusable media type {:?}", manifest.media_type))?;
-        self.oci
-            .push_manifest_raw(
-                &self.reference(path, reference),
-                manifest.bytes.clone(),
-                content_type,
-            )
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "writing manifest {}/{path}:{reference}: {}",
-                    self.host,
-                    describe_oci_error(&e)
-                )
-            })?;
+        let image = self.reference(path, reference);
+        self.oci_call(
+            &Access::push(path),
+            &format!("writing manifest {}/{path}:{reference}", self.host),
+            |oci| oci.push_manifest_raw(&image, manifest.bytes.clone(), content_type.clone()),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn blob_exists(&self, path: &str, digest: &Digest) -> Result<bool> {
         let _permit = self.permit(1).await;
-        self.count_request();
-        self.oci
-            .blob_exists(&self.reference(path, digest.as_str()), digest.as_str())
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "checking blob {digest} in {}/{path}: {}",
-                    self.host,
-                    describe_oci_error(&e)
-                )
-            })
+        let image = self.reference(path, digest.as_str());
+        self.oci_call(
+            &Access::pull(path),
+            &format!("checking blob {digest} in {}/{path}", self.host),
+            |oci| oci.blob_exists(&image, digest.as_str()),
+        )
+        .await
     }
 
     /// Cross-repository mount. `Ok(false)` when the registry did not mount (it may offer an
     /// upload session instead, which is cancelled): the caller uploads.
     pub async fn mount_blob(&self, path: &str, from: &str, digest: &Digest) -> Result<bool> {
         let _permit = self.permit(1).await;
-        self.count_request();
+        let access = Access::mount(path, from);
         let url = format!(
             "{}?mount={digest}&from={from}",
             self.url(path, "blobs/uploads/")
         );
-        let request = self
-            .authorize(self.http.post(url), path, true)
-            .await?
-            .header(reqwest::header::CONTENT_LENGTH, 0);
-        let response = request
-            .send()
+        let what = format!("mounting {digest} into {}/{path}", self.host);
+        let (response, credential) = match self
+            .send(&access, &what, || {
+                self.http.post(&url).header(CONTENT_LENGTH, 0)
+            })
             .await
-            .with_context(|| format!("mounting {digest} into {}/{path}", self.host))?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(registry = %self.host, path, %digest, error = %format!("{e:#}"), "mount not possible; uploading instead");
+                return Ok(false);
+            }
+        };
         match response.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => {
                 if let Some(location) = response
                     .headers()
-                    .get(reqwest::header::LOCATION)
+                    .get(LOCATION)
                     .and_then(|v| v.to_str().ok())
                 {
-                    let cancel = self
-                        .authorize(self.http.delete(self.absolute(location)), path, true)
-                        .await?;
-                    self.count_request();
-                    let _ = cancel.send().await;
+                    let cancel = self.absolute(location);
+                    if let Ok(Some(a)) = self.auth.authorization(&credential, &access).await {
+                        self.count_request();
+                        let _ = a.apply(self.http.delete(cancel)).send().await;
+                    } else {
+                        self.count_request();
+                        let _ = self.http.delete(cancel).send().await;
+                    }
                 }
                 Ok(false)
             }
@@ -446,24 +622,23 @@ impl RegistryClient {
         path: &str,
         digest: &Digest,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<>> {
-        self.count_request();
+        let image = self.reference(path, digest.as_str());
         let stream = self
-            .oci
-            .pull_blob_stream(&self.reference(path, digest.as_str()), digest.as_str())
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "reading blob {digest} from {}/{path}: {}",
-                    self.host,
-                    describe_oci_error(&e)
-                )
-            })?;
+            .oci_call(
+                &Access::pull(path),
+                &format!("reading blob {digest} from {}/{path}", self.host),
+                |oci| oci.pull_blob_stream(&image, digest.as_str()),
+            )
+            .await?;
         Ok(stream.stream)
     }
 
     /// Uploads a blob from a stream in one monolithic PUT. The bytes are hashed as they pass
     /// and the body fails before its end if they do not match `digest`, so a corrupt blob is
     /// never committed (the registry's own `?digest=` check is a second line).
+    ///
+    /// The upload session is opened with a fresh token (retried once on a 401), then the
+    /// stream goes out with that session's token: a stream cannot be sent twice.
     pub async fn push_blob<S>(
         &self,
         path: &str,
@@ -474,8 +649,38 @@ impl RegistryClient {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
-        self.count_request();
-        self.count_request();
+        let access = Access::push(path);
+        let what = format!("uploading blob {digest} to {}/{path}", self.host);
+        let start = self.url(path, "blobs/uploads/");
+        let (response, credential) = self
+            .send(&access, &what, || {
+                self.http.post(&start).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(self.denied(
+                &access,
+                &credential,
+                status,
+                &registry_answer(status, &body),
+            ));
+        }
+        if status != StatusCode::ACCEPTED {
+            let body = response.bytes().await.unwrap_or_default();
+            bail!("{what}: {}", registry_answer(status, &body));
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("{what}: the registry opened an upload without a Location"))?;
+        let mut target = reqwest::Url::parse(&self.absolute(location))
+            .map_err(|e| anyhow!("{what}: unusable upload location: {e}"))?;
+        target
+            .query_pairs_mut()
+            .append_pair("digest", digest.as_str());
         let failure = Arc::new(std::sync::Mutex::new(None::<String>));
         let body = verify_stream(
             source,
@@ -484,25 +689,148 @@ impl RegistryClient {
             failure.clone(),
             self.traffic.clone(),
         );
-        let result = self
-            .oci
-            .push_blob_stream(
-                &self.reference(path, digest.as_str()),
-                body,
-                digest.as_str(),
-                Some(size),
-            )
-            .await;
+        let mut request = self
+            .http
+            .put(target)
+            .header(CONTENT_LENGTH, size)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body));
+        if let Some(a) = self.auth.authorization(&credential, &access).await? {
+            request = a.apply(request);
+        }
+        self.count_request();
+        let result = request.send().await;
         if let Some(why) = failure.lock().ok().and_then(|mut f| f.take()) {
             bail!("{why}");
         }
-        result.map(|_| ()).map_err(|e| {
+        let response =
+            result.map_err(|e| anyhow!("{what}: {}", describe_http_error(&e, &self.host)))?;
+        let status = response.status();
+        if status == StatusCode::CREATED {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.denied(
+                &access,
+                &credential,
+                status,
+                &registry_answer(status, &body),
+            ));
+        }
+        bail!("{what}: {}", registry_answer(status, &body))
+    }
+}
+
+/// Base directories holding `HOST[:PORT]/*.crt`.
+fn certs_dirs() -> Vec<PathBuf> {
+    match std::env::var_os(CERTS_DIRS_ENV).filter(|v| !v.is_empty()) {
+        Some(dirs) => std::env::split_paths(&dirs).collect(),
+        None => DEFAULT_CERTS_DIRS.iter().map(PathBuf::from).collect(),
+    }
+}
+
+/// The CA certificates of one certs.d file, for both HTTP clients.
+struct ExtraRoot {
+    reqwest: Vec<reqwest::Certificate>,
+    oci: Vec<Certificate>,
+}
+
+/// CA certificates for `host` from `BASE/HOST[:PORT]/*.crt` under each base directory.
+fn extra_roots(host: &str, api_host: &str, bases: &[PathBuf]) -> Result<Vec<ExtraRoot>> {
+    let mut names = vec![host.to_owned()];
+    if api_host != host {
+        names.push(api_host.to_owned());
+    }
+    let mut roots = Vec::new();
+    for base in bases {
+        for name in &names {
+            let dir = base.join(name);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => bail!("reading CA certificates in {}: {e}", dir.display()),
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect();
+            files.sort();
+            for file in files {
+                roots.push(read_ca_file(&file)?);
+                tracing::debug!(registry = host, file = %file.display(), "trusting extra CA certificates");
+            }
+        }
+    }
+    Ok(roots)
+}
+
+fn read_ca_file(file: &Path) -> Result<ExtraRoot> {
+    let data = std::fs::read(file)
+        .map_err(|e| anyhow!("reading CA certificate {}: {e}", file.display()))?;
+    let text = String::from_utf8_lossy(&data);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        let reqwest = reqwest::Certificate::from_pem_bundle(&data).map_err(|e| {
             anyhow!(
-                "uploading blob {digest} to {}/{path}: {}",
-                self.host,
-                describe_oci_error(&e)
+                "CA certificate {}: not a PEM certificate: {e}",
+                file.display()
             )
+        })?;
+        let oci = text
+            .split_inclusive("-----END CERTIFICATE-----")
+            .filter_map(|block| {
+                block
+                    .find("-----BEGIN CERTIFICATE-----")
+                    .map(|at| block.as_bytes()[at..].to_vec())
+            })
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem,
+            })
+            .collect();
+        Ok(ExtraRoot { reqwest, oci })
+    } else {
+        let cert = reqwest::Certificate::from_der(&data).map_err(|e| {
+            anyhow!(
+                "CA certificate {}: neither PEM nor DER: {e}",
+                file.display()
+            )
+        })?;
+        Ok(ExtraRoot {
+            reqwest: vec![cert],
+            oci: vec![Certificate {
+                encoding: CertificateEncoding::Der,
+                data,
+            }],
         })
+    }
+}
+
+/// The HTTP status behind an oci-client error, when there is one.
+fn oci_status(e: &OciDistributionError) -> Option<StatusCode> {
+    match e {
+        OciDistributionError::UnauthorizedError { .. } => Some(StatusCode::UNAUTHORIZED),
+        OciDistributionError::AuthenticationFailure(_) => Some(StatusCode::UNAUTHORIZED),
+        OciDistributionError::RequestError(e) => e.status(),
+        OciDistributionError::ServerError { code, .. } => StatusCode::from_u16(*code).ok(),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized))
+            {
+                Some(StatusCode::UNAUTHORIZED)
+            } else if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Denied))
+            {
+                Some(StatusCode::FORBIDDEN)
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -536,7 +864,7 @@ fn verify_stream<S>(
     size: u64,
     failure: Arc<std::sync::Mutex<Option<String>>>,
     traffic: Arc<Traffic>,
-) -> impl Stream<Item = Result<Bytes, OciDistributionError>> + Send + 'static
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
 where
     S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 {
@@ -560,7 +888,7 @@ where
                 }
                 let mut st = st;
                 st.done = true;
-                Some((Err(OciDistributionError::GenericError(Some(why))), st))
+                Some((Err(std::io::Error::other(why)), st))
             };
             match st.inner.next().await {
                 Some(Ok(chunk)) => {

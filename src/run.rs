@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::load_and_report;
-use crate::cli::{RunArgs, resolve_dry_run};
+use crate::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
 use crate::credentials::Credentials;
 use crate::execute::{ExecuteOptions, Executor, Status};
 use crate::inputs::MappingSet;
@@ -69,6 +69,9 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         );
         return Err(EXIT_USAGE);
     }
+    credentials
+        .resolve_all(crate::credentials::registries_of(&set.mappings))
+        .map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
         set,
         dry_run,
@@ -82,6 +85,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         },
         registry: RegistryOptions {
             insecure: args.insecure,
+            insecure_registries: args.insecure_registry.clone(),
             max_per_registry: args.max_per_registry as usize,
         },
         shard,
@@ -102,7 +106,7 @@ fn resolve_shard(
     let Some(count) = args.shard_count else {
         return Ok(None);
     };
-    let index = env("JOB_COMPLETION_INDEX")
+    let index = env(ENV_JOB_COMPLETION_INDEX)
         .ok_or("--shard-count needs JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job)")?;
     let index = index
         .trim()

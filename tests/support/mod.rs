@@ -13,6 +13,9 @@
 //! * The seeding helpers (`seed_*`) build deterministic images: same arguments, same digests.
 #![allow(dead_code)]
 
+pub mod tls;
+pub mod token;
+
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
@@ -151,6 +154,10 @@ pub struct Registry {
     port: u16,
     agent: ureq::Agent,
     sync_counter: AtomicU64,
+    /// `http` or `https` (TLS configured).
+    scheme: &'static str,
+    /// Keeps the token issuer of a token-auth registry running as long as the registry.
+    issuer: Option<std::sync::Arc<token::TokenIssuer>>,
     // Last field: dropped after the process was killed.
     dir: TempDir,
 }
@@ -172,15 +179,148 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local_addr").port()
 }
 
+/// Extra settings for [`Registry::start_with`]: authentication and TLS.
+#[derive(Clone, Default)]
+pub struct RegistryConfig {
+    /// Basic authentication (`auth: htpasswd`) with these (user, password) pairs, hashed
+    /// with bcrypt. The harness's own requests use the first pair.
+    pub htpasswd: Vec<(String, String)>,
+    /// Token authentication (`auth: token`) against this issuer. The harness's own requests
+    /// carry tokens it mints with every action on the repository they touch.
+    pub token: Option<std::sync::Arc<token::TokenIssuer>>,
+    /// Serve HTTPS with this certificate (`http.tls`). The harness does not verify it.
+    pub tls: Option<tls::ServerCert>,
+}
+
+/// How the harness authenticates its own requests.
+#[derive(Clone)]
+enum HarnessAuth {
+    Basic(String),
+    Token(std::sync::Arc<token::TokenIssuer>),
+}
+
+/// The access the harness needs for a request to `path?query`: everything on the repository
+/// it names (plus pull on a mount's `from`), the catalog for `/v2/_catalog`.
+fn harness_access(path: &str, query: Option<&str>) -> Vec<(String, String, Vec<String>)> {
+    let all = || vec!["pull".to_owned(), "push".to_owned(), "delete".to_owned()];
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return Vec::new();
+    }
+    if rest.starts_with("_catalog") {
+        return vec![("registry".into(), "catalog".into(), vec!["*".into()])];
+    }
+    let name = ["/manifests/", "/blobs/", "/tags/"]
+        .iter()
+        .filter_map(|m| rest.rfind(m).map(|i| &rest[..i]))
+        .max_by_key(|n| n.len());
+    let Some(name) = name else {
+        return Vec::new();
+    };
+    let mut access = vec![("repository".to_owned(), name.to_owned(), all())];
+    if let Some(from) = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("from=").map(str::to_owned))
+    }) {
+        access.push(("repository".to_owned(), from, vec!["pull".to_owned()]));
+    }
+    access
+}
+
+impl ureq::middleware::Middleware for HarnessAuth {
+    fn handle(
+        &self,
+        mut request: ureq::http::Request<ureq::SendBody>,
+        next: ureq::middleware::MiddlewareNext,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let value = match self {
+            HarnessAuth::Basic(value) => value.clone(),
+            HarnessAuth::Token(issuer) => {
+                let access = harness_access(request.uri().path(), request.uri().query());
+                format!("Bearer {}", issuer.mint("harness", &access))
+            }
+        };
+        if let Ok(v) = ureq::http::HeaderValue::from_str(&value) {
+            request.headers_mut().insert("authorization", v);
+        }
+        next.handle(request)
+    }
+}
+
 fn new_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    new_agent_with(&RegistryConfig::default())
+}
+
+fn new_agent_with(config: &RegistryConfig) -> ureq::Agent {
+    use base64::Engine as _;
+    let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
         .user_agent(HARNESS_USER_AGENT)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+        .timeout_global(Some(Duration::from_secs(120)));
+    if config.tls.is_some() {
+        builder = builder.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .disable_verification(true)
+                .build(),
+        );
+    }
+    if let Some(issuer) = &config.token {
+        builder = builder.middleware(HarnessAuth::Token(issuer.clone()));
+    } else if let Some((user, password)) = config.htpasswd.first() {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        builder = builder.middleware(HarnessAuth::Basic(format!("Basic {encoded}")));
+    }
+    builder.build().into()
+}
+
+/// The `auth:` section and `http.tls` lines for `config`, writing the files they name into
+/// `dir`.
+fn extra_yaml(config: &RegistryConfig, dir: &Path) -> (String, String) {
+    let mut auth = String::new();
+    if let Some(issuer) = &config.token {
+        auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            issuer.realm(),
+            token::SERVICE,
+            token::ISSUER,
+            issuer.bundle_path().display()
+        );
+    } else if !config.htpasswd.is_empty() {
+        let path = dir.join("htpasswd");
+        let mut lines = String::new();
+        for (user, password) in &config.htpasswd {
+            // Cost 4 (the minimum): the registry checks a hash per request.
+            let hash = bcrypt::hash(password, 4).expect("bcrypt");
+            lines.push_str(&format!("{user}:{hash}\n"));
+        }
+        fs::write(&path, lines).expect("write htpasswd");
+        auth = format!(
+            "auth:\n  htpasswd:\n    realm: image-mirror-test\n    path: {}\n",
+            path.display()
+        );
+    }
+    let mut tls = String::new();
+    if let Some(cert) = &config.tls {
+        let cert_path = dir.join("server.crt");
+        let key_path = dir.join("server.key");
+        fs::write(&cert_path, &cert.cert_pem).expect("write server cert");
+        fs::write(&key_path, &cert.key_pem).expect("write server key");
+        tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert_path.display(),
+            key_path.display()
+        );
+    }
+    (auth, tls)
 }
 
 fn config_yaml(port: u16, root: &Path) -> String {
@@ -259,9 +399,14 @@ impl Registry {
     /// Starts a registry; panics (with its logs) if it does not answer `GET /v2/` with 200
     /// within ~10 s. Retries with another port if the chosen one was taken meanwhile.
     pub fn start() -> Registry {
+        Self::start_with(RegistryConfig::default())
+    }
+
+    /// [`Registry::start`] with authentication and/or TLS.
+    pub fn start_with(config: RegistryConfig) -> Registry {
         let mut last_failure = String::new();
         for _attempt in 0..5 {
-            match Self::try_start_on(free_port()) {
+            match Self::try_start_with(free_port(), &config) {
                 Ok(r) => return r,
                 Err(e) => last_failure = e,
             }
@@ -272,6 +417,11 @@ impl Registry {
     /// Starts a registry on `port`. Err (with the logs) if the process exited, e.g. because the
     /// port is taken; panics if it neither exits nor comes up within ~10 s.
     pub fn try_start_on(port: u16) -> Result<Registry, String> {
+        Self::try_start_with(port, &RegistryConfig::default())
+    }
+
+    /// [`Registry::try_start_on`] with authentication and/or TLS.
+    pub fn try_start_with(port: u16, extra: &RegistryConfig) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("image-mirror-registry-")
             .tempdir()
@@ -279,7 +429,12 @@ impl Registry {
         let data = dir.path().join("data");
         fs::create_dir_all(&data).expect("create storage dir");
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yaml(port, &data)).expect("write registry config");
+        let (auth_yaml, tls_yaml) = extra_yaml(extra, dir.path());
+        fs::write(
+            &config,
+            format!("{}{tls_yaml}{auth_yaml}", config_yaml(port, &data)),
+        )
+        .expect("write registry config");
         let access_log = File::create(dir.path().join("access.log")).expect("create access.log");
         let app_log = File::create(dir.path().join("registry.log")).expect("create registry.log");
         let bin = registry_binary();
@@ -300,8 +455,10 @@ impl Registry {
         let mut reg = Registry {
             child,
             port,
-            agent: new_agent(),
+            agent: new_agent_with(extra),
             sync_counter: AtomicU64::new(0),
+            scheme: if extra.tls.is_some() { "https" } else { "http" },
+            issuer: extra.token.clone(),
             dir,
         };
         let listening = format!("listening on 127.0.0.1:{port}");
@@ -342,9 +499,9 @@ impl Registry {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS)
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        format!("{}://{}", self.scheme, self.host())
     }
 
     /// OS process id of the registry.

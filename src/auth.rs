@@ -1,0 +1,545 @@
+//! Registry authentication for one registry: how it wants to be asked (its
+//! `WWW-Authenticate` challenge), and bearer tokens scoped per repository and action.
+//!
+//! Tokens are fetched from the challenge's realm with basic credentials (`GET`, as docker
+//! does) or, for an identity token, with an OAuth2 refresh-token grant (`POST`). They are
+//! cached per credential and scope set, and refreshed before `expires_in` runs out; callers
+//! drop a token the registry refused ([`Authenticator::invalidate`]) and ask again.
+//!
+//! Nothing here logs or formats a secret: tokens and passwords stay in [`Secret`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::StatusCode;
+use reqwest::header::WWW_AUTHENTICATE;
+
+use crate::credentials::{Credential, RegistryCredential, Secret};
+
+/// Per the token spec, a token without `expires_in` lives 60 seconds.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Refresh this long before expiry at most (a quarter of the lifetime for short tokens).
+const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+const CLIENT_ID: &str = "image-mirror";
+
+/// What a request needs: pull, or pull and push, on a repository; for a cross-repository
+/// mount also pull on the repository the blob comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Access {
+    pub path: String,
+    pub push: bool,
+    pub mount_from: Option<String>,
+}
+
+impl Access {
+    pub fn pull(path: &str) -> Self {
+        Access {
+            path: path.to_owned(),
+            push: false,
+            mount_from: None,
+        }
+    }
+    pub fn push(path: &str) -> Self {
+        Access {
+            path: path.to_owned(),
+            push: true,
+            mount_from: None,
+        }
+    }
+    pub fn mount(path: &str, from: &str) -> Self {
+        Access {
+            path: path.to_owned(),
+            push: true,
+            mount_from: Some(from.to_owned()),
+        }
+    }
+
+    /// `repository:P:pull` / `repository:P:pull,push` (+ `repository:FROM:pull`).
+    pub fn scopes(&self) -> Vec<String> {
+        let mut scopes = vec![format!(
+            "repository:{}:{}",
+            self.path,
+            if self.push { "pull,push" } else { "pull" }
+        )];
+        if let Some(from) = &self.mount_from
+            && from != &self.path
+        {
+            scopes.push(format!("repository:{from}:pull"));
+        }
+        scopes
+    }
+
+    pub fn action(&self) -> &'static str {
+        if self.push { "push" } else { "pull" }
+    }
+}
+
+/// How a registry asks clients to authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// `GET /v2/` answered 200: no authentication asked for (yet).
+    None,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` value: `Bearer realm="…",service="…",scope="…"` or
+/// `Basic realm="…"`. `None` for anything else.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(params);
+    let realm = params.get("realm")?.clone();
+    if realm.is_empty() {
+        return None;
+    }
+    Some(Challenge::Bearer {
+        realm,
+        service: params.get("service").cloned().filter(|s| !s.is_empty()),
+    })
+}
+
+/// `a="x, y",b=z` → {a: "x, y", b: "z"} (names lower-cased).
+fn parse_params(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some((name, after)) = rest.split_once('=') else {
+            break;
+        };
+        let name = name
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end.min(quoted.len())..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_owned(), &after[end..])
+        };
+        out.insert(name, value);
+        rest = remainder.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+/// Credentials to put on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+impl Authorization {
+    pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        // reqwest marks both headers sensitive: they are never shown by its Debug output.
+        match self {
+            Authorization::Bearer(token) => request.bearer_auth(token.expose()),
+            Authorization::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        }
+    }
+}
+
+struct CachedToken {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// Authentication state for one registry.
+pub struct Authenticator {
+    /// The registry as named in references, for messages.
+    host: String,
+    /// `scheme://api-host`
+    base: String,
+    http: reqwest::Client,
+    challenge: tokio::sync::Mutex<Option<Challenge>>,
+    /// (credential origin, scopes) → token
+    tokens: std::sync::Mutex<HashMap<(String, String), TokenSlot>>,
+    /// Token requests count as requests in the summary.
+    traffic: Arc<crate::registry::Traffic>,
+}
+
+impl Authenticator {
+    pub fn new(
+        host: &str,
+        base: &str,
+        http: reqwest::Client,
+        traffic: Arc<crate::registry::Traffic>,
+    ) -> Self {
+        Authenticator {
+            host: host.to_owned(),
+            base: base.to_owned(),
+            http,
+            challenge: tokio::sync::Mutex::new(None),
+            tokens: std::sync::Mutex::new(HashMap::new()),
+            traffic,
+        }
+    }
+
+    /// The registry's challenge, asked once (`GET /v2/` without credentials).
+    pub async fn challenge(&self) -> Result<Challenge> {
+        let mut known = self.challenge.lock().await;
+        if let Some(c) = known.as_ref() {
+            return Ok(c.clone());
+        }
+        let url = format!("{}/v2/", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            anyhow!(
+                "connecting to {}: {}",
+                self.host,
+                describe_http_error(&e, &self.host)
+            )
+        })?;
+        let challenge = match response.status() {
+            s if s.is_success() => Challenge::None,
+            StatusCode::UNAUTHORIZED => response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(parse_challenge)
+                // Prefer tokens when a registry offers both.
+                .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
+                .unwrap_or(Challenge::Basic),
+            status => bail!(
+                "{} answered GET /v2/ with {status}; is it a container registry?",
+                self.host
+            ),
+        };
+        tracing::debug!(registry = %self.host, ?challenge, "registry authentication");
+        *known = Some(challenge.clone());
+        Ok(challenge)
+    }
+
+    /// Records the challenge from a 401 answer (a registry may allow anonymous `/v2/` and
+    /// still ask for credentials to push). True if it changed.
+    pub async fn learn(&self, response_headers: &reqwest::header::HeaderMap) -> bool {
+        let offered = response_headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(parse_challenge)
+            .max_by_key(|c| matches!(c, Challenge::Bearer { .. }));
+        let Some(offered) = offered else {
+            return false;
+        };
+        let mut known = self.challenge.lock().await;
+        if known.as_ref() == Some(&offered) {
+            return false;
+        }
+        *known = Some(offered);
+        true
+    }
+
+    /// What to send for `access` with `credential`: nothing, basic credentials, or a bearer
+    /// token for exactly the scopes `access` needs.
+    pub async fn authorization(
+        &self,
+        credential: &RegistryCredential,
+        access: &Access,
+    ) -> Result<Option<Authorization>> {
+        match self.challenge().await? {
+            Challenge::None => Ok(None),
+            Challenge::Basic => match &credential.credential {
+                Credential::Basic { username, password } => Ok(Some(Authorization::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                })),
+                Credential::Anonymous => Ok(None),
+                Credential::IdentityToken { .. } => bail!(
+                    "{} asks for a user name and password, but {} holds an identity token",
+                    self.host,
+                    credential.origin
+                ),
+            },
+            Challenge::Bearer { realm, service } => {
+                let token = self
+                    .token(credential, access, &realm, service.as_deref())
+                    .await?;
+                Ok(Some(Authorization::Bearer(token)))
+            }
+        }
+    }
+
+    /// Forgets the token `used` for `access`, so the next request fetches a new one (unless
+    /// another task already replaced it).
+    pub async fn invalidate(
+        &self,
+        credential: &RegistryCredential,
+        access: &Access,
+        used: Option<&Authorization>,
+    ) {
+        let Some(Authorization::Bearer(used)) = used else {
+            return;
+        };
+        let slot = self.slot(credential, access);
+        let mut cached = slot.lock().await;
+        if cached.as_ref().is_some_and(|c| &c.token == used) {
+            *cached = None;
+        }
+    }
+
+    fn slot(&self, credential: &RegistryCredential, access: &Access) -> TokenSlot {
+        let key = (
+            format!("{}|{}", credential.origin, credential.user().unwrap_or("")),
+            access.scopes().join(" "),
+        );
+        let mut tokens = match self.tokens.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        tokens.entry(key).or_default().clone()
+    }
+
+    async fn token(
+        &self,
+        credential: &RegistryCredential,
+        access: &Access,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<Secret> {
+        let slot = self.slot(credential, access);
+        // One fetch per scope at a time; the others wait for its token.
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok(c.token.clone());
+        }
+        let scopes = access.scopes();
+        let fetched = self
+            .fetch_token(credential, realm, service, &scopes)
+            .await?;
+        let lifetime = fetched.1;
+        let margin = (lifetime / 4).min(MAX_REFRESH_MARGIN);
+        tracing::debug!(
+            registry = %self.host,
+            scope = %scopes.join(" "),
+            lifetime_s = lifetime.as_secs_f64(),
+            refreshed = cached.is_some(),
+            "got a registry token"
+        );
+        *cached = Some(CachedToken {
+            token: fetched.0.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+        });
+        Ok(fetched.0)
+    }
+
+    async fn fetch_token(
+        &self,
+        credential: &RegistryCredential,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<(Secret, Duration)> {
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<f64>,
+        }
+        self.traffic
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request = match &credential.credential {
+            Credential::IdentityToken { token, .. } => {
+                let mut form: Vec<(&str, &str)> = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.expose()),
+                    ("client_id", CLIENT_ID),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                let scope = scopes.join(" ");
+                form.push(("scope", &scope));
+                self.http.post(realm).form(&form)
+            }
+            other => {
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(s) = service {
+                    query.push(("service", s));
+                }
+                for s in scopes {
+                    query.push(("scope", s));
+                }
+                let request = self.http.get(realm);
+                match other {
+                    Credential::Basic { username, password } => {
+                        query.push(("account", username));
+                        request
+                            .query(&query)
+                            .basic_auth(username, Some(password.expose()))
+                    }
+                    _ => request.query(&query),
+                }
+            }
+        };
+        let who = credential.who();
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "asking the token service of {} for a token: {}",
+                self.host,
+                describe_http_error(&e, &self.host)
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the token answer of {}", self.host))?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            bail!(
+                "the token service of {} refused {who} ({}): check the credentials from {}",
+                self.host,
+                crate::registry::registry_answer(status, &body),
+                credential.origin
+            );
+        }
+        if !status.is_success() {
+            bail!(
+                "the token service of {} answered {}",
+                self.host,
+                crate::registry::registry_answer(status, &body)
+            );
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
+            anyhow!(
+                "the token service of {} answered something that is not a token ({} bytes)",
+                self.host,
+                body.len()
+            )
+        })?;
+        let token = answer
+            .token
+            .filter(|t| !t.is_empty())
+            .or(answer.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| {
+                anyhow!(
+                    "the token service of {} answered without a token",
+                    self.host
+                )
+            })?;
+        let lifetime = match answer.expires_in {
+            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)),
+            _ => DEFAULT_TOKEN_LIFETIME,
+        };
+        Ok((Secret::new(token), lifetime))
+    }
+}
+
+/// A reqwest error with its causes, and a hint for TLS trust failures.
+pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("tls") {
+        text.push_str(&format!(
+            " (TLS: the certificate of {host} is not trusted; put its CA certificate in \
+             /etc/containers/certs.d/{host}/ca.crt or /etc/docker/certs.d/{host}/ca.crt, or \
+             use --insecure-registry {host})"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"bearer realm="https://a/t", scope="repository:x:pull,push""#),
+            Some(Challenge::Bearer {
+                realm: "https://a/t".into(),
+                service: None
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(Access::pull("a/b").scopes(), ["repository:a/b:pull"]);
+        assert_eq!(Access::push("a/b").scopes(), ["repository:a/b:pull,push"]);
+        assert_eq!(
+            Access::mount("a/b", "c/d").scopes(),
+            ["repository:a/b:pull,push", "repository:c/d:pull"]
+        );
+    }
+
+    #[test]
+    fn authorization_debug_hides_secrets() {
+        let a = Authorization::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
+        let b = Authorization::Bearer(Secret::new("tok3n"));
+        let shown = format!("{a:?} {b:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok3n"),
+            "{shown}"
+        );
+    }
+}
