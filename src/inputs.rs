@@ -252,7 +252,10 @@ mod tests {
 
     #[test]
     fn hosts_differing_in_case_conflict() {
-        let diags = set(&[("a", "quay.io/a/b:v1 Reg.io/x/b:v1\nquay.io/c/d:v1 reg.io/x/b:v1\n")]);
+        let diags = set(&[(
+            "a",
+            "quay.io/a/b:v1 Reg.io/x/b:v1\nquay.io/c/d:v1 reg.io/x/b:v1\n",
+        )]);
         assert!(diags.iter().any(|d| d.is_error()), "{diags:?}");
     }
 

@@ -544,8 +544,14 @@ mod tests {
     #[test]
     fn hosts_are_case_insensitive() {
         assert_eq!(parse("Quay.IO/a/b:v1").to_string(), "quay.io/a/b:v1");
-        assert_eq!(parse("Docker.io/nginx").to_string(), "docker.io/library/nginx");
-        assert_eq!(parse("Index.Docker.io/nginx").to_string(), "docker.io/library/nginx");
+        assert_eq!(
+            parse("Docker.io/nginx").to_string(),
+            "docker.io/library/nginx"
+        );
+        assert_eq!(
+            parse("Index.Docker.io/nginx").to_string(),
+            "docker.io/library/nginx"
+        );
     }
 
     #[test]
