@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Registry helpers for bench/mirror.sh (Python 3 standard library only).
 
-Subcommands (every registry is `HOST:PORT`, spoken to over TLS trusting --ca):
+Subcommands (every registry is `HOST:PORT`, spoken to over TLS trusting --ca, or over plain
+HTTP when --ca is not given):
 
   seed      SRC --ca CA --out WORKLOAD.json [--repos 16 --tags 8 ...]
             Pushes the reproducible workload into SRC and records every repository, tag,
@@ -53,21 +54,25 @@ def sha(data):
 
 
 class Registry:
-    """One keep-alive HTTPS connection per thread to one registry."""
+    """One keep-alive connection per thread to one registry: HTTPS trusting `ca`, or plain
+    HTTP when `ca` is None."""
 
     def __init__(self, hostport, ca):
         self.hostport = hostport
         self.host, port = hostport.rsplit(":", 1)
         self.port = int(port)
-        self.ctx = ssl.create_default_context(cafile=ca)
+        self.ctx = ssl.create_default_context(cafile=ca) if ca else None
         self.local = threading.local()
 
     def conn(self):
         c = getattr(self.local, "conn", None)
         if c is None:
-            c = http.client.HTTPSConnection(
-                self.host, self.port, context=self.ctx, timeout=300, blocksize=MIB
-            )
+            if self.ctx is None:
+                c = http.client.HTTPConnection(self.host, self.port, timeout=300, blocksize=MIB)
+            else:
+                c = http.client.HTTPSConnection(
+                    self.host, self.port, context=self.ctx, timeout=300, blocksize=MIB
+                )
             self.local.conn = c
         return c
 
@@ -439,7 +444,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("seed")
     s.add_argument("src")
-    s.add_argument("--ca", required=True)
+    s.add_argument("--ca")
     s.add_argument("--out", required=True)
     s.add_argument("--repos", type=int, default=16)
     s.add_argument("--tags", type=int, default=8)
@@ -448,7 +453,7 @@ def main():
     s.add_argument("--jobs", type=int, default=6)
     s = sub.add_parser("scale")
     s.add_argument("src")
-    s.add_argument("--ca", required=True)
+    s.add_argument("--ca")
     s.add_argument("--out", required=True)
     s.add_argument("--repos", type=int, default=10)
     s.add_argument("--tags", type=int, default=1000)
@@ -457,7 +462,7 @@ def main():
         s = sub.add_parser(name)
         s.add_argument("src")
         s.add_argument("dst")
-        s.add_argument("--ca", required=True)
+        s.add_argument("--ca")
         s.add_argument("--jobs", type=int, default=6)
         if name == "floor":
             s.add_argument("--workload", required=True)
@@ -467,7 +472,7 @@ def main():
             s.add_argument("--out", required=True)
     s = sub.add_parser("ping")
     s.add_argument("src")
-    s.add_argument("--ca", required=True)
+    s.add_argument("--ca")
     s.add_argument("--timeout", type=float, default=15)
     s = sub.add_parser("tags")
     s.add_argument("--workload", required=True)

@@ -1,5 +1,9 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use image_mirror::cli::{Cli, Command, LogFormat};
 
@@ -17,30 +21,32 @@ fn main() {
 /// Libraries whose most detailed logs could show a secret, and the most they may log.
 /// reqwest logs redirect targets (pre-signed blob URLs are credentials of their own); hyper,
 /// h2 and rustls log connection internals at trace; oci-client logs response headers at
-/// trace. Our own logs never hold a password or token at any level. These caps are applied
-/// after RUST_LOG, so they hold whatever it says.
-const SECRET_SAFE_CAPS: [&str; 7] = [
-    "reqwest=info",
-    "hyper=info",
-    "hyper_util=info",
-    "h2=info",
-    "rustls=info",
-    "tokio_rustls=info",
-    "oci_client=debug",
+/// trace. Our own logs never hold a password or token at any level. These caps are a second
+/// filter after RUST_LOG: they lower what it allows, never raise it.
+const SECRET_SAFE_CAPS: [(&str, Level); 7] = [
+    ("reqwest", Level::INFO),
+    ("hyper", Level::INFO),
+    ("hyper_util", Level::INFO),
+    ("h2", Level::INFO),
+    ("rustls", Level::INFO),
+    ("tokio_rustls", Level::INFO),
+    ("oci_client", Level::DEBUG),
 ];
 
 fn init_logging(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    for cap in SECRET_SAFE_CAPS {
-        if let Ok(directive) = cap.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(image_mirror::progress::LogWriter);
+    let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let caps = SECRET_SAFE_CAPS.iter().fold(
+        Targets::new().with_default(Level::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    );
+    let filter = wanted.and(caps);
+    let layer = tracing_subscriber::fmt::layer().with_writer(image_mirror::progress::LogWriter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().with_filter(filter))
+            .init(),
     }
 }

@@ -420,6 +420,12 @@ fn oc_job_flags_are_accepted() {
         dst.manifest_digest("app", "1").as_deref(),
         Some(app.digest.as_str())
     );
+    // RUST_LOG=warn (set by Workspace) is obeyed by every library, the capped ones too.
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("DEBUG") && !stderr.contains("INFO"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A real mirror run on one machine: two local registries (Debian's docker-registry), a few
+# example images seeded into the first, a mapping file in the style of mappings/, then
+#   1. a dry run (what would be pushed),
+#   2. the mirror itself,
+#   3. the same run again (nothing to do: every tag unchanged),
+#   4. `image-mirror verify` on the destination repositories.
+#
+#   bash deploy/local/quickstart.sh
+#
+# Needs docker-registry (apt-get install -y docker-registry), python3 and a Rust toolchain.
+# Everything runs on 127.0.0.1 with temporary storage and is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+command -v docker-registry >/dev/null || {
+  echo "needs Debian's docker-registry: apt-get install -y docker-registry" >&2
+  exit 2
+}
+cargo build --release --locked -q
+BIN=$PWD/target/release/image-mirror
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_registry() { # NAME -> prints HOST:PORT
+  local name=$1 port
+  port=$(free_port)
+  mkdir -p "$WORK/$name/data"
+  cat >"$WORK/$name/config.yml" <<EOF
+version: 0.1
+log: { level: error, accesslog: { disabled: true } }
+storage: { filesystem: { rootdirectory: $WORK/$name/data } }
+http: { addr: 127.0.0.1:$port, secret: quickstart }
+EOF
+  docker-registry serve "$WORK/$name/config.yml" >"$WORK/$name/log" 2>&1 &
+  PIDS+=($!)
+  if ! python3 bench/regbench.py ping "127.0.0.1:$port" >/dev/null 2>&1; then
+    echo "registry $name did not start:" >&2
+    cat "$WORK/$name/log" >&2
+    exit 1
+  fi
+  echo "127.0.0.1:$port"
+}
+
+SRC=$(start_registry source)
+DST=$(start_registry mirror)
+echo "source registry: $SRC    mirror registry: $DST"
+
+# Three repositories (app00..app02) with three tags each (v1.0..v1.2); app02 is multi-arch;
+# OCI and Docker formats mixed; shared base layers.
+python3 bench/regbench.py seed "$SRC" --out "$WORK/workload.json" --repos 3 --tags 3 \
+  --base-mib 1 --app-mib 0.25 >/dev/null
+echo "seeded: $(python3 bench/regbench.py tags --workload "$WORK/workload.json" | tr '\n' ' ')"
+
+mkdir -p "$WORK/mappings"
+cat >"$WORK/mappings/mapping_quickstart" <<EOF
+# Mirrored every hour by the image-mirror periodic job (see deploy/).
+# SRC DST [DST ...]
+$SRC/app00:v1.0 $DST/ci/app00:v1.0 $DST/ci/app00:stable
+
+# Every v1.x tag of app01, each keeping its name.
+$SRC/app01:v1.* $DST/ci/app01
+
+# A multi-arch image, copied whole (digest preserved), into two repositories.
+$SRC/app02:v1.2=$DST/ci/app02:v1.2 $SRC/app02:v1.2=$DST/release/app02:latest
+EOF
+echo
+echo "== mapping file =="
+cat "$WORK/mappings/mapping_quickstart"
+
+echo
+echo "== 1. dry run: nothing is written =="
+"$BIN" check "$WORK/mappings"
+dry_run=true "$BIN" run --insecure "$WORK/mappings"
+
+echo
+echo "== 2. mirror =="
+RUST_LOG=warn "$BIN" run --insecure --report "$WORK/report.json" "$WORK/mappings"
+
+echo
+echo "== 3. again: nothing to do =="
+RUST_LOG=warn "$BIN" run --insecure "$WORK/mappings"
+
+echo
+echo "== 4. verify the mirror =="
+"$BIN" verify --insecure "$DST/ci/app00" "$DST/ci/app01" "$DST/ci/app02" "$DST/release/app02"
