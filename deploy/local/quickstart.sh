@@ -8,15 +8,17 @@
 #
 #   bash deploy/local/quickstart.sh
 #
-# Needs docker-registry (apt-get install -y docker-registry), python3 and a Rust toolchain.
+# Needs python3 and a Rust toolchain; installs Debian's docker-registry if it is missing.
 # Everything runs on 127.0.0.1 with temporary storage and is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-command -v docker-registry >/dev/null || {
-  echo "needs Debian's docker-registry: apt-get install -y docker-registry" >&2
-  exit 2
-}
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "installing Debian's docker-registry (a real registry to mirror between)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
+fi
 cargo build --release --locked -q
 BIN=$PWD/target/release/image-mirror
 WORK=$(mktemp -d)
