@@ -12,17 +12,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::Result;
 use reqwest::StatusCode;
 use reqwest::header::WWW_AUTHENTICATE;
 
 use crate::credentials::{Credential, RegistryCredential, Secret};
+use crate::registry::{ErrorKind, NetworkOptions, failure, send_retrying};
 
 /// Per the token spec, a token without `expires_in` lives 60 seconds.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Refresh this long before expiry at most (a quarter of the lifetime for short tokens).
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "image-mirror";
+/// How long a registry whose `GET /v2/` failed (after its retries) is answered with that
+/// failure without asking again.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 /// What a request needs: pull, or pull and push, on a repository; for a cross-repository
 /// mount also pull on the repository the blob comes from.
@@ -187,10 +191,15 @@ pub struct Authenticator {
     base: String,
     http: reqwest::Client,
     challenge: tokio::sync::Mutex<Option<Challenge>>,
+    /// A `GET /v2/` that failed after its retries, and when: the copies waiting behind it
+    /// get the same answer for a while instead of each retrying again.
+    unreachable: std::sync::Mutex<Option<(Instant, ErrorKind, String)>>,
     /// (credential origin, scopes) → token
     tokens: std::sync::Mutex<HashMap<(String, String), TokenSlot>>,
     /// Token requests count as requests in the summary.
     traffic: Arc<crate::registry::Traffic>,
+    /// Retries of `GET /v2/` and token requests.
+    network: NetworkOptions,
 }
 
 impl Authenticator {
@@ -198,6 +207,7 @@ impl Authenticator {
         host: &str,
         base: &str,
         http: reqwest::Client,
+        network: NetworkOptions,
         traffic: Arc<crate::registry::Traffic>,
     ) -> Self {
         Authenticator {
@@ -205,8 +215,10 @@ impl Authenticator {
             base: base.to_owned(),
             http,
             challenge: tokio::sync::Mutex::new(None),
+            unreachable: std::sync::Mutex::new(None),
             tokens: std::sync::Mutex::new(HashMap::new()),
             traffic,
+            network,
         }
     }
 
@@ -216,14 +228,28 @@ impl Authenticator {
         if let Some(c) = known.as_ref() {
             return Ok(c.clone());
         }
+        if let Ok(failed) = self.unreachable.lock()
+            && let Some((at, kind, message)) = failed.as_ref()
+            && at.elapsed() < UNREACHABLE_FOR
+        {
+            return Err(failure(*kind, message.clone()));
+        }
         let url = format!("{}/v2/", self.base);
-        let response = self.http.get(&url).send().await.map_err(|e| {
-            anyhow!(
-                "connecting to {}: {}",
-                self.host,
-                describe_http_error(&e, &self.host)
-            )
-        })?;
+        let what = format!("connecting to {}", self.host);
+        let response = match send_retrying(&self.network, &self.traffic, &self.host, &what, || {
+            self.http.get(&url)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if let Ok(mut failed) = self.unreachable.lock() {
+                    let kind = crate::registry::error_kind(&e).unwrap_or(ErrorKind::Transient);
+                    *failed = Some((Instant::now(), kind, format!("{e:#}")));
+                }
+                return Err(e);
+            }
+        };
         let challenge = match response.status() {
             s if s.is_success() => Challenge::None,
             StatusCode::UNAUTHORIZED => response
@@ -235,10 +261,15 @@ impl Authenticator {
                 // Prefer tokens when a registry offers both.
                 .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
                 .unwrap_or(Challenge::Basic),
-            status => bail!(
-                "{} answered GET /v2/ with {status}; is it a container registry?",
-                self.host
-            ),
+            status => {
+                return Err(failure(
+                    ErrorKind::of_status(status).or_permanent(),
+                    format!(
+                        "{} answered GET /v2/ with {status}; is it a container registry?",
+                        self.host
+                    ),
+                ));
+            }
         };
         tracing::debug!(registry = %self.host, ?challenge, "registry authentication");
         *known = Some(challenge.clone());
@@ -280,11 +311,13 @@ impl Authenticator {
                     password: password.clone(),
                 })),
                 Credential::Anonymous => Ok(None),
-                Credential::IdentityToken { .. } => bail!(
-                    "{} asks for a user name and password, but {} holds an identity token",
-                    self.host,
-                    credential.origin
-                ),
+                Credential::IdentityToken { .. } => Err(failure(
+                    ErrorKind::Denied,
+                    format!(
+                        "{} asks for a user name and password, but {} holds an identity token",
+                        self.host, credential.origin
+                    ),
+                )),
             },
             Challenge::Bearer { realm, service } => {
                 let token = self
@@ -376,10 +409,7 @@ impl Authenticator {
             #[serde(default)]
             expires_in: Option<f64>,
         }
-        self.traffic
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let request = match &credential.credential {
+        let build = || match &credential.credential {
             Credential::IdentityToken { token, .. } => {
                 let mut form: Vec<(&str, &str)> = vec![
                     ("grant_type", "refresh_token"),
@@ -414,48 +444,63 @@ impl Authenticator {
             }
         };
         let who = credential.who();
-        let response = request.send().await.map_err(|e| {
-            anyhow!(
-                "asking the token service of {} for a token: {}",
-                self.host,
-                describe_http_error(&e, &self.host)
+        let what = format!("asking the token service of {} for a token", self.host);
+        let response =
+            send_retrying(&self.network, &self.traffic, &self.host, &what, build).await?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| {
+            failure(
+                crate::registry::transport_kind(&e),
+                format!(
+                    "reading the token answer of {}: {}",
+                    self.host,
+                    describe_http_error(&e, &self.host)
+                ),
             )
         })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("reading the token answer of {}", self.host))?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            bail!(
-                "the token service of {} refused {who} ({}): check the credentials from {}",
-                self.host,
-                crate::registry::registry_answer(status, &body),
-                credential.origin
-            );
+            return Err(failure(
+                ErrorKind::Denied,
+                format!(
+                    "the token service of {} refused {who} ({}): check the credentials from {}",
+                    self.host,
+                    crate::registry::registry_answer(status, &body),
+                    credential.origin
+                ),
+            ));
         }
         if !status.is_success() {
-            bail!(
-                "the token service of {} answered {}",
-                self.host,
-                crate::registry::registry_answer(status, &body)
-            );
+            return Err(failure(
+                ErrorKind::of_status(status).or_permanent(),
+                format!(
+                    "the token service of {} answered {}",
+                    self.host,
+                    crate::registry::registry_answer(status, &body)
+                ),
+            ));
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
-            anyhow!(
-                "the token service of {} answered something that is not a token ({} bytes)",
-                self.host,
-                body.len()
+        let not_a_token = || {
+            failure(
+                ErrorKind::Permanent,
+                format!(
+                    "the token service of {} answered something that is not a token ({} bytes)",
+                    self.host,
+                    body.len()
+                ),
             )
-        })?;
+        };
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| not_a_token())?;
         let token = answer
             .token
             .filter(|t| !t.is_empty())
             .or(answer.access_token.filter(|t| !t.is_empty()))
             .ok_or_else(|| {
-                anyhow!(
-                    "the token service of {} answered without a token",
-                    self.host
+                failure(
+                    ErrorKind::Permanent,
+                    format!(
+                        "the token service of {} answered without a token",
+                        self.host
+                    ),
                 )
             })?;
         let lifetime = match answer.expires_in {

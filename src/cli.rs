@@ -2,6 +2,7 @@
 //! keep working when they switch binaries.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
@@ -173,6 +174,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
+    /// Tries of one request (and of one blob copy) before a transient failure counts:
+    /// refused or reset connections, timeouts, 408, 429 and 5xx answers. Waits between tries
+    /// grow exponentially from 0.25 s, with jitter; a `Retry-After` on 429/503 is honoured.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub request_attempts: u32,
+
+    /// The longest wait before trying a request again, `Retry-After` included.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_wait)]
+    pub max_retry_wait: Duration,
+
+    /// The longest wait for a connection to a registry.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    pub connect_timeout: Duration,
+
+    /// The longest a registry may stay silent while an answer is awaited or read (an idle
+    /// timeout, not a limit on a long transfer).
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_timeout)]
+    pub read_timeout: Duration,
+
     /// Write a JSON report of every destination tag and the totals here (schema in README).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -199,6 +219,27 @@ pub struct RunArgs {
     /// Accepted for oc compatibility: a failed image never stops the others (exit 1 at the end).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub continue_on_error: Option<bool>,
+}
+
+/// Seconds, fractions allowed, at least 0 and at most a day.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("{seconds} is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Seconds, fractions allowed, more than 0.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_wait(text)?;
+    if d.is_zero() {
+        return Err("a timeout must be more than 0 seconds".to_owned());
+    }
+    Ok(d)
 }
 
 /// `true`/`false` in any case, as the Prow jobs write them.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use futures_util::future::try_join_all;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
@@ -23,7 +23,7 @@ use crate::manifest::{BlobRef, Content, Manifest};
 use crate::plan::{CopyJob, Plan};
 use crate::progress::Progress;
 use crate::reference::{Digest, Repository};
-use crate::registry::{Registries, RegistryClient};
+use crate::registry::{ErrorKind, Registries, RegistryClient, RegistryError, error_kind};
 
 #[derive(Debug, Clone)]
 pub struct ExecuteOptions {
@@ -31,7 +31,8 @@ pub struct ExecuteOptions {
     pub force: bool,
     pub max_registry: usize,
     pub filter_by_os: Option<regex::Regex>,
-    /// Further attempts after a failed copy.
+    /// Further attempts after a copy failed transiently (requests are retried inside
+    /// [`crate::registry`] first; permanent failures are never retried).
     pub retries: u32,
 }
 
@@ -125,8 +126,8 @@ pub struct Executor {
 
 /// Where one copy reads and writes, and its byte counter.
 struct Route<'a> {
-    src: &'a RegistryClient,
-    dst: &'a RegistryClient,
+    src: &'a Arc<RegistryClient>,
+    dst: &'a Arc<RegistryClient>,
     src_repo: &'a Repository,
     dst_repo: &'a Repository,
     moved: &'a AtomicU64,
@@ -250,7 +251,11 @@ impl Executor {
                 Some(Err(e)) => {
                     outcome.status = Status::Failed;
                     outcome.error = Some(format!("{e:#}"));
-                    if outcome.attempts > self.options.retries {
+                    // Only what may go differently next time: a missing tag, a refused
+                    // credential, a manifest the registry rejects or corrupt bytes fail now.
+                    let kind = error_kind(&e);
+                    if outcome.attempts > self.options.retries || kind != Some(ErrorKind::Transient)
+                    {
                         break;
                     }
                     tracing::info!(destination = %outcome.job.destination, attempt = outcome.attempts, error = %format!("{e:#}"), "copy failed; retrying in {backoff:?}");
@@ -334,7 +339,7 @@ impl Executor {
     /// A source manifest, fetched once per run whatever the number of destinations.
     async fn source_manifest(
         &self,
-        src: &RegistryClient,
+        src: &Arc<RegistryClient>,
         repository: &Repository,
         reference: &str,
     ) -> Result<Arc<Manifest>> {
@@ -504,11 +509,39 @@ impl Executor {
             (b, Some(src.permit(1).await))
         };
         let _active = self.progress.transfer();
-        tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-        let stream = src.pull_blob(src_repo.path(), &blob.digest).await?;
-        dst.push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
-            .await
-            .map_err(|e| anyhow!("{e:#} (copying from {src_repo})"))?;
+        // A copy that breaks off transiently (the destination's PUT cut, the source gone
+        // for longer than its resumes) starts again with a new upload session; the bytes
+        // of each try are hashed as they pass, so only a whole, matching blob commits.
+        let network = dst.network();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
+            let result = async {
+                let stream = src
+                    .pull_blob(src_repo.path(), &blob.digest, blob.size)
+                    .await?;
+                dst.push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
+                    .await
+            }
+            .await;
+            let e = match result {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
+            if kind != ErrorKind::Transient || !network.may_retry(tries) {
+                // Keep the kind: the job's retries look at it.
+                return Err(anyhow::Error::new(RegistryError {
+                    kind,
+                    message: format!("{e:#} (copying from {src_repo})"),
+                }));
+            }
+            let wait = network.wait(tries - 1, None);
+            dst.note_retry();
+            tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}");
+            tokio::time::sleep(wait).await;
+        }
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
     }

@@ -1,16 +1,19 @@
-//! All registry I/O. Built on oci-client (blob existence, blob downloads with their digest
-//! check, manifest uploads); the requests it cannot make go through reqwest with the same
-//! TLS settings: tag lists that follow `Link`, manifests with their exact bytes in one GET,
-//! a one-request manifest HEAD that tells "absent" apart, cross-repository mounts, and blob
-//! uploads whose session is opened with a token that can be refreshed and retried (a
-//! stream given to oci-client cannot be replayed after a 401).
+//! All registry I/O, over reqwest: tag lists that follow `Link`, manifests with their exact
+//! bytes in one GET, a one-request manifest HEAD that tells "absent" apart, blob HEADs,
+//! blob downloads that resume with `Range`, cross-repository mounts, monolithic blob uploads
+//! hashed as they pass, manifest uploads. (oci-client used to make some of these; it drops
+//! response headers, so it could not honour `Retry-After` nor resume a download.)
+//!
+//! Failures carry an [`ErrorKind`] ([`RegistryError`] in the `anyhow` chain): transient ones
+//! (refused or reset connections, timeouts, 408/429/5xx) are retried inside the request with
+//! exponential backoff and jitter, honouring `Retry-After`, within [`NetworkOptions`];
+//! the others fail at once with the registry's own words.
 //!
 //! Authentication is ours ([`crate::auth`]): credentials are chosen per repository (an auth
 //! file may hold different robots for different organisations of one registry), tokens are
 //! scoped per repository and action (plus the source's pull for a mount), cached, refreshed
-//! before they expire, and fetched anew once when the registry answers 401. oci-client gets
-//! the current token put into its token cache before each call and never asks for one itself
-//! (no credential is ever stored in it).
+//! before they expire, and fetched anew once when the registry answers 401. A registry that
+//! asks for no authorization gets none, and is not asked `GET /v2/` again per request.
 //!
 //! TLS: the system's roots, plus CA certificates from `/etc/containers/certs.d/HOST[:PORT]/`
 //! and `/etc/docker/certs.d/HOST[:PORT]/` (`*.crt`), as docker and podman read them. The
@@ -20,21 +23,20 @@
 //! One [`RegistryClient`] per registry host, which also holds the per-registry request limit.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::token_cache::{RegistryToken, RegistryTokenType};
-use oci_client::{Reference as OciReference, RegistryOperation};
+use oci_client::Reference as OciReference;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK, LOCATION};
+use reqwest::header::{
+    ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, LINK, LOCATION, RANGE,
+    RETRY_AFTER,
+};
 use sha2::Digest as _;
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
@@ -43,13 +45,197 @@ use crate::credentials::{Credentials, RegistryCredential};
 use crate::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 use crate::reference::Digest;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const TAGS_PAGE_SIZE: usize = 1000;
 /// Where docker and podman users keep per-registry CA certificates.
 const DEFAULT_CERTS_DIRS: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
 /// Test-only / advanced: colon-separated base directories replacing [`DEFAULT_CERTS_DIRS`].
 pub const CERTS_DIRS_ENV: &str = "IMAGE_MIRROR_CERTS_DIRS";
+/// The wait before the first retry of a request; doubled for each further one (then capped
+/// by [`NetworkOptions::max_retry_wait`] and jittered).
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(250);
+
+/// What kind of failure an error is. Carried by [`RegistryError`] in the chain of every error
+/// this module returns; it decides what is retried (only [`ErrorKind::Transient`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth another try: connection refused or reset, timeouts, 5xx, 429, a body cut short.
+    Transient,
+    /// Refused for good by the registry (400 `MANIFEST_INVALID`, `BLOB_UNKNOWN`, 405, …), or
+    /// something no retry can change (an unsupported manifest, a bad TLS certificate).
+    Permanent,
+    /// 404: the registry does not have it.
+    NotFound,
+    /// 401/403 after re-authentication, or credentials refused by the token service.
+    Denied,
+    /// Bytes that do not hash to their digest, or more bytes than the descriptor gives.
+    Corrupt,
+}
+
+impl ErrorKind {
+    /// The kind of a failed answer with this status.
+    pub fn of_status(status: StatusCode) -> ErrorKind {
+        match status {
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ErrorKind::Denied,
+            s if is_transient_status(s) => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        }
+    }
+
+    /// For answers where "not found" says the endpoint is wrong, not that an image is missing.
+    pub fn or_permanent(self) -> ErrorKind {
+        if self == ErrorKind::NotFound {
+            ErrorKind::Permanent
+        } else {
+            self
+        }
+    }
+}
+
+/// An error with its [`ErrorKind`]; the message is the whole text shown to the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RegistryError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// An `anyhow::Error` carrying `kind`.
+pub fn failure(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(RegistryError {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// The kind of an error from this module (the first [`RegistryError`] in its chain); `None`
+/// for errors that carry none (treated as permanent by the retry logic).
+pub fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<RegistryError>())
+        .map(|r| r.kind)
+}
+
+/// 408, 429 and 5xx: the registry may answer differently a moment later.
+fn is_transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+/// The kind of a transport error: a malformed request or a TLS/protocol failure (an
+/// `InvalidData` I/O error underneath, e.g. an untrusted certificate) is permanent; refused
+/// or reset connections, timeouts and bodies cut short are transient.
+pub fn transport_kind(e: &reqwest::Error) -> ErrorKind {
+    if e.is_builder() || e.is_redirect() {
+        return ErrorKind::Permanent;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return ErrorKind::Permanent;
+        }
+        source = s.source();
+    }
+    ErrorKind::Transient
+}
+
+/// `Retry-After` on a 429 or 503: delay-seconds or an HTTP date.
+pub fn retry_after(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Request-level retries and timeouts, shared by every registry client.
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    /// Tries of one request (or of one blob copy) before a transient failure counts.
+    pub request_attempts: u32,
+    /// The longest wait between two tries, `Retry-After` included.
+    pub max_retry_wait: Duration,
+    pub connect_timeout: Duration,
+    /// The longest a connection may stay silent while an answer is awaited or read.
+    pub read_timeout: Duration,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            request_attempts: 5,
+            max_retry_wait: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// The wait before retry number `retry` (0-based): exponential from
+    /// [`FIRST_RETRY_WAIT`], capped, with "equal jitter" (between half and all of it) so
+    /// that copies failing together do not come back together. A `Retry-After` replaces
+    /// the computed wait, capped the same way.
+    pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max_retry_wait);
+        }
+        let exponential = FIRST_RETRY_WAIT.saturating_mul(1u32 << retry.min(20));
+        exponential
+            .min(self.max_retry_wait)
+            .mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// Whether another try is allowed after `tries` tries.
+    pub fn may_retry(&self, tries: u32) -> bool {
+        tries < self.request_attempts.max(1)
+    }
+}
+
+/// Sends a request without authorization (token services, `GET /v2/`), retrying transport
+/// failures and transient statuses as [`RegistryClient`] requests are. Returns the last
+/// answer whatever its status.
+pub async fn send_retrying(
+    network: &NetworkOptions,
+    traffic: &Traffic,
+    host: &str,
+    what: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        traffic.requests.fetch_add(1, Ordering::Relaxed);
+        let (retry_after, why) = match build().send().await {
+            Ok(r) if is_transient_status(r.status()) && network.may_retry(tries) => {
+                (retry_after(r.status(), r.headers()), r.status().to_string())
+            }
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let kind = transport_kind(&e);
+                let why = describe_http_error(&e, host);
+                if kind != ErrorKind::Transient || !network.may_retry(tries) {
+                    return Err(failure(kind, format!("{what}: {why}")));
+                }
+                (None, why)
+            }
+        };
+        let wait = network.wait(tries - 1, retry_after);
+        traffic.request_retries.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(registry = host, attempt = tries, error = %why, "{what}: retrying in {wait:?}");
+        tokio::time::sleep(wait).await;
+    }
+}
 
 /// Settings shared by every registry client.
 #[derive(Debug, Clone, Default)]
@@ -77,11 +263,14 @@ impl RegistryOptions {
 pub struct Traffic {
     pub requests: AtomicU64,
     pub bytes_uploaded: AtomicU64,
+    /// Requests (and blob copies) tried again after a transient failure.
+    pub request_retries: AtomicU64,
 }
 
 /// The clients of one run, created on first use.
 pub struct Registries {
     options: RegistryOptions,
+    network: NetworkOptions,
     credentials: Credentials,
     clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
     pub traffic: Arc<Traffic>,
@@ -91,10 +280,21 @@ impl Registries {
     pub fn new(options: RegistryOptions, credentials: Credentials) -> Self {
         Self {
             options,
+            network: NetworkOptions::default(),
             credentials,
             clients: Mutex::default(),
             traffic: Arc::default(),
         }
+    }
+
+    /// Request retries and timeouts other than the defaults.
+    pub fn with_network(mut self, network: NetworkOptions) -> Self {
+        self.network = network;
+        self
+    }
+
+    pub fn network(&self) -> &NetworkOptions {
+        &self.network
     }
 
     /// The client for `host` (as written in references, e.g. `docker.io`).
@@ -115,6 +315,7 @@ impl Registries {
                 host,
                 self.credentials.clone(),
                 &self.options,
+                &self.network,
                 self.traffic.clone(),
             )
             .await?,
@@ -130,17 +331,12 @@ pub struct RegistryClient {
     /// Where the API lives: Docker Hub's is not `docker.io`.
     api_host: String,
     scheme: &'static str,
-    /// For registries that want authorization: holds an anonymous auth entry, so it uses the
-    /// tokens `install` puts in its cache.
-    oci: oci_client::Client,
-    /// For requests that need no authorization: holds no auth entry, so it sends none and
-    /// asks for none.
-    oci_plain: oci_client::Client,
     http: reqwest::Client,
     credentials: Credentials,
     auth: Authenticator,
     permits: Semaphore,
     max_permits: usize,
+    network: NetworkOptions,
     traffic: Arc<Traffic>,
 }
 
@@ -149,75 +345,65 @@ impl RegistryClient {
         host: &str,
         credentials: Credentials,
         options: &RegistryOptions,
+        network: &NetworkOptions,
         traffic: Arc<Traffic>,
     ) -> Result<Self> {
         let api_host = OciReference::with_tag(host.to_owned(), "x".to_owned(), "x".to_owned())
             .resolve_registry()
             .to_owned();
         let insecure = options.insecure_for(host, &api_host);
-        let roots = extra_roots(host, &api_host, &certs_dirs())?;
+        let roots = extra_roots(host, &api_host, &certs_dirs())
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
+        // reqwest follows redirects (blobs on a CDN) and drops `Authorization` when one
+        // leads to another host.
         let mut builder = reqwest::Client::builder()
             .danger_accept_invalid_certs(insecure)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .connect_timeout(network.connect_timeout)
+            .read_timeout(network.read_timeout)
             .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")));
-        let mut oci_roots = Vec::new();
         for root in &roots {
             builder = builder.tls_certs_merge(root.reqwest.clone());
-            oci_roots.extend(root.oci.iter().map(|c| Certificate {
-                encoding: c.encoding.clone(),
-                data: c.data.clone(),
-            }));
         }
-        let http = builder.build().context("building the HTTP client")?;
+        let http = builder.build().map_err(|e| {
+            failure(
+                ErrorKind::Permanent,
+                format!("building the HTTP client: {e}"),
+            )
+        })?;
         let scheme = if insecure {
             probe_scheme(&http, &api_host).await
         } else {
             "https"
         };
-        let config = || ClientConfig {
-            protocol: if scheme == "http" {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: insecure,
-            extra_root_certificates: oci_roots.clone(),
-            use_monolithic_push: true,
-            platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("image-mirror/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
-        let oci_plain = oci_client::Client::try_from(config())
-            .with_context(|| format!("configuring the client for {host}"))?;
-        let oci = oci_client::Client::try_from(config())
-            .with_context(|| format!("configuring the client for {host}"))?;
-        // oci-client only looks in its token cache (where `install` puts ours) for a registry
-        // it holds an auth entry for. Anonymous: it never has a credential to send or log.
-        oci.store_auth_if_needed(&api_host, &oci_client::secrets::RegistryAuth::Anonymous)
-            .await;
         let max_permits = options.max_per_registry.max(1);
         let auth = Authenticator::new(
             host,
             &format!("{scheme}://{api_host}"),
             http.clone(),
+            network.clone(),
             traffic.clone(),
         );
         Ok(Self {
             host: host.to_owned(),
             api_host,
             scheme,
-            oci,
-            oci_plain,
             http,
             credentials,
             auth,
             permits: Semaphore::new(max_permits),
             max_permits,
+            network: network.clone(),
             traffic,
         })
+    }
+
+    pub fn network(&self) -> &NetworkOptions {
+        &self.network
+    }
+
+    /// Counts a retry made outside this module (a blob copy started again).
+    pub fn note_retry(&self) {
+        self.traffic.request_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn host(&self) -> &str {
@@ -238,122 +424,137 @@ impl RegistryClient {
         self.traffic.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn reference(&self, path: &str, reference: &str) -> OciReference {
-        if reference.contains(':') {
-            OciReference::with_digest(self.host.clone(), path.to_owned(), reference.to_owned())
-        } else {
-            OciReference::with_tag(self.host.clone(), path.to_owned(), reference.to_owned())
-        }
-    }
-
     fn url(&self, path: &str, rest: &str) -> String {
         format!("{}://{}/v2/{path}/{rest}", self.scheme, self.api_host)
     }
 
     fn credential(&self, path: &str) -> Result<RegistryCredential> {
-        self.credentials.for_repository(&self.host, path)
+        self.credentials
+            .for_repository(&self.host, path)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
     }
 
-    /// Sends a request built by `build` with the credentials `access` needs. On a 401 the
-    /// token is dropped (and the challenge re-read), and the request is sent once more with
-    /// a new one. Returns the last answer, whatever its status.
-    async fn send(
+    /// Sends a request built by `build` with the credentials `access` needs, then `finish`es
+    /// the answer (reads its body, or hands the response over for streaming).
+    ///
+    /// * A 401 drops the token (and re-reads the challenge) and sends once more with a new
+    ///   one; that does not count as a try.
+    /// * Transport failures (refused, reset, timeouts) and 408/429/5xx answers are tried again
+    ///   up to [`NetworkOptions::request_attempts`] times, after an exponential, jittered
+    ///   wait or the `Retry-After` of a 429/503, capped by `max_retry_wait`. So is a
+    ///   `finish` that fails (a body cut short).
+    ///
+    /// Returns the last answer whatever its status, with the credential used.
+    async fn exchange<T>(
         &self,
         access: &Access,
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(reqwest::Response, RegistryCredential)> {
+        finish: impl AsyncFn(reqwest::Response) -> std::result::Result<T, reqwest::Error>,
+    ) -> Result<(StatusCode, T, RegistryCredential)> {
         let credential = self.credential(&access.path)?;
-        let mut authorization = self.auth.authorization(&credential, access).await?;
-        for attempt in 0..2 {
+        let mut authorization = self.authorization(&credential, access).await?;
+        let mut reauthorized = false;
+        let mut tries = 0;
+        loop {
+            tries += 1;
             self.count_request();
             let mut request = build();
             if let Some(a) = &authorization {
                 request = a.apply(request);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| anyhow!("{what}: {}", describe_http_error(&e, &self.host)))?;
-            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
-                return Ok((response, credential));
-            }
-            tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
-            self.auth.learn(response.headers()).await;
-            self.auth
-                .invalidate(&credential, access, authorization.as_ref())
-                .await;
-            authorization = self.auth.authorization(&credential, access).await?;
-        }
-        unreachable!("the loop returns on its second attempt")
-    }
-
-    /// Runs an oci-client call with the token `access` needs in oci-client's cache; on a
-    /// 401, once more with a new token.
-    async fn oci_call<'c, T, F, Fut>(&'c self, access: &Access, what: &str, call: F) -> Result<T>
-    where
-        F: Fn(&'c oci_client::Client) -> Fut,
-        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
-    {
-        let credential = self.credential(&access.path)?;
-        let op = if access.push {
-            RegistryOperation::Push
-        } else {
-            RegistryOperation::Pull
-        };
-        let key = self.reference(&access.path, "latest");
-        let mut authorization = self.auth.authorization(&credential, access).await?;
-        for attempt in 0..2 {
-            self.install(&key, op, authorization.as_ref()).await;
-            self.count_request();
-            // Without an authorization, the client that holds no auth entry: the other would
-            // ask the registry's /v2/ again before every request.
-            let client = if authorization.is_some() {
-                &self.oci
-            } else {
-                &self.oci_plain
-            };
-            match call(client).await {
-                Ok(v) => return Ok(v),
+            let (retry_after, why) = match request.send().await {
                 Err(e) => {
-                    let status = oci_status(&e);
-                    if status == Some(StatusCode::UNAUTHORIZED) && attempt == 0 {
+                    let kind = transport_kind(&e);
+                    let why = describe_http_error(&e, &self.host);
+                    if kind != ErrorKind::Transient || !self.network.may_retry(tries) {
+                        return Err(failure(kind, format!("{what}: {why}")));
+                    }
+                    (None, why)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::UNAUTHORIZED && !reauthorized {
+                        reauthorized = true;
+                        tries -= 1;
                         tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
+                        self.auth.learn(response.headers()).await;
                         self.auth
                             .invalidate(&credential, access, authorization.as_ref())
                             .await;
-                        authorization = self.auth.authorization(&credential, access).await?;
+                        authorization = self.authorization(&credential, access).await?;
                         continue;
                     }
-                    return Err(match status {
-                        Some(s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => {
-                            self.denied(access, &credential, s, &describe_oci_error(&e))
+                    if is_transient_status(status) && self.network.may_retry(tries) {
+                        (retry_after(status, response.headers()), status.to_string())
+                    } else {
+                        match finish(response).await {
+                            Ok(v) => return Ok((status, v, credential)),
+                            Err(e) => {
+                                let kind = transport_kind(&e);
+                                let why = describe_http_error(&e, &self.host);
+                                if kind != ErrorKind::Transient || !self.network.may_retry(tries) {
+                                    return Err(failure(kind, format!("{what}: {why}")));
+                                }
+                                (None, why)
+                            }
                         }
-                        _ => anyhow!("{what}: {}", describe_oci_error(&e)),
-                    });
+                    }
                 }
-            }
+            };
+            let wait = self.network.wait(tries - 1, retry_after);
+            self.note_retry();
+            tracing::info!(registry = %self.host, attempt = tries, error = %why, "{what}: retrying in {wait:?}");
+            tokio::time::sleep(wait).await;
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
-    /// Puts the authorization into oci-client's token cache for this repository and action.
-    async fn install(
+    /// [`Self::exchange`] reading the whole body (small answers: manifests, tag lists,
+    /// HEADs, upload sessions).
+    async fn fetch(
         &self,
-        key: &OciReference,
-        op: RegistryOperation,
-        authorization: Option<&Authorization>,
-    ) {
-        let token = match authorization {
-            Some(Authorization::Bearer(t)) => RegistryTokenType::Bearer(RegistryToken::Token {
-                token: t.expose().to_owned(),
-            }),
-            Some(Authorization::Basic { username, password }) => {
-                RegistryTokenType::Basic(username.clone(), password.expose().to_owned())
-            }
-            None => return,
-        };
-        self.oci.tokens.insert(key, op, token).await;
+        access: &Access,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer> {
+        let (status, (headers, body), credential) = self
+            .exchange(access, what, build, async |r: reqwest::Response| {
+                let headers = r.headers().clone();
+                // An exact-size copy: the response's bytes may be a slice of a connection's
+                // 8 KiB read buffer, which a cached manifest would otherwise keep alive.
+                r.bytes()
+                    .await
+                    .map(|b| (headers, Bytes::copy_from_slice(&b)))
+            })
+            .await?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            credential,
+        })
+    }
+
+    async fn authorization(
+        &self,
+        credential: &RegistryCredential,
+        access: &Access,
+    ) -> Result<Option<Authorization>> {
+        self.auth.authorization(credential, access).await
+    }
+
+    /// The error for a failed answer: [`Self::denied`] for 401/403, else the registry's own
+    /// words with the kind of the status.
+    fn refused(&self, what: &str, access: &Access, answer: &Answer) -> anyhow::Error {
+        let text = registry_answer(answer.status, &answer.body);
+        if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::FORBIDDEN {
+            self.denied(access, &answer.credential, answer.status, &text)
+        } else {
+            failure(
+                ErrorKind::of_status(answer.status),
+                format!("{what}: {text}"),
+            )
+        }
     }
 
     /// "no push permission to quay.io/org/repo for user robot+x (403 Forbidden: DENIED: …)"
@@ -392,7 +593,7 @@ impl RegistryClient {
                 ),
             }
         }
-        anyhow!(message)
+        failure(ErrorKind::Denied, message)
     }
 
     /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`).
@@ -408,27 +609,21 @@ impl RegistryClient {
         let mut tags = Vec::new();
         let mut url = format!("{}?n={TAGS_PAGE_SIZE}", self.url(path, "tags/list"));
         loop {
-            let (response, credential) = self.send(&access, &what, || self.http.get(&url)).await?;
-            let status = response.status();
-            let next = response
-                .headers()
+            let answer = self.fetch(&access, &what, || self.http.get(&url)).await?;
+            if !answer.status.is_success() {
+                return Err(self.refused(&what, &access, &answer));
+            }
+            let next = answer
+                .headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = response.bytes().await.with_context(|| what.clone())?;
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(self.denied(
-                    &access,
-                    &credential,
-                    status,
-                    &registry_answer(status, &body),
-                ));
-            }
-            if !status.is_success() {
-                bail!("{what}: {}", registry_answer(status, &body));
-            }
-            let page: Page = serde_json::from_slice(&body)
-                .with_context(|| format!("{what}: unreadable answer"))?;
+            let page: Page = serde_json::from_slice(&answer.body).map_err(|e| {
+                failure(
+                    ErrorKind::Permanent,
+                    format!("{what}: unreadable answer: {e}"),
+                )
+            })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(next) => url = self.absolute(&next),
@@ -453,32 +648,31 @@ impl RegistryClient {
         let access = Access::pull(path);
         let what = format!("checking {}/{path}:{reference}", self.host);
         let url = self.url(path, &format!("manifests/{reference}"));
-        let (response, credential) = self
-            .send(&access, &what, || {
+        let answer = self
+            .fetch(&access, &what, || {
                 self.http
                     .head(&url)
                     .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
             })
             .await?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
+        if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(self.denied(&access, &credential, status, &registry_answer(status, &[])));
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
         }
-        if !status.is_success() {
-            bail!("{what}: {}", registry_answer(status, &[]));
-        }
-        match response
-            .headers()
+        match answer
+            .headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
         {
             Some(d) => Ok(Some(Digest::parse(d).map_err(|e| {
-                anyhow!(
-                    "{} answered a bad digest for {path}:{reference}: {e}",
-                    self.host
+                failure(
+                    ErrorKind::Permanent,
+                    format!(
+                        "{} answered a bad digest for {path}:{reference}: {e}",
+                        self.host
+                    ),
                 )
             })?)),
             None => {
@@ -495,46 +689,37 @@ impl RegistryClient {
         let access = Access::pull(path);
         let what = format!("reading manifest {}/{path}:{reference}", self.host);
         let url = self.url(path, &format!("manifests/{reference}"));
-        let (response, credential) = self
-            .send(&access, &what, || {
+        let answer = self
+            .fetch(&access, &what, || {
                 self.http
                     .get(&url)
                     .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
             })
             .await?;
-        let status = response.status();
-        let stated = response
-            .headers()
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
+        let stated = answer
+            .headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        // An exact-size copy: the response's bytes may be a slice of a connection's 8 KiB
-        // read buffer, which a cached manifest would otherwise keep alive.
-        let body = Bytes::copy_from_slice(&response.bytes().await.with_context(|| what.clone())?);
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(self.denied(
-                &access,
-                &credential,
-                status,
-                &registry_answer(status, &body),
-            ));
-        }
-        if !status.is_success() {
-            bail!("{what}: {}", registry_answer(status, &body));
-        }
-        let digest = Digest::of(&body);
+        let digest = Digest::of(&answer.body);
         let expected = if reference.contains(':') {
             Some(reference.to_owned())
         } else {
             stated
         };
-        let manifest = Manifest::parse(body, digest.clone()).with_context(|| what.clone())?;
         if let Some(expected) = expected
             && expected != digest.as_str()
         {
-            bail!("{what}: the bytes hash to {digest}, not {expected}");
+            return Err(failure(
+                ErrorKind::Corrupt,
+                format!("{what}: the bytes hash to {digest}, not {expected}"),
+            ));
         }
-        Ok(manifest)
+        Manifest::parse(answer.body, digest)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))
     }
 
     /// Writes a manifest as its exact bytes and media type, under a tag or its digest.
@@ -545,27 +730,40 @@ impl RegistryClient {
         manifest: &Manifest,
     ) -> Result<()> {
         let _permit = self.permit(1).await;
-        let content_type = HeaderValue::from_str(&manifest.media_type)
-            .map_err(|_| anyhow!("unusable media type {:?}", manifest.media_type))?;
-        let image = self.reference(path, reference);
-        self.oci_call(
-            &Access::push(path),
-            &format!("writing manifest {}/{path}:{reference}", self.host),
-            |oci| oci.push_manifest_raw(&image, manifest.bytes.clone(), content_type.clone()),
-        )
-        .await?;
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
+            failure(
+                ErrorKind::Permanent,
+                format!("unusable media type {:?}", manifest.media_type),
+            )
+        })?;
+        let access = Access::push(path);
+        let what = format!("writing manifest {}/{path}:{reference}", self.host);
+        let url = self.url(path, &format!("manifests/{reference}"));
+        let answer = self
+            .fetch(&access, &what, || {
+                self.http
+                    .put(&url)
+                    .header(CONTENT_TYPE, content_type.clone())
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
         Ok(())
     }
 
     pub async fn blob_exists(&self, path: &str, digest: &Digest) -> Result<bool> {
         let _permit = self.permit(1).await;
-        let image = self.reference(path, digest.as_str());
-        self.oci_call(
-            &Access::pull(path),
-            &format!("checking blob {digest} in {}/{path}", self.host),
-            |oci| oci.blob_exists(&image, digest.as_str()),
-        )
-        .await
+        let access = Access::pull(path);
+        let what = format!("checking blob {digest} in {}/{path}", self.host);
+        let url = self.url(path, &format!("blobs/{digest}"));
+        let answer = self.fetch(&access, &what, || self.http.head(&url)).await?;
+        match answer.status {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refused(&what, &access, &answer)),
+        }
     }
 
     /// Cross-repository mount. `Ok(false)` when the registry did not mount (it may offer an
@@ -578,34 +776,24 @@ impl RegistryClient {
             self.url(path, "blobs/uploads/")
         );
         let what = format!("mounting {digest} into {}/{path}", self.host);
-        let (response, credential) = match self
-            .send(&access, &what, || {
+        let answer = match self
+            .fetch(&access, &what, || {
                 self.http.post(&url).header(CONTENT_LENGTH, 0)
             })
             .await
         {
-            Ok(r) => r,
+            Ok(a) => a,
             Err(e) => {
                 tracing::debug!(registry = %self.host, path, %digest, error = %format!("{e:#}"), "mount not possible; uploading instead");
                 return Ok(false);
             }
         };
-        match response.status() {
+        match answer.status {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => {
-                if let Some(location) = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    let cancel = self.absolute(location);
-                    if let Ok(Some(a)) = self.auth.authorization(&credential, &access).await {
-                        self.count_request();
-                        let _ = a.apply(self.http.delete(cancel)).send().await;
-                    } else {
-                        self.count_request();
-                        let _ = self.http.delete(cancel).send().await;
-                    }
+                if let Some(location) = answer.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    self.cancel_upload(&access, &answer.credential, location)
+                        .await;
                 }
                 Ok(false)
             }
@@ -616,29 +804,114 @@ impl RegistryClient {
         }
     }
 
-    /// Opens a blob for reading.
-    pub async fn pull_blob(
+    /// Best effort: drops an upload session that will not be used (one try, no retries).
+    async fn cancel_upload(
+        &self,
+        access: &Access,
+        credential: &RegistryCredential,
+        location: &str,
+    ) {
+        let mut request = self.http.delete(self.absolute(location));
+        if let Ok(Some(a)) = self.auth.authorization(credential, access).await {
+            request = a.apply(request);
+        }
+        self.count_request();
+        let _ = request.send().await;
+    }
+
+    /// `GET` a blob from `offset` on (a `Range` request when `offset > 0`). Returns the
+    /// response and how many of its leading bytes to drop: a registry that ignores `Range`
+    /// answers 200 with the whole blob.
+    async fn open_blob(
         &self,
         path: &str,
         digest: &Digest,
-    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<>> {
-        let image = self.reference(path, digest.as_str());
-        let stream = self
-            .oci_call(
-                &Access::pull(path),
-                &format!("reading blob {digest} from {}/{path}", self.host),
-                |oci| oci.pull_blob_stream(&image, digest.as_str()),
+        offset: u64,
+    ) -> Result<(reqwest::Response, u64)> {
+        let access = Access::pull(path);
+        let what = format!("reading blob {digest} from {}/{path}", self.host);
+        let url = self.url(path, &format!("blobs/{digest}"));
+        let (status, response, credential) = self
+            .exchange(
+                &access,
+                &what,
+                || {
+                    let request = self.http.get(&url);
+                    if offset > 0 {
+                        request.header(RANGE, format!("bytes={offset}-"))
+                    } else {
+                        request
+                    }
+                },
+                async |r: reqwest::Response| Ok(r),
             )
             .await?;
-        Ok(stream.stream)
+        let from = |r: &reqwest::Response| {
+            r.headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        match status {
+            StatusCode::OK => Ok((response, offset)),
+            StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
+                Ok((response, 0))
+            }
+            StatusCode::PARTIAL_CONTENT => Err(failure(
+                ErrorKind::Transient,
+                format!("{what}: the registry answered a range that was not asked for"),
+            )),
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(self.refused(
+                    &what,
+                    &access,
+                    &Answer {
+                        status,
+                        headers: Default::default(),
+                        body,
+                        credential,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Opens a blob for reading. When the answer breaks off (connection reset, a body
+    /// shorter than `size`), the stream goes on with a `Range` request from the byte reached
+    /// (or a whole new GET whose leading bytes are dropped, for a source that ignores
+    /// `Range`), up to [`NetworkOptions::request_attempts`] times: the reader sees one
+    /// continuous stream. Whatever it yields is checked by [`Self::push_blob`].
+    pub async fn pull_blob(
+        self: &Arc<Self>,
+        path: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<>> {
+        let (response, skip) = self.open_blob(path, digest, 0).await?;
+        let state = ResumeState {
+            client: self.clone(),
+            path: path.to_owned(),
+            digest: digest.clone(),
+            size,
+            offset: 0,
+            skip,
+            body: Some(Box::pin(response.bytes_stream())),
+            resumes: 0,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, ResumeState::next))
     }
 
     /// Uploads a blob from a stream in one monolithic PUT. The bytes are hashed as they pass
     /// and the body fails before its end if they do not match `digest`, so a corrupt blob is
     /// never committed (the registry's own `?digest=` check is a second line).
     ///
-    /// The upload session is opened with a fresh token (retried once on a 401), then the
-    /// stream goes out with that session's token: a stream cannot be sent twice.
+    /// The upload session is opened with retries; the PUT itself is sent once (a stream
+    /// cannot be sent twice): on a transient failure the caller starts the copy again, with
+    /// a new session. A failed session is cancelled.
     pub async fn push_blob<S>(
         &self,
         path: &str,
@@ -652,41 +925,40 @@ impl RegistryClient {
         let access = Access::push(path);
         let what = format!("uploading blob {digest} to {}/{path}", self.host);
         let start = self.url(path, "blobs/uploads/");
-        let (response, credential) = self
-            .send(&access, &what, || {
+        let answer = self
+            .fetch(&access, &what, || {
                 self.http.post(&start).header(CONTENT_LENGTH, 0)
             })
             .await?;
-        let status = response.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(self.denied(
-                &access,
-                &credential,
-                status,
-                &registry_answer(status, &body),
-            ));
+        if answer.status != StatusCode::ACCEPTED {
+            return Err(self.refused(&what, &access, &answer));
         }
-        if status != StatusCode::ACCEPTED {
-            let body = response.bytes().await.unwrap_or_default();
-            bail!("{what}: {}", registry_answer(status, &body));
-        }
-        let location = response
-            .headers()
+        let credential = answer.credential;
+        let location = answer
+            .headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| anyhow!("{what}: the registry opened an upload without a Location"))?;
-        let mut target = reqwest::Url::parse(&self.absolute(location))
-            .map_err(|e| anyhow!("{what}: unusable upload location: {e}"))?;
+            .ok_or_else(|| {
+                failure(
+                    ErrorKind::Permanent,
+                    format!("{what}: the registry opened an upload without a Location"),
+                )
+            })?;
+        let mut target = reqwest::Url::parse(&self.absolute(location)).map_err(|e| {
+            failure(
+                ErrorKind::Permanent,
+                format!("{what}: unusable upload location: {e}"),
+            )
+        })?;
         target
             .query_pairs_mut()
             .append_pair("digest", digest.as_str());
-        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+        let failed = Arc::new(std::sync::Mutex::new(None::<(ErrorKind, String)>));
         let body = verify_stream(
             source,
             digest.clone(),
             size,
-            failure.clone(),
+            failed.clone(),
             self.traffic.clone(),
         );
         let mut request = self
@@ -700,25 +972,128 @@ impl RegistryClient {
         }
         self.count_request();
         let result = request.send().await;
-        if let Some(why) = failure.lock().ok().and_then(|mut f| f.take()) {
-            bail!("{why}");
+        let stream_failure = failed.lock().ok().and_then(|mut f| f.take());
+        let error = match (stream_failure, result) {
+            (Some((kind, why)), _) => failure(kind, why),
+            (None, Err(e)) => failure(
+                transport_kind(&e),
+                format!("{what}: {}", describe_http_error(&e, &self.host)),
+            ),
+            (None, Ok(response)) => {
+                let status = response.status();
+                if status == StatusCode::CREATED {
+                    return Ok(());
+                }
+                let body = response.bytes().await.unwrap_or_default();
+                self.refused(
+                    &what,
+                    &access,
+                    &Answer {
+                        status,
+                        headers: Default::default(),
+                        body,
+                        credential: credential.clone(),
+                    },
+                )
+            }
+        };
+        self.cancel_upload(&access, &credential, location).await;
+        Err(error)
+    }
+}
+
+/// A whole (small) answer.
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+    credential: RegistryCredential,
+}
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A blob download that picks up where it broke off (see [`RegistryClient::pull_blob`]).
+struct ResumeState {
+    client: Arc<RegistryClient>,
+    path: String,
+    digest: Digest,
+    size: u64,
+    /// Bytes handed on so far.
+    offset: u64,
+    /// Leading bytes of the current answer to drop.
+    skip: u64,
+    body: Option<ByteStream>,
+    resumes: u32,
+    done: bool,
+}
+
+impl ResumeState {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.done {
+            return None;
         }
-        let response =
-            result.map_err(|e| anyhow!("{what}: {}", describe_http_error(&e, &self.host)))?;
-        let status = response.status();
-        if status == StatusCode::CREATED {
-            return Ok(());
+        loop {
+            let why = match self.body.as_mut()?.next().await {
+                Some(Ok(mut chunk)) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(chunk.len() as u64);
+                        self.skip -= drop;
+                        chunk = chunk.slice(drop as usize..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.offset += chunk.len() as u64;
+                    return Some((Ok(chunk), self));
+                }
+                // The whole blob, or more: the digest check downstream judges it.
+                None if self.offset >= self.size => return None,
+                None => format!(
+                    "the answer ended after {} of {} bytes",
+                    self.offset, self.size
+                ),
+                Some(Err(e)) => {
+                    let why = describe_http_error(&e, &self.client.host);
+                    if transport_kind(&e) != ErrorKind::Transient {
+                        return self.fail(ErrorKind::Permanent, why);
+                    }
+                    why
+                }
+            };
+            self.body = None;
+            self.resumes += 1;
+            if !self.client.network.may_retry(self.resumes) {
+                let why = format!("{why} (gave up after {} tries)", self.resumes);
+                return self.fail(ErrorKind::Transient, why);
+            }
+            let wait = self.client.network.wait(self.resumes - 1, None);
+            self.client.note_retry();
+            tracing::info!(registry = %self.client.host, path = %self.path, digest = %self.digest, offset = self.offset, error = %why, "blob download broke off; resuming in {wait:?}");
+            tokio::time::sleep(wait).await;
+            match self
+                .client
+                .open_blob(&self.path, &self.digest, self.offset)
+                .await
+            {
+                Ok((response, skip)) => {
+                    self.skip = skip;
+                    self.body = Some(Box::pin(response.bytes_stream()));
+                }
+                Err(e) => {
+                    let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
+                    return self.fail(kind, format!("{e:#}"));
+                }
+            }
         }
-        let body = response.bytes().await.unwrap_or_default();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(self.denied(
-                &access,
-                &credential,
-                status,
-                &registry_answer(status, &body),
-            ));
-        }
-        bail!("{what}: {}", registry_answer(status, &body))
+    }
+
+    fn fail(mut self, kind: ErrorKind, why: String) -> Option<(std::io::Result<Bytes>, Self)> {
+        self.done = true;
+        self.body = None;
+        Some((
+            Err(std::io::Error::other(RegistryError { kind, message: why })),
+            self,
+        ))
     }
 }
 
@@ -730,10 +1105,9 @@ fn certs_dirs() -> Vec<PathBuf> {
     }
 }
 
-/// The CA certificates of one certs.d file, for both HTTP clients.
+/// The CA certificates of one certs.d file.
 struct ExtraRoot {
     reqwest: Vec<reqwest::Certificate>,
-    oci: Vec<Certificate>,
 }
 
 /// CA certificates for `host` from `BASE/HOST[:PORT]/*.crt` under each base directory.
@@ -776,19 +1150,7 @@ fn read_ca_file(file: &Path) -> Result<ExtraRoot> {
                 file.display()
             )
         })?;
-        let oci = text
-            .split_inclusive("-----END CERTIFICATE-----")
-            .filter_map(|block| {
-                block
-                    .find("-----BEGIN CERTIFICATE-----")
-                    .map(|at| block.as_bytes()[at..].to_vec())
-            })
-            .map(|pem| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: pem,
-            })
-            .collect();
-        Ok(ExtraRoot { reqwest, oci })
+        Ok(ExtraRoot { reqwest })
     } else {
         let cert = reqwest::Certificate::from_der(&data).map_err(|e| {
             anyhow!(
@@ -798,39 +1160,7 @@ fn read_ca_file(file: &Path) -> Result<ExtraRoot> {
         })?;
         Ok(ExtraRoot {
             reqwest: vec![cert],
-            oci: vec![Certificate {
-                encoding: CertificateEncoding::Der,
-                data,
-            }],
         })
-    }
-}
-
-/// The HTTP status behind an oci-client error, when there is one.
-fn oci_status(e: &OciDistributionError) -> Option<StatusCode> {
-    match e {
-        OciDistributionError::UnauthorizedError { .. } => Some(StatusCode::UNAUTHORIZED),
-        OciDistributionError::AuthenticationFailure(_) => Some(StatusCode::UNAUTHORIZED),
-        OciDistributionError::RequestError(e) => e.status(),
-        OciDistributionError::ServerError { code, .. } => StatusCode::from_u16(*code).ok(),
-        OciDistributionError::RegistryError { envelope, .. } => {
-            if envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, OciErrorCode::Unauthorized))
-            {
-                Some(StatusCode::UNAUTHORIZED)
-            } else if envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, OciErrorCode::Denied))
-            {
-                Some(StatusCode::FORBIDDEN)
-            } else {
-                None
-            }
-        }
-        _ => None,
     }
 }
 
@@ -862,7 +1192,7 @@ fn verify_stream<S>(
     source: S,
     digest: Digest,
     size: u64,
-    failure: Arc<std::sync::Mutex<Option<String>>>,
+    failure: Arc<std::sync::Mutex<Option<(ErrorKind, String)>>>,
     traffic: Arc<Traffic>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
 where
@@ -882,9 +1212,9 @@ where
             if st.done {
                 return None;
             }
-            let fail = |st: VerifyState<S>, why: String| {
+            let fail = |st: VerifyState<S>, kind: ErrorKind, why: String| {
                 if let Ok(mut f) = failure.lock() {
-                    *f = Some(why.clone());
+                    *f = Some((kind, why.clone()));
                 }
                 let mut st = st;
                 st.done = true;
@@ -896,6 +1226,7 @@ where
                     if st.seen > size {
                         return fail(
                             st,
+                            ErrorKind::Corrupt,
                             format!(
                                 "blob {digest}: the source sent more than the {size} bytes its descriptor gives"
                             ),
@@ -912,6 +1243,7 @@ where
                         if actual != digest {
                             return fail(
                                 st,
+                                ErrorKind::Corrupt,
                                 format!(
                                     "blob {digest}: digest mismatch, the source's bytes hash to {actual}; not committed"
                                 ),
@@ -922,8 +1254,13 @@ where
                 }
                 Some(Err(e)) => {
                     let seen = st.seen;
+                    let kind = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<RegistryError>())
+                        .map_or(ErrorKind::Transient, |r| r.kind);
                     fail(
                         st,
+                        kind,
                         format!("blob {digest}: reading the source failed after {seen} bytes: {e}"),
                     )
                 }
@@ -931,6 +1268,7 @@ where
                     let seen = st.seen;
                     fail(
                         st,
+                        ErrorKind::Transient,
                         format!("blob {digest}: the source ended after {seen} of {size} bytes"),
                     )
                 }
@@ -980,35 +1318,6 @@ pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
     }
 }
 
-/// oci-client's errors, without URLs that could carry tokens, and with the registry's codes.
-pub fn describe_oci_error(e: &OciDistributionError) -> String {
-    match e {
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let parts: Vec<String> = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
-                .collect();
-            parts.join("; ")
-        }
-        OciDistributionError::ServerError { code, message, .. } => {
-            format!("HTTP {code}: {}", message.trim())
-        }
-        OciDistributionError::UnauthorizedError { .. } => "unauthorized (401)".to_owned(),
-        OciDistributionError::RequestError(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1024,6 +1333,77 @@ mod tests {
             Some("https://x/v2/a/tags/list?n=1".to_owned())
         );
         assert_eq!(next_link("</a>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date_on_429_and_503_only() {
+        use reqwest::header::HeaderMap;
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            retry_after(StatusCode::TOO_MANY_REQUESTS, &headers),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(retry_after(StatusCode::BAD_GATEWAY, &headers), None);
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let wait = retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers).unwrap();
+        assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(30));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(Duration::ZERO)
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers), None);
+    }
+
+    #[test]
+    fn waits_grow_with_jitter_and_are_capped() {
+        let network = NetworkOptions {
+            max_retry_wait: Duration::from_secs(2),
+            ..NetworkOptions::default()
+        };
+        for retry in 0..10 {
+            let full = FIRST_RETRY_WAIT
+                .saturating_mul(1 << retry)
+                .min(Duration::from_secs(2));
+            let wait = network.wait(retry, None);
+            assert!(wait >= full / 2 && wait <= full, "{retry}: {wait:?}");
+        }
+        assert_eq!(
+            network.wait(0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(2)
+        );
+        assert!(network.may_retry(4) && !network.may_retry(5));
+    }
+
+    #[test]
+    fn kinds_come_from_the_status_and_survive_context() {
+        assert_eq!(
+            ErrorKind::of_status(StatusCode::NOT_FOUND),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            ErrorKind::of_status(StatusCode::FORBIDDEN),
+            ErrorKind::Denied
+        );
+        assert_eq!(
+            ErrorKind::of_status(StatusCode::BAD_REQUEST),
+            ErrorKind::Permanent
+        );
+        for s in [429, 408, 500, 502, 503, 504] {
+            assert_eq!(
+                ErrorKind::of_status(StatusCode::from_u16(s).unwrap()),
+                ErrorKind::Transient
+            );
+        }
+        let e = failure(ErrorKind::Corrupt, "blob x: digest mismatch").context("copying");
+        assert_eq!(error_kind(&e), Some(ErrorKind::Corrupt));
+        assert_eq!(error_kind(&anyhow!("plain")), None);
     }
 
     #[test]

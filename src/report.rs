@@ -131,14 +131,27 @@ pub fn summary(
             blobs.mounted.load(Ordering::Relaxed),
             blobs.present.load(Ordering::Relaxed),
             human_bytes(figures.bytes),
-            if figures.retries > 0 {
-                format!(" ({} retries)", figures.retries)
-            } else {
-                String::new()
-            }
+            retries_note(&figures)
         );
     }
     out
+}
+
+/// " (2 retries, 7 request retries)": image copies started again, and requests (or blob
+/// copies) tried again after a transient failure; empty when there were none.
+fn retries_note(figures: &RunFigures) -> String {
+    let mut parts = Vec::new();
+    if figures.retries > 0 {
+        parts.push(format!("{} retries", figures.retries));
+    }
+    if figures.request_retries > 0 {
+        parts.push(format!("{} request retries", figures.request_retries));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Extra figures the summary and the JSON report share.
@@ -146,6 +159,8 @@ pub fn summary(
 pub struct RunFigures {
     pub bytes: u64,
     pub retries: usize,
+    /// Requests and blob copies tried again inside an image copy (see `registry`).
+    pub request_retries: u64,
     pub elapsed: Duration,
     pub dry_run: bool,
 }
@@ -176,6 +191,7 @@ pub struct JsonTotals {
     pub blobs_present: u64,
     pub bytes: u64,
     pub retries: usize,
+    pub request_retries: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -244,6 +260,7 @@ pub fn json_report<'a>(
             blobs_present: blobs.present.load(Ordering::Relaxed),
             bytes: figures.bytes,
             retries: figures.retries,
+            request_retries: figures.request_retries,
         },
         images,
         listing_failures: listing_failures

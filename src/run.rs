@@ -19,7 +19,7 @@ use crate::mapping::Mapping;
 use crate::plan::{Shard, plan, wildcard_sources};
 use crate::progress::Progress;
 use crate::reference::Repository;
-use crate::registry::{Registries, RegistryOptions};
+use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::{self, ListingFailure, RunFigures};
 
 /// Exit codes.
@@ -37,6 +37,7 @@ struct Prepared {
     credentials: Credentials,
     options: ExecuteOptions,
     registry: RegistryOptions,
+    network: NetworkOptions,
     shard: Option<Shard>,
     report: Option<PathBuf>,
 }
@@ -87,6 +88,12 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
             insecure: args.insecure,
             insecure_registries: args.insecure_registry.clone(),
             max_per_registry: args.max_per_registry as usize,
+        },
+        network: NetworkOptions {
+            request_attempts: args.request_attempts,
+            max_retry_wait: args.max_retry_wait,
+            connect_timeout: args.connect_timeout,
+            read_timeout: args.read_timeout,
         },
         shard,
         report: args.report.clone(),
@@ -172,12 +179,13 @@ async fn mirror(prepared: Prepared) -> i32 {
         credentials,
         options,
         registry,
+        network,
         shard,
         report: report_path,
     } = prepared;
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
-    let registries = Registries::new(registry, credentials);
+    let registries = Registries::new(registry, credentials).with_network(network);
 
     let (listed, listing_failures) = list_wildcards(&registries, &set).await;
     let (mut plan, diagnostics) = plan(&set.mappings, &listed);
@@ -227,6 +235,11 @@ async fn mirror(prepared: Prepared) -> i32 {
             .bytes_uploaded
             .load(Ordering::Relaxed),
         retries: executor.retries.load(Ordering::Relaxed),
+        request_retries: executor
+            .registries()
+            .traffic
+            .request_retries
+            .load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         dry_run,
     };

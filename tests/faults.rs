@@ -1,0 +1,645 @@
+//! Faults of real registries, injected by a proxy ([`support::proxy::FaultProxy`]) in front of
+//! a real `docker-registry`: rate limits, 503s, connections cut or stalled, short and corrupt
+//! bodies; and runs killed with SIGKILL. Each test checks the exit code and the destination
+//! through the registry API, then runs `image-mirror verify` against the destination
+//! registry directly (never through the proxy).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin;
+use support::proxy::{Fault, FaultProxy};
+use support::*;
+
+/// Short waits and timeouts so that every fault resolves in a second or two.
+const FAST: &[&str] = &[
+    "--insecure",
+    "--max-retry-wait=2",
+    "--connect-timeout=2",
+    "--read-timeout=1",
+];
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn mapping(&self, text: &str) -> PathBuf {
+        let path = self.path("mapping");
+        std::fs::write(&path, text).expect("write mapping");
+        path
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::cargo_bin(bin).expect("binary");
+        cmd.env_remove("dry_run")
+            .env_remove("DRY_RUN")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("MAPPING_FILE_PREFIX")
+            .env("DOCKER_CONFIG", self.dir.path())
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
+    /// and the report.
+    fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        let report = self.path("report.json");
+        let _ = std::fs::remove_file(&report);
+        let out = self
+            .command("image-mirror")
+            .arg("run")
+            .args(FAST)
+            .args(args)
+            .arg("--report")
+            .arg(&report)
+            .arg(mapping)
+            .output()
+            .expect("run image-mirror");
+        let json = std::fs::read(&report)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (out, json)
+    }
+
+    /// `image-mirror verify --insecure REPO...`: exit code and stdout.
+    fn verify(&self, repos: &[String]) -> (i32, String) {
+        let out = self
+            .command("image-mirror")
+            .arg("verify")
+            .arg("--insecure")
+            .args(repos)
+            .output()
+            .expect("run verify");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Every listed repository verifies complete.
+    fn assert_verified(&self, repos: &[String]) {
+        let (code, out) = self.verify(repos);
+        assert_eq!(code, 0, "verify: {out}");
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn total(report: &serde_json::Value, name: &str) -> u64 {
+    report["totals"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.{name} in {report:#}"))
+}
+
+/// A source registry with `team/app:1` (config + two layers, the second 64 KiB), a proxy in
+/// front of it, and a destination registry. Returns the layer the faults aim at.
+struct Setup {
+    src: Registry,
+    proxy: FaultProxy,
+    dst: Registry,
+    image: Seeded,
+    big_layer: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let src = Registry::start();
+        let dst = Registry::start();
+        let image = seed_docker_image(
+            &src,
+            "team/app",
+            "1",
+            &[layer(1, 2000), layer(2, 64 * 1024)],
+        );
+        let big_layer = image.blobs[2].clone();
+        assert_eq!(src.blob_size("team/app", &big_layer), Some(64 * 1024));
+        let proxy = FaultProxy::start(&src.host());
+        Setup {
+            src,
+            proxy,
+            dst,
+            image,
+            big_layer,
+        }
+    }
+
+    /// `PROXY/team/app:1 DST/app:1`
+    fn mapping(&self, ws: &Workspace) -> PathBuf {
+        ws.mapping(&format!(
+            "{}/team/app:1 {}/app:1\n",
+            self.proxy.host(),
+            self.dst.host()
+        ))
+    }
+
+    fn dst_repo(&self) -> Vec<String> {
+        vec![format!("{}/app", self.dst.host())]
+    }
+
+    /// The destination tag is the source image, complete.
+    fn assert_copied(&self, ws: &Workspace) {
+        assert_eq!(
+            self.dst.manifest_digest("app", "1").as_deref(),
+            Some(self.image.digest.as_str())
+        );
+        self.dst.assert_complete("app", "1");
+        ws.assert_verified(&self.dst_repo());
+    }
+}
+
+#[test]
+fn rate_limits_are_waited_out_as_retry_after_says_within_the_longest_wait() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    // Retry-After: 1 is waited; Retry-After: 3600 is capped by --max-retry-wait=2.
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        1,
+        Fault::Status {
+            code: 429,
+            retry_after: Some("1".into()),
+        },
+    );
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        1,
+        Fault::Status {
+            code: 429,
+            retry_after: Some("3600".into()),
+        },
+    );
+    let started = Instant::now();
+    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    let took = started.elapsed();
+    expect_code(&out, 0);
+    assert_eq!(s.proxy.injected(), 2);
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "1 s + 2 s (capped) of waiting, took {took:?}"
+    );
+    assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
+    assert_eq!(total(&report, "retries"), 0, "no image retried: {report:#}");
+    assert!(
+        text(&out.stdout).contains("(2 request retries)"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.assert_copied(&ws);
+}
+
+#[test]
+fn service_unavailable_a_few_times_is_ridden_through() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(1));
+    s.proxy.add(
+        "GET",
+        &format!("/blobs/{}", s.big_layer),
+        1,
+        Fault::Status {
+            code: 503,
+            retry_after: Some(date),
+        },
+    );
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        2,
+        Fault::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    s.proxy.add(
+        "GET",
+        &format!("/blobs/{}", s.big_layer),
+        2,
+        Fault::Status {
+            code: 502,
+            retry_after: None,
+        },
+    );
+    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    expect_code(&out, 0);
+    assert_eq!(s.proxy.injected(), 5);
+    assert_eq!(total(&report, "request_retries"), 5, "{report:#}");
+    assert_eq!(total(&report, "retries"), 0, "{report:#}");
+    assert_eq!(total(&report, "copied"), 1);
+    s.assert_copied(&ws);
+}
+
+#[test]
+fn a_registry_that_keeps_failing_costs_a_bounded_number_of_requests() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        1000,
+        Fault::Status {
+            code: 503,
+            retry_after: Some("0".into()),
+        },
+    );
+    let (out, report) = ws.run(&s.mapping(&ws), &["--request-attempts=3", "--retries=1"]);
+    expect_code(&out, 1);
+    // 3 tries per request, the image tried twice.
+    assert_eq!(
+        s.proxy.count("GET", "/manifests/1"),
+        6,
+        "{:#?}",
+        s.proxy.seen()
+    );
+    assert_eq!(report["images"][0]["attempts"], 2, "{report:#}");
+    let error = report["images"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains("503"), "{error}");
+    assert_eq!(s.dst.manifest_digest("app", "1"), None);
+}
+
+#[test]
+fn a_blob_download_cut_midway_resumes_with_a_range_request() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    let blob = format!("/blobs/{}", s.big_layer);
+    s.proxy.add("GET", &blob, 1, Fault::CutAfter(10_000));
+    s.proxy.add("GET", &blob, 1, Fault::CutAfter(20_000));
+    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    expect_code(&out, 0);
+    let gets: Vec<Option<String>> = s
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.target.contains(&blob))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(
+        gets,
+        [
+            None,
+            Some("bytes=10000-".to_owned()),
+            Some("bytes=30000-".to_owned())
+        ],
+        "the second cut came 20000 bytes into the resumed answer"
+    );
+    assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
+    // One upload of the layer, not restarted.
+    let puts = s
+        .dst
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains(s.big_layer.trim_start_matches("sha256:")))
+        .count();
+    assert_eq!(puts, 1);
+    s.assert_copied(&ws);
+}
+
+#[test]
+fn a_truncated_body_is_completed_not_committed_short() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    let blob = format!("/blobs/{}", s.big_layer);
+    s.proxy.add("GET", &blob, 1, Fault::ShortBody(5_000));
+    let (out, _) = ws.run(&s.mapping(&ws), &[]);
+    expect_code(&out, 0);
+    let ranges: Vec<Option<String>> = s
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.target.contains(&blob))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, [None, Some("bytes=5000-".to_owned())]);
+    assert_eq!(s.dst.blob_size("app", &s.big_layer), Some(64 * 1024));
+    s.assert_copied(&ws);
+}
+
+#[test]
+fn a_flipped_byte_is_never_committed_and_the_tag_stays_as_it_was() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    // The destination tag holds an older image, which must survive.
+    let old = seed_docker_image(&s.dst, "app", "1", &[layer(9, 1000)]);
+    let blob = format!("/blobs/{}", s.big_layer);
+    s.proxy.add("GET", &blob, 100, Fault::FlipByte(40_000));
+    let started = Instant::now();
+    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    expect_code(&out, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "corrupt data is not retried"
+    );
+    let error = report["images"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("digest mismatch")
+            && error.contains(&s.big_layer)
+            && error.contains(&format!("{}/team/app", s.proxy.host())),
+        "names the blob and the source: {error}"
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+    assert_eq!(s.proxy.count("GET", &blob), 1, "read once, not retried");
+    // The upload's body failed before its end: the registry has no such blob (not in the
+    // repository, not in its blob store), and the tag is untouched.
+    assert!(!s.dst.blob_exists("app", &s.big_layer));
+    let hex = s.big_layer.trim_start_matches("sha256:");
+    let stored = s
+        .dst
+        .dir()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    assert!(!stored.exists(), "{} was committed", stored.display());
+    assert!(
+        s.dst
+            .dir()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .exists(),
+        "the store layout is as expected (other blobs were committed)"
+    );
+    assert_eq!(
+        s.dst.manifest_digest("app", "1").as_deref(),
+        Some(old.digest.as_str())
+    );
+    assert_ne!(old.digest, s.image.digest);
+    ws.assert_verified(&s.dst_repo());
+}
+
+#[test]
+fn a_stalled_registry_times_out_and_is_asked_again() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        1,
+        Fault::Stall(Duration::from_secs(6)),
+    );
+    s.proxy.add(
+        "GET",
+        &format!("/blobs/{}", s.big_layer),
+        1,
+        Fault::Stall(Duration::from_secs(6)),
+    );
+    let started = Instant::now();
+    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    expect_code(&out, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "--read-timeout=1 gives up on each stall: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
+    s.assert_copied(&ws);
+
+    // Stalled for good: the run ends, with a timeout, instead of hanging.
+    let ws = Workspace::new();
+    let mapping = ws.mapping(&format!(
+        "{}/team/app:1 {}/other:1\n",
+        s.proxy.host(),
+        s.dst.host()
+    ));
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        100,
+        Fault::Stall(Duration::from_secs(3)),
+    );
+    let started = Instant::now();
+    let (out, report) = ws.run(&mapping, &["--request-attempts=2", "--retries=0"]);
+    expect_code(&out, 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let error = report["images"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains("timed out"), "{error}");
+}
+
+#[test]
+fn a_destination_connection_dropped_mid_upload_restarts_that_blob() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(3, 32 * 1024)]);
+    let proxy = FaultProxy::start(&dst.host());
+    let ws = Workspace::new();
+    let mapping = ws.mapping(&format!(
+        "{}/team/app:1 {}/app:1\n",
+        src.host(),
+        proxy.host()
+    ));
+    // The first blob PUT is dropped before it reaches the registry.
+    proxy.add("PUT", "/blobs/uploads/", 1, Fault::Drop);
+    let (out, report) = ws.run(&mapping, &[]);
+    expect_code(&out, 0);
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(total(&report, "request_retries"), 1, "{report:#}");
+    assert_eq!(total(&report, "retries"), 0, "{report:#}");
+    // The restart opened a new upload session.
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        image.blobs.len() + 1
+    );
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(image.digest.as_str())
+    );
+    dst.assert_complete("app", "1");
+    ws.assert_verified(&[format!("{}/app", dst.host())]);
+}
+
+#[test]
+fn permanent_failures_fail_at_once_with_the_registrys_words() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    // A missing source tag: 404, no retry of any kind (default --retries=2).
+    let mapping = ws.mapping(&format!(
+        "{}/team/app:missing {}/app:missing\n",
+        s.src.host(),
+        s.dst.host()
+    ));
+    let started = Instant::now();
+    let (out, report) = ws.run(&mapping, &[]);
+    expect_code(&out, 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "no backoff: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+    assert_eq!(total(&report, "request_retries"), 0);
+    let error = report["images"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains("MANIFEST_UNKNOWN"), "{error}");
+
+    // A destination that rejects the manifest (400): one try, the registry's code shown.
+    let proxy = FaultProxy::start(&s.dst.host());
+    let mapping = ws.mapping(&format!(
+        "{}/team/app:1 {}/app:1\n",
+        s.src.host(),
+        proxy.host()
+    ));
+    proxy.add(
+        "PUT",
+        "/manifests/1",
+        100,
+        Fault::Status {
+            code: 400,
+            retry_after: None,
+        },
+    );
+    let (out, report) = ws.run(&mapping, &[]);
+    expect_code(&out, 1);
+    assert_eq!(proxy.count("PUT", "/manifests/1"), 1);
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+    let error = report["images"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("400") && error.contains("INJECTED"),
+        "{error}"
+    );
+    assert_eq!(s.dst.manifest_digest("app", "1"), None, "no tag written");
+}
+
+/// Deterministic xorshift64* numbers for the kill times.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+#[test]
+fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
+    let src = Registry::start();
+    let repos = ["a", "b", "c"];
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for (r, repo) in repos.iter().enumerate() {
+        for t in 0..4u64 {
+            let seed = 100 * r as u64 + t;
+            seed_docker_image(
+                &src,
+                &format!("team/{repo}"),
+                &format!("v{t}"),
+                &[
+                    layer(1000 + r as u64, 48 * 1024),
+                    layer(seed, 96 * 1024),
+                    layer(seed + 50, 8 * 1024),
+                ],
+            );
+            expected.push((repo.to_string(), format!("v{t}")));
+        }
+        // An index too: its children must be complete before it is tagged.
+        seed_oci_index(
+            &src,
+            &format!("team/{repo}"),
+            "vmulti",
+            &[("linux", "amd64"), ("linux", "arm64")],
+            500 + r as u64,
+        );
+        expected.push((repo.to_string(), "vmulti".to_owned()));
+        lines.push_str(&format!("{}/team/{repo}:v* DST/{repo}\n", src.host()));
+    }
+    let ws = Workspace::new();
+    let bin = cargo_bin("image-mirror");
+    let start_run = |dst: &Registry, report: &Path| {
+        let mapping = ws.mapping(&lines.replace("DST", &dst.host()));
+        StdCommand::new(&bin)
+            .args(["run", "--insecure", "--max-per-registry=4", "--report"])
+            .arg(report)
+            .arg(&mapping)
+            .env("DOCKER_CONFIG", ws.dir.path())
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("dry_run")
+            .env_remove("DRY_RUN")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start image-mirror")
+    };
+    // How long a whole run takes here: the kills land within it.
+    let full = {
+        let dst = Registry::start();
+        let started = Instant::now();
+        let status = start_run(&dst, &ws.path("full.json")).wait().expect("wait");
+        assert!(status.success());
+        started.elapsed()
+    };
+    let mut state = 0x5EED_u64;
+    for seed in 0..4 {
+        let dst = Registry::start();
+        let report = ws.path(&format!("kill-{seed}.json"));
+        let delay =
+            Duration::from_millis(next(&mut state) % (full.as_millis() as u64).max(20) + 5 * seed);
+        let mut child = start_run(&dst, &report);
+        std::thread::sleep(delay);
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        // A request the process sent whole just before it died may still be finishing in
+        // the registry; let it land before looking.
+        std::thread::sleep(Duration::from_millis(200));
+        // Whatever the moment, no tag points at an incomplete image.
+        let mut present = Vec::new();
+        for repo in repos {
+            for tag in dst.tags(repo) {
+                dst.assert_complete(repo, &tag);
+                present.push(format!("{}/{repo}:{tag}", dst.host()));
+            }
+        }
+        // Started again: everything is mirrored, and what the killed run finished is not
+        // copied again.
+        let (out, json) = ws.run(&ws.mapping(&lines.replace("DST", &dst.host())), &[]);
+        expect_code(&out, 0);
+        for image in json["images"].as_array().expect("images") {
+            let dest = image["destination"].as_str().unwrap_or("");
+            let done_before = present.iter().any(|p| p == dest);
+            let status = image["status"].as_str().unwrap_or("");
+            assert!(
+                if done_before {
+                    status == "unchanged"
+                } else {
+                    status == "copied"
+                },
+                "seed {seed}, killed after {delay:?}, done before: {done_before}: {image}"
+            );
+        }
+        assert_eq!(total(&json, "images"), expected.len() as u64);
+        for (repo, tag) in &expected {
+            dst.assert_complete(repo, tag);
+        }
+        let repos: Vec<String> = repos
+            .iter()
+            .map(|r| format!("{}/{r}", dst.host()))
+            .collect();
+        ws.assert_verified(&repos);
+        eprintln!(
+            "seed {seed}: killed after {delay:?} (a full run takes {full:?}); {} tags were done",
+            present.len()
+        );
+    }
+}

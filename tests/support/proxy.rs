@@ -1,0 +1,330 @@
+//! A fault-injecting HTTP/1.1 proxy placed in front of a real registry: answers 429/503,
+//! cuts or shortens bodies, flips bytes, stalls — on the requests a rule selects, a given
+//! number of times. Everything else passes through unchanged. The Host header is passed
+//! through, so the registry's upload `Location`s point back at the proxy.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do to a selected request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status without asking the registry, with an optional `Retry-After`.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+    },
+    /// Forward, then close the connection after this many body bytes of the answer.
+    CutAfter(usize),
+    /// Forward, but declare and send only this many body bytes: a complete-looking answer
+    /// that is shorter than the real one.
+    ShortBody(usize),
+    /// Forward with the body byte at this offset inverted.
+    FlipByte(usize),
+    /// Wait this long before answering.
+    Stall(Duration),
+    /// Close the connection without forwarding or answering (a connection reset as the
+    /// client sees it).
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    method: String,
+    path_contains: String,
+    remaining: usize,
+    fault: Fault,
+}
+
+/// A request the proxy saw, and the fault it injected, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    /// The request's `Range` header.
+    pub range: Option<String>,
+    pub fault: Option<Fault>,
+}
+
+pub struct FaultProxy {
+    host: String,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port forwarding to `upstream` ("127.0.0.1:PORT").
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s, st, up) = (
+            rules.clone(),
+            seen.clone(),
+            stop.clone(),
+            upstream.to_owned(),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let (r, s, up) = (r.clone(), s.clone(), up.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(client, &up, &r, &s);
+                });
+            }
+        });
+        FaultProxy {
+            host,
+            rules,
+            seen,
+            stop,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    /// Injects `fault` into the next `times` requests whose method is `method` (or any, for
+    /// "*") and whose target contains `path_contains`.
+    pub fn add(&self, method: &str, path_contains: &str, times: usize, fault: Fault) {
+        self.rules.lock().expect("rules").push(Rule {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            remaining: times,
+            fault,
+        });
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    /// Requests seen with this method whose target contains `path_contains`.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == method && s.target.contains(path_contains))
+            .count()
+    }
+
+    /// How many faults were injected.
+    pub fn injected(&self) -> usize {
+        self.seen().iter().filter(|s| s.fault.is_some()).count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(&self.host);
+    }
+}
+
+struct Message {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn set_content_length(&mut self, len: usize) {
+        self.head.retain(|l| {
+            let lower = l.to_ascii_lowercase();
+            !lower.starts_with("content-length:") && !lower.starts_with("transfer-encoding:")
+        });
+        self.head.push(format!("Content-Length: {len}"));
+    }
+
+    fn head_bytes(&self) -> Vec<u8> {
+        let mut out = self.head.join("\r\n").into_bytes();
+        out.extend_from_slice(b"\r\n\r\n");
+        out
+    }
+}
+
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<String>>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            if head.is_empty() {
+                continue;
+            }
+            return Ok(Some(head));
+        }
+        head.push(line);
+    }
+}
+
+/// Reads a body framed by Content-Length or chunked encoding (de-chunked).
+fn read_body(
+    reader: &mut BufReader<TcpStream>,
+    msg: &Message,
+    has_body: bool,
+) -> std::io::Result<Vec<u8>> {
+    if !has_body {
+        return Ok(Vec::new());
+    }
+    if msg
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                return Ok(body);
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    let len: usize = msg
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok(body)
+}
+
+fn take_fault(rules: &Mutex<Vec<Rule>>, method: &str, target: &str) -> Option<Fault> {
+    let mut rules = rules.lock().ok()?;
+    let rule = rules.iter_mut().find(|r| {
+        r.remaining > 0
+            && (r.method == "*" || r.method == method)
+            && target.contains(&r.path_contains)
+    })?;
+    rule.remaining -= 1;
+    Some(rule.fault.clone())
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    rules: &Mutex<Vec<Rule>>,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    let mut to_client = client.try_clone()?;
+    let mut from_client = BufReader::new(client);
+    while let Some(head) = read_head(&mut from_client)? {
+        let mut request = Message {
+            head,
+            body: Vec::new(),
+        };
+        let mut parts = request.head[0].split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let target = parts.next().unwrap_or("").to_owned();
+        request.body = read_body(&mut from_client, &request, true)?;
+        let fault = take_fault(rules, &method, &target);
+        if let Ok(mut s) = seen.lock() {
+            s.push(Seen {
+                method: method.clone(),
+                target: target.clone(),
+                range: request.header("range").map(str::to_owned),
+                fault: fault.clone(),
+            });
+        }
+        if fault == Some(Fault::Drop) {
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if let Some(Fault::Status { code, retry_after }) = &fault {
+            let body = format!(
+                "{{\"errors\":[{{\"code\":\"INJECTED\",\"message\":\"fault injected: {code}\"}}]}}"
+            );
+            let mut answer = format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            if let Some(after) = retry_after {
+                answer.push_str(&format!("Retry-After: {after}\r\n"));
+            }
+            answer.push_str("\r\n");
+            answer.push_str(&body);
+            to_client.write_all(answer.as_bytes())?;
+            continue;
+        }
+        if let Some(Fault::Stall(d)) = &fault {
+            std::thread::sleep(*d);
+        }
+        // Forward on a fresh upstream connection, framed by Content-Length.
+        let upstream_conn = TcpStream::connect(upstream)?;
+        let mut to_upstream = upstream_conn.try_clone()?;
+        let mut from_upstream = BufReader::new(upstream_conn);
+        request.set_content_length(request.body.len());
+        request
+            .head
+            .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+        request.head.push("Connection: close".to_owned());
+        to_upstream.write_all(&request.head_bytes())?;
+        to_upstream.write_all(&request.body)?;
+        let Some(head) = read_head(&mut from_upstream)? else {
+            return Ok(());
+        };
+        let mut response = Message {
+            head,
+            body: Vec::new(),
+        };
+        let status: u16 = response.head[0]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let has_body = method != "HEAD" && status != 204 && status != 304;
+        response.body = read_body(&mut from_upstream, &response, has_body)?;
+        response
+            .head
+            .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+        if has_body {
+            response.set_content_length(response.body.len());
+        }
+        match fault {
+            Some(Fault::CutAfter(n)) => {
+                to_client.write_all(&response.head_bytes())?;
+                to_client.write_all(&response.body[..n.min(response.body.len())])?;
+                to_client.flush()?;
+                let _ = to_client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::ShortBody(n)) => {
+                response.body.truncate(n);
+                response.set_content_length(response.body.len());
+            }
+            Some(Fault::FlipByte(offset)) => {
+                if let Some(b) = response.body.get_mut(offset) {
+                    *b ^= 0xff;
+                }
+            }
+            _ => {}
+        }
+        to_client.write_all(&response.head_bytes())?;
+        to_client.write_all(&response.body)?;
+    }
+    Ok(())
+}
