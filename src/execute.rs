@@ -117,6 +117,7 @@ pub struct Executor {
     content: Memo<(Repository, Digest), ()>,
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
+    fresh_repos: Memo<Repository, bool>,
     pub blobs: BlobStats,
     /// Retries made, over all copies.
     pub retries: AtomicUsize,
@@ -131,6 +132,9 @@ struct Route<'a> {
     src_repo: &'a Repository,
     dst_repo: &'a Repository,
     moved: &'a AtomicU64,
+    /// The destination repository had no tag when this run first wrote to it: whatever is in
+    /// it was put there by this run (and is tracked), so nothing needs asking for.
+    fresh: bool,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -149,6 +153,7 @@ impl Executor {
             content: Memo::new(),
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
+            fresh_repos: Memo::new(),
             blobs: BlobStats::default(),
             retries: AtomicUsize::new(0),
             progress,
@@ -195,11 +200,15 @@ impl Executor {
         let mut pending = HashMap::new();
         let slots = Arc::new(Semaphore::new(MAX_JOBS_IN_FLIGHT));
         for job in jobs {
+            // Taken before the task exists: a waiting copy would otherwise hold its whole
+            // future's memory (kilobytes each, 10,000 copies in an hourly no-op).
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
             let this = self.clone();
             let task_job = job.clone();
-            let slots = slots.clone();
             let handle = set.spawn(async move {
-                let _slot = slots.acquire_owned().await;
+                let _slot = slot;
                 this.run_job(task_job).await
             });
             pending.insert(handle.id(), job);
@@ -324,16 +333,31 @@ impl Executor {
                 Status::WouldCopy
             });
         }
+        let fresh = !self.options.force && self.is_fresh(&dst, &job.destination.repository).await;
         let route = Route {
             src: &src,
             dst: &dst,
             src_repo: &job.source.repository,
             dst_repo: &job.destination.repository,
             moved,
+            fresh,
         };
         self.ensure_content(&route, manifest.clone()).await?;
         dst.push_manifest(dst_path, tag, &manifest).await?;
         Ok(Status::Copied)
+    }
+
+    /// Whether the destination repository was empty when the run first needed to know; asked
+    /// once per repository. Not knowing counts as not empty.
+    async fn is_fresh(&self, dst: &RegistryClient, repository: &Repository) -> bool {
+        let cell = self.fresh_repos.cell(repository.clone());
+        *cell
+            .get_or_init(|| async {
+                dst.repository_is_empty(repository.path())
+                    .await
+                    .unwrap_or(false)
+            })
+            .await
     }
 
     /// A source manifest, fetched once per run whatever the number of destinations.
@@ -396,6 +420,7 @@ impl Executor {
         // A registry accepts a manifest only when everything it references is there, so a
         // child that exists is complete.
         if !self.options.force
+            && !route.fresh
             && route
                 .dst
                 .manifest_digest(route.dst_repo.path(), digest.as_str())
@@ -447,7 +472,7 @@ impl Executor {
             self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        if !force && dst.blob_exists(dst_repo.path(), &blob.digest).await? {
+        if !force && !route.fresh && dst.blob_exists(dst_repo.path(), &blob.digest).await? {
             self.blobs.present.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -498,6 +523,7 @@ impl Executor {
             src_repo,
             dst_repo,
             moved,
+            ..
         } = *route;
         let _permits = if src.host() == dst.host() {
             (dst.permit(2).await, None)

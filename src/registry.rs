@@ -624,13 +624,47 @@ impl RegistryClient {
                     format!("{what}: unreadable answer: {e}"),
                 )
             })?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(next) => url = self.absolute(&next),
-                None => break,
+            let page = page.tags.unwrap_or_default();
+            let full_page = page.len() >= TAGS_PAGE_SIZE;
+            let last = page.last().cloned();
+            tags.extend(page);
+            match (next, last) {
+                (Some(next), _) => url = self.absolute(&next),
+                // Registries that page without a Link header: ask for what follows the last
+                // tag until a page comes back short.
+                (None, Some(last)) if full_page => {
+                    url = format!(
+                        "{}?n={TAGS_PAGE_SIZE}&last={last}",
+                        self.url(path, "tags/list")
+                    )
+                }
+                _ => break,
             }
         }
         Ok(tags)
+    }
+
+    /// Whether a repository has no tag at all (or does not exist yet): then nothing in it
+    /// can be assumed present, and a first copy need not ask blob by blob.
+    pub async fn repository_is_empty(&self, path: &str) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let _permit = self.permit(1).await;
+        let access = Access::pull(path);
+        let what = format!("listing tags of {}/{path}", self.host);
+        let url = format!("{}?n=1", self.url(path, "tags/list"));
+        let answer = self.fetch(&access, &what, || self.http.get(&url)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(true);
+        }
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
+        let page: Page = serde_json::from_slice(&answer.body).unwrap_or(Page { tags: None });
+        Ok(page.tags.is_none_or(|t| t.is_empty()))
     }
 
     fn absolute(&self, link: &str) -> String {

@@ -496,3 +496,45 @@ fn force_rewrites_what_is_already_there() {
         Some(app.digest.as_str())
     );
 }
+
+#[test]
+fn empty_destination_repositories_are_not_asked_blob_by_blob() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let base = layer(7, 3000);
+    let one = seed_docker_image(&src, "team/app", "1", &[base.clone(), layer(8, 100)]);
+    seed_docker_image(&src, "team/app", "2", &[base.clone(), layer(9, 100)]);
+    let ws = Workspace::new();
+    let first = ws.mapping("first", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let mark = dst.mark();
+    expect_code(&ws.run(&["--insecure", p(&first)]), 0);
+    let blob_heads = |mark| {
+        dst.requests_since(mark)
+            .into_iter()
+            .filter(|r| !r.is_harness() && r.method == "HEAD" && r.path().contains("/blobs/"))
+            .count()
+    };
+    assert_eq!(
+        blob_heads(mark),
+        0,
+        "a new repository holds nothing to ask about"
+    );
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(one.digest.as_str())
+    );
+    dst.assert_complete("app", "1");
+    // Once it has tags, blobs are asked for, and the shared base layer is found there.
+    let second = ws.mapping("second", &format!("{s}/team/app:2 {d}/app:2\n"));
+    let mark = dst.mark();
+    let out = ws.run(&["--insecure", p(&second)]);
+    expect_code(&out, 0);
+    assert!(blob_heads(mark) >= 1);
+    assert!(
+        text(&out.stdout).contains("1 already present"),
+        "{}",
+        text(&out.stdout)
+    );
+    dst.assert_complete("app", "2");
+}
