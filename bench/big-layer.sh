@@ -25,8 +25,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-start_registry() { # NAME -> prints HOST:PORT
-  local name=$1 port
+start_registry() { # NAME VAR: starts a registry, sets VAR to its HOST:PORT (no subshell, so
+  # the trap sees its process id)
+  local name=$1 var=$2 port
   port=$(free_port)
   mkdir -p "$WORK/$name/data"
   cat >"$WORK/$name/config.yml" <<EOF
@@ -38,14 +39,14 @@ EOF
   docker-registry serve "$WORK/$name/config.yml" >"$WORK/$name/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { echo "127.0.0.1:$port"; return; }
+    curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { printf -v "$var" "127.0.0.1:%s" "$port"; return; }
     sleep 0.1
   done
   echo "registry $name did not start" >&2; cat "$WORK/$name/log" >&2; exit 1
 }
 
-SRC=$(start_registry src)
-DST=$(start_registry dst)
+start_registry src SRC
+start_registry dst DST
 
 seed() { # SIZE_MIB -> prints the manifest digest of big:SIZE
   python3 - "$SRC" "$1" <<'PY'

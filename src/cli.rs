@@ -65,7 +65,9 @@ pub enum Command {
         source digest is left alone (oc re-PUTs every manifest on every run); the dry run asks \
         the destinations and shows what would really change (oc's never does, and lists every \
         blob as needing a copy); manifest lists are copied whole unless --filter-by-os says \
-        otherwise (oc keeps only the host's platform unless told otherwise)."
+        otherwise (oc keeps only the host's platform unless told otherwise); failed requests, \
+        blob copies and images are retried with backoff, Retry-After honoured, and downloads \
+        resume where they were cut (oc retries no upload)."
     )]
     Run(Box<RunArgs>),
     /// Check that every tag of the given repositories points at a complete image: the

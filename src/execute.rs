@@ -317,7 +317,9 @@ impl Executor {
         *source_digest = Some(manifest.digest.clone());
         let dst_path = job.destination.repository.path();
         let tag = job.destination.tag.as_str();
-        let current = if self.options.force && !self.options.dry_run {
+        // A repository with no tag yet has no tag to compare with either.
+        let fresh = !self.options.force && self.is_fresh(&dst, &job.destination.repository).await;
+        let current = if fresh || (self.options.force && !self.options.dry_run) {
             None
         } else {
             dst.manifest_digest(dst_path, tag).await?
@@ -333,7 +335,6 @@ impl Executor {
                 Status::WouldCopy
             });
         }
-        let fresh = !self.options.force && self.is_fresh(&dst, &job.destination.repository).await;
         let route = Route {
             src: &src,
             dst: &dst,

@@ -607,6 +607,7 @@ impl RegistryClient {
         let access = Access::pull(path);
         let what = format!("listing tags of {}/{path}", self.host);
         let mut tags = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut url = format!("{}?n={TAGS_PAGE_SIZE}", self.url(path, "tags/list"));
         loop {
             let answer = self.fetch(&access, &what, || self.http.get(&url)).await?;
@@ -627,7 +628,13 @@ impl RegistryClient {
             let page = page.tags.unwrap_or_default();
             let full_page = page.len() >= TAGS_PAGE_SIZE;
             let last = page.last().cloned();
-            tags.extend(page);
+            let before = tags.len();
+            tags.extend(page.into_iter().filter(|t| seen.insert(t.clone())));
+            // A registry that ignores `n`/`last` (distribution 2.8 does) answers the same
+            // list again: a page with nothing new ends the listing.
+            if tags.len() == before {
+                break;
+            }
             match (next, last) {
                 (Some(next), _) => url = self.absolute(&next),
                 // Registries that page without a Link header: ask for what follows the last

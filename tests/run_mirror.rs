@@ -41,6 +41,8 @@ impl Workspace {
             .env_remove("MAPPING_FILE_PREFIX")
             .env("DOCKER_CONFIG", self.dir.path())
             .env("RUST_LOG", "warn")
+            // A hang is a failure, not a CI timeout.
+            .timeout(std::time::Duration::from_secs(120))
             .arg("run")
             .args(args);
         for (k, v) in env {
@@ -537,4 +539,32 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
         text(&out.stdout)
     );
     dst.assert_complete("app", "2");
+}
+
+#[test]
+fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let image = seed_docker_image(&src, "team/many", "t0000", &[layer(3, 100)]);
+    let (media_type, body) = src.manifest("team/many", "t0000").expect("manifest");
+    for i in 1..1001 {
+        src.push_manifest("team/many", &format!("t{i:04}"), &media_type, &body);
+    }
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/many:* {d}/many\n"));
+    let report = ws.dir.path().join("report.json");
+    let started = std::time::Instant::now();
+    let out = ws.run(&["--insecure", "--dry-run", "--report", p(&report), p(&file)]);
+    expect_code(&out, 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let images = json["images"].as_array().expect("images");
+    assert_eq!(images.len(), 1001);
+    assert!(
+        images
+            .iter()
+            .all(|i| i["status"] == "would-copy" && i["source_digest"] == image.digest.as_str())
+    );
 }

@@ -32,8 +32,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-start_registry() { # NAME -> prints HOST:PORT
-  local name=$1 port
+start_registry() { # NAME VAR: starts a registry, sets VAR to its HOST:PORT (no subshell, so
+  # the trap sees its process id)
+  local name=$1 var=$2 port
   port=$(free_port)
   mkdir -p "$WORK/$name/data"
   cat >"$WORK/$name/config.yml" <<EOF
@@ -49,11 +50,11 @@ EOF
     cat "$WORK/$name/log" >&2
     exit 1
   fi
-  echo "127.0.0.1:$port"
+  printf -v "$var" "127.0.0.1:%s" "$port"
 }
 
-SRC=$(start_registry source)
-DST=$(start_registry mirror)
+start_registry source SRC
+start_registry mirror DST
 echo "source registry: $SRC    mirror registry: $DST"
 
 # Three repositories (app00..app02) with three tags each (v1.0..v1.2); app02 is multi-arch;
