@@ -598,11 +598,6 @@ impl RegistryClient {
 
     /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`).
     pub async fn list_tags(&self, path: &str) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
         let _permit = self.permit(1).await;
         let access = Access::pull(path);
         let what = format!("listing tags of {}/{path}", self.host);
@@ -619,7 +614,7 @@ impl RegistryClient {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: Page = serde_json::from_slice(&answer.body).map_err(|e| {
+            let page: TagsPage = serde_json::from_slice(&answer.body).map_err(|e| {
                 failure(
                     ErrorKind::Permanent,
                     format!("{what}: unreadable answer: {e}"),
@@ -654,11 +649,6 @@ impl RegistryClient {
     /// Whether a repository has no tag at all (or does not exist yet): then nothing in it
     /// can be assumed present, and a first copy need not ask blob by blob.
     pub async fn repository_is_empty(&self, path: &str) -> Result<bool> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
         let _permit = self.permit(1).await;
         let access = Access::pull(path);
         let what = format!("listing tags of {}/{path}", self.host);
@@ -670,7 +660,8 @@ impl RegistryClient {
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));
         }
-        let page: Page = serde_json::from_slice(&answer.body).unwrap_or(Page { tags: None });
+        let page: TagsPage =
+            serde_json::from_slice(&answer.body).unwrap_or(TagsPage { tags: None });
         Ok(page.tags.is_none_or(|t| t.is_empty()))
     }
 
@@ -1317,6 +1308,13 @@ where
             }
         }
     })
+}
+
+/// One page of a `tags/list` answer.
+#[derive(serde::Deserialize)]
+struct TagsPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
 }
 
 /// `<url>; rel="next"` from a Link header.

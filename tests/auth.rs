@@ -9,8 +9,8 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use base64::Engine as _;
+use support::cli::*;
 use support::token::TokenIssuer;
 use support::*;
 
@@ -38,14 +38,8 @@ impl Workspace {
     /// Runs `image-mirror run ARGS` with no ambient credentials, certs.d under the workspace
     /// (empty unless a test fills it), and `env` on top.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::cargo_bin("image-mirror").expect("binary");
-        cmd.env_remove("dry_run")
-            .env_remove("DRY_RUN")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("MAPPING_FILE_PREFIX")
-            .env("DOCKER_CONFIG", self.path("no-docker-config"))
-            .env("IMAGE_MIRROR_CERTS_DIRS", self.path("certs.d"))
-            .env("RUST_LOG", "warn")
+        let mut cmd = image_mirror(&self.path("no-docker-config"));
+        cmd.env("IMAGE_MIRROR_CERTS_DIRS", self.path("certs.d"))
             .arg("run")
             .args(args);
         for (k, v) in env {
@@ -55,26 +49,8 @@ impl Workspace {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn all_output(out: &Output) -> String {
     format!("{}\n{}", text(&out.stdout), text(&out.stderr))
-}
-
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 fn b64(text: &str) -> String {

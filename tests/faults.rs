@@ -7,11 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin;
+use support::cli::*;
 use support::proxy::{Fault, FaultProxy};
 use support::*;
 
@@ -44,15 +43,8 @@ impl Workspace {
         path
     }
 
-    fn command(&self, bin: &str) -> Command {
-        let mut cmd = Command::cargo_bin(bin).expect("binary");
-        cmd.env_remove("dry_run")
-            .env_remove("DRY_RUN")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("MAPPING_FILE_PREFIX")
-            .env("DOCKER_CONFIG", self.dir.path())
-            .env("RUST_LOG", "warn");
-        cmd
+    fn command(&self) -> assert_cmd::Command {
+        image_mirror(self.dir.path())
     }
 
     /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
@@ -61,7 +53,7 @@ impl Workspace {
         let report = self.path("report.json");
         let _ = std::fs::remove_file(&report);
         let out = self
-            .command("image-mirror")
+            .command()
             .arg("run")
             .args(FAST)
             .args(args)
@@ -80,7 +72,7 @@ impl Workspace {
     /// `image-mirror verify --insecure REPO...`: exit code and stdout.
     fn verify(&self, repos: &[String]) -> (i32, String) {
         let out = self
-            .command("image-mirror")
+            .command()
             .arg("verify")
             .arg("--insecure")
             .args(repos)
@@ -97,20 +89,6 @@ impl Workspace {
         let (code, out) = self.verify(repos);
         assert_eq!(code, 0, "verify: {out}");
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 fn total(report: &serde_json::Value, name: &str) -> u64 {
@@ -565,17 +543,12 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
         lines.push_str(&format!("{}/team/{repo}:v* DST/{repo}\n", src.host()));
     }
     let ws = Workspace::new();
-    let bin = cargo_bin("image-mirror");
     let start_run = |dst: &Registry, report: &Path| {
         let mapping = ws.mapping(&lines.replace("DST", &dst.host()));
-        StdCommand::new(&bin)
+        image_mirror_process(ws.dir.path())
             .args(["run", "--insecure", "--max-per-registry=4", "--report"])
             .arg(report)
             .arg(&mapping)
-            .env("DOCKER_CONFIG", ws.dir.path())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("dry_run")
-            .env_remove("DRY_RUN")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

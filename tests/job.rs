@@ -4,47 +4,20 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin;
+use support::cli::*;
 use support::*;
 
-fn base_command(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("image-mirror").expect("binary");
-    cmd.env_remove("dry_run")
-        .env_remove("DRY_RUN")
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("MAPPING_FILE_PREFIX")
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env("DOCKER_CONFIG", dir)
-        .env("RUST_LOG", "warn");
-    cmd
+fn base_command(dir: &Path) -> assert_cmd::Command {
+    image_mirror(dir)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
     path
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -226,11 +199,7 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     let file = write(dir.path(), "m", &mapping);
     let report = dir.path().join("report.json");
     let mark = dst.mark();
-    let child = StdCommand::new(cargo_bin("image-mirror"))
-        .env_remove("dry_run")
-        .env_remove("DRY_RUN")
-        .env("DOCKER_CONFIG", dir.path())
-        .env("RUST_LOG", "warn")
+    let child = image_mirror_process(dir.path())
         .args([
             "run",
             "--insecure",

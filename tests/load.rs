@@ -84,10 +84,10 @@ fn many_small_images_in_one_run() {
         .arg(&report)
         .arg(&mapping)
         .env("DOCKER_CONFIG", dir.path())
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("dry_run")
-        .env_remove("DRY_RUN")
         .env("RUST_LOG", "warn");
+    for name in support::cli::AMBIENT_ENV {
+        cmd.env_remove(name);
+    }
     let started = Instant::now();
     let out = cmd.output().expect("run image-mirror");
     let wall = started.elapsed();
@@ -117,11 +117,9 @@ fn many_small_images_in_one_run() {
     let repos_args: Vec<String> = (0..repos)
         .map(|r| format!("{}/mirror/r{r}", dst.host()))
         .collect();
-    let verify = Command::new(cargo_bin("image-mirror"))
+    let verify = support::cli::image_mirror_process(dir.path())
         .args(["verify", "--insecure", "--max-per-registry=16"])
         .args(&repos_args)
-        .env("DOCKER_CONFIG", dir.path())
-        .env("RUST_LOG", "warn")
         .output()
         .expect("verify");
     let verify_out = String::from_utf8_lossy(&verify.stdout);

@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
-use assert_cmd::Command;
+use support::cli::*;
 use support::*;
 
 const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
@@ -34,17 +34,8 @@ impl Workspace {
     }
 
     fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::cargo_bin("image-mirror").expect("binary");
-        cmd.env_remove("dry_run")
-            .env_remove("DRY_RUN")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("MAPPING_FILE_PREFIX")
-            .env("DOCKER_CONFIG", self.dir.path())
-            .env("RUST_LOG", "warn")
-            // A hang is a failure, not a CI timeout.
-            .timeout(std::time::Duration::from_secs(120))
-            .arg("run")
-            .args(args);
+        let mut cmd = image_mirror(self.dir.path());
+        cmd.arg("run").args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -52,29 +43,11 @@ impl Workspace {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn expect_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
 fn tool_writes(reg: &Registry, mark: usize) -> Vec<Request> {
     reg.write_requests_since(mark)
         .into_iter()
         .filter(|r| !r.is_harness())
         .collect()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 #[test]

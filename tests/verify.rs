@@ -3,24 +3,17 @@
 
 mod support;
 
-use assert_cmd::Command;
+use support::cli::*;
 use support::*;
 
 fn verify(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::cargo_bin("image-mirror")
-        .expect("binary")
-        .env("DOCKER_CONFIG", dir.path())
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env("RUST_LOG", "warn")
+    let out = image_mirror(dir.path())
         .arg("verify")
         .args(args)
         .output()
         .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), text(&out.stdout))
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! * The seeding helpers (`seed_*`) build deterministic images: same arguments, same digests.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod proxy;
 pub mod tls;
 pub mod token;

@@ -1,0 +1,61 @@
+//! Running the image-mirror binary from tests: no ambient configuration leaks in (credentials,
+//! dry-run, prefix or shard settings of the machine), and a hang fails the test instead of
+//! running into CI's time limit.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+/// Environment variables the binary reads that a developer's or CI's shell may have set.
+pub const AMBIENT_ENV: [&str; 5] = [
+    "dry_run",
+    "DRY_RUN",
+    "REGISTRY_AUTH_FILE",
+    "MAPPING_FILE_PREFIX",
+    "JOB_COMPLETION_INDEX",
+];
+
+/// The longest a single run of the binary may take in a test.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// `image-mirror` with a clean environment; `config_dir` stands in for `$DOCKER_CONFIG`
+/// (empty: anonymous access). Logs at `warn`.
+pub fn image_mirror(config_dir: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("image-mirror").expect("binary");
+    for name in AMBIENT_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.env("DOCKER_CONFIG", config_dir)
+        .env("RUST_LOG", "warn")
+        .timeout(RUN_TIMEOUT);
+    cmd
+}
+
+/// The same, as a std Command for tests that signal or time the process themselves.
+pub fn image_mirror_process(config_dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("image-mirror"));
+    for name in AMBIENT_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.env("DOCKER_CONFIG", config_dir).env("RUST_LOG", "warn");
+    cmd
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit code, showing both output streams when it is not the expected one.
+pub fn expect_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
