@@ -5,7 +5,7 @@
 //! image's content is ensured once per destination repository, and each blob is uploaded
 //! once per destination registry (other repositories mount it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
@@ -114,6 +114,9 @@ pub struct Executor {
     registries: Registries,
     options: ExecuteOptions,
     sources: Memo<(Repository, String), Arc<Manifest>>,
+    /// Sources named by more than one copy: only their manifests are worth keeping (a run of
+    /// 10,000 wildcard tags would otherwise keep 10,000 manifests it never reads again).
+    shared_sources: std::sync::OnceLock<HashSet<(Repository, String)>>,
     content: Memo<(Repository, Digest), ()>,
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
@@ -150,6 +153,7 @@ impl Executor {
             registries,
             options,
             sources: Memo::new(),
+            shared_sources: std::sync::OnceLock::new(),
             content: Memo::new(),
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
@@ -168,6 +172,18 @@ impl Executor {
     /// Runs every batch; at most `max_registry` destination registries at once, each copy a
     /// task of its own so that a panic fails one image, not the run.
     pub async fn execute(self: &Arc<Self>, plan: Plan) -> Vec<Outcome> {
+        let mut uses: HashMap<(Repository, String), usize> = HashMap::new();
+        for job in plan.batches.iter().flat_map(|b| &b.jobs) {
+            *uses
+                .entry((job.source.repository.clone(), job.source.reference()))
+                .or_default() += 1;
+        }
+        let shared = uses
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, _)| k)
+            .collect();
+        let _ = self.shared_sources.set(shared);
         let mut by_registry: BTreeMap<String, Vec<CopyJob>> = BTreeMap::new();
         for batch in plan.batches {
             by_registry
@@ -198,6 +214,7 @@ impl Executor {
     async fn run_jobs(self: Arc<Self>, jobs: Vec<CopyJob>) -> Vec<Outcome> {
         let mut set = JoinSet::new();
         let mut pending = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
         let slots = Arc::new(Semaphore::new(MAX_JOBS_IN_FLIGHT));
         for job in jobs {
             // Taken before the task exists: a waiting copy would otherwise hold its whole
@@ -205,6 +222,10 @@ impl Executor {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
+            // A finished task keeps its memory until it is joined: reap as we go.
+            while let Some(done) = set.try_join_next_with_id() {
+                outcomes.extend(Self::outcome_of(done, &mut pending));
+            }
             let this = self.clone();
             let task_job = job.clone();
             let handle = set.spawn(async move {
@@ -213,24 +234,30 @@ impl Executor {
             });
             pending.insert(handle.id(), job);
         }
-        let mut outcomes = Vec::with_capacity(pending.len());
         while let Some(done) = set.join_next_with_id().await {
-            match done {
-                Ok((id, outcome)) => {
-                    pending.remove(&id);
-                    outcomes.push(outcome);
-                }
-                Err(e) => {
-                    if let Some(job) = pending.remove(&e.id()) {
-                        let mut outcome = Outcome::new(job);
-                        outcome.status = Status::Failed;
-                        outcome.error = Some(format!("internal error: {e}"));
-                        outcomes.push(outcome);
-                    }
-                }
-            }
+            outcomes.extend(Self::outcome_of(done, &mut pending));
         }
         outcomes
+    }
+
+    /// A joined copy's outcome; a copy that panicked failed.
+    fn outcome_of(
+        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        pending: &mut HashMap<tokio::task::Id, CopyJob>,
+    ) -> Option<Outcome> {
+        match done {
+            Ok((id, outcome)) => {
+                pending.remove(&id);
+                Some(outcome)
+            }
+            Err(e) => {
+                // Every task's job is recorded as it is spawned.
+                let mut outcome = Outcome::new(pending.remove(&e.id())?);
+                outcome.status = Status::Failed;
+                outcome.error = Some(format!("internal error: {e}"));
+                Some(outcome)
+            }
+        }
     }
 
     /// One copy with its retries. Once the run is cancelled nothing new starts, and an
@@ -283,6 +310,10 @@ impl Executor {
             (Status::Failed, Some(e)) => {
                 tracing::warn!(source = %job.source, destination = %job.destination, origin = %job.origin, error = %e, "image failed")
             }
+            // The hourly no-op would log every tag: what did not change is a debug detail.
+            (Status::Unchanged, _) => {
+                tracing::debug!(source = %job.source, destination = %job.destination, "image unchanged")
+            }
             (status, _) => {
                 tracing::info!(source = %job.source, destination = %job.destination, status = status.label(), "image done")
             }
@@ -306,9 +337,13 @@ impl Executor {
             .registries
             .client(job.destination.repository.registry())
             .await?;
-        let mut manifest = self
-            .source_manifest(&src, &job.source.repository, &job.source.reference())
-            .await?;
+        let reference = job.source.reference();
+        let key = (job.source.repository.clone(), reference);
+        let mut manifest = if self.shared_sources.get().is_some_and(|s| s.contains(&key)) {
+            self.source_manifest(&src, &key.0, &key.1).await?
+        } else {
+            Arc::new(src.pull_manifest(key.0.path(), &key.1).await?)
+        };
         if let Some(filter) = &self.options.filter_by_os
             && let Some(filtered) = manifest.filter_platforms(filter)?
         {
