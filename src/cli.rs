@@ -176,6 +176,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
+    /// When stderr is not a terminal (Prow, CronJob), log a progress line this often; on a
+    /// terminal a progress bar is drawn instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub progress_interval: u64,
+
     /// Tries of one request (and of one blob copy) before a transient failure counts:
     /// refused or reset connections, timeouts, 408, 429 and 5xx answers. Waits between tries
     /// grow exponentially from 0.25 s, with jitter; a `Retry-After` on 429/503 is honoured.

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Traffic;
 use crate::report::human_bytes;
 
-const LOG_EVERY: Duration = Duration::from_secs(10);
 const TICK_EVERY: Duration = Duration::from_millis(200);
 
 /// The bar log lines must step around, when one is shown.
@@ -58,8 +57,13 @@ impl Progress {
     }
 
     /// Reports until `stop` is cancelled: a bar when stderr is a terminal, else a log line
-    /// every few seconds.
-    pub async fn report(self: Arc<Self>, traffic: Arc<Traffic>, stop: CancellationToken) {
+    /// every `log_every`.
+    pub async fn report(
+        self: Arc<Self>,
+        traffic: Arc<Traffic>,
+        log_every: Duration,
+        stop: CancellationToken,
+    ) {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(
                 Some(self.total.load(Ordering::Relaxed)),
@@ -89,7 +93,7 @@ impl Progress {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(LOG_EVERY) => tracing::info!("progress: {}", self.line(&traffic)),
+                    _ = tokio::time::sleep(log_every) => tracing::info!("progress: {}", self.line(&traffic)),
                 }
             }
         }

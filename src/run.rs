@@ -40,6 +40,7 @@ struct Prepared {
     network: NetworkOptions,
     shard: Option<Shard>,
     report: Option<PathBuf>,
+    progress_every: std::time::Duration,
 }
 
 /// Reads and validates all input; any problem is exit 2 with nothing contacted.
@@ -96,6 +97,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
             read_timeout: args.read_timeout,
         },
         shard,
+        progress_every: std::time::Duration::from_secs(args.progress_interval),
         report: args.report.clone(),
     })
 }
@@ -182,6 +184,7 @@ async fn mirror(prepared: Prepared) -> i32 {
         network,
         shard,
         report: report_path,
+        progress_every,
     } = prepared;
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
@@ -215,8 +218,11 @@ async fn mirror(prepared: Prepared) -> i32 {
         cancel.clone(),
     ));
     let stop_progress = CancellationToken::new();
-    let progress_task =
-        tokio::spawn(progress.report(executor.registries().traffic.clone(), stop_progress.clone()));
+    let progress_task = tokio::spawn(progress.report(
+        executor.registries().traffic.clone(),
+        progress_every,
+        stop_progress.clone(),
+    ));
     let outcomes = executor.execute(plan).await;
     stop_progress.cancel();
     let _ = progress_task.await;

@@ -616,3 +616,32 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
         );
     }
 }
+
+#[test]
+fn a_job_without_a_terminal_logs_progress_lines() {
+    let s = Setup::new();
+    let ws = Workspace::new();
+    // A source that takes its time: the run lasts long enough for two progress lines.
+    s.proxy.add(
+        "GET",
+        "/manifests/1",
+        1,
+        Fault::Stall(Duration::from_millis(2500)),
+    );
+    let out = image_mirror(ws.dir.path())
+        .env("RUST_LOG", "info")
+        .args(["run", "--insecure", "--progress-interval=1"])
+        .arg(s.mapping(&ws))
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    let stderr = text(&out.stderr);
+    let lines = stderr
+        .lines()
+        .filter(|l| l.contains("progress: 0/1 images (0 failed)"))
+        .count();
+    assert!(lines >= 2, "{stderr}");
+    // Not a terminal: no progress bar drawn.
+    assert!(!stderr.contains('\r'), "{stderr}");
+    s.assert_copied(&ws);
+}
