@@ -26,7 +26,7 @@ const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "image-mirror";
 /// How long a registry whose `GET /v2/` failed (after its retries) is answered with that
 /// failure without asking again.
-const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 /// What a request needs: pull, or pull and push, on a repository; for a cross-repository
 /// mount also pull on the repository the blob comes from.
@@ -513,7 +513,16 @@ impl Authenticator {
 
 /// A reqwest error with its causes, and a hint for TLS trust failures.
 pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
+    // reqwest names the URL; its query (an upload session's state, a pre-signed blob URL's
+    // signature) is a credential of its own and stays out of logs and reports.
     let mut text = e.to_string();
+    if let Some(url) = e.url()
+        && url.query().is_some()
+    {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        text = text.replace(url.as_str(), &format!("{shown}?…"));
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let more = s.to_string();

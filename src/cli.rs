@@ -173,7 +173,7 @@ pub struct RunArgs {
 
     /// Further attempts for a failed image (with exponential backoff) before it counts as
     /// failed.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
 
     /// When stderr is not a terminal (Prow, CronJob), log a progress line this often; on a

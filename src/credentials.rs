@@ -496,6 +496,9 @@ fn longest_match<'a>(entries: &'a [Entry], host: &str, path: &str) -> Option<&'a
         .max_by_key(|e| e.key.len())
 }
 
+/// The longest a credential helper may take to answer.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `docker-credential-NAME get` with the server on stdin, as docker does. Run here
 /// rather than through docker_credential, whose stdin write fails (and hides the helper's
 /// own message) when a helper exits without reading it.
@@ -534,6 +537,26 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<RegistryCredential>> {
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that fails fast may not read its input: its answer still counts.
         let _ = stdin.write_all(server.as_bytes());
+    }
+    // A helper waiting for a keychain prompt or a login would hang the job forever. Its
+    // answer is small and fits the pipe, so waiting before reading cannot block it.
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "credential helper {program} did not answer within {} s for registry {host}",
+                    HELPER_TIMEOUT.as_secs()
+                )
+            }
+            Err(e) => bail!("could not run credential helper {program} for registry {host}: {e}"),
+        }
     }
     let output = child.wait_with_output().map_err(|e| {
         anyhow!("could not run credential helper {program} for registry {host}: {e}")

@@ -41,7 +41,10 @@ pub struct ExecuteOptions {
 const MAX_JOBS_IN_FLIGHT: usize = 256;
 
 /// The first wait before retrying a failed copy; doubled each attempt.
-const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// Longer than a registry found unreachable is remembered, so a retry really asks again.
+const RETRY_BACKOFF: Duration = Duration::from_secs(crate::auth::UNREACHABLE_FOR.as_secs() + 1);
+/// The longest wait between two attempts of one image.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,6 +127,8 @@ pub struct Executor {
     pub blobs: BlobStats,
     /// Retries made, over all copies.
     pub retries: AtomicUsize,
+    /// Registry workers that stopped without reporting their images (a bug): the run fails.
+    pub lost_workers: AtomicUsize,
     progress: Arc<Progress>,
     cancel: CancellationToken,
 }
@@ -160,6 +165,7 @@ impl Executor {
             fresh_repos: Memo::new(),
             blobs: BlobStats::default(),
             retries: AtomicUsize::new(0),
+            lost_workers: AtomicUsize::new(0),
             progress,
             cancel,
         }
@@ -205,7 +211,10 @@ impl Executor {
         while let Some(done) = groups.join_next().await {
             match done {
                 Ok(mut o) => outcomes.append(&mut o),
-                Err(e) => tracing::error!(error = %e, "a registry's worker stopped unexpectedly"),
+                Err(e) => {
+                    self.lost_workers.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "a registry's worker stopped unexpectedly; its images are unaccounted for")
+                }
             }
         }
         outcomes
@@ -300,7 +309,7 @@ impl Executor {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.cancel.cancelled() => break,
                     }
-                    backoff *= 2;
+                    backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                 }
             }
         }

@@ -134,7 +134,8 @@ impl Manifest {
     }
 
     /// An index keeping only the children whose platform matches; other fields and their
-    /// order are kept. `None` when the manifest is not an index.
+    /// order are kept. `None` when the manifest is not an index or every child matches (the
+    /// original bytes, and digest, are then copied as they are).
     pub fn filter_platforms(&self, keep: &regex::Regex) -> Result<Option<Manifest>> {
         if !matches!(self.content, Content::Index { .. }) {
             return Ok(None);
@@ -143,12 +144,17 @@ impl Manifest {
         let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
             return Ok(None);
         };
+        let before = list.len();
         list.retain(|entry| {
             let platform: Option<Platform> = entry
                 .get("platform")
                 .and_then(|p| serde_json::from_value(p.clone()).ok());
             platform.is_some_and(|p| keep.is_match(&p.label()))
         });
+        if list.len() == before {
+            // Nothing dropped: the list as it is, digest preserved.
+            return Ok(None);
+        }
         if list.is_empty() {
             bail!(
                 "--filter-by-os {:?} matches no platform of {}",
@@ -220,6 +226,13 @@ mod tests {
         assert_eq!(filtered.media_type, DOCKER_LIST);
         let none = regex::Regex::new("^windows/").unwrap_or_else(|e| panic!("{e}"));
         assert!(m.filter_platforms(&none).is_err());
+        // Keeping every platform is no rewrite: the original bytes and digest stay.
+        let all = regex::Regex::new("^linux/").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            m.filter_platforms(&all)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
     }
 
     #[test]

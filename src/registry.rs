@@ -434,6 +434,28 @@ impl RegistryClient {
             .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
     }
 
+    /// Credentials go only to this registry: a `Location` or `Link` it sends may name another
+    /// host (a CDN, a storage bucket), which must not see them.
+    fn authorize_if_ours(
+        &self,
+        request: reqwest::RequestBuilder,
+        authorization: &Authorization,
+    ) -> reqwest::RequestBuilder {
+        let (client, built) = request.build_split();
+        match built {
+            Ok(req) if authority(req.url()) == self.api_host => {
+                authorization.apply(reqwest::RequestBuilder::from_parts(client, req))
+            }
+            Ok(req) => reqwest::RequestBuilder::from_parts(client, req),
+            Err(e) => {
+                // Not a request at all (a registry's unusable Location): sending it fails,
+                // without credentials.
+                tracing::debug!(registry = %self.host, error = %e, "unusable request");
+                client.get("")
+            }
+        }
+    }
+
     /// Sends a request built by `build` with the credentials `access` needs, then `finish`es
     /// the answer (reads its body, or hands the response over for streaming).
     ///
@@ -461,7 +483,7 @@ impl RegistryClient {
             self.count_request();
             let mut request = build();
             if let Some(a) = &authorization {
-                request = a.apply(request);
+                request = self.authorize_if_ours(request, a);
             }
             let (retry_after, why) = match request.send().await {
                 Err(e) => {
@@ -1196,8 +1218,18 @@ fn read_ca_file(file: &Path) -> Result<ExtraRoot> {
     }
 }
 
+/// `host[:port]` of a URL, as registries are named.
+fn authority(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// With `--insecure`, a registry may speak plain HTTP: try TLS (certificates unchecked) and
-/// fall back to HTTP when the handshake fails, as oc does.
+/// fall back to HTTP when TLS fails and plain HTTP answers, as oc does. A registry that is
+/// slow, down or unreachable stays on HTTPS.
 async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
     match http
         .get(format!("https://{api_host}/v2/"))
@@ -1206,9 +1238,21 @@ async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
         .await
     {
         Ok(_) => "https",
-        Err(e) => {
-            tracing::debug!(registry = api_host, error = %e, "TLS probe failed; using plain HTTP");
-            "http"
+        Err(tls_error) => {
+            // Plain HTTP only when the registry answers it: a registry that is slow or down
+            // stays on HTTPS.
+            let plain = http
+                .get(format!("http://{api_host}/v2/"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if plain.is_ok() {
+                tracing::debug!(registry = api_host, "no TLS spoken here; using plain HTTP");
+                "http"
+            } else {
+                tracing::debug!(registry = api_host, error = %describe_http_error(&tls_error, api_host), "TLS probe failed; staying on HTTPS");
+                "https"
+            }
         }
     }
 }
@@ -1360,6 +1404,21 @@ pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_stay_with_their_registry_authority() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            authority(&url("http://127.0.0.1:5000/v2/a/blobs/uploads/x?y=1")),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(authority(&url("https://quay.io/v2/")), "quay.io");
+        assert_eq!(authority(&url("https://quay.io:443/v2/")), "quay.io");
+        assert_ne!(
+            authority(&url("https://bucket.s3.amazonaws.com/blob")),
+            "quay.io"
+        );
+    }
 
     #[test]
     fn link_headers() {

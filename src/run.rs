@@ -256,12 +256,14 @@ async fn mirror(prepared: Prepared) -> i32 {
         "{}",
         report::summary(&outcomes, &listing_failures, &executor.blobs, figures)
     );
-    let mut code =
-        if !listing_failures.is_empty() || outcomes.iter().any(|o| o.status == Status::Failed) {
-            EXIT_FAILED
-        } else {
-            EXIT_OK
-        };
+    let mut code = if !listing_failures.is_empty()
+        || outcomes.iter().any(|o| o.status == Status::Failed)
+        || executor.lost_workers.load(Ordering::Relaxed) > 0
+    {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    };
     if let Some(path) = report_path {
         let json = report::json_report(
             &outcomes,
