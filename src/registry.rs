@@ -348,9 +348,7 @@ impl RegistryClient {
         network: &NetworkOptions,
         traffic: Arc<Traffic>,
     ) -> Result<Self> {
-        let api_host = OciReference::with_tag(host.to_owned(), "x".to_owned(), "x".to_owned())
-            .resolve_registry()
-            .to_owned();
+        let api_host = api_host_of(host);
         let insecure = options.insecure_for(host, &api_host);
         let roots = extra_roots(host, &api_host, &certs_dirs())
             .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
@@ -1165,6 +1163,23 @@ struct ExtraRoot {
 }
 
 /// CA certificates for `host` from `BASE/HOST[:PORT]/*.crt` under each base directory.
+/// Reads every certs.d CA file the run's registries would use, so a bad one stops the run
+/// before anything is contacted.
+pub fn check_certificate_files<'a>(hosts: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    let bases = certs_dirs();
+    for host in hosts {
+        extra_roots(host, &api_host_of(host), &bases)?;
+    }
+    Ok(())
+}
+
+/// Where a registry's API lives: Docker Hub's is not `docker.io`.
+fn api_host_of(host: &str) -> String {
+    OciReference::with_tag(host.to_owned(), "x".to_owned(), "x".to_owned())
+        .resolve_registry()
+        .to_owned()
+}
+
 fn extra_roots(host: &str, api_host: &str, bases: &[PathBuf]) -> Result<Vec<ExtraRoot>> {
     let mut names = vec![host.to_owned()];
     if api_host != host {
@@ -1204,6 +1219,12 @@ fn read_ca_file(file: &Path) -> Result<ExtraRoot> {
                 file.display()
             )
         })?;
+        if reqwest.is_empty() {
+            bail!(
+                "CA certificate {}: no readable certificate in it",
+                file.display()
+            );
+        }
         Ok(ExtraRoot { reqwest })
     } else {
         let cert = reqwest::Certificate::from_der(&data).map_err(|e| {

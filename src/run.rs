@@ -71,8 +71,10 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         );
         return Err(EXIT_USAGE);
     }
+    let hosts = crate::credentials::registries_of(&set.mappings);
+    crate::registry::check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
     credentials
-        .resolve_all(crate::credentials::registries_of(&set.mappings))
+        .resolve_all(hosts)
         .map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
         set,

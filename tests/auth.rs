@@ -604,3 +604,25 @@ fn no_secret_in_any_output_even_at_trace_level() {
         );
     }
 }
+
+#[test]
+fn an_unusable_ca_file_stops_the_run_before_any_request() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(61, 300)]);
+    let ws = Workspace::new();
+    let dir = ws.path("certs.d").join(&d);
+    std::fs::create_dir_all(&dir).expect("certs.d dir");
+    let bad = dir.join("ca.crt");
+    // Cut short: the certificate never ends.
+    std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nMIIB\n").expect("write");
+    let mapping = ws.write("m", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let (src_mark, dst_mark) = (src.mark(), dst.mark());
+    let out = ws.run(&["--insecure", p(&mapping)], &[]);
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("ca.crt"), "{stderr}");
+    assert!(tool_requests(&src, src_mark).is_empty());
+    assert!(tool_requests(&dst, dst_mark).is_empty());
+}
