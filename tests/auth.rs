@@ -89,14 +89,6 @@ fn basic_config(ws: &Workspace, host: &str, user: &str, password: &str) -> PathB
     )
 }
 
-/// Requests the tool (not the harness) sent after `mark`.
-fn tool_requests(reg: &Registry, mark: usize) -> Vec<Request> {
-    reg.requests_since(mark)
-        .into_iter()
-        .filter(|r| !r.is_harness())
-        .collect()
-}
-
 #[test]
 fn basic_auth_with_every_way_of_writing_auths() {
     let plain = Registry::start();
@@ -155,7 +147,7 @@ fn basic_auth_with_every_way_of_writing_auths() {
     );
     assert!(!all_output(&out).contains("robot-a-pass"));
     assert!(
-        tool_requests(&reg, mark).iter().all(|r| !r.is_write()),
+        reg.tool_requests_since(mark).iter().all(|r| !r.is_write()),
         "nothing may be written with refused credentials"
     );
 
@@ -209,7 +201,7 @@ fn token_auth_pull_only_user_push_user_and_scoped_mount() {
         "{stderr}"
     );
     assert!(
-        tool_requests(&reg, mark)
+        reg.tool_requests_since(mark)
             .iter()
             .filter(|r| r.is_write())
             .all(|r| r.status == 401),
@@ -237,7 +229,7 @@ fn token_auth_pull_only_user_push_user_and_scoped_mount() {
     let out = ws.run(&["--insecure", "-a", p(&pusher), p(&within)], &[]);
     expect_code(&out, 0);
     reg.assert_complete("other/app", "1");
-    let requests = tool_requests(&reg, mark);
+    let requests = reg.tool_requests_since(mark);
     let mounts: Vec<_> = requests.iter().filter(|r| r.is_mount()).collect();
     assert_eq!(mounts.len(), seeded.blobs.len(), "{requests:#?}");
     assert!(mounts.iter().all(|r| r.status == 201), "{mounts:#?}");
@@ -277,7 +269,8 @@ fn expired_tokens_are_refreshed_mid_run() {
         .collect();
     assert!(push_grants.len() >= 2, "{push_grants:#?}");
     assert!(push_grants[0].expired && !push_grants[1].expired);
-    let refused = tool_requests(&reg, mark)
+    let refused = reg
+        .tool_requests_since(mark)
         .into_iter()
         .filter(|r| r.status == 401 && r.path() != "/v2/")
         .count();
@@ -310,7 +303,8 @@ fn expired_tokens_are_refreshed_mid_run() {
         "the destination token was not refreshed: {dst_push}"
     );
     // (`GET /v2/` without credentials is how the tool learns the challenge: 401 by design.)
-    let refused: Vec<_> = tool_requests(&reg, mark)
+    let refused: Vec<_> = reg
+        .tool_requests_since(mark)
         .into_iter()
         .filter(|r| r.status == 401 && r.path() != "/v2/")
         .collect();
@@ -432,8 +426,8 @@ fn credential_helpers_through_cred_helpers_and_creds_store() {
                 && stderr.contains(expected),
             "{stderr}"
         );
-        assert!(tool_requests(&plain, mark_src).is_empty());
-        assert!(tool_requests(&reg, mark_dst).is_empty());
+        assert!(plain.tool_requests_since(mark_src).is_empty());
+        assert!(reg.tool_requests_since(mark_dst).is_empty());
     }
 }
 
@@ -465,7 +459,7 @@ fn bad_credential_files_exit_2_naming_the_file() {
             stderr.contains(expected) && stderr.contains(p(config)),
             "{stderr}"
         );
-        assert!(tool_requests(&plain, mark).is_empty());
+        assert!(plain.tool_requests_since(mark).is_empty());
     }
     // REGISTRY_AUTH_FILE names a file explicitly too.
     let out = ws.run(
@@ -623,6 +617,6 @@ fn an_unusable_ca_file_stops_the_run_before_any_request() {
     expect_code(&out, 2);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("ca.crt"), "{stderr}");
-    assert!(tool_requests(&src, src_mark).is_empty());
-    assert!(tool_requests(&dst, dst_mark).is_empty());
+    assert!(src.tool_requests_since(src_mark).is_empty());
+    assert!(dst.tool_requests_since(dst_mark).is_empty());
 }

@@ -215,9 +215,9 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     // Wait until the first blob upload has started at the destination, then stop the job.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dst
-        .requests_since(mark)
+        .tool_requests_since(mark)
         .iter()
-        .any(|r| !r.is_harness() && r.method == "POST")
+        .any(|r| r.method == "POST")
     {
         assert!(Instant::now() < deadline, "the run never started uploading");
         std::thread::sleep(Duration::from_millis(20));

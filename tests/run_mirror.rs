@@ -43,13 +43,6 @@ impl Workspace {
     }
 }
 
-fn tool_writes(reg: &Registry, mark: usize) -> Vec<Request> {
-    reg.write_requests_since(mark)
-        .into_iter()
-        .filter(|r| !r.is_harness())
-        .collect()
-}
-
 #[test]
 fn every_manifest_kind_is_copied_byte_identical() {
     let src = Registry::start();
@@ -132,7 +125,7 @@ fn wildcards_three_destinations_and_shared_layers() {
     // The base layer is needed by four destination repositories: uploaded once, mounted
     // (or found) everywhere else.
     let base_digest = sha256_digest(&base);
-    let writes = tool_writes(&dst, mark);
+    let writes = dst.tool_writes_since(mark);
     let param = |r: &Request, name: &str| r.query_param(name).map(|v| v.replace("%3A", ":"));
     let uploads = writes
         .iter()
@@ -174,13 +167,13 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
         "{stdout}"
     );
     assert!(stdout.contains(" 0 B moved"), "{stdout}");
-    assert_eq!(tool_writes(&dst, dst_mark), []);
-    assert_eq!(tool_writes(&src, src_mark), []);
+    assert_eq!(dst.tool_writes_since(dst_mark), []);
+    assert_eq!(src.tool_writes_since(src_mark), []);
     // One request per unchanged tag at the destination (a HEAD), beyond authentication.
     let heads = dst
-        .requests_since(dst_mark)
+        .tool_requests_since(dst_mark)
         .into_iter()
-        .filter(|r| !r.is_harness() && r.method == "HEAD")
+        .filter(|r| r.method == "HEAD")
         .count();
     assert_eq!(heads, 2);
 }
@@ -218,7 +211,7 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
             stdout.contains(&format!("would overwrite {}", old.digest)),
             "{stdout}"
         );
-        assert_eq!(tool_writes(&dst, mark), []);
+        assert_eq!(dst.tool_writes_since(mark), []);
         assert_eq!(dst.tags("app"), ["2"]);
     }
     let out = ws.run_with_env(&["--insecure", p(&file)], &[("dry_run", "yes")]);
@@ -336,12 +329,7 @@ fn bad_input_exits_2_and_contacts_no_registry() {
         "{}",
         text(&out.stderr)
     );
-    let contacted = |reg: &Registry, mark| {
-        reg.requests_since(mark)
-            .into_iter()
-            .filter(|r| !r.is_harness())
-            .count()
-    };
+    let contacted = |reg: &Registry, mark| reg.tool_requests_since(mark).len();
     assert_eq!(contacted(&src, src_mark), 0);
     assert_eq!(contacted(&dst, dst_mark), 0);
 }
@@ -366,7 +354,7 @@ fn conflicts_found_after_expansion_stop_before_any_write() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(tool_writes(&dst, mark), []);
+    assert_eq!(dst.tool_writes_since(mark), []);
 }
 
 #[test]
@@ -418,7 +406,7 @@ fn within_one_registry_blobs_are_mounted_not_uploaded() {
         Some(app.digest.as_str())
     );
     reg.assert_complete("mirror/app", "1");
-    let writes = tool_writes(&reg, mark);
+    let writes = reg.tool_writes_since(mark);
     let mounts = writes
         .iter()
         .filter(|r| r.is_mount() && r.status == 201)
@@ -452,7 +440,7 @@ fn force_rewrites_what_is_already_there() {
         "{}",
         text(&out.stdout)
     );
-    let writes = tool_writes(&dst, mark);
+    let writes = dst.tool_writes_since(mark);
     let manifest_puts = writes
         .iter()
         .filter(|r| r.method == "PUT" && r.path().contains("/manifests/"))
@@ -485,9 +473,9 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
     let mark = dst.mark();
     expect_code(&ws.run(&["--insecure", p(&first)]), 0);
     let blob_heads = |mark| {
-        dst.requests_since(mark)
+        dst.tool_requests_since(mark)
             .into_iter()
-            .filter(|r| !r.is_harness() && r.method == "HEAD" && r.path().contains("/blobs/"))
+            .filter(|r| r.method == "HEAD" && r.path().contains("/blobs/"))
             .count()
     };
     assert_eq!(

@@ -914,6 +914,22 @@ impl Registry {
             .collect()
     }
 
+    /// Requests the tool (not the harness) sent after `mark`.
+    pub fn tool_requests_since(&self, mark: usize) -> Vec<Request> {
+        self.requests_since(mark)
+            .into_iter()
+            .filter(|r| !r.is_harness())
+            .collect()
+    }
+
+    /// Writes (POST, PUT, PATCH, DELETE) the tool sent after `mark`.
+    pub fn tool_writes_since(&self, mark: usize) -> Vec<Request> {
+        self.tool_requests_since(mark)
+            .into_iter()
+            .filter(Request::is_write)
+            .collect()
+    }
+
     /// Walks the manifest at `reference` (index/list children too) and reports what it
     /// references. None if the top-level manifest is not there. Panics if a child manifest is
     /// missing or a manifest's bytes do not match the digest it was fetched by.
