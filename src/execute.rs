@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -439,10 +439,11 @@ impl Executor {
             cell.get_or_try_init(|| async {
                 match &manifest.content {
                     Content::Image { blobs } => {
-                        try_join_all(blobs.iter().map(|b| self.ensure_blob(route, b))).await?;
+                        all_then_first_error(blobs.iter().map(|b| self.ensure_blob(route, b)))
+                            .await?;
                     }
                     Content::Index { children } => {
-                        try_join_all(
+                        all_then_first_error(
                             children
                                 .iter()
                                 .map(|child| self.ensure_child(route, &child.digest)),
@@ -588,14 +589,10 @@ impl Executor {
         loop {
             tries += 1;
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-            let result = async {
-                let stream = src
-                    .pull_blob(src_repo.path(), &blob.digest, blob.size)
-                    .await?;
-                dst.push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
-                    .await
-            }
-            .await;
+            let stream = src.pull_blob(src_repo.path(), &blob.digest, blob.size);
+            let result = dst
+                .push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
+                .await;
             let e = match result {
                 Ok(()) => break,
                 Err(e) => e,
@@ -616,6 +613,17 @@ impl Executor {
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Runs every future to its end, then gives the first error. Used for the parts of one
+/// image: when one blob fails, the copies of its siblings already under way finish rather
+/// than being dropped mid-upload, which would waste the bytes sent (the next run or retry
+/// needs them) and leave upload sessions open at the destination.
+async fn all_then_first_error<F>(parts: impl IntoIterator<Item = F>) -> Result<()>
+where
+    F: Future<Output = Result<()>>,
+{
+    join_all(parts).await.into_iter().collect()
 }
 
 impl Outcome {

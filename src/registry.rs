@@ -974,27 +974,32 @@ impl RegistryClient {
     /// and the body fails before its end if they do not match `digest`, so a corrupt blob is
     /// never committed (the registry's own `?digest=` check is a second line).
     ///
+    /// `source` opens the stream (the source's `GET`); the upload session is opened at the
+    /// same time rather than after it, because each is a round trip that ends in the
+    /// registry's fsync, and the copy holds a request slot at both registries while it waits.
+    ///
     /// The upload session is opened with retries; the PUT itself is sent once (a stream
     /// cannot be sent twice): on a transient failure the caller starts the copy again, with
     /// a new session. A failed session is cancelled.
-    pub async fn push_blob<S>(
+    pub async fn push_blob<F, S>(
         &self,
         path: &str,
         digest: &Digest,
         size: u64,
-        source: S,
+        source: F,
     ) -> Result<()>
     where
+        F: Future<Output = Result<S>>,
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let access = Access::push(path);
         let what = format!("uploading blob {digest} to {}/{path}", self.host);
         let start = self.url(path, "blobs/uploads/");
-        let answer = self
-            .fetch(&access, &what, || {
-                self.http.post(&start).header(CONTENT_LENGTH, 0)
-            })
-            .await?;
+        let session = self.fetch(&access, &what, || {
+            self.http.post(&start).header(CONTENT_LENGTH, 0)
+        });
+        let (answer, source) = futures_util::future::join(session, source).await;
+        let answer = answer?;
         if answer.status != StatusCode::ACCEPTED {
             return Err(self.refused(&what, &access, &answer));
         }
@@ -1009,6 +1014,13 @@ impl RegistryClient {
                     format!("{what}: the registry opened an upload without a Location"),
                 )
             })?;
+        let source = match source {
+            Ok(source) => source,
+            Err(e) => {
+                self.cancel_upload(&access, &credential, location).await;
+                return Err(e);
+            }
+        };
         let mut target = reqwest::Url::parse(&self.absolute(location)).map_err(|e| {
             failure(
                 ErrorKind::Permanent,

@@ -256,6 +256,52 @@ fn a_missing_source_fails_that_image_only() {
     );
 }
 
+/// A blob the source lost fails its image; the upload session opened for it at the
+/// destination (at the same time as the source's GET) is cancelled, and its siblings' copies
+/// finish instead of being dropped mid-upload.
+#[test]
+fn a_blob_missing_at_the_source_leaves_no_upload_behind() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let seeded = seed_docker_image(&src, "team/app", "1", &[layer(1, 3000), layer(2, 3000)]);
+    let lost = seeded.blobs.last().expect("a layer");
+    assert!(src.delete_blob("team/app", lost));
+    let ws = Workspace::new();
+    let file = ws.mapping("mapping_x", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let out = ws.run(&["--insecure", "--retries=0", p(&file)]);
+    expect_code(&out, 1);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(lost.as_str()), "{stdout}");
+    assert!(
+        stdout.contains("0 images copied, 0 unchanged, 1 failed"),
+        "{stdout}"
+    );
+    assert_eq!(dst.manifest_digest("app", "1"), None);
+    // Every upload session the tool opened was either committed or cancelled. (The
+    // directory is no proof: distribution 2.8 re-creates `hashstates/` after a DELETE.)
+    let requests = dst.tool_requests_since(0);
+    let count = |method: &str, status: u16| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.method == method && r.status == status && r.path().contains("/blobs/uploads/")
+            })
+            .count()
+    };
+    let (opened, committed, cancelled) =
+        (count("POST", 202), count("PUT", 201), count("DELETE", 204));
+    assert_eq!(opened, 3, "config and two layers: {requests:?}");
+    assert_eq!(
+        committed, 2,
+        "the blobs the source still has are copied: {requests:?}"
+    );
+    assert_eq!(
+        cancelled, 1,
+        "the lost blob's session is cancelled: {requests:?}"
+    );
+}
+
 #[test]
 fn filter_by_os_keeps_the_matching_platform() {
     let src = Registry::start();
