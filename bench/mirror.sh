@@ -15,7 +15,8 @@
 #     once); a unique 2 MiB app layer per tag and architecture; every third repository
 #     multi-arch (amd64+arm64 list/index); OCI and Docker v2s2 alternating by repository.
 #     Layers are seeded pseudo-random bytes: the same digests on every run.
-#  3. Runs, each on a freshly wiped destination, cold then warm (nothing changed):
+#  3. Runs, each on a new, empty destination, cold then warm (nothing changed), ROUNDS times
+#     (default 3) in an order that rotates every round; the table gives each case's median:
 #       skopeo sync --src yaml --dest docker --all --preserve-digests   (one process, all repos)
 #       image-mirror run FILE   with `SRC/appNN:* DST/appNN` lines
 #       floor: regbench.py floor (cold) / noop (warm), see below
@@ -25,6 +26,11 @@
 #  5. Prints the table: wall time, MiB received by the destination, requests at the source
 #     and at the destination (from the registries' access logs), peak RSS (GNU time %M),
 #     and the ratios skopeo/image-mirror and image-mirror/floor.
+#     Destinations are new directories, never a wiped one, and are removed only at exit: this
+#     machine's ext4 has no journal, and there every inode created within minutes of a mass
+#     delete pays for a scan of the recently deleted ones (ext4 recently_deleted(), 10-20% of
+#     the destination registry's CPU in `perf`). Wiping the previous tool's storage before
+#     each cold run charged that to whichever tool ran second and third, never to the first.
 #  6. Scale case: one small image tagged N times in 10 repositories, already mirrored (the
 #     destination's storage is a copy of the source's): time both tools on the no-op.
 #
@@ -46,7 +52,9 @@
 #    default --max-per-registry). No existence checks, no hashing beyond the registry's.
 #    floor (warm): one HEAD per tag at each registry, compared, 6 threads.
 #
-# Environment: JOBS (6) floor threads; IMAGE_MIRROR=PATH a prebuilt binary to measure (no
+# Disk: about ROUNDS x 3 x 370 MiB under TMPDIR while it runs.
+#
+# Environment: ROUNDS (3) repetitions of the main workload; JOBS (6) floor threads; IMAGE_MIRROR=PATH a prebuilt binary to measure (no
 # build); SKIP_BUILD=1 measures target/release/image-mirror as it is; IMAGE_MIRROR_ARGS extra
 # arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -66,6 +74,7 @@ else
   REPOS=16 TAGS=8 SCALE_REPOS=10 SCALE_TAGS=1000
 fi
 JOBS=${JOBS:-6}
+ROUNDS=${ROUNDS:-3}
 read -r -a IM_EXTRA <<<"${IMAGE_MIRROR_ARGS:-}"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -123,11 +132,11 @@ CA="$W/certs/ca.crt"
 # ------------------------------------------------------------------ registries
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_registry NAME PORT [keep]: storage $W/NAME.storage, wiped unless "keep"
+# start_registry NAME PORT STORAGE: the registry NAME on PORT, storing in the directory STORAGE
+# (created if missing; never wiped, see 5. above).
 start_registry() {
-  local name=$1 port=$2
-  if [ "${3:-}" != keep ]; then rm -rf "$W/$name.storage"; fi
-  mkdir -p "$W/$name.storage"
+  local name=$1 port=$2 storage=$3
+  mkdir -p "$storage"
   cat >"$W/$name.yml" <<EOF
 version: 0.1
 log:
@@ -136,7 +145,7 @@ log:
     disabled: false
 storage:
   filesystem:
-    rootdirectory: $W/$name.storage
+    rootdirectory: $storage
   cache:
     blobdescriptor: inmemory
   delete:
@@ -162,7 +171,7 @@ SRC_PORT=$(free_port)
 DST_PORT=$(free_port)
 SRC="127.0.0.1:$SRC_PORT"
 DST="127.0.0.1:$DST_PORT"
-start_registry src "$SRC_PORT"
+start_registry src "$SRC_PORT" "$W/src.storage"
 
 say "seeding $REPOS repositories x $TAGS tags into $SRC"
 "${rb[@]}" seed "$SRC" --ca "$CA" --out "$W/workload.json" --repos "$REPOS" --tags "$TAGS"
@@ -188,7 +197,7 @@ write_inputs "$W/main" "$SRC" "$DST" "${REPO_LIST[@]}"
 # certificates are verified, as skopeo's are), else --insecure.
 IM_ENV=()
 IM_TLS=()
-start_registry dst "$DST_PORT"
+start_registry dst "$DST_PORT" "$W/dst-probe.storage"
 printf '%s/%s:v1.0 %s/tlsprobe:v1.0\n' "$SRC" "${REPO_LIST[0]}" "$DST" >"$W/probe.mapping"
 if SSL_CERT_FILE="$CA" "$IM" run --dry-run "$W/probe.mapping" >"$W/probe.log" 2>&1; then
   IM_ENV=(SSL_CERT_FILE="$CA")
@@ -204,13 +213,15 @@ rchar() { awk '/^rchar/ {print $2}' "/proc/${PID[$1]}/io"; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/${PID[$1]}/stat"; }
 
-# measure LABEL -- COMMAND...: one row of results.tsv; the run's access-log lines are kept
-# in $W/LABEL.src.log and $W/LABEL.dst.log.
-printf 'label\twall_s\tdst_mib\tsrc_req\tdst_req\trss_mib\tcpu_s\treg_cpu_s\n' >"$W/results.tsv"
+# measure CASE ROUND -- COMMAND...: one row of results.tsv; the run's access-log lines are
+# kept in $W/CASE.rROUND.src.log and $W/CASE.rROUND.dst.log.
+printf 'case\tround\twall_s\tdst_mib\tsrc_req\tdst_req\trss_mib\tcpu_s\treg_cpu_s\n' >"$W/results.tsv"
 measure() {
-  local label=$1
-  shift 2
+  local case=$1 round=$2 label="$1.r$2"
+  shift 3
   local s0 d0 io0 c0 t0 t1 rc=0
+  # The previous run's dirty pages go to disk now, not during this run.
+  sync
   sleep 0.2
   s0=$(lines src) d0=$(lines dst) io0=$(rchar dst) c0=$(($(cpu_ticks src) + $(cpu_ticks dst)))
   t0=$(date +%s%N)
@@ -226,11 +237,11 @@ measure() {
   s1=$(lines src) d1=$(lines dst) io1=$(rchar dst) c1=$(($(cpu_ticks src) + $(cpu_ticks dst)))
   tail -n +$((s0 + 1)) "$W/src.access.log" | head -n $((s1 - s0)) >"$W/$label.src.log"
   tail -n +$((d0 + 1)) "$W/dst.access.log" | head -n $((d1 - d0)) >"$W/$label.dst.log"
-  python3 - "$label" "$t0" "$t1" "$io0" "$io1" $((s1 - s0)) $((d1 - d0)) $((c1 - c0)) \
+  python3 - "$case" "$round" "$t0" "$t1" "$io0" "$io1" $((s1 - s0)) $((d1 - d0)) $((c1 - c0)) \
     "$(getconf CLK_TCK)" $(tail -1 "$W/$label.time") >>"$W/results.tsv" <<'PY'
 import sys
-label, t0, t1, io0, io1, sreq, dreq, ticks, hz, rss, user, sys_ = sys.argv[1:]
-print(f"{label}\t{(int(t1) - int(t0)) / 1e9:.2f}\t{(int(io1) - int(io0)) / 1048576:.1f}\t{sreq}\t{dreq}"
+case, rnd, t0, t1, io0, io1, sreq, dreq, ticks, hz, rss, user, sys_ = sys.argv[1:]
+print(f"{case}\t{rnd}\t{(int(t1) - int(t0)) / 1e9:.2f}\t{(int(io1) - int(io0)) / 1048576:.1f}\t{sreq}\t{dreq}"
       f"\t{int(rss) / 1024:.1f}\t{float(user) + float(sys_):.2f}\t{int(ticks) / int(hz):.2f}")
 PY
   say "$(tail -1 "$W/results.tsv" | tr '\t' ' ')"
@@ -246,30 +257,37 @@ verify() { # LABEL LIST
 }
 
 # ------------------------------------------------------------------ main workload
-for tool in skopeo image-mirror floor; do
-  stop_registry dst
-  start_registry dst "$DST_PORT"
-  for phase in cold warm; do
-    say "$tool $phase"
-    case $tool in
-      skopeo) measure "$tool-$phase" -- "${SKOPEO[@]}" "$W/main.yaml" "$DST" ;;
-      image-mirror) measure "$tool-$phase" -- "${IMAGE_MIRROR[@]}" "$W/main.mapping" ;;
-      floor)
-        if [ $phase = cold ]; then
-          measure "$tool-$phase" -- "${rb[@]}" floor "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
-        else
-          measure "$tool-$phase" -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/tags.txt"
-        fi
-        ;;
-    esac
-    verify "$tool-$phase" "$W/tags.txt"
+TOOLS=(skopeo image-mirror floor)
+run=0
+for round in $(seq 1 "$ROUNDS"); do
+  for k in 0 1 2; do
+    # The order rotates every round, so no tool always follows the same one.
+    tool=${TOOLS[$(((k + round - 1) % 3))]}
+    run=$((run + 1))
+    stop_registry dst
+    start_registry dst "$DST_PORT" "$W/dst-$run.storage"
+    for phase in cold warm; do
+      say "round $round/$ROUNDS: $tool $phase"
+      case $tool in
+        skopeo) measure "$tool-$phase" "$round" -- "${SKOPEO[@]}" "$W/main.yaml" "$DST" ;;
+        image-mirror) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR[@]}" "$W/main.mapping" ;;
+        floor)
+          if [ $phase = cold ]; then
+            measure "$tool-$phase" "$round" -- "${rb[@]}" floor "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
+          else
+            measure "$tool-$phase" "$round" -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/tags.txt"
+          fi
+          ;;
+      esac
+      verify "$tool-$phase.r$round" "$W/tags.txt"
+    done
   done
+  if ! cmp -s "$W/skopeo-cold.r$round.digests" "$W/image-mirror-cold.r$round.digests"; then
+    echo "skopeo and image-mirror destinations differ:" >&2
+    diff "$W/skopeo-cold.r$round.digests" "$W/image-mirror-cold.r$round.digests" | head >&2
+    exit 1
+  fi
 done
-if ! cmp -s "$W/skopeo-cold.digests" "$W/image-mirror-cold.digests"; then
-  echo "skopeo and image-mirror destinations differ:" >&2
-  diff "$W/skopeo-cold.digests" "$W/image-mirror-cold.digests" | head >&2
-  exit 1
-fi
 say "skopeo, image-mirror and the floor produced identical digests for all $NTAGS tags"
 
 # ------------------------------------------------------------------ scale case
@@ -277,26 +295,34 @@ stop_registry dst
 stop_registry src
 SCALE_N=$((SCALE_REPOS * SCALE_TAGS))
 say "scale case: seeding $SCALE_N tags ($SCALE_REPOS repositories x $SCALE_TAGS)"
-start_registry src "$SRC_PORT"
+start_registry src "$SRC_PORT" "$W/scale-src.storage"
 "${rb[@]}" scale "$SRC" --ca "$CA" --out "$W/scale.txt" --repos "$SCALE_REPOS" --tags "$SCALE_TAGS"
 stop_registry src # copy a quiescent storage: the destination already holds every tag
-rm -rf "$W/dst.storage"
-cp -a "$W/src.storage" "$W/dst.storage"
-start_registry src "$SRC_PORT" keep
-start_registry dst "$DST_PORT" keep
+cp -a "$W/scale-src.storage" "$W/scale-dst.storage"
+start_registry src "$SRC_PORT" "$W/scale-src.storage"
+start_registry dst "$DST_PORT" "$W/scale-dst.storage"
 mapfile -t SCALE_LIST < <(cut -d: -f1 "$W/scale.txt" | uniq)
 write_inputs "$W/scale" "$SRC" "$DST" "${SCALE_LIST[@]}"
 "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --list "$W/scale.txt" ||
   { echo "scale destination is not a mirror of the source" >&2; exit 1; }
-measure scale-image-mirror -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
-measure scale-skopeo -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
-measure scale-floor -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
-verify scale "$W/scale.txt"
+measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
+measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
+measure scale-floor 1 -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
+verify scale.r1 "$W/scale.txt"
 
 # ------------------------------------------------------------------ report
 python3 - "$W/results.tsv" "$W/workload.json" "$NTAGS" "$SCALE_N" "$REPOS" "$TAGS" "$W" <<'EOF'
-import collections, csv, json, re, sys
-rows = {r["label"]: r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t")}
+import collections, csv, json, re, statistics, sys
+runs = collections.defaultdict(list)
+for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
+    runs[r["case"]].append(r)
+# Each case is shown by its median wall time, with the fastest and slowest beside it; the
+# other columns are the median run's (the lower middle one of an even count).
+rows = {}
+for case, rs in runs.items():
+    rs.sort(key=lambda r: float(r["wall_s"]))
+    rows[case] = dict(rs[(len(rs) - 1) // 2], lo=rs[0]["wall_s"], hi=rs[-1]["wall_s"], n=len(rs),
+                      wall_s=statistics.median(float(r["wall_s"]) for r in rs))
 w = json.load(open(sys.argv[2]))
 ntags, scale_n, repos, tags = (int(x) for x in sys.argv[3:7])
 uniq = sum(b["size"] for b in w["blobs"].values()) / 1048576
@@ -304,20 +330,21 @@ f = lambda k, c: float(rows[k][c])
 print()
 print(f"Workload: {repos} repositories x {tags} tags = {ntags} tags, {len(w['blobs'])} unique blobs, "
       f"{uniq:.1f} MiB unique; scale case {scale_n} unchanged tags")
-hdr = (f"{'case':<20}{'wall s':>8}{'dst MiB':>9}{'src req':>9}{'dst req':>9}{'req/tag':>9}"
+hdr = (f"{'case':<20}{'wall s':>8}{'(runs: min-max)':>18}{'dst MiB':>9}{'src req':>9}{'dst req':>9}{'req/tag':>9}"
        f"{'RSS MiB':>9}{'CPU s':>8}{'reg CPU s':>10}")
 print(hdr)
 print("-" * len(hdr))
 for label, r in rows.items():
     n = scale_n if label.startswith("scale") else ntags
     req = (int(r["src_req"]) + int(r["dst_req"])) / n
-    print(f"{label:<20}{f(label,'wall_s'):>8.2f}{f(label,'dst_mib'):>9.1f}{int(r['src_req']):>9}"
+    spread = f"({r['n']}: {f(label,'lo'):.2f}-{f(label,'hi'):.2f})" if r["n"] > 1 else ""
+    print(f"{label:<20}{f(label,'wall_s'):>8.2f}{spread:>18}{f(label,'dst_mib'):>9.1f}{int(r['src_req']):>9}"
           f"{int(r['dst_req']):>9}{req:>9.2f}{f(label,'rss_mib'):>9.1f}{f(label,'cpu_s'):>8.2f}"
           f"{f(label,'reg_cpu_s'):>10.2f}")
 print()
 def ratio(a, b, c="wall_s"):
     return f(a, c) / f(b, c) if f(b, c) else float("inf")
-print(f"{'ratio':<26}{'wall':>9}{'requests':>10}")
+print(f"{'ratio (medians)':<26}{'wall':>9}{'requests':>10}")
 for name, a, b in [
     ("cold skopeo/image-mirror", "skopeo-cold", "image-mirror-cold"),
     ("warm skopeo/image-mirror", "skopeo-warm", "image-mirror-warm"),
@@ -356,13 +383,13 @@ kinds = {}
 for label in rows:
     c = collections.Counter()
     for side in ("src", "dst"):
-        for line in open(f"{sys.argv[7]}/{label}.{side}.log"):
+        for line in open(f"{sys.argv[7]}/{label}.r{rows[label]['round']}.{side}.log"):
             c[f"{side} {kind(line)}"] += 1
     kinds[label] = c
 for label, c in kinds.items():
     print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
 print()
-im_peak = max(f(k, "rss_mib") for k in rows if "image-mirror" in k)
+im_peak = max(float(r["rss_mib"]) for k, rs in runs.items() if "image-mirror" in k for r in rs)
 print("Targets: cold skopeo/image-mirror >= 5x: {:.2f}x {}; warm >= 12x: {:.2f}x {}; "
       "image-mirror peak RSS < 100 MB: {:.1f} MiB {}".format(
     ratio("skopeo-cold", "image-mirror-cold"), "met" if ratio("skopeo-cold", "image-mirror-cold") >= 5 else "MISSED",
