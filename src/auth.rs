@@ -533,7 +533,19 @@ pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
         source = s.source();
     }
     let lower = text.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("tls") {
+    // The registry's alert, not our verdict on its certificate: it wants one from us.
+    if lower.contains("received fatal alert: badcertificate")
+        || lower.contains("received fatal alert: certificaterequired")
+    {
+        text.push_str(&format!(
+            " (TLS: {host} asks for a client certificate, or refused ours; put it and its key \
+             in /etc/containers/certs.d/{host}/ or /etc/docker/certs.d/{host}/ as NAME.cert and \
+             NAME.key)"
+        ));
+    } else if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("tls")
+    {
         text.push_str(&format!(
             " (TLS: the certificate of {host} is not trusted; put its CA certificate in \
              /etc/containers/certs.d/{host}/ca.crt or /etc/docker/certs.d/{host}/ca.crt, or \

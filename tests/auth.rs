@@ -469,6 +469,74 @@ fn bad_credential_files_exit_2_naming_the_file() {
     expect_code(&out, 2);
 }
 
+/// A registry that requires a client certificate (`http.tls.clientcas`): without one in
+/// certs.d the run fails with a hint; with `NAME.cert` + `NAME.key` there it copies; a
+/// certificate without its key stops the run before anything is contacted.
+#[test]
+fn mutual_tls_with_a_client_certificate_from_certs_d() {
+    let ca = support::tls::TestCa::new("image-mirror test registry CA");
+    let clients = support::tls::TestCa::new("image-mirror test client CA");
+    let mtls = Registry::start_with(RegistryConfig {
+        tls: Some(ca.server_cert()),
+        client_auth: Some(support::ClientAuth {
+            ca_pem: clients.cert_pem.clone(),
+            harness: clients.client_cert("harness"),
+        }),
+        ..Default::default()
+    });
+    let plain = Registry::start();
+    let (m, s) = (mtls.host(), plain.host());
+    let img = seed_docker_image(&plain, "team/app", "1", &[layer(61, 3000)]);
+    let ws = Workspace::new();
+    let insecure_plain = format!("--insecure-registry={s}");
+    let dir = ws.path("certs.d").join(&m);
+    std::fs::create_dir_all(&dir).expect("certs.d dir");
+    std::fs::write(dir.join("ca.crt"), &ca.cert_pem).expect("write CA");
+    let mapping = ws.write("m", &format!("{s}/team/app:1 {m}/mirror/app:1\n"));
+
+    // No client certificate: exit 1, and the message says what the registry wants.
+    let out = ws.run(&[&insecure_plain, "--retries=0", p(&mapping)], &[]);
+    expect_code(&out, 1);
+    let all = all_output(&out);
+    assert!(all.contains("asks for a client certificate"), "{all}");
+    assert_eq!(mtls.manifest_digest("mirror/app", "1"), None);
+
+    // A certificate without its key: exit 2, naming both files; nothing contacted.
+    let ours = clients.client_cert("image-mirror");
+    std::fs::write(dir.join("client.cert"), &ours.cert_pem).expect("write client cert");
+    let before = (plain.mark(), mtls.mark());
+    let out = ws.run(&[&insecure_plain, p(&mapping)], &[]);
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("missing key") && stderr.contains("client.key"),
+        "{stderr}"
+    );
+    assert!(plain.tool_requests_since(before.0).is_empty());
+    assert!(mtls.tool_requests_since(before.1).is_empty());
+
+    // A key that is not the certificate's: exit 2 as well.
+    let other = clients.client_cert("someone else");
+    std::fs::write(dir.join("client.key"), &other.key_pem).expect("write wrong key");
+    let out = ws.run(&[&insecure_plain, p(&mapping)], &[]);
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("client.cert") && stderr.contains("unusable with its key"),
+        "{stderr}"
+    );
+
+    // The pair: copied, identical digest.
+    std::fs::write(dir.join("client.key"), &ours.key_pem).expect("write client key");
+    let out = ws.run(&[&insecure_plain, p(&mapping)], &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        mtls.manifest_digest("mirror/app", "1").as_deref(),
+        Some(img.digest.as_str())
+    );
+    mtls.assert_complete("mirror/app", "1");
+}
+
 #[test]
 fn tls_registry_with_a_test_ca() {
     let ca = support::tls::TestCa::new("image-mirror test registry CA");

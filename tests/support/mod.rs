@@ -192,6 +192,17 @@ pub struct RegistryConfig {
     pub token: Option<std::sync::Arc<token::TokenIssuer>>,
     /// Serve HTTPS with this certificate (`http.tls`). The harness does not verify it.
     pub tls: Option<tls::ServerCert>,
+    /// With `tls`: require a client certificate signed by this CA (`http.tls.clientcas`).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Mutual TLS for a test registry.
+#[derive(Clone)]
+pub struct ClientAuth {
+    /// PEM of the CA that client certificates must be signed by.
+    pub ca_pem: String,
+    /// The certificate the harness's own requests present.
+    pub harness: tls::ServerCert,
 }
 
 /// How the harness authenticates its own requests.
@@ -264,6 +275,15 @@ fn new_agent_with(config: &RegistryConfig) -> ureq::Agent {
         .user_agent(HARNESS_USER_AGENT)
         .timeout_global(Some(Duration::from_secs(120)));
     if config.tls.is_some() {
+        let client_cert = config.client_auth.as_ref().map(|auth| {
+            let cert = ureq::tls::Certificate::from_pem(auth.harness.cert_pem.as_bytes())
+                .expect("harness client certificate")
+                .to_owned();
+            let key = ureq::tls::PrivateKey::from_pem(auth.harness.key_pem.as_bytes())
+                .expect("harness client key")
+                .to_owned();
+            ureq::tls::ClientCert::new_with_certs(&[cert], key)
+        });
         builder = builder.tls_config(
             ureq::tls::TlsConfig::builder()
                 .provider(ureq::tls::TlsProvider::Rustls)
@@ -271,6 +291,7 @@ fn new_agent_with(config: &RegistryConfig) -> ureq::Agent {
                     rustls::crypto::aws_lc_rs::default_provider(),
                 ))
                 .disable_verification(true)
+                .client_cert(client_cert)
                 .build(),
         );
     }
@@ -321,6 +342,11 @@ fn extra_yaml(config: &RegistryConfig, dir: &Path) -> (String, String) {
             cert_path.display(),
             key_path.display()
         );
+        if let Some(auth) = &config.client_auth {
+            let ca_path = dir.join("client-ca.crt");
+            fs::write(&ca_path, &auth.ca_pem).expect("write client CA");
+            tls.push_str(&format!("    clientcas:\n      - {}\n", ca_path.display()));
+        }
     }
     (auth, tls)
 }

@@ -12,7 +12,7 @@ pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
 }
 
-/// A certificate and its private key, PEM.
+/// A certificate and its private key, PEM (a server's or a client's).
 #[derive(Clone)]
 pub struct ServerCert {
     pub cert_pem: String,
@@ -57,6 +57,22 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign server cert");
+        ServerCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A client certificate (TLS client authentication) for `name`.
+    pub fn client_cert(&self, name: &str) -> ServerCert {
+        let key = KeyPair::generate().expect("generate client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign client cert");
         ServerCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
