@@ -54,7 +54,7 @@
 #
 # Disk: about ROUNDS x 3 x 370 MiB under TMPDIR while it runs.
 #
-# Environment: ROUNDS (3) repetitions of the main workload; JOBS (6) floor threads; IMAGE_MIRROR=PATH a prebuilt binary to measure (no
+# Environment: ROUNDS (3) repetitions of the main workload; SKIP_SCALE=1 skips the scale case; JOBS (6) floor threads; IMAGE_MIRROR=PATH a prebuilt binary to measure (no
 # build); SKIP_BUILD=1 measures target/release/image-mirror as it is; IMAGE_MIRROR_ARGS extra
 # arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -291,24 +291,27 @@ done
 say "skopeo, image-mirror and the floor produced identical digests for all $NTAGS tags"
 
 # ------------------------------------------------------------------ scale case
-stop_registry dst
-stop_registry src
-SCALE_N=$((SCALE_REPOS * SCALE_TAGS))
-say "scale case: seeding $SCALE_N tags ($SCALE_REPOS repositories x $SCALE_TAGS)"
-start_registry src "$SRC_PORT" "$W/scale-src.storage"
-"${rb[@]}" scale "$SRC" --ca "$CA" --out "$W/scale.txt" --repos "$SCALE_REPOS" --tags "$SCALE_TAGS"
-stop_registry src # copy a quiescent storage: the destination already holds every tag
-cp -a "$W/scale-src.storage" "$W/scale-dst.storage"
-start_registry src "$SRC_PORT" "$W/scale-src.storage"
-start_registry dst "$DST_PORT" "$W/scale-dst.storage"
-mapfile -t SCALE_LIST < <(cut -d: -f1 "$W/scale.txt" | uniq)
-write_inputs "$W/scale" "$SRC" "$DST" "${SCALE_LIST[@]}"
-"${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --list "$W/scale.txt" ||
-  { echo "scale destination is not a mirror of the source" >&2; exit 1; }
-measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
-measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
-measure scale-floor 1 -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
-verify scale.r1 "$W/scale.txt"
+SCALE_N=0
+if [ "${SKIP_SCALE:-0}" != 1 ]; then
+  stop_registry dst
+  stop_registry src
+  SCALE_N=$((SCALE_REPOS * SCALE_TAGS))
+  say "scale case: seeding $SCALE_N tags ($SCALE_REPOS repositories x $SCALE_TAGS)"
+  start_registry src "$SRC_PORT" "$W/scale-src.storage"
+  "${rb[@]}" scale "$SRC" --ca "$CA" --out "$W/scale.txt" --repos "$SCALE_REPOS" --tags "$SCALE_TAGS"
+  stop_registry src # copy a quiescent storage: the destination already holds every tag
+  cp -a "$W/scale-src.storage" "$W/scale-dst.storage"
+  start_registry src "$SRC_PORT" "$W/scale-src.storage"
+  start_registry dst "$DST_PORT" "$W/scale-dst.storage"
+  mapfile -t SCALE_LIST < <(cut -d: -f1 "$W/scale.txt" | uniq)
+  write_inputs "$W/scale" "$SRC" "$DST" "${SCALE_LIST[@]}"
+  "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --list "$W/scale.txt" ||
+    { echo "scale destination is not a mirror of the source" >&2; exit 1; }
+  measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
+  measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
+  measure scale-floor 1 -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
+  verify scale.r1 "$W/scale.txt"
+fi
 
 # ------------------------------------------------------------------ report
 python3 - "$W/results.tsv" "$W/workload.json" "$NTAGS" "$SCALE_N" "$REPOS" "$TAGS" "$W" <<'EOF'
@@ -329,7 +332,7 @@ uniq = sum(b["size"] for b in w["blobs"].values()) / 1048576
 f = lambda k, c: float(rows[k][c])
 print()
 print(f"Workload: {repos} repositories x {tags} tags = {ntags} tags, {len(w['blobs'])} unique blobs, "
-      f"{uniq:.1f} MiB unique; scale case {scale_n} unchanged tags")
+      f"{uniq:.1f} MiB unique" + (f"; scale case {scale_n} unchanged tags" if scale_n else ""))
 hdr = (f"{'case':<20}{'wall s':>8}{'(runs: min-max)':>18}{'dst MiB':>9}{'src req':>9}{'dst req':>9}{'req/tag':>9}"
        f"{'RSS MiB':>9}{'CPU s':>8}{'reg CPU s':>10}")
 print(hdr)
@@ -353,6 +356,8 @@ for name, a, b in [
     ("warm image-mirror/floor", "image-mirror-warm", "floor-warm"),
     ("scale image-mirror/floor", "scale-image-mirror", "scale-floor"),
 ]:
+    if a not in rows or b not in rows:
+        continue
     reqs = lambda k: int(rows[k]["src_req"]) + int(rows[k]["dst_req"])
     print(f"{name:<26}{ratio(a, b):>8.2f}x{reqs(a) / max(1, reqs(b)):>9.2f}x")
 print()
