@@ -145,14 +145,54 @@ pub fn transport_kind(e: &reqwest::Error) -> ErrorKind {
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return ErrorKind::Permanent;
+        if let Some(kind) = io_kind(s) {
+            return kind;
         }
         source = s.source();
     }
     ErrorKind::Transient
+}
+
+/// What an I/O error (or the TLS error inside it) says about trying again, if anything.
+/// `io::Error::source` skips the error it wraps, so wrapped errors are unwrapped here.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls_kind(tls));
+    }
+    let io = e.downcast_ref::<std::io::Error>()?;
+    if let Some(inner) = io.get_ref()
+        && let Some(kind) = io_kind(inner)
+    {
+        return Some(kind);
+    }
+    (io.kind() == std::io::ErrorKind::InvalidData).then_some(ErrorKind::Permanent)
+}
+
+/// A certificate either side refuses stays refused however often it is asked again; other
+/// TLS failures (a record garbled in transit) may not recur.
+fn tls_kind(e: &rustls::Error) -> ErrorKind {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::NoApplicationProtocol => ErrorKind::Permanent,
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::CertificateRequired
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::HandshakeFailure
+            | A::ProtocolVersion
+            | A::InsufficientSecurity,
+        ) => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    }
 }
 
 /// `Retry-After` on a 429 or 503: delay-seconds or an HTTP date.
