@@ -1579,6 +1579,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_errors_inside_io_errors_decide_whether_to_ask_again() {
+        let wrapped = |tls: rustls::Error| {
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls))
+        };
+        let untrusted = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(io_kind(&untrusted), Some(ErrorKind::Permanent));
+        let refused = wrapped(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadCertificate,
+        ));
+        assert_eq!(io_kind(&refused), Some(ErrorKind::Permanent));
+        // A record garbled in transit may not happen again.
+        assert_eq!(
+            io_kind(&wrapped(rustls::Error::DecryptError)),
+            Some(ErrorKind::Transient)
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(io_kind(&reset), None);
+    }
+
+    #[test]
     fn certs_d_follows_dockers_file_rules() {
         let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let dir = base.path().join("reg.example:5000");
