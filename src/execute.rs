@@ -23,7 +23,9 @@ use crate::manifest::{BlobRef, Content, Manifest};
 use crate::plan::{CopyJob, Plan};
 use crate::progress::Progress;
 use crate::reference::{Digest, Repository};
-use crate::registry::{ErrorKind, Registries, RegistryClient, RegistryError, error_kind};
+use crate::registry::{
+    ErrorKind, Mount, Registries, RegistryClient, RegistryError, UploadSession, error_kind,
+};
 
 #[derive(Debug, Clone)]
 pub struct ExecuteOptions {
@@ -494,7 +496,9 @@ impl Executor {
     }
 
     /// Skip if there, mount if this registry has it elsewhere, else stream it from the
-    /// source — once per destination registry per run.
+    /// source — once per destination registry per run. A registry that answers a mount with
+    /// an upload session instead (one without cross-repository mounts) gets the blob in
+    /// that session.
     async fn place_blob(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
         let Route {
             src,
@@ -507,62 +511,102 @@ impl Executor {
         let cell = self
             .uploads
             .cell((dst.host().to_owned(), blob.digest.clone()));
+        let mut session = None;
         // Uploaded to another repository of this registry earlier in the run: mount it
         // straight away, no need to ask first.
         if let Some(landed) = cell.get()
             && landed != dst_repo
-            && dst
+        {
+            match dst
                 .mount_blob(dst_repo.path(), landed.path(), &blob.digest)
                 .await?
-        {
-            self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            {
+                Mount::Mounted => return self.placed(&self.blobs.mounted),
+                Mount::Session(s) => session = Some(s),
+                Mount::Refused => {}
+            }
         }
-        if !force && !route.fresh && dst.blob_exists(dst_repo.path(), &blob.digest).await? {
-            self.blobs.present.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+        if !force && !route.fresh {
+            match dst.blob_exists(dst_repo.path(), &blob.digest).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.give_back(route, session).await;
+                    return self.placed(&self.blobs.present);
+                }
+                Err(e) => {
+                    self.give_back(route, session).await;
+                    return Err(e);
+                }
+            }
         }
-        if !force
-            && src.host() == dst.host()
-            && dst
+        if session.is_none() && !force && src.host() == dst.host() {
+            match dst
                 .mount_blob(dst_repo.path(), src_repo.path(), &blob.digest)
                 .await?
-        {
-            self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            {
+                Mount::Mounted => return self.placed(&self.blobs.mounted),
+                Mount::Session(s) => session = Some(s),
+                Mount::Refused => {}
+            }
         }
+        let session = std::sync::Mutex::new(session);
+        let take = || session.lock().ok().and_then(|mut s| s.take());
         let uploaded_here = AtomicBool::new(false);
         let landed = cell
             .get_or_try_init(|| async {
-                self.transfer(route, blob).await?;
+                self.transfer(route, blob, take()).await?;
                 uploaded_here.store(true, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(dst_repo.clone())
             })
             .await?;
         if uploaded_here.load(Ordering::Relaxed) {
-            self.blobs.uploaded.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return self.placed(&self.blobs.uploaded);
         }
+        let mut session = take();
         if landed == dst_repo && !force {
-            self.blobs.present.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            self.give_back(route, session).await;
+            return self.placed(&self.blobs.present);
         }
-        if landed != dst_repo
-            && dst
+        // Uploaded elsewhere meanwhile: mount from there, unless this registry has already
+        // answered a mount with a session.
+        if landed != dst_repo && session.is_none() {
+            match dst
                 .mount_blob(dst_repo.path(), landed.path(), &blob.digest)
                 .await?
-        {
-            self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            {
+                Mount::Mounted => return self.placed(&self.blobs.mounted),
+                Mount::Session(s) => session = Some(s),
+                Mount::Refused => {}
+            }
         }
-        self.transfer(route, blob).await?;
-        self.blobs.uploaded.fetch_add(1, Ordering::Relaxed);
+        self.transfer(route, blob, session).await?;
+        self.placed(&self.blobs.uploaded)
+    }
+
+    /// Counts one blob placed this way; the blob's part is done.
+    fn placed(&self, counter: &AtomicU64) -> Result<()> {
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Streams one blob from source to destination, holding a request slot on each (taken in
-    /// host order, two at once within one registry, so copies cannot deadlock).
-    async fn transfer(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
+    /// Cancels an upload session a mount opened that turned out not to be needed.
+    async fn give_back(&self, route: &Route<'_>, session: Option<UploadSession>) {
+        if let Some(session) = session {
+            route
+                .dst
+                .cancel_session(route.dst_repo.path(), session)
+                .await;
+        }
+    }
+
+    /// Streams one blob from the source into `session` (if a mount opened one) or a new
+    /// upload session.
+    async fn transfer(
+        &self,
+        route: &Route<'_>,
+        blob: &BlobRef,
+        session: Option<UploadSession>,
+    ) -> Result<()> {
         let Route {
             src,
             dst,
@@ -585,13 +629,20 @@ impl Executor {
         // for longer than its resumes) starts again with a new upload session; the bytes
         // of each try are hashed as they pass, so only a whole, matching blob commits.
         let network = dst.network();
+        let mut session = session;
         let mut tries = 0;
         loop {
             tries += 1;
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
             let stream = src.pull_blob(src_repo.path(), &blob.digest, blob.size);
             let result = dst
-                .push_blob(dst_repo.path(), &blob.digest, blob.size, stream)
+                .push_blob(
+                    dst_repo.path(),
+                    &blob.digest,
+                    blob.size,
+                    session.take(),
+                    stream,
+                )
                 .await;
             let e = match result {
                 Ok(()) => break,

@@ -875,7 +875,7 @@ impl RegistryClient {
 
     /// Cross-repository mount. `Ok(false)` when the registry did not mount (it may offer an
     /// upload session instead, which is cancelled): the caller uploads.
-    pub async fn mount_blob(&self, path: &str, from: &str, digest: &Digest) -> Result<bool> {
+    pub async fn mount_blob(&self, path: &str, from: &str, digest: &Digest) -> Result<Mount> {
         let _permit = self.permit(1).await;
         let access = Access::mount(path, from);
         let url = format!(
@@ -892,26 +892,49 @@ impl RegistryClient {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(registry = %self.host, path, %digest, error = %format!("{e:#}"), "mount not possible; uploading instead");
-                return Ok(false);
+                return Ok(Mount::Refused);
             }
         };
         match answer.status {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                if let Some(location) = answer.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
-                    self.cancel_upload(&access, &answer.credential, location)
-                        .await;
-                }
-                Ok(false)
-            }
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            // Not mounted (the registry mounts nothing, or not from there): the session it
+            // opened instead takes the upload, saving a DELETE and a POST.
+            StatusCode::ACCEPTED => Ok(UploadSession::from_answer(answer)
+                .map(Mount::Session)
+                .unwrap_or(Mount::Refused)),
             status => {
                 tracing::debug!(registry = %self.host, path, %digest, %status, "mount refused; uploading instead");
-                Ok(false)
+                Ok(Mount::Refused)
             }
         }
     }
 
     /// Best effort: drops an upload session that will not be used (one try, no retries).
+    /// `POST /v2/PATH/blobs/uploads/`: a new upload session.
+    async fn open_upload(&self, path: &str, access: &Access, what: &str) -> Result<UploadSession> {
+        let start = self.url(path, "blobs/uploads/");
+        let answer = self
+            .fetch(access, what, || {
+                self.http.post(&start).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        if answer.status != StatusCode::ACCEPTED {
+            return Err(self.refused(what, access, &answer));
+        }
+        UploadSession::from_answer(answer).ok_or_else(|| {
+            failure(
+                ErrorKind::Permanent,
+                format!("{what}: the registry opened an upload without a Location"),
+            )
+        })
+    }
+
+    /// Gives back a session [`Self::mount_blob`] opened and nothing used.
+    pub async fn cancel_session(&self, path: &str, session: UploadSession) {
+        self.cancel_upload(&Access::push(path), &session.credential, &session.location)
+            .await;
+    }
+
     async fn cancel_upload(
         &self,
         access: &Access,
@@ -1028,6 +1051,7 @@ impl RegistryClient {
         path: &str,
         digest: &Digest,
         size: u64,
+        session: Option<UploadSession>,
         source: F,
     ) -> Result<()>
     where
@@ -1036,26 +1060,17 @@ impl RegistryClient {
     {
         let access = Access::push(path);
         let what = format!("uploading blob {digest} to {}/{path}", self.host);
-        let start = self.url(path, "blobs/uploads/");
-        let session = self.fetch(&access, &what, || {
-            self.http.post(&start).header(CONTENT_LENGTH, 0)
-        });
-        let (answer, source) = futures_util::future::join(session, source).await;
-        let answer = answer?;
-        if answer.status != StatusCode::ACCEPTED {
-            return Err(self.refused(&what, &access, &answer));
-        }
-        let credential = answer.credential;
-        let location = answer
-            .headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                failure(
-                    ErrorKind::Permanent,
-                    format!("{what}: the registry opened an upload without a Location"),
-                )
-            })?;
+        let (session, source) = match session {
+            Some(session) => (Ok(session), source.await),
+            None => {
+                futures_util::future::join(self.open_upload(path, &access, &what), source).await
+            }
+        };
+        let UploadSession {
+            location,
+            credential,
+        } = session?;
+        let location = location.as_str();
         let source = match source {
             Ok(source) => source,
             Err(e) => {
@@ -1118,6 +1133,33 @@ impl RegistryClient {
         };
         self.cancel_upload(&access, &credential, location).await;
         Err(error)
+    }
+}
+
+/// What a cross-repository mount request came to.
+pub enum Mount {
+    /// The blob is in the repository now.
+    Mounted,
+    /// Not mounted, but the registry opened an upload session instead: upload into it with
+    /// [`RegistryClient::push_blob`], or give it back with [`RegistryClient::cancel_session`].
+    Session(UploadSession),
+    /// Not mounted, no session: upload the usual way.
+    Refused,
+}
+
+/// An open upload session: where to send the blob, and with which credential.
+pub struct UploadSession {
+    location: String,
+    credential: RegistryCredential,
+}
+
+impl UploadSession {
+    fn from_answer(answer: Answer) -> Option<UploadSession> {
+        let location = answer.headers.get(LOCATION)?.to_str().ok()?.to_owned();
+        Some(UploadSession {
+            location,
+            credential: answer.credential,
+        })
     }
 }
 

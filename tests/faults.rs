@@ -451,6 +451,63 @@ fn a_destination_connection_dropped_mid_upload_restarts_that_blob() {
     ws.assert_verified(&[format!("{}/app", dst.host())]);
 }
 
+/// A registry that answers a mount with an upload session instead of mounting (as one
+/// without cross-repository mounts does) gets the blob in that session: no DELETE, no
+/// second POST.
+#[test]
+fn a_registry_that_does_not_mount_gets_the_blob_in_the_session_it_opened() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(4, 3000), layer(5, 5000)]);
+    let proxy = FaultProxy::start(&dst.host());
+    proxy.add("POST", "mount=", 100, Fault::StripQuery);
+    let ws = Workspace::new();
+    let (s, d) = (src.host(), proxy.host());
+    let mapping = ws.mapping(&format!(
+        "{s}/team/app:1 {d}/a/app:1\n{s}/team/app:1 {d}/b/app:1\n"
+    ));
+    let (out, report) = ws.run(&mapping, &[]);
+    expect_code(&out, 0);
+    let blobs = image.blobs.len();
+    // Each blob: uploaded into one repository; for the other, a mount that opened a
+    // session, and the PUT into it.
+    assert_eq!(proxy.count("POST", "mount="), blobs, "{:#?}", proxy.seen());
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        2 * blobs,
+        "{:#?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        proxy.count("PUT", "/blobs/uploads/"),
+        2 * blobs,
+        "{:#?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        proxy.count("DELETE", "/blobs/uploads/"),
+        0,
+        "{:#?}",
+        proxy.seen()
+    );
+    assert_eq!(
+        total(&report, "blobs_uploaded"),
+        2 * blobs as u64,
+        "{report:#}"
+    );
+    for repo in ["a/app", "b/app"] {
+        assert_eq!(
+            dst.manifest_digest(repo, "1").as_deref(),
+            Some(image.digest.as_str())
+        );
+        dst.assert_complete(repo, "1");
+    }
+    ws.assert_verified(&[
+        format!("{}/a/app", dst.host()),
+        format!("{}/b/app", dst.host()),
+    ]);
+}
+
 #[test]
 fn permanent_failures_fail_at_once_with_the_registrys_words() {
     let s = Setup::new();

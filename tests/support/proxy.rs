@@ -29,6 +29,9 @@ pub enum Fault {
     /// Close the connection without forwarding or answering (a connection reset as the
     /// client sees it).
     Drop,
+    /// Forward without the target's query: a mount (`?mount=&from=`) becomes a plain upload
+    /// start, as a registry without cross-repository mounts treats it.
+    StripQuery,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +275,10 @@ fn serve(
         }
         if let Some(Fault::Stall(d)) = &fault {
             std::thread::sleep(*d);
+        }
+        if fault == Some(Fault::StripQuery) {
+            let path = target.split('?').next().unwrap_or("");
+            request.head[0] = request.head[0].replacen(&target, path, 1);
         }
         // Forward on a fresh upstream connection, framed by Content-Length.
         let upstream_conn = TcpStream::connect(upstream)?;
