@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{BlobRef, Content, Manifest};
+use crate::mapping::SourceImage;
 use crate::plan::{CopyJob, Plan};
 use crate::progress::Progress;
 use crate::reference::{Digest, Repository};
@@ -112,6 +113,18 @@ impl<K: Eq + Hash, V> Memo<K, V> {
             Err(poisoned) => poisoned.into_inner(),
         };
         cells.entry(key).or_default().clone()
+    }
+
+    /// The value, if some caller has computed it already.
+    fn value(&self, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        let cells = match self.cells.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cells.get(key)?.get().cloned()
     }
 }
 
@@ -350,7 +363,51 @@ impl Executor {
             .await?;
         let reference = job.source.reference();
         let key = (job.source.repository.clone(), reference);
-        let mut manifest = if self.shared_sources.get().is_some_and(|s| s.contains(&key)) {
+        let shared = self.shared_sources.get().is_some_and(|s| s.contains(&key));
+        let dst_path = job.destination.repository.path();
+        let tag = job.destination.tag.as_str();
+        let (force, dry_run) = (self.options.force, self.options.dry_run);
+        // A repository with no tag yet has no tag to compare with either.
+        let fresh = !force && self.is_fresh(&dst, &job.destination.repository).await;
+        // --force outside a dry run overwrites without looking.
+        let look = !force || dry_run;
+        // The source's digest comes first, from a HEAD sent together with the destination's:
+        // an unchanged tag, and any tag in a dry run, then costs no manifest GET at the
+        // source (Docker Hub counts GETs against its pull rate limit, not HEADs). Not into
+        // a fresh repository outside a dry run (the manifest is needed anyway), and not with
+        // --filter-by-os (the digest that counts is the filtered manifest's, known only from
+        // its body).
+        let digest_first = look && (!fresh || dry_run) && self.options.filter_by_os.is_none();
+        let (known, current) = futures_util::future::join(
+            async {
+                if digest_first {
+                    self.source_digest(&src, &job.source, &key, shared).await
+                } else {
+                    Ok(None)
+                }
+            },
+            async {
+                if look && !fresh {
+                    dst.manifest_digest(dst_path, tag).await
+                } else {
+                    Ok(None)
+                }
+            },
+        )
+        .await;
+        let (known, current) = (known?, current?);
+        if let Some(known) = &known {
+            if current.as_ref() == Some(known) && !force {
+                *source_digest = Some(known.clone());
+                return Ok(Status::Unchanged);
+            }
+            if dry_run {
+                *source_digest = Some(known.clone());
+                *previous = current.clone();
+                return Ok(would(&current));
+            }
+        }
+        let mut manifest = if shared {
             self.source_manifest(&src, &key.0, &key.1).await?
         } else {
             Arc::new(src.pull_manifest(key.0.path(), &key.1).await?)
@@ -361,25 +418,12 @@ impl Executor {
             manifest = Arc::new(filtered);
         }
         *source_digest = Some(manifest.digest.clone());
-        let dst_path = job.destination.repository.path();
-        let tag = job.destination.tag.as_str();
-        // A repository with no tag yet has no tag to compare with either.
-        let fresh = !self.options.force && self.is_fresh(&dst, &job.destination.repository).await;
-        let current = if fresh || (self.options.force && !self.options.dry_run) {
-            None
-        } else {
-            dst.manifest_digest(dst_path, tag).await?
-        };
-        if current.as_ref() == Some(&manifest.digest) && !self.options.force {
+        if current.as_ref() == Some(&manifest.digest) && !force {
             return Ok(Status::Unchanged);
         }
         *previous = current.clone();
-        if self.options.dry_run {
-            return Ok(if current.is_some() {
-                Status::WouldOverwrite
-            } else {
-                Status::WouldCopy
-            });
+        if dry_run {
+            return Ok(would(&current));
         }
         let route = Route {
             src: &src,
@@ -405,6 +449,25 @@ impl Executor {
                     .unwrap_or(false)
             })
             .await
+    }
+
+    /// The source's digest without its manifest: the pinned digest, a manifest this run
+    /// already fetched, or a HEAD. `None` when the registry does not say (then the manifest
+    /// is fetched, which also reports a missing one properly).
+    async fn source_digest(
+        &self,
+        src: &RegistryClient,
+        source: &SourceImage,
+        key: &(Repository, String),
+        shared: bool,
+    ) -> Result<Option<Digest>> {
+        if let Some(digest) = &source.digest {
+            return Ok(Some(digest.clone()));
+        }
+        if shared && let Some(manifest) = self.sources.value(key) {
+            return Ok(Some(manifest.digest.clone()));
+        }
+        src.manifest_digest(key.0.path(), &key.1).await
     }
 
     /// A source manifest, fetched once per run whatever the number of destinations.
@@ -663,6 +726,15 @@ impl Executor {
         }
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// What a dry run reports for a tag that differs from its source: `current` is the
+/// destination's digest for it, if it has one.
+fn would(current: &Option<Digest>) -> Status {
+    match current {
+        Some(_) => Status::WouldOverwrite,
+        None => Status::WouldCopy,
     }
 }
 

@@ -176,6 +176,33 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
         .filter(|r| r.method == "HEAD")
         .count();
     assert_eq!(heads, 2);
+    // At the source, a HEAD per tag and no manifest GET (Docker Hub counts GETs against its
+    // pull rate limit); the tags/list GET expands the wildcard.
+    let at_source = src.tool_requests_since(src_mark);
+    let manifest_gets: Vec<_> = at_source
+        .iter()
+        .filter(|r| r.method == "GET" && r.path().contains("/manifests/"))
+        .collect();
+    assert_eq!(manifest_gets, Vec::<&Request>::new());
+    let source_heads = at_source.iter().filter(|r| r.method == "HEAD").count();
+    assert_eq!(source_heads, 2, "{at_source:?}");
+
+    // A source pinned by digest needs no request at the source at all.
+    let digest = src.manifest_digest("team/app", "1").expect("seeded digest");
+    let pinned = ws.mapping("pinned", &format!("{s}/team/app@{digest} {d}/app:1\n"));
+    let src_mark = src.mark();
+    let out = ws.run(&["--insecure", p(&pinned)]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("1 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    let at_source = src.tool_requests_since(src_mark);
+    assert!(
+        at_source.iter().all(|r| r.path() == "/v2/"),
+        "{at_source:?}"
+    );
 }
 
 #[test]
@@ -196,9 +223,16 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
         (vec!["--insecure", p(&file)], vec![("dry_run", "TRUE")]),
         (vec!["--insecure", p(&file)], vec![("DRY_RUN", "true")]),
     ] {
-        let mark = dst.mark();
+        let (mark, src_mark) = (dst.mark(), src.mark());
         let out = ws.run_with_env(&args, &env);
         expect_code(&out, 0);
+        // Digests from HEADs: a rehearsal costs no manifest GET at the source.
+        let gets: Vec<_> = src
+            .tool_requests_since(src_mark)
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path().contains("/manifests/"))
+            .collect();
+        assert_eq!(gets, Vec::<Request>::new());
         let stdout = text(&out.stdout);
         assert!(
             stdout.contains(&format!(
