@@ -45,34 +45,34 @@ impl TestCa {
 
     /// A server certificate for 127.0.0.1 and localhost.
     pub fn server_cert(&self) -> ServerCert {
-        let key = KeyPair::generate().expect("generate server key");
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "image-mirror test registry");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("sign server cert");
-        ServerCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        self.leaf(
+            vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+            "image-mirror test registry",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
     }
 
     /// A client certificate (TLS client authentication) for `name`.
     pub fn client_cert(&self, name: &str) -> ServerCert {
-        let key = KeyPair::generate().expect("generate client key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.leaf(Vec::new(), name, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn leaf(
+        &self,
+        names: Vec<String>,
+        common_name: &str,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> ServerCert {
+        let key = KeyPair::generate().expect("generate key");
+        let mut params = CertificateParams::new(names).expect("certificate params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![usage];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = params
             .signed_by(&key, &self.issuer)
-            .expect("sign client cert");
+            .expect("sign certificate");
         ServerCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
