@@ -118,7 +118,9 @@ impl Digest {
             _ => {
                 return Err(ParseError::at(
                     0,
-                    format!("unsupported digest algorithm {algorithm:?} (expected sha256)"),
+                    format!(
+                        "unsupported digest algorithm {algorithm:?} (expected sha256 or sha512)"
+                    ),
                 ));
             }
         };
@@ -137,19 +139,68 @@ impl Digest {
         Ok(Digest(text.to_owned()))
     }
 
-    /// The digest of `bytes` (sha256).
+    /// The digest of `bytes` (sha256, the canonical algorithm).
     pub fn of(bytes: &[u8]) -> Digest {
-        use sha2::Digest as _;
-        let hash = sha2::Sha256::digest(bytes);
-        Digest(format!("sha256:{}", hex(&hash)))
+        Digest::of_with(Algorithm::Sha256, bytes)
     }
 
-    pub fn from_sha256(hash: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex(hash)))
+    /// The digest of `bytes` by `algorithm`.
+    pub fn of_with(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(bytes);
+        hasher.finish()
+    }
+
+    /// How this digest was computed (parsing admits sha256 and sha512 only).
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The digest algorithms of the OCI image spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+/// Hashes bytes as they pass into a [`Digest`] of one algorithm.
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        use sha2::Digest as _;
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize()))),
+            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
+        }
     }
 }
 

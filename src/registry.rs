@@ -38,13 +38,14 @@ use reqwest::header::{
     ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, LINK, LOCATION, RANGE,
     RETRY_AFTER,
 };
-use sha2::Digest as _;
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
 use crate::auth::{Access, Authenticator, Authorization, describe_http_error};
 use crate::credentials::{Credentials, RegistryCredential};
 use crate::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
-use crate::reference::Digest;
+#[cfg(test)]
+use crate::reference::Algorithm;
+use crate::reference::{Digest, Hasher};
 
 const TAGS_PAGE_SIZE: usize = 1000;
 /// Where docker and podman users keep per-registry CA certificates.
@@ -817,13 +818,21 @@ impl RegistryClient {
         } else {
             stated
         };
-        if let Some(expected) = expected
-            && expected != digest.as_str()
-        {
-            return Err(failure(
-                ErrorKind::Corrupt,
-                format!("{what}: the bytes hash to {digest}, not {expected}"),
-            ));
+        if let Some(expected) = expected {
+            // Checked by the algorithm it names; the manifest keeps its canonical (sha256)
+            // digest, the one registries answer HEADs with.
+            let actual = match Digest::parse(&expected) {
+                Ok(e) if e.algorithm() != digest.algorithm() => {
+                    Digest::of_with(e.algorithm(), &answer.body)
+                }
+                _ => digest.clone(),
+            };
+            if expected != actual.as_str() {
+                return Err(failure(
+                    ErrorKind::Corrupt,
+                    format!("{what}: the bytes hash to {actual}, not {expected}"),
+                ));
+            }
         }
         Manifest::parse(answer.body, digest)
             .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))
@@ -1474,7 +1483,7 @@ async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
 
 struct VerifyState<S> {
     inner: std::pin::Pin<Box<S>>,
-    hasher: sha2::Sha256,
+    hasher: Option<Hasher>,
     seen: u64,
     done: bool,
 }
@@ -1491,7 +1500,7 @@ where
 {
     let state = VerifyState {
         inner: Box::pin(source),
-        hasher: sha2::Sha256::new(),
+        hasher: Some(Hasher::new(digest.algorithm())),
         seen: 0,
         done: false,
     };
@@ -1523,22 +1532,16 @@ where
                             ),
                         );
                     }
-                    st.hasher.update(&chunk);
+                    if let Some(hasher) = st.hasher.as_mut() {
+                        hasher.update(&chunk);
+                    }
                     traffic
                         .bytes_uploaded
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if st.seen == size {
                         st.done = true;
-                        let actual =
-                            Digest::from_sha256(&std::mem::take(&mut st.hasher).finalize());
-                        if actual != digest {
-                            return fail(
-                                st,
-                                ErrorKind::Corrupt,
-                                format!(
-                                    "blob {digest}: digest mismatch, the source's bytes hash to {actual}; not committed"
-                                ),
-                            );
+                        if let Some(why) = mismatch(&mut st.hasher, &digest) {
+                            return fail(st, ErrorKind::Corrupt, why);
                         }
                     }
                     Some((Ok(chunk), st))
@@ -1563,9 +1566,24 @@ where
                         format!("blob {digest}: the source ended after {seen} of {size} bytes"),
                     )
                 }
-                None => None,
+                // An empty blob yields no chunk: its digest is checked here.
+                None => match mismatch(&mut st.hasher, &digest) {
+                    Some(why) => fail(st, ErrorKind::Corrupt, why),
+                    None => None,
+                },
             }
         }
+    })
+}
+
+/// Why the bytes hashed so far are not `digest`, if they are not (once: the hasher is
+/// taken).
+fn mismatch(hasher: &mut Option<Hasher>, digest: &Digest) -> Option<String> {
+    let actual = hasher.take()?.finish();
+    (actual != *digest).then(|| {
+        format!(
+            "blob {digest}: digest mismatch, the source's bytes hash to {actual}; not committed"
+        )
     })
 }
 
@@ -1619,6 +1637,54 @@ pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `verify_stream` makes of `chunks` for a blob of `digest` and `size`: the bytes
+    /// it passed on, or the failure it recorded.
+    fn verified(chunks: &[&[u8]], digest: &Digest, size: u64) -> Result<Vec<u8>, String> {
+        let source = futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<std::io::Result<Bytes>>>(),
+        );
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let stream = verify_stream(source, digest.clone(), size, failed.clone(), Arc::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let passed: Vec<std::io::Result<Bytes>> = runtime.block_on(stream.collect());
+        if let Some((_, why)) = failed.lock().ok().and_then(|mut f| f.take()) {
+            return Err(why);
+        }
+        Ok(passed
+            .into_iter()
+            .flat_map(|c| c.map(|b| b.to_vec()).unwrap_or_default())
+            .collect())
+    }
+
+    #[test]
+    fn streamed_blobs_are_checked_by_their_digests_algorithm() {
+        let data: &[u8] = b"layer bytes";
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let right = Digest::of_with(algorithm, data);
+            assert_eq!(
+                verified(&[&data[..5], &data[5..]], &right, data.len() as u64),
+                Ok(data.to_vec())
+            );
+            let wrong = Digest::of_with(algorithm, b"other bytes");
+            let e = verified(&[data], &wrong, data.len() as u64).unwrap_err();
+            assert!(e.contains("digest mismatch"), "{e}");
+        }
+        let e = verified(&[&data[..3]], &Digest::of(data), data.len() as u64).unwrap_err();
+        assert!(e.contains("ended after 3 of 11 bytes"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_blob_is_checked_too() {
+        assert_eq!(verified(&[], &Digest::of(b""), 0), Ok(Vec::new()));
+        let e = verified(&[], &Digest::of(b"x"), 0).unwrap_err();
+        assert!(e.contains("digest mismatch"), "{e}");
+    }
 
     #[test]
     fn tls_errors_inside_io_errors_decide_whether_to_ask_again() {

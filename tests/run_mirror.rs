@@ -336,6 +336,58 @@ fn a_blob_missing_at_the_source_leaves_no_upload_behind() {
     );
 }
 
+/// A layer named by a sha512 digest and an empty layer: both copied and checked by their
+/// own digests.
+#[test]
+fn sha512_and_empty_layers_are_copied() {
+    use sha2::Digest as _;
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = src.push_blob("team/odd", config);
+    let data = layer(71, 5000);
+    let hex: String = sha2::Sha512::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let sha512 = src.push_blob_as("team/odd", &data, &format!("sha512:{hex}"));
+    let empty = src.push_blob("team/odd", b"");
+    let layer_type = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": config.len(),
+            "digest": config_digest,
+        },
+        "layers": [
+            {"mediaType": layer_type, "size": data.len(), "digest": sha512},
+            {"mediaType": layer_type, "size": 0, "digest": empty},
+        ],
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest json");
+    let digest = src.push_manifest(
+        "team/odd",
+        "1",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        &bytes,
+    );
+    let ws = Workspace::new();
+    let file = ws.mapping("m", &format!("{s}/team/odd:1 {d}/odd:1\n"));
+    let out = ws.run(&["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("odd", "1").as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(dst.blob("odd", &sha512).as_deref(), Some(&data[..]));
+    assert_eq!(dst.blob("odd", &empty).as_deref(), Some(&b""[..]));
+    dst.assert_complete("odd", "1");
+}
+
 #[test]
 fn filter_by_os_keeps_the_matching_platform() {
     let src = Registry::start();
