@@ -146,9 +146,10 @@ pub struct RunArgs {
 
     /// Allow plain HTTP and unverified TLS for this registry only (repeatable). Without it,
     /// TLS is verified against the system's roots plus the CA certificates in
-    /// /etc/containers/certs.d/HOST[:PORT]/*.crt and /etc/docker/certs.d/HOST[:PORT]/*.crt
-    /// (env IMAGE_MIRROR_CERTS_DIRS, colon-separated, replaces those two base directories;
-    /// meant for tests).
+    /// /etc/containers/certs.d/HOST[:PORT]/*.crt and /etc/docker/certs.d/HOST[:PORT]/*.crt;
+    /// a client certificate there (NAME.cert with its key NAME.key) is presented to a
+    /// registry that asks for one (env IMAGE_MIRROR_CERTS_DIRS, colon-separated, replaces
+    /// those two base directories; meant for tests).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
 
