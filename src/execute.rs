@@ -461,7 +461,7 @@ impl Executor {
         key: &(Repository, String),
         shared: bool,
     ) -> Result<Option<Digest>> {
-        if let Some(digest) = &source.digest {
+        if let Some(digest) = source.digest() {
             return Ok(Some(digest.clone()));
         }
         if shared && let Some(manifest) = self.sources.value(key) {

@@ -13,15 +13,43 @@ use crate::reference::{Digest, ParseError, Reference, Repository, Tag, TagPatter
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SourceImage {
     pub repository: Repository,
-    pub tag: Option<Tag>,
-    pub digest: Option<Digest>,
+    pub pin: Pin,
+}
+
+/// How a source image is named: never by nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    Tag(Tag),
+    Digest(Digest),
+    TagAndDigest(Tag, Digest),
 }
 
 impl SourceImage {
+    pub fn tagged(repository: Repository, tag: Tag) -> SourceImage {
+        SourceImage {
+            repository,
+            pin: Pin::Tag(tag),
+        }
+    }
+
+    pub fn tag(&self) -> Option<&Tag> {
+        match &self.pin {
+            Pin::Tag(t) | Pin::TagAndDigest(t, _) => Some(t),
+            Pin::Digest(_) => None,
+        }
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        match &self.pin {
+            Pin::Digest(d) | Pin::TagAndDigest(_, d) => Some(d),
+            Pin::Tag(_) => None,
+        }
+    }
+
     /// Whether two sources name the same content: the same digest when both are pinned,
     /// else the same tag.
     pub fn same_content_as(&self, other: &SourceImage) -> bool {
-        match (&self.digest, &other.digest) {
+        match (self.digest(), other.digest()) {
             (Some(a), Some(b)) => self.repository == other.repository && a == b,
             _ => self == other,
         }
@@ -29,10 +57,9 @@ impl SourceImage {
 
     /// What to ask the registry for: the digest when there is one, else the tag.
     pub fn reference(&self) -> String {
-        match (&self.digest, &self.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => unreachable!("a SourceImage always has a tag or a digest"),
+        match &self.pin {
+            Pin::Tag(t) => t.to_string(),
+            Pin::Digest(d) | Pin::TagAndDigest(_, d) => d.to_string(),
         }
     }
 }
@@ -40,10 +67,10 @@ impl SourceImage {
 impl std::fmt::Display for SourceImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.repository)?;
-        if let Some(t) = &self.tag {
+        if let Some(t) = self.tag() {
             write!(f, ":{t}")?;
         }
-        if let Some(d) = &self.digest {
+        if let Some(d) = self.digest() {
             write!(f, "@{d}")?;
         }
         Ok(())
@@ -328,13 +355,14 @@ fn classify_source(
         }
         (Some(TagSpec::Literal(tag)), digest) => Some(ParsedSource::Image(SourceImage {
             repository,
-            tag: Some(tag),
-            digest,
+            pin: match digest {
+                Some(digest) => Pin::TagAndDigest(tag, digest),
+                None => Pin::Tag(tag),
+            },
         })),
         (None, Some(digest)) => Some(ParsedSource::Image(SourceImage {
             repository,
-            tag: None,
-            digest: Some(digest),
+            pin: Pin::Digest(digest),
         })),
     }
 }
@@ -389,7 +417,7 @@ fn image_target(
             ));
             return None;
         }
-        None => match &image.tag {
+        None => match image.tag() {
             Some(t) => t.clone(),
             None => {
                 out.diagnostics.push(ctx.error(
@@ -400,7 +428,7 @@ fn image_target(
             }
         },
     };
-    if dst.repository == image.repository && image.tag.as_ref() == Some(&tag) {
+    if dst.repository == image.repository && image.tag() == Some(&tag) {
         out.diagnostics.push(ctx.error(
             token.offset,
             format!("{:?}: the destination is the source itself", token.text),

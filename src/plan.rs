@@ -156,11 +156,7 @@ pub fn plan(
                         continue;
                     };
                     matched += 1;
-                    let source = SourceImage {
-                        repository: repository.value.clone(),
-                        tag: Some(tag.clone()),
-                        digest: None,
-                    };
+                    let source = SourceImage::tagged(repository.value.clone(), tag.clone());
                     for target in targets {
                         let destination = TagRef {
                             repository: target.value.clone(),
