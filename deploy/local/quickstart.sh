@@ -30,28 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-start_registry() { # NAME VAR: starts a registry, sets VAR to its HOST:PORT (no subshell, so
-  # the trap sees its process id)
-  local name=$1 var=$2 port
-  port=$(free_port)
-  mkdir -p "$WORK/$name/data"
-  cat >"$WORK/$name/config.yml" <<EOF
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $WORK/$name/data } }
-http: { addr: 127.0.0.1:$port, secret: quickstart }
-EOF
-  docker-registry serve "$WORK/$name/config.yml" >"$WORK/$name/log" 2>&1 &
-  PIDS+=($!)
-  if ! python3 bench/regbench.py ping "127.0.0.1:$port" >/dev/null 2>&1; then
-    echo "registry $name did not start:" >&2
-    cat "$WORK/$name/log" >&2
-    exit 1
-  fi
-  printf -v "$var" "127.0.0.1:%s" "$port"
-}
+# shellcheck source=bench/local-registry.sh
+source bench/local-registry.sh
 
 start_registry source SRC
 start_registry mirror DST
