@@ -372,12 +372,12 @@ impl Executor {
         // --force outside a dry run overwrites without looking.
         let look = !force || dry_run;
         // The source's digest comes first, from a HEAD sent together with the destination's:
-        // an unchanged tag, and any tag in a dry run, then costs no manifest GET at the
-        // source (Docker Hub counts GETs against its pull rate limit, not HEADs). Not into
-        // a fresh repository outside a dry run (the manifest is needed anyway), and not with
-        // --filter-by-os (the digest that counts is the filtered manifest's, known only from
-        // its body).
-        let digest_first = look && (!fresh || dry_run) && self.options.filter_by_os.is_none();
+        // an unchanged tag then costs no manifest GET at the source (Docker Hub counts GETs
+        // against its pull rate limit, not HEADs). Not into a fresh repository (nothing can
+        // be unchanged there), and not with --filter-by-os (the digest that counts is the
+        // filtered manifest's, known only from its body). A tag that differs is fetched and
+        // parsed, in a dry run too, so the rehearsal fails where the run would.
+        let digest_first = look && !fresh && self.options.filter_by_os.is_none();
         let (known, current) = futures_util::future::join(
             async {
                 if digest_first {
@@ -396,16 +396,12 @@ impl Executor {
         )
         .await;
         let (known, current) = (known?, current?);
-        if let Some(known) = &known {
-            if current.as_ref() == Some(known) && !force {
-                *source_digest = Some(known.clone());
-                return Ok(Status::Unchanged);
-            }
-            if dry_run {
-                *source_digest = Some(known.clone());
-                *previous = current.clone();
-                return Ok(would(&current));
-            }
+        if let Some(known) = &known
+            && current.as_ref() == Some(known)
+            && !force
+        {
+            *source_digest = Some(known.clone());
+            return Ok(Status::Unchanged);
         }
         let mut manifest = if shared {
             self.source_manifest(&src, &key.0, &key.1).await?

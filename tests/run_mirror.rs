@@ -186,6 +186,21 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
     assert_eq!(manifest_gets, Vec::<&Request>::new());
     let source_heads = at_source.iter().filter(|r| r.method == "HEAD").count();
     assert_eq!(source_heads, 2, "{at_source:?}");
+    // Nor does the rehearsal of a run with nothing to do.
+    let src_mark = src.mark();
+    let out = ws.run(&["--insecure", "--dry-run", p(&file)]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("2 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    let gets: Vec<_> = src
+        .tool_requests_since(src_mark)
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path().contains("/manifests/"))
+        .collect();
+    assert_eq!(gets, Vec::<Request>::new());
 
     // A source pinned by digest needs no request at the source at all.
     let digest = src.manifest_digest("team/app", "1").expect("seeded digest");
@@ -223,16 +238,9 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
         (vec!["--insecure", p(&file)], vec![("dry_run", "TRUE")]),
         (vec!["--insecure", p(&file)], vec![("DRY_RUN", "true")]),
     ] {
-        let (mark, src_mark) = (dst.mark(), src.mark());
+        let mark = dst.mark();
         let out = ws.run_with_env(&args, &env);
         expect_code(&out, 0);
-        // Digests from HEADs: a rehearsal costs no manifest GET at the source.
-        let gets: Vec<_> = src
-            .tool_requests_since(src_mark)
-            .into_iter()
-            .filter(|r| r.method == "GET" && r.path().contains("/manifests/"))
-            .collect();
-        assert_eq!(gets, Vec::<Request>::new());
         let stdout = text(&out.stdout);
         assert!(
             stdout.contains(&format!(
