@@ -575,15 +575,9 @@ impl Executor {
         // straight away, no need to ask first.
         if let Some(landed) = cell.get()
             && landed != dst_repo
+            && self.mounted(route, blob, landed, &mut session).await?
         {
-            match dst
-                .mount_blob(dst_repo.path(), landed.path(), &blob.digest)
-                .await?
-            {
-                Mount::Mounted => return self.placed(&self.blobs.mounted),
-                Mount::Session(s) => session = Some(s),
-                Mount::Refused => {}
-            }
+            return Ok(());
         }
         if !force && !route.fresh {
             match dst.blob_exists(dst_repo.path(), &blob.digest).await {
@@ -598,15 +592,12 @@ impl Executor {
                 }
             }
         }
-        if session.is_none() && !force && src.host() == dst.host() {
-            match dst
-                .mount_blob(dst_repo.path(), src_repo.path(), &blob.digest)
-                .await?
-            {
-                Mount::Mounted => return self.placed(&self.blobs.mounted),
-                Mount::Session(s) => session = Some(s),
-                Mount::Refused => {}
-            }
+        if session.is_none()
+            && !force
+            && src.host() == dst.host()
+            && self.mounted(route, blob, src_repo, &mut session).await?
+        {
+            return Ok(());
         }
         let session = std::sync::Mutex::new(session);
         let take = || session.lock().ok().and_then(|mut s| s.take());
@@ -628,18 +619,40 @@ impl Executor {
         }
         // Uploaded elsewhere meanwhile: mount from there, unless this registry has already
         // answered a mount with a session.
-        if landed != dst_repo && session.is_none() {
-            match dst
-                .mount_blob(dst_repo.path(), landed.path(), &blob.digest)
-                .await?
-            {
-                Mount::Mounted => return self.placed(&self.blobs.mounted),
-                Mount::Session(s) => session = Some(s),
-                Mount::Refused => {}
-            }
+        if landed != dst_repo
+            && session.is_none()
+            && self.mounted(route, blob, landed, &mut session).await?
+        {
+            return Ok(());
         }
         self.transfer(route, blob, session).await?;
         self.placed(&self.blobs.uploaded)
+    }
+
+    /// Asks the destination to mount the blob from `from`; true when it did. A session the
+    /// registry opened instead is kept in `session` for the upload.
+    async fn mounted(
+        &self,
+        route: &Route<'_>,
+        blob: &BlobRef,
+        from: &Repository,
+        session: &mut Option<UploadSession>,
+    ) -> Result<bool> {
+        let answer = route
+            .dst
+            .mount_blob(route.dst_repo.path(), from.path(), &blob.digest)
+            .await?;
+        Ok(match answer {
+            Mount::Mounted => {
+                self.blobs.mounted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Mount::Session(s) => {
+                *session = Some(s);
+                false
+            }
+            Mount::Refused => false,
+        })
     }
 
     /// Counts one blob placed this way; the blob's part is done.

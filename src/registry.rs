@@ -749,19 +749,33 @@ impl RegistryClient {
         }
     }
 
+    /// `method` (HEAD or GET) on a manifest, accepting every manifest type we copy: both
+    /// must ask alike, or a registry may answer them with different manifests.
+    async fn ask_manifest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        reference: &str,
+        access: &Access,
+        what: &str,
+    ) -> Result<Answer> {
+        let url = self.url(path, &format!("manifests/{reference}"));
+        self.fetch(access, what, || {
+            self.http
+                .request(method.clone(), &url)
+                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
+        })
+        .await
+    }
+
     /// The digest a tag or digest resolves to, or `None` if the registry does not have it.
     /// One HEAD request.
     pub async fn manifest_digest(&self, path: &str, reference: &str) -> Result<Option<Digest>> {
         let permit = self.permit(1).await;
         let access = Access::pull(path);
         let what = format!("checking {}/{path}:{reference}", self.host);
-        let url = self.url(path, &format!("manifests/{reference}"));
         let answer = self
-            .fetch(&access, &what, || {
-                self.http
-                    .head(&url)
-                    .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
-            })
+            .ask_manifest(reqwest::Method::HEAD, path, reference, &access, &what)
             .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -796,13 +810,8 @@ impl RegistryClient {
         let _permit = self.permit(1).await;
         let access = Access::pull(path);
         let what = format!("reading manifest {}/{path}:{reference}", self.host);
-        let url = self.url(path, &format!("manifests/{reference}"));
         let answer = self
-            .fetch(&access, &what, || {
-                self.http
-                    .get(&url)
-                    .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
-            })
+            .ask_manifest(reqwest::Method::GET, path, reference, &access, &what)
             .await?;
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));

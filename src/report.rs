@@ -17,7 +17,7 @@ pub struct ListingFailure {
 }
 
 /// Totals of a run.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     pub copied: usize,
     pub unchanged: usize,
@@ -180,12 +180,8 @@ pub struct JsonReport<'a> {
 #[derive(Debug, serde::Serialize)]
 pub struct JsonTotals {
     pub images: usize,
-    pub copied: usize,
-    pub unchanged: usize,
-    pub failed: usize,
-    pub would_copy: usize,
-    pub would_overwrite: usize,
-    pub cancelled: usize,
+    #[serde(flatten)]
+    pub images_by_status: Totals,
     pub blobs_uploaded: u64,
     pub blobs_mounted: u64,
     pub blobs_present: u64,
@@ -249,12 +245,7 @@ pub fn json_report<'a>(
         elapsed_seconds: figures.elapsed.as_secs_f64(),
         totals: JsonTotals {
             images: outcomes.len(),
-            copied: t.copied,
-            unchanged: t.unchanged,
-            failed: t.failed,
-            would_copy: t.would_copy,
-            would_overwrite: t.would_overwrite,
-            cancelled: t.cancelled,
+            images_by_status: t,
             blobs_uploaded: blobs.uploaded.load(Ordering::Relaxed),
             blobs_mounted: blobs.mounted.load(Ordering::Relaxed),
             blobs_present: blobs.present.load(Ordering::Relaxed),

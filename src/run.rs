@@ -133,17 +133,21 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    on_runtime(mirror(prepared))
+}
+
+/// Runs a command's async part to its exit code on a multi-threaded runtime.
+pub(crate) fn on_runtime(command: impl Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime.block_on(command),
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
-            return EXIT_FAILED;
+            EXIT_FAILED
         }
-    };
-    runtime.block_on(mirror(prepared))
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM and tells which came.

@@ -141,17 +141,7 @@ pub fn run(args: &crate::cli::VerifyArgs) -> i32 {
         insecure_registries: Vec::new(),
         max_per_registry: args.max_per_registry as usize,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return 1;
-        }
-    };
-    runtime.block_on(async {
+    crate::run::on_runtime(async {
         let registries = Registries::new(options, credentials);
         let mut code = 0;
         for repository in &repositories {
