@@ -14,27 +14,7 @@ use support::cli::*;
 use support::token::TokenIssuer;
 use support::*;
 
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
 impl Workspace {
-    fn new() -> Self {
-        Workspace {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-
     /// Runs `image-mirror run ARGS` with no ambient credentials, certs.d under the workspace
     /// (empty unless a test fills it), and `env` on top.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -448,7 +428,7 @@ fn bad_credential_files_exit_2_naming_the_file() {
         ),
         (ws.path("missing.json"), "missing.json"),
         // A directory cannot be read as a file (root reads any file, whatever its mode).
-        (ws.dir.path().to_path_buf(), "registry config"),
+        (ws.dir().to_path_buf(), "registry config"),
     ];
     for (config, expected) in &cases {
         let mark = plain.mark();

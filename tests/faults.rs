@@ -22,29 +22,9 @@ const FAST: &[&str] = &[
     "--read-timeout=1",
 ];
 
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
 impl Workspace {
-    fn new() -> Self {
-        Workspace {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn mapping(&self, text: &str) -> PathBuf {
-        let path = self.path("mapping");
-        std::fs::write(&path, text).expect("write mapping");
-        path
-    }
-
-    fn command(&self) -> assert_cmd::Command {
-        image_mirror(self.dir.path())
+        self.write("mapping", text)
     }
 
     /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
@@ -602,7 +582,7 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
     let ws = Workspace::new();
     let start_run = |dst: &Registry, report: &Path| {
         let mapping = ws.mapping(&lines.replace("DST", &dst.host()));
-        image_mirror_process(ws.dir.path())
+        image_mirror_process(ws.dir())
             .args(["run", "--insecure", "--max-per-registry=4", "--report"])
             .arg(report)
             .arg(&mapping)
@@ -685,7 +665,7 @@ fn a_job_without_a_terminal_logs_progress_lines() {
         1,
         Fault::Stall(Duration::from_millis(2500)),
     );
-    let out = image_mirror(ws.dir.path())
+    let out = image_mirror(ws.dir())
         .env("RUST_LOG", "info")
         .args(["run", "--insecure", "--progress-interval=1"])
         .arg(s.mapping(&ws))

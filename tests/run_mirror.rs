@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use support::cli::*;
@@ -11,30 +10,14 @@ use support::*;
 
 const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
 
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
 impl Workspace {
-    fn new() -> Self {
-        Workspace {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn mapping(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write mapping");
-        path
-    }
-
     /// Runs the binary with no ambient credentials or dry-run settings.
     fn run(&self, args: &[&str]) -> Output {
         self.run_with_env(args, &[])
     }
 
     fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = image_mirror(self.dir.path());
+        let mut cmd = self.command();
         cmd.arg("run").args(args);
         for (k, v) in env {
             cmd.env(k, v);
@@ -53,7 +36,7 @@ fn every_manifest_kind_is_copied_byte_identical() {
     let index = seed_oci_index(&src, "team/index", "1.0", TWO_PLATFORMS, 10);
     let list = seed_docker_list(&src, "team/list", "1.0", TWO_PLATFORMS, 20);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "mapping_all",
         &format!(
             "# every kind\n{s}/team/v2:1.0 {d}/mirror/v2:1.0\n{s}/team/oci:1.0={d}/mirror/oci:1.0\n\
@@ -106,7 +89,7 @@ fn wildcards_three_destinations_and_shared_layers() {
     }
     let tool = seed_oci_image(&src, "team/tool", "3", &[base.clone(), layer(300, 1000)]);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "mapping_wild",
         &format!("{s}/team/app:v1.* {d}/mirror/app\n{s}/team/tool:3 {d}/a/tool {d}/b/tool:three\t{d}/c/tool:3 # three\n"),
     );
@@ -153,7 +136,7 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
     seed_docker_image(&src, "team/app", "1", &[layer(1, 2000)]);
     seed_oci_index(&src, "team/multi", "1", TWO_PLATFORMS, 5);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "m",
         &format!("{s}/team/app:1 {d}/app:1\n{s}/team/multi:* {d}/multi\n"),
     );
@@ -204,7 +187,7 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
 
     // A source pinned by digest needs no request at the source at all.
     let digest = src.manifest_digest("team/app", "1").expect("seeded digest");
-    let pinned = ws.mapping("pinned", &format!("{s}/team/app@{digest} {d}/app:1\n"));
+    let pinned = ws.write("pinned", &format!("{s}/team/app@{digest} {d}/app:1\n"));
     let src_mark = src.mark();
     let out = ws.run(&["--insecure", p(&pinned)]);
     expect_code(&out, 0);
@@ -229,7 +212,7 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
     let old = seed_docker_image(&dst, "app", "2", &[layer(9, 100)]);
     seed_docker_image(&src, "team/app", "2", &[layer(2, 2000)]);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "m",
         &format!("{s}/team/app:1 {d}/app:1\n{s}/team/app:2 {d}/app:2\n"),
     );
@@ -272,7 +255,7 @@ fn a_missing_source_fails_that_image_only() {
     let (s, d) = (src.host(), dst.host());
     let good = seed_docker_image(&src, "team/app", "1", &[layer(1, 2000)]);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "mapping_x",
         &format!("{s}/team/app:1 {d}/app:1\n{s}/team/app:nope {d}/app:nope\n"),
     );
@@ -310,7 +293,7 @@ fn a_blob_missing_at_the_source_leaves_no_upload_behind() {
     let lost = seeded.blobs.last().expect("a layer");
     assert!(src.delete_blob("team/app", lost));
     let ws = Workspace::new();
-    let file = ws.mapping("mapping_x", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let file = ws.write("mapping_x", &format!("{s}/team/app:1 {d}/app:1\n"));
     let out = ws.run(&["--insecure", "--retries=0", p(&file)]);
     expect_code(&out, 1);
     let stdout = text(&out.stdout);
@@ -384,7 +367,7 @@ fn sha512_and_empty_layers_are_copied() {
         &bytes,
     );
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/odd:1 {d}/odd:1\n"));
+    let file = ws.write("m", &format!("{s}/team/odd:1 {d}/odd:1\n"));
     let out = ws.run(&["--insecure", p(&file)]);
     expect_code(&out, 0);
     assert_eq!(
@@ -403,7 +386,7 @@ fn filter_by_os_keeps_the_matching_platform() {
     let (s, d) = (src.host(), dst.host());
     let list = seed_docker_list(&src, "team/multi", "1", TWO_PLATFORMS, 7);
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/multi:1 {d}/multi:1\n"));
+    let file = ws.write("m", &format!("{s}/team/multi:1 {d}/multi:1\n"));
     let out = ws.run(&["--insecure", "--filter-by-os=linux/amd64", p(&file)]);
     expect_code(&out, 0);
     let (media_type, body) = dst.manifest("multi", "1").expect("list");
@@ -437,7 +420,7 @@ fn a_64_mib_layer_streams_through() {
     let (s, d) = (src.host(), dst.host());
     let big = seed_docker_image(&src, "team/big", "1", &[layer(42, 64 * 1024 * 1024)]);
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/big:1 {d}/big:1\n"));
+    let file = ws.write("m", &format!("{s}/team/big:1 {d}/big:1\n"));
     let out = ws.run(&["--insecure", p(&file)]);
     expect_code(&out, 0);
     assert_eq!(
@@ -459,8 +442,8 @@ fn bad_input_exits_2_and_contacts_no_registry() {
     let (s, d) = (src.host(), dst.host());
     seed_docker_image(&src, "team/app", "1", &[layer(1, 100)]);
     let ws = Workspace::new();
-    let good = ws.mapping("a", &format!("{s}/team/app:1 {d}/app:1\n"));
-    let bad = ws.mapping("b", &format!("{s}/team/App:1 {d}/app:2\n"));
+    let good = ws.write("a", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let bad = ws.write("b", &format!("{s}/team/App:1 {d}/app:2\n"));
     let (src_mark, dst_mark) = (src.mark(), dst.mark());
     let out = ws.run(&["--insecure", p(&good), p(&bad)]);
     expect_code(&out, 2);
@@ -482,7 +465,7 @@ fn conflicts_found_after_expansion_stop_before_any_write() {
     seed_docker_image(&src, "team/a", "v1", &[layer(1, 100)]);
     seed_docker_image(&src, "team/b", "v1", &[layer(2, 100)]);
     let ws = Workspace::new();
-    let file = ws.mapping(
+    let file = ws.write(
         "m",
         &format!("{s}/team/a:v* {d}/app\n{s}/team/b:v1 {d}/app:v1\n"),
     );
@@ -504,8 +487,8 @@ fn oc_job_flags_are_accepted() {
     let (s, d) = (src.host(), dst.host());
     let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 100)]);
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/app:1 {d}/app:1\n"));
-    let config = ws.mapping("config.json", "{\"auths\":{}}");
+    let file = ws.write("m", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let config = ws.write("config.json", "{\"auths\":{}}");
     let f = format!("-f={}", file.display());
     let out = ws.run(&[
         "--keep-manifest-list",
@@ -537,7 +520,7 @@ fn within_one_registry_blobs_are_mounted_not_uploaded() {
     let h = reg.host();
     let app = seed_docker_image(&reg, "team/app", "1", &[layer(1, 4000), layer(2, 4000)]);
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{h}/team/app:1 {h}/mirror/app:1\n"));
+    let file = ws.write("m", &format!("{h}/team/app:1 {h}/mirror/app:1\n"));
     let mark = reg.mark();
     let out = ws.run(&["--insecure", p(&file)]);
     expect_code(&out, 0);
@@ -570,7 +553,7 @@ fn force_rewrites_what_is_already_there() {
     let (s, d) = (src.host(), dst.host());
     let app = seed_docker_image(&src, "team/app", "1", &[layer(1, 4000)]);
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let file = ws.write("m", &format!("{s}/team/app:1 {d}/app:1\n"));
     expect_code(&ws.run(&["--insecure", p(&file)]), 0);
     let mark = dst.mark();
     let out = ws.run(&["--insecure", "--force", p(&file)]);
@@ -609,7 +592,7 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
     let one = seed_docker_image(&src, "team/app", "1", &[base.clone(), layer(8, 100)]);
     seed_docker_image(&src, "team/app", "2", &[base.clone(), layer(9, 100)]);
     let ws = Workspace::new();
-    let first = ws.mapping("first", &format!("{s}/team/app:1 {d}/app:1\n"));
+    let first = ws.write("first", &format!("{s}/team/app:1 {d}/app:1\n"));
     let mark = dst.mark();
     expect_code(&ws.run(&["--insecure", p(&first)]), 0);
     let blob_heads = |mark| {
@@ -629,7 +612,7 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
     );
     dst.assert_complete("app", "1");
     // Once it has tags, blobs are asked for, and the shared base layer is found there.
-    let second = ws.mapping("second", &format!("{s}/team/app:2 {d}/app:2\n"));
+    let second = ws.write("second", &format!("{s}/team/app:2 {d}/app:2\n"));
     let mark = dst.mark();
     let out = ws.run(&["--insecure", p(&second)]);
     expect_code(&out, 0);
@@ -653,8 +636,8 @@ fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
         src.push_manifest("team/many", &format!("t{i:04}"), &media_type, &body);
     }
     let ws = Workspace::new();
-    let file = ws.mapping("m", &format!("{s}/team/many:* {d}/many\n"));
-    let report = ws.dir.path().join("report.json");
+    let file = ws.write("m", &format!("{s}/team/many:* {d}/many\n"));
+    let report = ws.dir().join("report.json");
     let started = std::time::Instant::now();
     let out = ws.run(&["--insecure", "--dry-run", "--report", p(&report), p(&file)]);
     expect_code(&out, 0);

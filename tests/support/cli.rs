@@ -2,7 +2,7 @@
 //! dry-run, prefix or shard settings of the machine), and a hang fails the test instead of
 //! running into CI's time limit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -58,4 +58,38 @@ pub fn expect_code(out: &Output, code: i32) {
 
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
+}
+
+/// A temporary directory for one test's files (mapping files, reports, auth files, certs.d).
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `text` to the file `name` in the workspace; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// [`image_mirror`] with the workspace as `$DOCKER_CONFIG` (it holds no config.json
+    /// unless a test writes one: anonymous access).
+    pub fn command(&self) -> assert_cmd::Command {
+        image_mirror(self.dir.path())
+    }
 }
