@@ -275,20 +275,30 @@ pub async fn send_retrying(
                 (retry_after(r.status(), r.headers()), r.status().to_string())
             }
             Ok(r) => return Ok(r),
-            Err(e) => {
-                let kind = transport_kind(&e);
-                let why = describe_http_error(&e, host);
-                if kind != ErrorKind::Transient || !network.may_retry(tries) {
-                    return Err(failure(kind, format!("{what}: {why}")));
-                }
-                (None, why)
-            }
+            Err(e) => (None, retry_or_fail(&e, network, host, what, tries)?),
         };
         let wait = network.wait(tries - 1, retry_after);
         traffic.request_retries.fetch_add(1, Ordering::Relaxed);
         tracing::info!(registry = host, attempt = tries, error = %why, "{what}: retrying in {wait:?}");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// After a transport error on try number `tries`: the failure to give up with, or why the
+/// request is sent again.
+fn retry_or_fail(
+    e: &reqwest::Error,
+    network: &NetworkOptions,
+    host: &str,
+    what: &str,
+    tries: u32,
+) -> Result<String> {
+    let kind = transport_kind(e);
+    let why = describe_http_error(e, host);
+    if kind != ErrorKind::Transient || !network.may_retry(tries) {
+        return Err(failure(kind, format!("{what}: {why}")));
+    }
+    Ok(why)
 }
 
 /// Settings shared by every registry client.
@@ -540,14 +550,10 @@ impl RegistryClient {
                 request = self.authorize_if_ours(request, a);
             }
             let (retry_after, why) = match request.send().await {
-                Err(e) => {
-                    let kind = transport_kind(&e);
-                    let why = describe_http_error(&e, &self.host);
-                    if kind != ErrorKind::Transient || !self.network.may_retry(tries) {
-                        return Err(failure(kind, format!("{what}: {why}")));
-                    }
-                    (None, why)
-                }
+                Err(e) => (
+                    None,
+                    retry_or_fail(&e, &self.network, &self.host, what, tries)?,
+                ),
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::UNAUTHORIZED && !reauthorized {
@@ -566,14 +572,10 @@ impl RegistryClient {
                     } else {
                         match finish(response).await {
                             Ok(v) => return Ok((status, v, credential)),
-                            Err(e) => {
-                                let kind = transport_kind(&e);
-                                let why = describe_http_error(&e, &self.host);
-                                if kind != ErrorKind::Transient || !self.network.may_retry(tries) {
-                                    return Err(failure(kind, format!("{what}: {why}")));
-                                }
-                                (None, why)
-                            }
+                            Err(e) => (
+                                None,
+                                retry_or_fail(&e, &self.network, &self.host, what, tries)?,
+                            ),
                         }
                     }
                 }

@@ -253,13 +253,7 @@ fn a_blob_download_cut_midway_resumes_with_a_range_request() {
     s.proxy.add("GET", &blob, 1, Fault::CutAfter(20_000));
     let (out, report) = ws.run(&s.mapping(&ws), &[]);
     expect_code(&out, 0);
-    let gets: Vec<Option<String>> = s
-        .proxy
-        .seen()
-        .into_iter()
-        .filter(|r| r.method == "GET" && r.target.contains(&blob))
-        .map(|r| r.range)
-        .collect();
+    let gets = s.proxy.ranges("GET", &blob);
     assert_eq!(
         gets,
         [
@@ -289,13 +283,7 @@ fn a_truncated_body_is_completed_not_committed_short() {
     s.proxy.add("GET", &blob, 1, Fault::ShortBody(5_000));
     let (out, _) = ws.run(&s.mapping(&ws), &[]);
     expect_code(&out, 0);
-    let ranges: Vec<Option<String>> = s
-        .proxy
-        .seen()
-        .into_iter()
-        .filter(|r| r.method == "GET" && r.target.contains(&blob))
-        .map(|r| r.range)
-        .collect();
+    let ranges = s.proxy.ranges("GET", &blob);
     assert_eq!(ranges, [None, Some("bytes=5000-".to_owned())]);
     assert_eq!(s.dst.blob_size("app", &s.big_layer), Some(64 * 1024));
     s.assert_copied(&ws);

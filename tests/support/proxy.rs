@@ -120,6 +120,16 @@ impl FaultProxy {
             .count()
     }
 
+    /// The `Range` headers of the requests seen with this method whose target contains
+    /// `path_contains`, in order (`None`: no `Range`).
+    pub fn ranges(&self, method: &str, path_contains: &str) -> Vec<Option<String>> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.target.contains(path_contains))
+            .map(|s| s.range)
+            .collect()
+    }
+
     /// How many faults were injected.
     pub fn injected(&self) -> usize {
         self.seen().iter().filter(|s| s.fault.is_some()).count()
