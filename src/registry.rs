@@ -962,8 +962,8 @@ impl RegistryClient {
         location: &str,
     ) {
         let mut request = self.http.delete(self.absolute(location));
-        if let Ok(Some(a)) = self.auth.authorization(credential, access).await {
-            request = a.apply(request);
+        if let Ok(Some(a)) = self.authorization(credential, access).await {
+            request = self.authorize_if_ours(request, &a);
         }
         self.count_request();
         let _ = request.send().await;
@@ -1121,8 +1121,8 @@ impl RegistryClient {
             .header(CONTENT_LENGTH, size)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body));
-        if let Some(a) = self.auth.authorization(&credential, &access).await? {
-            request = a.apply(request);
+        if let Some(a) = self.authorization(&credential, &access).await? {
+            request = self.authorize_if_ours(request, &a);
         }
         self.count_request();
         let result = request.send().await;
