@@ -94,6 +94,16 @@ pub enum Challenge {
 
 /// Parses a `WWW-Authenticate` value: `Bearer realm="…",service="…",scope="…"` or
 /// `Basic realm="…"`. `None` for anything else.
+/// The challenge a 401 answer offers: tokens preferred when a registry offers both.
+fn offered_challenge(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(parse_challenge)
+        .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
+}
+
 pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
@@ -252,15 +262,9 @@ impl Authenticator {
         };
         let challenge = match response.status() {
             s if s.is_success() => Challenge::None,
-            StatusCode::UNAUTHORIZED => response
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(parse_challenge)
-                // Prefer tokens when a registry offers both.
-                .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
-                .unwrap_or(Challenge::Basic),
+            StatusCode::UNAUTHORIZED => {
+                offered_challenge(response.headers()).unwrap_or(Challenge::Basic)
+            }
             status => {
                 return Err(failure(
                     ErrorKind::of_status(status).or_permanent(),
@@ -279,13 +283,7 @@ impl Authenticator {
     /// Records the challenge from a 401 answer (a registry may allow anonymous `/v2/` and
     /// still ask for credentials to push). True if it changed.
     pub async fn learn(&self, response_headers: &reqwest::header::HeaderMap) -> bool {
-        let offered = response_headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(parse_challenge)
-            .max_by_key(|c| matches!(c, Challenge::Bearer { .. }));
-        let Some(offered) = offered else {
+        let Some(offered) = offered_challenge(response_headers) else {
             return false;
         };
         let mut known = self.challenge.lock().await;

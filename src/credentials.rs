@@ -25,7 +25,7 @@ use anyhow::{Result, anyhow, bail};
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
 use crate::mapping::Mapping;
-use crate::reference::DOCKER_HUB;
+use crate::reference::{DOCKER_HUB, normalize_host};
 
 /// The key docker (and docker_credential, and credential helpers) use for Docker Hub.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -470,17 +470,6 @@ fn normalize_key(key: &str) -> String {
 
 fn host_of(key: &str) -> String {
     key.split('/').next().unwrap_or("").to_owned()
-}
-
-/// Host names compare case-insensitively; Docker Hub's many names are one.
-fn normalize_host(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            DOCKER_HUB.to_owned()
-        }
-        _ => host,
-    }
 }
 
 /// The entry whose key is the longest prefix (on `/` boundaries) of `host/path`.

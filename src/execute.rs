@@ -25,7 +25,7 @@ use crate::plan::{CopyJob, Plan};
 use crate::progress::Progress;
 use crate::reference::{Digest, Repository};
 use crate::registry::{
-    ErrorKind, Mount, Registries, RegistryClient, RegistryError, UploadSession, error_kind,
+    ErrorKind, Mount, Registries, RegistryClient, UploadSession, error_kind, failure,
 };
 
 #[derive(Debug, Clone)]
@@ -723,10 +723,7 @@ impl Executor {
             let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
             if kind != ErrorKind::Transient || !network.may_retry(tries) {
                 // Keep the kind: the job's retries look at it.
-                return Err(anyhow::Error::new(RegistryError {
-                    kind,
-                    message: format!("{e:#} (copying from {src_repo})"),
-                }));
+                return Err(failure(kind, format!("{e:#} (copying from {src_repo})")));
             }
             let wait = network.wait(tries - 1, None);
             dst.note_retry();

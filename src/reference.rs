@@ -418,8 +418,8 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
 }
 
 /// Host names are case-insensitive (DNS): fold them so `Quay.io` and `quay.io` are one
-/// registry.
-fn normalize_host(host: &str) -> String {
+/// registry; Docker Hub's many names are one.
+pub(crate) fn normalize_host(host: &str) -> String {
     let host = host.to_ascii_lowercase();
     if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
         DOCKER_HUB.to_owned()

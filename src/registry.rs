@@ -624,14 +624,29 @@ impl RegistryClient {
     /// The error for a failed answer: [`Self::denied`] for 401/403, else the registry's own
     /// words with the kind of the status.
     fn refused(&self, what: &str, access: &Access, answer: &Answer) -> anyhow::Error {
-        let text = registry_answer(answer.status, &answer.body);
-        if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::FORBIDDEN {
-            self.denied(access, &answer.credential, answer.status, &text)
+        self.refused_with(
+            what,
+            access,
+            answer.status,
+            &answer.body,
+            &answer.credential,
+        )
+    }
+
+    /// [`Self::refused`] for an answer read as a stream (a blob's).
+    fn refused_with(
+        &self,
+        what: &str,
+        access: &Access,
+        status: StatusCode,
+        body: &[u8],
+        credential: &RegistryCredential,
+    ) -> anyhow::Error {
+        let text = registry_answer(status, body);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            self.denied(access, credential, status, &text)
         } else {
-            failure(
-                ErrorKind::of_status(answer.status),
-                format!("{what}: {text}"),
-            )
+            failure(ErrorKind::of_status(status), format!("{what}: {text}"))
         }
     }
 
@@ -1015,16 +1030,7 @@ impl RegistryClient {
             )),
             _ => {
                 let body = response.bytes().await.unwrap_or_default();
-                Err(self.refused(
-                    &what,
-                    &access,
-                    &Answer {
-                        status,
-                        headers: Default::default(),
-                        body,
-                        credential,
-                    },
-                ))
+                Err(self.refused_with(&what, &access, status, &body, &credential))
             }
         }
     }
@@ -1139,16 +1145,7 @@ impl RegistryClient {
                     return Ok(());
                 }
                 let body = response.bytes().await.unwrap_or_default();
-                self.refused(
-                    &what,
-                    &access,
-                    &Answer {
-                        status,
-                        headers: Default::default(),
-                        body,
-                        credential: credential.clone(),
-                    },
-                )
+                self.refused_with(&what, &access, status, &body, &credential)
             }
         };
         self.cancel_upload(&access, &credential, location).await;
