@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use reqwest::header::WWW_AUTHENTICATE;
 
 use crate::credentials::{Credential, RegistryCredential, Secret};
-use crate::registry::{ErrorKind, NetworkOptions, failure, send_retrying};
+use crate::registry::{ErrorKind, NetworkOptions, describe_http_error, failure, send_retrying};
 
 /// Per the token spec, a token without `expires_in` lives 60 seconds.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -507,50 +507,6 @@ impl Authenticator {
         };
         Ok((Secret::new(token), lifetime))
     }
-}
-
-/// A reqwest error with its causes, and a hint for TLS trust failures.
-pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
-    // reqwest names the URL; its query (an upload session's state, a pre-signed blob URL's
-    // signature) is a credential of its own and stays out of logs and reports.
-    let mut text = e.to_string();
-    if let Some(url) = e.url()
-        && url.query().is_some()
-    {
-        let mut shown = url.clone();
-        shown.set_query(None);
-        text = text.replace(url.as_str(), &format!("{shown}?…"));
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    let lower = text.to_ascii_lowercase();
-    // The registry's alert, not our verdict on its certificate: it wants one from us.
-    if lower.contains("received fatal alert: badcertificate")
-        || lower.contains("received fatal alert: certificaterequired")
-    {
-        text.push_str(&format!(
-            " (TLS: {host} asks for a client certificate, or refused ours; put it and its key \
-             in /etc/containers/certs.d/{host}/ or /etc/docker/certs.d/{host}/ as NAME.cert and \
-             NAME.key)"
-        ));
-    } else if lower.contains("certificate")
-        || lower.contains("unknownissuer")
-        || lower.contains("tls")
-    {
-        text.push_str(&format!(
-            " (TLS: the certificate of {host} is not trusted; put its CA certificate in \
-             /etc/containers/certs.d/{host}/ca.crt or /etc/docker/certs.d/{host}/ca.crt, or \
-             use --insecure-registry {host})"
-        ));
-    }
-    text
 }
 
 #[cfg(test)]

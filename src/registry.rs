@@ -40,7 +40,7 @@ use reqwest::header::{
 };
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
-use crate::auth::{Access, Authenticator, Authorization, describe_http_error};
+use crate::auth::{Access, Authenticator, Authorization};
 use crate::credentials::{Credentials, RegistryCredential};
 use crate::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 #[cfg(test)]
@@ -282,6 +282,51 @@ pub async fn send_retrying(
         tracing::info!(registry = host, attempt = tries, error = %why, "{what}: retrying in {wait:?}");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// A reqwest error with its causes, and a hint for TLS trust failures.
+pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
+    // reqwest names the URL; its query (an upload session's state, a pre-signed blob URL's
+    // signature) is a credential of its own and stays out of logs and reports.
+    let mut text = e.to_string();
+    if let Some(url) = e.url()
+        && url.query().is_some()
+    {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        text = text.replace(url.as_str(), &format!("{shown}?…"));
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    // The registry's alert, not our verdict on its certificate: it wants one from us.
+    if lower.contains("received fatal alert: badcertificate")
+        || lower.contains("received fatal alert: certificaterequired")
+    {
+        let [containers, docker] = DEFAULT_CERTS_DIRS;
+        text.push_str(&format!(
+            " (TLS: {host} asks for a client certificate, or refused ours; put it and its key \
+             in {containers}/{host}/ or {docker}/{host}/ as NAME.cert and NAME.key)"
+        ));
+    } else if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("tls")
+    {
+        let [containers, docker] = DEFAULT_CERTS_DIRS;
+        text.push_str(&format!(
+            " (TLS: the certificate of {host} is not trusted; put its CA certificate in \
+             {containers}/{host}/ca.crt or {docker}/{host}/ca.crt, or use --insecure-registry \
+             {host})"
+        ));
+    }
+    text
 }
 
 /// After a transport error on try number `tries`: the failure to give up with, or why the
