@@ -1,24 +1,25 @@
 //! image-mirror: mirror container images between registries from `oc image mirror` mapping
 //! files.
 //!
-//! The pipeline, one module per stage: [`inputs`] finds and parses mapping files ([`mapping`],
-//! [`reference`]); [`plan`] expands wildcards into batches per destination repository;
-//! [`execute`] copies through [`registry`], the only module that speaks to registries;
-//! [`report`] and [`progress`] tell the operator what happened.
+//! One pipeline, data flowing one way, each layer using only those listed before it:
+//!
+//! - [`stats`], [`model`]: counters and pure data (references, manifests, diagnostics,
+//!   kinds of failure);
+//! - [`inputs`]: mapping files found and parsed (pure but for reading the files);
+//! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
+//! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
+//! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
+//! - [`report`]: the outcome model and its views (text, JSON, progress);
+//! - [`execute`]: the copy algorithm, over the [`store`] seam;
+//! - [`commands`]: `check`, `run`, `verify` — the glue.
 
-pub mod auth;
-pub mod check;
-pub mod cli;
-pub mod credentials;
-pub mod diagnostics;
+pub mod commands;
 pub mod execute;
 pub mod inputs;
-pub mod manifest;
-pub mod mapping;
+pub mod model;
 pub mod plan;
-pub mod progress;
-pub mod reference;
 pub mod registry;
 pub mod report;
-pub mod run;
-pub mod verify;
+pub mod retry;
+pub mod stats;
+pub mod store;

@@ -5,17 +5,17 @@ use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use image_mirror::cli::{Cli, Command, LogFormat};
+use image_mirror::commands::cli::{Cli, Command, LogFormat};
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let code = match &cli.command {
-        Command::Check(args) => image_mirror::check::run(&args.input_spec()),
-        Command::Run(args) => image_mirror::run::run(args),
-        Command::Verify(args) => image_mirror::verify::run(args),
+        Command::Check(args) => image_mirror::commands::check::run(&args.input_spec()),
+        Command::Run(args) => image_mirror::commands::run::run(args),
+        Command::Verify(args) => image_mirror::commands::verify::run(args),
     };
-    std::process::exit(code);
+    std::process::exit(code.code());
 }
 
 /// Libraries whose most detailed logs could show a secret, and the most they may log.
@@ -40,7 +40,8 @@ fn init_logging(format: LogFormat) {
         |t, (target, level)| t.with_target(*target, *level),
     );
     let filter = wanted.and(caps);
-    let layer = tracing_subscriber::fmt::layer().with_writer(image_mirror::progress::LogWriter);
+    let layer =
+        tracing_subscriber::fmt::layer().with_writer(image_mirror::report::progress::LogWriter);
     match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(layer.with_filter(filter))

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use image_mirror::cli::{Cli, Command, ENV_VARS};
+use image_mirror::commands::cli::{Cli, Command, ENV_VARS};
 use image_mirror::inputs::DEFAULT_MAPPING_DIR;
 use serde::Deserialize;
 use serde_json::Value;

@@ -1,72 +1,51 @@
 //! What the operator sees while a run goes on: a progress bar on a terminal, a progress log
-//! line every few seconds otherwise (Prow and CronJob logs are not terminals).
+//! line every few seconds otherwise (Prow and CronJob logs are not terminals). Reads only
+//! the run's [`Stats`].
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Traffic;
-use crate::report::human_bytes;
+use super::text::human_bytes;
+use crate::stats::Stats;
 
 const TICK_EVERY: Duration = Duration::from_millis(200);
 
 /// The bar log lines must step around, when one is shown.
 static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-#[derive(Default)]
+/// Shows how a run goes from its [`Stats`].
 pub struct Progress {
-    total: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    transfers: AtomicU64,
+    stats: Arc<Stats>,
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Arc<Self> {
-        let p = Progress::default();
-        p.total.store(total as u64, Ordering::Relaxed);
-        Arc::new(p)
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Progress { stats }
     }
 
-    pub fn image_done(&self, failed: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts an active blob transfer until the guard is dropped.
-    pub fn transfer(self: &Arc<Self>) -> TransferGuard {
-        self.transfers.fetch_add(1, Ordering::Relaxed);
-        TransferGuard(self.clone())
-    }
-
-    fn line(&self, traffic: &Traffic) -> String {
+    fn line(&self) -> String {
+        let s = self.stats.snapshot();
         format!(
             "{}/{} images ({} failed), {} uploaded, {} active transfers",
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            human_bytes(traffic.bytes_uploaded.load(Ordering::Relaxed)),
-            self.transfers.load(Ordering::Relaxed)
+            s.images_done,
+            s.images_planned,
+            s.images_failed,
+            human_bytes(s.bytes),
+            s.transfers
         )
     }
 
     /// Reports until `stop` is cancelled: a bar when stderr is a terminal, else a log line
     /// every `log_every`.
-    pub async fn report(
-        self: Arc<Self>,
-        traffic: Arc<Traffic>,
-        log_every: Duration,
-        stop: CancellationToken,
-    ) {
+    pub async fn report(self, log_every: Duration, stop: CancellationToken) {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(
-                Some(self.total.load(Ordering::Relaxed)),
+                Some(self.stats.images_planned.load(Ordering::Relaxed)),
                 ProgressDrawTarget::stderr(),
             );
             if let Ok(style) = ProgressStyle::with_template(
@@ -76,11 +55,12 @@ impl Progress {
             }
             set_active_bar(Some(bar.clone()));
             loop {
-                bar.set_position(self.done.load(Ordering::Relaxed));
+                let s = self.stats.snapshot();
+                bar.set_position(s.images_done);
                 bar.set_message(format!(
                     "{} uploaded, {} transfers",
-                    human_bytes(traffic.bytes_uploaded.load(Ordering::Relaxed)),
-                    self.transfers.load(Ordering::Relaxed)
+                    human_bytes(s.bytes),
+                    s.transfers
                 ));
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -93,18 +73,10 @@ impl Progress {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(log_every) => tracing::info!("progress: {}", self.line(&traffic)),
+                    _ = tokio::time::sleep(log_every) => tracing::info!("progress: {}", self.line()),
                 }
             }
         }
-    }
-}
-
-pub struct TransferGuard(Arc<Progress>);
-
-impl Drop for TransferGuard {
-    fn drop(&mut self) {
-        self.0.transfers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -17,15 +17,14 @@
 //!
 //! Secrets are held in [`Secret`], whose `Debug` and `Display` never show the value.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Result, anyhow, bail};
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
-use crate::mapping::Mapping;
-use crate::reference::{DOCKER_HUB, normalize_host};
+use crate::model::reference::{DOCKER_HUB, normalize_host};
 
 /// The key docker (and docker_credential, and credential helpers) use for Docker Hub.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -288,32 +287,6 @@ impl Credentials {
             Err(e) => Err(anyhow!("{e}")),
         }
     }
-}
-
-/// Every registry host the mappings read from or write to.
-pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<String> {
-    let mut hosts = BTreeSet::new();
-    for m in mappings {
-        match m {
-            Mapping::Image { source, targets } => {
-                hosts.insert(source.value.repository.registry().to_owned());
-                for t in targets {
-                    hosts.insert(t.value.repository.registry().to_owned());
-                }
-            }
-            Mapping::Wildcard {
-                repository,
-                targets,
-                ..
-            } => {
-                hosts.insert(repository.value.registry().to_owned());
-                for t in targets {
-                    hosts.insert(t.value.registry().to_owned());
-                }
-            }
-        }
-    }
-    hosts
 }
 
 fn read_auth_file(path: &Path) -> Result<AuthFile> {

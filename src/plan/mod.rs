@@ -1,11 +1,16 @@
 //! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
 //! destination repository. Pure: the listing happened before.
 
+pub mod shard;
+
 use std::collections::{BTreeMap, HashMap};
 
-use crate::diagnostics::{Diagnostic, Location};
-use crate::mapping::{Mapping, SourceImage, TagRef};
-use crate::reference::{Repository, Tag};
+pub use self::shard::Shard;
+
+use crate::inputs::mapping::Mapping;
+use crate::model::diagnostics::{Diagnostic, Location};
+use crate::model::image::{SourceImage, TagRef};
+use crate::model::reference::{Repository, Tag};
 
 /// One image to one destination tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,75 +36,6 @@ pub struct Plan {
 impl Plan {
     pub fn job_count(&self) -> usize {
         self.batches.iter().map(|b| b.jobs.len()).sum()
-    }
-}
-
-/// One of COUNT disjoint parts of a plan. Batches are assigned by a stable hash of the
-/// destination repository, so every pod of an Indexed Job agrees without talking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    index: u32,
-    count: u32,
-}
-
-impl Shard {
-    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
-        if count == 0 {
-            return Err("the shard count must be at least 1".to_owned());
-        }
-        if index >= count {
-            return Err(format!(
-                "shard index {index} is out of range for {count} shards (0..{count})"
-            ));
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// `INDEX/COUNT`, e.g. `0/4`.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let (index, count) = text
-            .split_once('/')
-            .ok_or_else(|| format!("expected INDEX/COUNT, got {text:?}"))?;
-        let index = index
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad shard index in {text:?}"))?;
-        let count = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad shard count in {text:?}"))?;
-        Shard::new(index, count)
-    }
-
-    pub fn owns(&self, repository: &Repository) -> bool {
-        stable_hash(repository.to_string().as_bytes()) % u64::from(self.count)
-            == u64::from(self.index)
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// FNV-1a: fixed forever, unlike std's hasher, so shards agree across versions and hosts.
-fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-impl Plan {
-    /// Only the batches this shard owns.
-    pub fn shard(self, shard: Shard) -> Plan {
-        Plan {
-            batches: self
-                .batches
-                .into_iter()
-                .filter(|b| shard.owns(&b.repository))
-                .collect(),
-        }
     }
 }
 
@@ -214,8 +150,8 @@ pub fn wildcard_sources(mappings: &[Mapping]) -> Vec<Repository> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::parse_text;
-    use crate::reference::parse_name;
+    use crate::inputs::mapping::parse_text;
+    use crate::model::reference::parse_name;
     use std::sync::Arc;
 
     fn mappings(text: &str) -> Vec<Mapping> {
@@ -322,18 +258,6 @@ mod tests {
                 "shards of {count} miss batches"
             );
         }
-        // The assignment is fixed: a repository's shard never changes between versions.
-        // FNV-1a's published test vectors.
-        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn shard_specs() {
-        assert_eq!(Shard::parse("1/4"), Shard::new(1, 4));
-        assert!(Shard::parse("4/4").unwrap_err().contains("out of range"));
-        assert!(Shard::parse("0/0").is_err());
-        assert!(Shard::parse("x").is_err());
     }
 
     #[test]

@@ -4,31 +4,27 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::check::load_and_report;
-use crate::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
-use crate::credentials::Credentials;
-use crate::execute::{ExecuteOptions, Executor, Status};
-use crate::inputs::MappingSet;
-use crate::mapping::Mapping;
+use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
+use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::{load_and_report, on_runtime};
+use crate::execute::{ExecuteOptions, Executor};
+use crate::inputs::mapping::Mapping;
+use crate::inputs::{MappingSet, registries_of};
+use crate::model::failure::Failure;
+use crate::model::reference::Repository;
 use crate::plan::{Shard, plan, wildcard_sources};
-use crate::progress::Progress;
-use crate::reference::Repository;
+use crate::registry::auth::credentials::Credentials;
+use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
-use crate::report::{self, ListingFailure, RunFigures};
-
-/// Exit codes.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-/// 128 + the signal, as shells report it.
-pub const EXIT_SIGINT: i32 = 130;
-pub const EXIT_SIGTERM: i32 = 143;
+use crate::report::outcome::{ListingFailure, Status};
+use crate::report::progress::Progress;
+use crate::report::{RunResult, json, text};
+use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
 struct Prepared {
@@ -44,11 +40,17 @@ struct Prepared {
 }
 
 /// Reads and validates all input; any problem is exit 2 with nothing contacted.
-fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
+fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     let stderr = std::io::stderr();
     let usage = |message: String| {
         let _ = writeln!(stderr.lock(), "error: {message}");
-        EXIT_USAGE
+        Usage
+    };
+    let network = NetworkOptions {
+        request_attempts: args.request_attempts,
+        max_retry_wait: args.max_retry_wait,
+        connect_timeout: args.connect_timeout,
+        read_timeout: args.read_timeout,
     };
     let dry_run = resolve_dry_run(args.dry_run, |name| std::env::var(name).ok()).map_err(usage)?;
     let filter_by_os = match &args.filter_by_os {
@@ -62,17 +64,17 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
     credentials
         .validate()
         .map_err(|e| usage(format!("{e:#}")))?;
-    let set = load_and_report(&args.mappings.input_spec(), &mut stderr.lock()).ok_or(EXIT_USAGE)?;
+    let set = load_and_report(&args.mappings.input_spec(), &mut stderr.lock()).ok_or(Usage)?;
     if set.has_errors() {
         let _ = writeln!(
             stderr.lock(),
             "{} errors in the mapping files; nothing was copied",
             set.error_count()
         );
-        return Err(EXIT_USAGE);
+        return Err(Usage);
     }
-    let hosts = crate::credentials::registries_of(&set.mappings);
-    crate::registry::check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
+    let hosts = registries_of(&set.mappings);
+    check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
     credentials
         .resolve_all(hosts)
         .map_err(|e| usage(format!("{e:#}")))?;
@@ -86,18 +88,14 @@ fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
             max_registry: args.max_registry as usize,
             filter_by_os,
             retries: args.retries,
+            request_policy: network.request_policy(),
         },
         registry: RegistryOptions {
             insecure: args.insecure,
             insecure_registries: args.insecure_registry.clone(),
             max_per_registry: args.max_per_registry as usize,
         },
-        network: NetworkOptions {
-            request_attempts: args.request_attempts,
-            max_retry_wait: args.max_retry_wait,
-            connect_timeout: args.connect_timeout,
-            read_timeout: args.read_timeout,
-        },
+        network,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
         report: args.report.clone(),
@@ -128,7 +126,7 @@ fn resolve_shard(
         .map_err(|e| format!("--shard-count: {e}"))
 }
 
-pub fn run(args: &RunArgs) -> i32 {
+pub fn run(args: &RunArgs) -> ExitCode {
     let prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
@@ -136,22 +134,8 @@ pub fn run(args: &RunArgs) -> i32 {
     on_runtime(mirror(prepared))
 }
 
-/// Runs a command's async part to its exit code on a multi-threaded runtime.
-pub(crate) fn on_runtime(command: impl Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(command),
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            EXIT_FAILED
-        }
-    }
-}
-
 /// Cancels `token` on SIGINT or SIGTERM and tells which came.
-async fn watch_signals(token: CancellationToken) -> Option<i32> {
+async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -162,8 +146,8 @@ async fn watch_signals(token: CancellationToken) -> Option<i32> {
             return None;
         };
         let code = tokio::select! {
-            _ = term.recv() => EXIT_SIGTERM,
-            _ = int.recv() => EXIT_SIGINT,
+            _ = term.recv() => Terminated,
+            _ = int.recv() => Interrupted,
         };
         tracing::warn!(
             "interrupted: starting nothing new, abandoning transfers in flight, writing the report"
@@ -175,11 +159,11 @@ async fn watch_signals(token: CancellationToken) -> Option<i32> {
     {
         let _ = tokio::signal::ctrl_c().await;
         token.cancel();
-        Some(EXIT_SIGINT)
+        Some(Interrupted)
     }
 }
 
-async fn mirror(prepared: Prepared) -> i32 {
+async fn mirror(prepared: Prepared) -> ExitCode {
     let started = Instant::now();
     let Prepared {
         set,
@@ -194,7 +178,13 @@ async fn mirror(prepared: Prepared) -> i32 {
     } = prepared;
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
-    let registries = Registries::new(registry, credentials).with_network(network);
+    let stats = Arc::new(Stats::default());
+    let registries = Arc::new(Registries::new(
+        registry,
+        network,
+        credentials,
+        stats.clone(),
+    ));
 
     let (listed, listing_failures) = list_wildcards(&registries, &set).await;
     let (mut plan, diagnostics) = plan(&set.mappings, &listed);
@@ -203,7 +193,7 @@ async fn mirror(prepared: Prepared) -> i32 {
     }
     if diagnostics.iter().any(|d| d.is_error()) {
         eprintln!("conflicting destinations after expanding wildcards; nothing was copied");
-        return EXIT_USAGE;
+        return Usage;
     }
     if let Some(shard) = shard {
         plan = plan.shard(shard);
@@ -216,19 +206,15 @@ async fn mirror(prepared: Prepared) -> i32 {
         "plan ready"
     );
 
-    let progress = Progress::new(plan.job_count());
     let executor = Arc::new(Executor::new(
         registries,
         options,
-        progress.clone(),
+        stats.clone(),
         cancel.clone(),
     ));
     let stop_progress = CancellationToken::new();
-    let progress_task = tokio::spawn(progress.report(
-        executor.registries().traffic.clone(),
-        progress_every,
-        stop_progress.clone(),
-    ));
+    let progress_task =
+        tokio::spawn(Progress::new(stats.clone()).report(progress_every, stop_progress.clone()));
     let outcomes = executor.execute(plan).await;
     stop_progress.cancel();
     let _ = progress_task.await;
@@ -240,48 +226,31 @@ async fn mirror(prepared: Prepared) -> i32 {
         signals.abort();
         None
     };
-    let figures = RunFigures {
-        bytes: executor
-            .registries()
-            .traffic
-            .bytes_uploaded
-            .load(Ordering::Relaxed),
-        retries: executor.retries.load(Ordering::Relaxed),
-        request_retries: executor
-            .registries()
-            .traffic
-            .request_retries
-            .load(Ordering::Relaxed),
+    let result = RunResult {
+        outcomes,
+        listing_failures,
+        stats: stats.snapshot(),
         elapsed: started.elapsed(),
         dry_run,
+        interrupted,
     };
     if dry_run {
-        print!("{}", report::dry_run_plan(&outcomes));
+        print!("{}", text::dry_run_plan(&result.outcomes));
     }
-    print!(
-        "{}",
-        report::summary(&outcomes, &listing_failures, &executor.blobs, figures)
-    );
-    let mut code = if !listing_failures.is_empty()
-        || outcomes.iter().any(|o| o.status == Status::Failed)
-        || executor.lost_workers.load(Ordering::Relaxed) > 0
+    print!("{}", text::summary(&result));
+    let mut code = if !result.listing_failures.is_empty()
+        || result.outcomes.iter().any(|o| o.status == Status::Failed)
+        || result.stats.lost_workers > 0
     {
-        EXIT_FAILED
+        Failed
     } else {
-        EXIT_OK
+        Done
     };
-    if let Some(path) = report_path {
-        let json = report::json_report(
-            &outcomes,
-            &listing_failures,
-            &executor.blobs,
-            figures,
-            interrupted,
-        );
-        if let Err(e) = write_json(&path, &json) {
-            eprintln!("error: {e:#}");
-            code = EXIT_FAILED;
-        }
+    if let Some(path) = report_path
+        && let Err(e) = write_json(&path, &json::json_report(&result))
+    {
+        eprintln!("error: {e:#}");
+        code = Failed;
     }
     signal_code.unwrap_or(code)
 }
@@ -299,7 +268,7 @@ async fn list_wildcards(
     let repos = wildcard_sources(&set.mappings);
     let results = futures_util::future::join_all(repos.iter().map(|repo| async move {
         let client = registries.client(repo.registry()).await?;
-        client.list_tags(repo.path()).await
+        client.list_tags(repo).await
     }))
     .await;
     let mut listed = HashMap::new();
@@ -315,7 +284,7 @@ async fn list_wildcards(
                     failures.push(ListingFailure {
                         origin: mapping.location().clone(),
                         repository: repo.clone(),
-                        error: format!("{e:#}"),
+                        error: Failure::of(&e),
                     });
                 }
             }
@@ -327,7 +296,7 @@ async fn list_wildcards(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::commands::cli::{Cli, Command};
     use clap::Parser;
 
     fn run_args(extra: &[&str]) -> RunArgs {

@@ -15,6 +15,8 @@ const DOCKER_HUB_ALIASES: [&str; 3] = [
     "registry-1.docker.io",
     "registry.hub.docker.com",
 ];
+/// Where Docker Hub's registry API answers.
+pub const DOCKER_HUB_API: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
@@ -40,15 +42,69 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// A registry as references name it, `host[:port]`: lower-case, Docker Hub's aliases folded
+/// into `docker.io`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Host(String);
+
+impl Host {
+    /// Parses and normalizes `host[:port]` (as `--insecure-registry` takes it).
+    pub fn parse(text: &str) -> Result<Host, ParseError> {
+        validate_host(text)?;
+        Ok(Host(normalize_host(text)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the registry's API lives: Docker Hub's is not `docker.io`.
+    pub fn api_host(&self) -> &str {
+        if self.0 == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.0
+        }
+    }
+
+    pub fn is_docker_hub(&self) -> bool {
+        self.0 == DOCKER_HUB
+    }
+}
+
+impl AsRef<str> for Host {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Host {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Host {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A repository: registry host (normalized) and path, e.g. `quay.io` + `openshift/ci`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Repository {
-    registry: String,
+    registry: Host,
     path: String,
 }
 
 impl Repository {
-    pub fn registry(&self) -> &str {
+    pub fn registry(&self) -> &Host {
         &self.registry
     }
     pub fn path(&self) -> &str {
@@ -216,6 +272,42 @@ fn hex(bytes: &[u8]) -> String {
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// How a manifest is asked for at a registry: by tag or by digest. A digest answer is
+/// checked against it; a tag's is taken as the registry states it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ManifestRef {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl ManifestRef {
+    /// The text that goes into a `/manifests/<reference>` URL.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ManifestRef::Tag(t) => t.as_str(),
+            ManifestRef::Digest(d) => d.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ManifestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Digest> for ManifestRef {
+    fn from(d: Digest) -> Self {
+        ManifestRef::Digest(d)
+    }
+}
+
+impl From<Tag> for ManifestRef {
+    fn from(t: Tag) -> Self {
+        ManifestRef::Tag(t)
     }
 }
 
@@ -414,7 +506,10 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
     } else {
         path.to_owned()
     };
-    Ok(Repository { registry, path })
+    Ok(Repository {
+        registry: Host(registry),
+        path,
+    })
 }
 
 /// Host names are case-insensitive (DNS): fold them so `Quay.io` and `quay.io` are one

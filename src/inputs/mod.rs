@@ -1,15 +1,18 @@
 //! Finding mapping files, parsing them in parallel, and the checks that span files.
 
-use std::collections::HashMap;
+pub mod mapping;
+
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::diagnostics::{Diagnostic, Location};
-use crate::mapping::{Mapping, SourceImage, parse_text};
-use crate::reference::Repository;
+use self::mapping::{Mapping, parse_text};
+use crate::model::diagnostics::{Diagnostic, Location};
+use crate::model::image::SourceImage;
+use crate::model::reference::{Host, Repository};
 
 /// Where the Prow jobs mount the mappings ConfigMap.
 pub const DEFAULT_MAPPING_DIR: &str = "/etc/imagemirror";
@@ -211,6 +214,32 @@ fn describe(origin: &Origin) -> String {
         Origin::Image(i) => i.to_string(),
         Origin::Wildcard(r) => format!("{r} (wildcard)"),
     }
+}
+
+/// Every registry host the mappings read from or write to.
+pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
+    let mut hosts = BTreeSet::new();
+    for m in mappings {
+        match m {
+            Mapping::Image { source, targets } => {
+                hosts.insert(source.value.repository.registry().clone());
+                for t in targets {
+                    hosts.insert(t.value.repository.registry().clone());
+                }
+            }
+            Mapping::Wildcard {
+                repository,
+                targets,
+                ..
+            } => {
+                hosts.insert(repository.value.registry().clone());
+                for t in targets {
+                    hosts.insert(t.value.registry().clone());
+                }
+            }
+        }
+    }
+    hosts
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::reference::Digest;
+use super::reference::Digest;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

@@ -59,3 +59,10 @@ impl fmt::Display for Diagnostic {
         write!(f, "{}: {level}: {}", self.location, self.message)
     }
 }
+
+/// Something written at a place in a mapping file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub location: Location,
+}

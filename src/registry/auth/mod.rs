@@ -7,6 +7,12 @@
 //! drop a token the registry refused ([`Authenticator::invalidate`]) and ask again.
 //!
 //! Nothing here logs or formats a secret: tokens and passwords stay in [`Secret`].
+//!
+//! Sits on [`super::send`] (token and `/v2/` requests are retried like any other) and below
+//! [`super::client`], which asks it what to put on each request.
+
+pub mod challenge;
+pub mod credentials;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,19 +20,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use reqwest::StatusCode;
-use reqwest::header::WWW_AUTHENTICATE;
 
-use crate::credentials::{Credential, RegistryCredential, Secret};
-use crate::registry::{ErrorKind, NetworkOptions, describe_http_error, failure, send_retrying};
+use self::challenge::{Challenge, offered_challenge};
+use self::credentials::{Credential, RegistryCredential, Secret};
+use super::error::{describe_http_error, kind_of_status, registry_answer, transport_kind};
+use super::send::send_plain;
+use crate::model::failure::{ErrorKind, error_kind, failure};
+use crate::retry::{RetryPolicy, UNREACHABLE_FOR};
+use crate::stats::Stats;
 
 /// Per the token spec, a token without `expires_in` lives 60 seconds.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Refresh this long before expiry at most (a quarter of the lifetime for short tokens).
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "image-mirror";
-/// How long a registry whose `GET /v2/` failed (after its retries) is answered with that
-/// failure without asking again.
-pub const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 /// What a request needs: pull, or pull and push, on a repository; for a cross-repository
 /// mount also pull on the repository the blob comes from.
@@ -80,93 +87,6 @@ impl Access {
     }
 }
 
-/// How a registry asks clients to authenticate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
-    /// `GET /v2/` answered 200: no authentication asked for (yet).
-    None,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
-
-/// Parses a `WWW-Authenticate` value: `Bearer realm="…",service="…",scope="…"` or
-/// `Basic realm="…"`. `None` for anything else.
-/// The challenge a 401 answer offers: tokens preferred when a registry offers both.
-fn offered_challenge(headers: &reqwest::header::HeaderMap) -> Option<Challenge> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(parse_challenge)
-        .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
-}
-
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let params = parse_params(params);
-    let realm = params.get("realm")?.clone();
-    if realm.is_empty() {
-        return None;
-    }
-    Some(Challenge::Bearer {
-        realm,
-        service: params.get("service").cloned().filter(|s| !s.is_empty()),
-    })
-}
-
-/// `a="x, y",b=z` → {a: "x, y", b: "z"} (names lower-cased).
-fn parse_params(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let Some((name, after)) = rest.split_once('=') else {
-            break;
-        };
-        let name = name
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
-        let after = after.trim_start();
-        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, escaped)) = chars.next() {
-                            value.push(escaped);
-                        }
-                    }
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            (value, &quoted[end.min(quoted.len())..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_owned(), &after[end..])
-        };
-        out.insert(name, value);
-        rest = remainder.trim_start().trim_start_matches(',').trim_start();
-    }
-    out
-}
-
 /// Credentials to put on one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authorization {
@@ -191,44 +111,52 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
+/// Whose token, for what: a token is asked per credential and per set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    origin: String,
+    user: Option<String>,
+    access: Access,
+}
+
 type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
 /// Authentication state for one registry.
 pub struct Authenticator {
     /// The registry as named in references, for messages.
     host: String,
-    /// `scheme://api-host`
-    base: String,
+    /// `scheme://api-host/`
+    base: reqwest::Url,
     http: reqwest::Client,
     challenge: tokio::sync::Mutex<Option<Challenge>>,
     /// A `GET /v2/` that failed after its retries, and when: the copies waiting behind it
     /// get the same answer for a while instead of each retrying again.
     unreachable: std::sync::Mutex<Option<(Instant, ErrorKind, String)>>,
     /// (credential origin, scopes) → token
-    tokens: std::sync::Mutex<HashMap<(String, String), TokenSlot>>,
+    tokens: std::sync::Mutex<HashMap<TokenKey, TokenSlot>>,
     /// Token requests count as requests in the summary.
-    traffic: Arc<crate::registry::Traffic>,
+    stats: Arc<Stats>,
     /// Retries of `GET /v2/` and token requests.
-    network: NetworkOptions,
+    policy: RetryPolicy,
 }
 
 impl Authenticator {
     pub fn new(
         host: &str,
-        base: &str,
+        base: reqwest::Url,
         http: reqwest::Client,
-        network: NetworkOptions,
-        traffic: Arc<crate::registry::Traffic>,
+        policy: RetryPolicy,
+        stats: Arc<Stats>,
     ) -> Self {
         Authenticator {
             host: host.to_owned(),
-            base: base.to_owned(),
+            base,
             http,
             challenge: tokio::sync::Mutex::new(None),
             unreachable: std::sync::Mutex::new(None),
             tokens: std::sync::Mutex::new(HashMap::new()),
-            traffic,
-            network,
+            stats,
+            policy,
         }
     }
 
@@ -244,17 +172,18 @@ impl Authenticator {
         {
             return Err(failure(*kind, message.clone()));
         }
-        let url = format!("{}/v2/", self.base);
+        let mut url = self.base.clone();
+        url.set_path("/v2/");
         let what = format!("connecting to {}", self.host);
-        let response = match send_retrying(&self.network, &self.traffic, &self.host, &what, || {
-            self.http.get(&url)
+        let response = match send_plain(&self.policy, &self.stats, &self.host, &what, || {
+            self.http.get(url.clone())
         })
         .await
         {
             Ok(r) => r,
             Err(e) => {
                 if let Ok(mut failed) = self.unreachable.lock() {
-                    let kind = crate::registry::error_kind(&e).unwrap_or(ErrorKind::Transient);
+                    let kind = error_kind(&e).unwrap_or(ErrorKind::Transient);
                     *failed = Some((Instant::now(), kind, format!("{e:#}")));
                 }
                 return Err(e);
@@ -267,7 +196,7 @@ impl Authenticator {
             }
             status => {
                 return Err(failure(
-                    ErrorKind::of_status(status).or_permanent(),
+                    kind_of_status(status).or_permanent(),
                     format!(
                         "{} answered GET /v2/ with {status}; is it a container registry?",
                         self.host
@@ -345,10 +274,11 @@ impl Authenticator {
     }
 
     fn slot(&self, credential: &RegistryCredential, access: &Access) -> TokenSlot {
-        let key = (
-            format!("{}|{}", credential.origin, credential.user().unwrap_or("")),
-            access.scopes().join(" "),
-        );
+        let key = TokenKey {
+            origin: credential.origin.clone(),
+            user: credential.user().map(str::to_owned),
+            access: access.clone(),
+        };
         let mut tokens = match self.tokens.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
@@ -443,12 +373,11 @@ impl Authenticator {
         };
         let who = credential.who();
         let what = format!("asking the token service of {} for a token", self.host);
-        let response =
-            send_retrying(&self.network, &self.traffic, &self.host, &what, build).await?;
+        let response = send_plain(&self.policy, &self.stats, &self.host, &what, build).await?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
             failure(
-                crate::registry::transport_kind(&e),
+                transport_kind(&e),
                 format!(
                     "reading the token answer of {}: {}",
                     self.host,
@@ -462,18 +391,18 @@ impl Authenticator {
                 format!(
                     "the token service of {} refused {who} ({}): check the credentials from {}",
                     self.host,
-                    crate::registry::registry_answer(status, &body),
+                    registry_answer(status, &body),
                     credential.origin
                 ),
             ));
         }
         if !status.is_success() {
             return Err(failure(
-                ErrorKind::of_status(status).or_permanent(),
+                kind_of_status(status).or_permanent(),
                 format!(
                     "the token service of {} answered {}",
                     self.host,
-                    crate::registry::registry_answer(status, &body)
+                    registry_answer(status, &body)
                 ),
             ));
         }
@@ -512,32 +441,6 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges() {
-        assert_eq!(
-            parse_challenge(
-                r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#
-            ),
-            Some(Challenge::Bearer {
-                realm: "https://auth.example/token".into(),
-                service: Some("registry.example".into())
-            })
-        );
-        assert_eq!(
-            parse_challenge(r#"bearer realm="https://a/t", scope="repository:x:pull,push""#),
-            Some(Challenge::Bearer {
-                realm: "https://a/t".into(),
-                service: None
-            })
-        );
-        assert_eq!(
-            parse_challenge(r#"Basic realm="Registry Realm""#),
-            Some(Challenge::Basic)
-        );
-        assert_eq!(parse_challenge("Negotiate"), None);
-        assert_eq!(parse_challenge("Bearer service=x"), None);
-    }
 
     #[test]
     fn scopes() {

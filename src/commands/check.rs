@@ -1,0 +1,29 @@
+//! `image-mirror check`: load the mapping files and report every diagnostic. Offline.
+
+use super::{ExitCode, load_and_report};
+use crate::inputs::{InputSpec, MappingSet};
+
+/// The one-line summary `check` ends with.
+pub fn summary(set: &MappingSet) -> String {
+    format!(
+        "{} files, {} mappings, {} errors, {} warnings",
+        set.files.len(),
+        set.mappings.len(),
+        set.error_count(),
+        set.warning_count()
+    )
+}
+
+/// Runs `check`.
+pub fn run(spec: &InputSpec) -> ExitCode {
+    let stderr = std::io::stderr();
+    let Some(set) = load_and_report(spec, &mut stderr.lock()) else {
+        return ExitCode::Usage;
+    };
+    println!("{}", summary(&set));
+    if set.has_errors() {
+        ExitCode::Usage
+    } else {
+        ExitCode::Ok
+    }
+}

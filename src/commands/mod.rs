@@ -1,0 +1,70 @@
+//! The commands a user runs — `check`, `run`, `verify` — and what they share: the argument
+//! definitions ([`cli`]), the exit codes, loading the mapping files, starting the runtime.
+//! The top of the crate: glue between the stages, no stage logic of its own.
+
+pub mod check;
+pub mod cli;
+pub mod run;
+pub mod verify;
+
+use std::io::Write;
+
+use crate::inputs::{self, InputSpec, MappingSet};
+
+/// How a command ends, as its process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything done.
+    Ok,
+    /// Some images failed (the others still ran to the end), or a check found a problem.
+    Failed,
+    /// Bad input, credentials or usage: nothing was contacted.
+    Usage,
+    /// Interrupted by SIGINT.
+    Interrupted,
+    /// Stopped by SIGTERM.
+    Terminated,
+}
+
+impl ExitCode {
+    /// 128 + the signal for signals, as shells report them.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitCode::Ok => 0,
+            ExitCode::Failed => 1,
+            ExitCode::Usage => 2,
+            ExitCode::Interrupted => 130,
+            ExitCode::Terminated => 143,
+        }
+    }
+}
+
+/// What `check` and `run` share: find, read and validate the files. Prints every diagnostic
+/// to `err`. Returns `None` (after printing why) when the input is unusable.
+pub fn load_and_report(spec: &InputSpec, err: &mut dyn Write) -> Option<MappingSet> {
+    let set = match inputs::discover(spec).and_then(|files| inputs::load(&files)) {
+        Ok(set) => set,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return None;
+        }
+    };
+    for d in &set.diagnostics {
+        let _ = writeln!(err, "{d}");
+    }
+    Some(set)
+}
+
+/// Runs a command's async part to its exit code on a multi-threaded runtime.
+pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::Failed
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! One destination tag: is it unchanged, would it be copied (dry run), or copy it — its
+//! content first, the tag last.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::Result;
+
+use super::content::Route;
+use super::{Executor, SourceKey};
+use crate::model::image::SourceImage;
+use crate::model::manifest::Manifest;
+use crate::model::reference::{Digest, ManifestRef, Repository};
+use crate::plan::CopyJob;
+use crate::report::outcome::Status;
+use crate::store::{Destination, Source};
+
+impl Executor {
+    pub(super) async fn copy(
+        &self,
+        job: &CopyJob,
+        source_digest: &mut Option<Digest>,
+        previous: &mut Option<Digest>,
+        moved: &AtomicU64,
+    ) -> Result<Status> {
+        let src = self.stores.source(&job.source.repository).await?;
+        let dst = self.stores.destination(&job.destination.repository).await?;
+        let key: SourceKey = (job.source.repository.clone(), job.source.reference());
+        let shared = self.shared_sources.get().is_some_and(|s| s.contains(&key));
+        let dst_repo = &job.destination.repository;
+        let tag = ManifestRef::Tag(job.destination.tag.clone());
+        let (force, dry_run) = (self.options.force, self.options.dry_run);
+        // A repository with no tag yet has no tag to compare with either.
+        let fresh = !force && self.is_fresh(dst.as_ref(), dst_repo).await;
+        // --force outside a dry run overwrites without looking.
+        let look = !force || dry_run;
+        // The source's digest comes first, from a HEAD sent together with the destination's:
+        // an unchanged tag then costs no manifest GET at the source (Docker Hub counts GETs
+        // against its pull rate limit, not HEADs). Not into a fresh repository (nothing can
+        // be unchanged there), and not with --filter-by-os (the digest that counts is the
+        // filtered manifest's, known only from its body). A tag that differs is fetched and
+        // parsed, in a dry run too, so the rehearsal fails where the run would.
+        let digest_first = look && !fresh && self.options.filter_by_os.is_none();
+        let (known, current) = futures_util::future::join(
+            async {
+                if digest_first {
+                    self.source_digest(src.as_ref(), &job.source, &key, shared)
+                        .await
+                } else {
+                    Ok(None)
+                }
+            },
+            async {
+                if look && !fresh {
+                    dst.manifest_digest(dst_repo, &tag).await
+                } else {
+                    Ok(None)
+                }
+            },
+        )
+        .await;
+        let (known, current) = (known?, current?);
+        if let Some(known) = &known
+            && current.as_ref() == Some(known)
+            && !force
+        {
+            *source_digest = Some(known.clone());
+            return Ok(Status::Unchanged);
+        }
+        let mut manifest = if shared {
+            self.source_manifest(src.as_ref(), &key.0, &key.1).await?
+        } else {
+            Arc::new(src.manifest(&key.0, &key.1).await?)
+        };
+        if let Some(filter) = &self.options.filter_by_os
+            && let Some(filtered) = manifest.filter_platforms(filter)?
+        {
+            manifest = Arc::new(filtered);
+        }
+        *source_digest = Some(manifest.digest.clone());
+        if current.as_ref() == Some(&manifest.digest) && !force {
+            return Ok(Status::Unchanged);
+        }
+        *previous = current.clone();
+        if dry_run {
+            return Ok(would(&current));
+        }
+        let route = Route {
+            src: &src,
+            dst: &dst,
+            src_repo: &job.source.repository,
+            dst_repo,
+            moved,
+            fresh,
+        };
+        self.ensure_content(&route, manifest.clone()).await?;
+        dst.put_manifest(dst_repo, &tag, &manifest).await?;
+        Ok(Status::Copied)
+    }
+
+    /// Whether the destination repository was empty when the run first needed to know; asked
+    /// once per repository. Not knowing counts as not empty.
+    async fn is_fresh(&self, dst: &dyn Destination, repository: &Repository) -> bool {
+        let cell = self.fresh_repos.cell(repository.clone());
+        *cell
+            .get_or_init(|| async { dst.is_empty(repository).await.unwrap_or(false) })
+            .await
+    }
+
+    /// The source's digest without its manifest: the pinned digest, a manifest this run
+    /// already fetched, or a HEAD. `None` when the registry does not say (then the manifest
+    /// is fetched, which also reports a missing one properly).
+    async fn source_digest(
+        &self,
+        src: &dyn Source,
+        source: &SourceImage,
+        key: &SourceKey,
+        shared: bool,
+    ) -> Result<Option<Digest>> {
+        if let Some(digest) = source.digest() {
+            return Ok(Some(digest.clone()));
+        }
+        if shared && let Some(manifest) = self.sources.value(key) {
+            return Ok(Some(manifest.digest.clone()));
+        }
+        src.manifest_digest(&key.0, &key.1).await
+    }
+
+    /// A source manifest, fetched once per run whatever the number of destinations.
+    pub(super) async fn source_manifest(
+        &self,
+        src: &dyn Source,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<Arc<Manifest>> {
+        let cell = self.sources.cell((repository.clone(), reference.clone()));
+        let manifest = cell
+            .get_or_try_init(|| async { src.manifest(repository, reference).await.map(Arc::new) })
+            .await?;
+        Ok(manifest.clone())
+    }
+}
+
+/// What a dry run reports for a tag that differs from its source: `current` is the
+/// destination's digest for it, if it has one.
+fn would(current: &Option<Digest>) -> Status {
+    match current {
+        Some(_) => Status::WouldOverwrite,
+        None => Status::WouldCopy,
+    }
+}

@@ -1,0 +1,268 @@
+//! Carrying out a plan: for each destination tag, every blob, then child manifests, then the
+//! manifest, then the tag — so a failure never leaves a tag pointing at an incomplete image.
+//!
+//! Work shared between copies is done once: each source manifest is fetched once, each
+//! image's content is ensured once per destination repository, and each blob is uploaded
+//! once per destination store (other repositories mount it).
+//!
+//! The copy algorithm talks only to the [`crate::store`] seam, never to HTTP: the
+//! registry client is one implementation, the unit tests use an in-memory one.
+//! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
+//! manifests present. Image-level retries happen here, in [`Executor::run_job`].
+
+mod content;
+mod copy;
+mod memo;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::memo::Memo;
+use crate::model::failure::{ErrorKind, Failure};
+use crate::model::manifest::Manifest;
+use crate::model::reference::{Digest, Host, ManifestRef, Repository};
+use crate::plan::{CopyJob, Plan};
+use crate::report::outcome::{Outcome, Status};
+use crate::retry::RetryPolicy;
+use crate::stats::Stats;
+use crate::store::Stores;
+
+#[derive(Debug, Clone)]
+pub struct ExecuteOptions {
+    pub dry_run: bool,
+    pub force: bool,
+    pub max_registry: usize,
+    pub filter_by_os: Option<regex::Regex>,
+    /// Further attempts after a copy failed transiently (requests are retried inside the
+    /// stores first; permanent failures are never retried).
+    pub retries: u32,
+    /// The policy of one request, which a blob copy as a whole follows too.
+    pub request_policy: RetryPolicy,
+}
+
+/// Copies of one registry worked on at once. Requests are bounded per registry anyway; this
+/// bounds the memory of copies started and waiting (a 10,000-tag run).
+const MAX_JOBS_IN_FLIGHT: usize = 256;
+
+/// A source image as the run asks for it.
+type SourceKey = (Repository, ManifestRef);
+
+pub struct Executor {
+    stores: Arc<dyn Stores>,
+    options: ExecuteOptions,
+    stats: Arc<Stats>,
+    sources: Memo<SourceKey, Arc<Manifest>>,
+    /// Sources named by more than one copy: only their manifests are worth keeping (a run of
+    /// 10,000 wildcard tags would otherwise keep 10,000 manifests it never reads again).
+    shared_sources: std::sync::OnceLock<HashSet<SourceKey>>,
+    content: Memo<(Repository, Digest), ()>,
+    /// Where each blob was uploaded in each destination store this run.
+    uploads: Memo<(String, Digest), Repository>,
+    blobs_in_repo: Memo<(Repository, Digest), ()>,
+    fresh_repos: Memo<Repository, bool>,
+    cancel: CancellationToken,
+}
+
+impl Executor {
+    pub fn new(
+        stores: Arc<dyn Stores>,
+        options: ExecuteOptions,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            stores,
+            options,
+            stats,
+            sources: Memo::new(),
+            shared_sources: std::sync::OnceLock::new(),
+            content: Memo::new(),
+            uploads: Memo::new(),
+            blobs_in_repo: Memo::new(),
+            fresh_repos: Memo::new(),
+            cancel,
+        }
+    }
+
+    /// Runs every batch; at most `max_registry` destination registries at once, each copy a
+    /// task of its own so that a panic fails one image, not the run.
+    pub async fn execute(self: &Arc<Self>, plan: Plan) -> Vec<Outcome> {
+        self.stats
+            .images_planned
+            .store(plan.job_count() as u64, Ordering::Relaxed);
+        let mut uses: HashMap<SourceKey, usize> = HashMap::new();
+        for job in plan.batches.iter().flat_map(|b| &b.jobs) {
+            *uses
+                .entry((job.source.repository.clone(), job.source.reference()))
+                .or_default() += 1;
+        }
+        let shared = uses
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, _)| k)
+            .collect();
+        let _ = self.shared_sources.set(shared);
+        let mut by_registry: BTreeMap<Host, Vec<CopyJob>> = BTreeMap::new();
+        for batch in plan.batches {
+            by_registry
+                .entry(batch.repository.registry().clone())
+                .or_default()
+                .extend(batch.jobs);
+        }
+        let gate = Arc::new(Semaphore::new(self.options.max_registry.max(1)));
+        let mut groups = JoinSet::new();
+        for jobs in by_registry.into_values() {
+            let this = self.clone();
+            let gate = gate.clone();
+            groups.spawn(async move {
+                let _turn = gate.acquire_owned().await;
+                this.run_jobs(jobs).await
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = groups.join_next().await {
+            match done {
+                Ok(mut o) => outcomes.append(&mut o),
+                Err(e) => {
+                    Stats::bump(&self.stats.lost_workers);
+                    tracing::error!(error = %e, "a registry's worker stopped unexpectedly; its images are unaccounted for")
+                }
+            }
+        }
+        outcomes
+    }
+
+    async fn run_jobs(self: Arc<Self>, jobs: Vec<CopyJob>) -> Vec<Outcome> {
+        let mut set = JoinSet::new();
+        let mut pending = HashMap::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let slots = Arc::new(Semaphore::new(MAX_JOBS_IN_FLIGHT));
+        for job in jobs {
+            // Taken before the task exists: a waiting copy would otherwise hold its whole
+            // future's memory (kilobytes each, 10,000 copies in an hourly no-op).
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            // A finished task keeps its memory until it is joined: reap as we go.
+            while let Some(done) = set.try_join_next_with_id() {
+                outcomes.extend(Self::outcome_of(done, &mut pending));
+            }
+            let this = self.clone();
+            let task_job = job.clone();
+            let handle = set.spawn(async move {
+                let _slot = slot;
+                this.run_job(task_job).await
+            });
+            pending.insert(handle.id(), job);
+        }
+        while let Some(done) = set.join_next_with_id().await {
+            outcomes.extend(Self::outcome_of(done, &mut pending));
+        }
+        outcomes
+    }
+
+    /// A joined copy's outcome; a copy that panicked failed.
+    fn outcome_of(
+        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        pending: &mut HashMap<tokio::task::Id, CopyJob>,
+    ) -> Option<Outcome> {
+        match done {
+            Ok((id, outcome)) => {
+                pending.remove(&id);
+                Some(outcome)
+            }
+            Err(e) => {
+                // Every task's job is recorded as it is spawned.
+                let mut outcome = Outcome::new(pending.remove(&e.id())?);
+                outcome.status = Status::Failed;
+                outcome.error = Some(Failure {
+                    kind: ErrorKind::Permanent,
+                    message: format!("internal error: {e}"),
+                });
+                Some(outcome)
+            }
+        }
+    }
+
+    /// One copy with its retries. Once the run is cancelled nothing new starts, and an
+    /// in-flight copy is abandoned before its tag is written.
+    async fn run_job(&self, job: CopyJob) -> Outcome {
+        let started = Instant::now();
+        let mut outcome = Outcome::new(job);
+        let policy = RetryPolicy::images(self.options.retries);
+        let budget = policy.budget();
+        while !self.cancel.is_cancelled() {
+            outcome.attempts += 1;
+            let moved = AtomicU64::new(0);
+            let attempt = tokio::select! {
+                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &moved) => Some(result),
+                _ = self.cancel.cancelled() => None,
+            };
+            outcome.bytes += moved.load(Ordering::Relaxed);
+            let e = match attempt {
+                None => {
+                    outcome.status = Status::Cancelled;
+                    break;
+                }
+                Some(Ok(status)) => {
+                    outcome.status = status;
+                    outcome.error = None;
+                    break;
+                }
+                Some(Err(e)) => e,
+            };
+            let failure = Failure::of(&e);
+            outcome.status = Status::Failed;
+            // Only what may go differently next time: a missing tag, a refused credential,
+            // a manifest the registry rejects or corrupt bytes fail now.
+            let transient = failure.kind == ErrorKind::Transient;
+            let message = failure.message.clone();
+            outcome.error = Some(failure);
+            let Some(retry) = budget.take().filter(|_| transient) else {
+                break;
+            };
+            let destination = &outcome.job.destination;
+            let waited = policy
+                .pause(
+                    retry,
+                    None,
+                    &self.stats.image_retries,
+                    Some(&self.cancel),
+                    |wait| tracing::info!(%destination, attempt = retry + 1, error = %message, "copy failed; retrying in {wait:?}"),
+                )
+                .await;
+            if !waited {
+                break;
+            }
+        }
+        outcome.duration = started.elapsed();
+        log_outcome(&outcome);
+        Stats::bump(&self.stats.images_done);
+        if outcome.status == Status::Failed {
+            Stats::bump(&self.stats.images_failed);
+        }
+        outcome
+    }
+}
+
+fn log_outcome(outcome: &Outcome) {
+    let job = &outcome.job;
+    match (&outcome.status, outcome.error_text()) {
+        (Status::Failed, Some(e)) => {
+            tracing::warn!(source = %job.source, destination = %job.destination, origin = %job.origin, error = %e, "image failed")
+        }
+        // The hourly no-op would log every tag: what did not change is a debug detail.
+        (Status::Unchanged, _) => {
+            tracing::debug!(source = %job.source, destination = %job.destination, "image unchanged")
+        }
+        (status, _) => {
+            tracing::info!(source = %job.source, destination = %job.destination, status = status.label(), "image done")
+        }
+    }
+}

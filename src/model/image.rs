@@ -1,0 +1,85 @@
+//! The images a plan names: a source image (by tag, digest or both) and a destination tag.
+//! Pure values, built by the mapping parser and the planner, read by every later stage.
+
+use super::reference::{Digest, ManifestRef, Repository, Tag};
+
+/// One image named by tag, digest, or both (the digest wins; the tag names destinations).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceImage {
+    pub repository: Repository,
+    pub pin: Pin,
+}
+
+/// How a source image is named: never by nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    Tag(Tag),
+    Digest(Digest),
+    TagAndDigest(Tag, Digest),
+}
+
+impl SourceImage {
+    pub fn tagged(repository: Repository, tag: Tag) -> SourceImage {
+        SourceImage {
+            repository,
+            pin: Pin::Tag(tag),
+        }
+    }
+
+    pub fn tag(&self) -> Option<&Tag> {
+        match &self.pin {
+            Pin::Tag(t) | Pin::TagAndDigest(t, _) => Some(t),
+            Pin::Digest(_) => None,
+        }
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        match &self.pin {
+            Pin::Digest(d) | Pin::TagAndDigest(_, d) => Some(d),
+            Pin::Tag(_) => None,
+        }
+    }
+
+    /// Whether two sources name the same content: the same digest when both are pinned,
+    /// else the same tag.
+    pub fn same_content_as(&self, other: &SourceImage) -> bool {
+        match (self.digest(), other.digest()) {
+            (Some(a), Some(b)) => self.repository == other.repository && a == b,
+            _ => self == other,
+        }
+    }
+
+    /// What to ask the registry for: the digest when there is one, else the tag.
+    pub fn reference(&self) -> ManifestRef {
+        match &self.pin {
+            Pin::Tag(t) => ManifestRef::Tag(t.clone()),
+            Pin::Digest(d) | Pin::TagAndDigest(_, d) => ManifestRef::Digest(d.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.repository)?;
+        if let Some(t) = self.tag() {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = self.digest() {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A destination tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagRef {
+    pub repository: Repository,
+    pub tag: Tag,
+}
+
+impl std::fmt::Display for TagRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure data every stage shares: image references, manifests, the images a plan names,
+//! diagnostics tied to `file:line:column`, and the kinds of failure. Depends on nothing else
+//! in the crate; does no I/O.
+
+pub mod diagnostics;
+pub mod failure;
+pub mod image;
+pub mod manifest;
+pub mod reference;

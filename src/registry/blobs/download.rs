@@ -1,0 +1,201 @@
+//! Blob downloads that resume: a `Range` request from the byte reached when an answer
+//! breaks off (or a whole new GET whose leading bytes are dropped, for a registry that
+//! ignores `Range`), so the reader sees one continuous stream. Every resume is a try taken
+//! from the blob copy's budget.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+
+use super::super::auth::Access;
+use super::super::client::RegistryClient;
+use super::super::error::{describe_http_error, transport_kind};
+use crate::model::failure::{ErrorKind, Failure, error_kind, failure};
+use crate::model::manifest::BlobRef;
+use crate::model::reference::{Digest, Repository};
+use crate::retry::Budget;
+use crate::store::BlobStream;
+
+impl RegistryClient {
+    /// `GET` a blob from `offset` on (a `Range` request when `offset > 0`). Returns the
+    /// response and how many of its leading bytes to drop: a registry that ignores `Range`
+    /// answers 200 with the whole blob.
+    async fn open_blob_at(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        offset: u64,
+        budget: &Budget,
+    ) -> Result<(reqwest::Response, u64)> {
+        let access = Access::pull(repository.path());
+        let what = format!("reading blob {digest} from {repository}");
+        let url = self.url(repository, &["blobs", digest.as_str()]);
+        let (status, response, credential) = self
+            .exchange(
+                &access,
+                &what,
+                budget,
+                || {
+                    let request = self.http.get(url.clone());
+                    if offset > 0 {
+                        request.header(RANGE, format!("bytes={offset}-"))
+                    } else {
+                        request
+                    }
+                },
+                async |r: reqwest::Response| Ok(r),
+            )
+            .await?;
+        let from = |r: &reqwest::Response| {
+            r.headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        match status {
+            StatusCode::OK => Ok((response, offset)),
+            StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
+                Ok((response, 0))
+            }
+            StatusCode::PARTIAL_CONTENT => Err(failure(
+                ErrorKind::Transient,
+                format!("{what}: the registry answered a range that was not asked for"),
+            )),
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(self.refused_with(&what, &access, status, &body, &credential))
+            }
+        }
+    }
+
+    /// Opens a blob for reading. When the answer breaks off (connection reset, a body
+    /// shorter than `size`), the stream goes on with a `Range` request from the byte reached
+    /// (or a whole new GET whose leading bytes are dropped, for a source that ignores
+    /// `Range`), each try taken from `budget`: the reader sees one continuous stream.
+    /// Whatever it yields is checked by [`Self::push_blob`].
+    pub async fn pull_blob(
+        self: Arc<Self>,
+        repository: Repository,
+        blob: BlobRef,
+        budget: Arc<Budget>,
+    ) -> Result<BlobStream> {
+        let (response, skip) = self
+            .open_blob_at(&repository, &blob.digest, 0, &budget)
+            .await?;
+        let state = ResumeState {
+            client: self,
+            repository,
+            digest: blob.digest,
+            size: blob.size,
+            budget,
+            offset: 0,
+            skip,
+            body: Some(Box::pin(response.bytes_stream())),
+            resumes: 0,
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            ResumeState::next,
+        )))
+    }
+}
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A blob download that picks up where it broke off (see [`RegistryClient::pull_blob`]).
+struct ResumeState {
+    client: Arc<RegistryClient>,
+    repository: Repository,
+    digest: Digest,
+    size: u64,
+    /// Shared with the upload this download feeds: resumes are tries of the blob copy.
+    budget: Arc<Budget>,
+    /// Bytes handed on so far.
+    offset: u64,
+    /// Leading bytes of the current answer to drop.
+    skip: u64,
+    body: Option<ByteStream>,
+    /// Resumes made so far (for the message when they run out).
+    resumes: u32,
+    done: bool,
+}
+
+impl ResumeState {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let why = match self.body.as_mut()?.next().await {
+                Some(Ok(mut chunk)) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(chunk.len() as u64);
+                        self.skip -= drop;
+                        chunk = chunk.slice(drop as usize..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.offset += chunk.len() as u64;
+                    return Some((Ok(chunk), self));
+                }
+                // The whole blob, or more: the digest check downstream judges it.
+                None if self.offset >= self.size => return None,
+                None => format!(
+                    "the answer ended after {} of {} bytes",
+                    self.offset, self.size
+                ),
+                Some(Err(e)) => {
+                    let why = describe_http_error(&e, self.client.host.as_str());
+                    if transport_kind(&e) != ErrorKind::Transient {
+                        return self.fail(ErrorKind::Permanent, why);
+                    }
+                    why
+                }
+            };
+            self.body = None;
+            self.resumes += 1;
+            let Some(retry) = self.budget.take() else {
+                let why = format!("{why} (gave up after {} tries)", self.resumes);
+                return self.fail(ErrorKind::Transient, why);
+            };
+            let client = &self.client;
+            client
+                .policy
+                .pause(retry, None, &client.stats.request_retries, None, |wait| {
+                    tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = self.offset, error = %why, "blob download broke off; resuming in {wait:?}")
+                })
+                .await;
+            match self
+                .client
+                .open_blob_at(&self.repository, &self.digest, self.offset, &self.budget)
+                .await
+            {
+                Ok((response, skip)) => {
+                    self.skip = skip;
+                    self.body = Some(Box::pin(response.bytes_stream()));
+                }
+                Err(e) => {
+                    let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
+                    return self.fail(kind, format!("{e:#}"));
+                }
+            }
+        }
+    }
+
+    fn fail(mut self, kind: ErrorKind, why: String) -> Option<(std::io::Result<Bytes>, Self)> {
+        self.done = true;
+        self.body = None;
+        Some((
+            Err(std::io::Error::other(Failure { kind, message: why })),
+            self,
+        ))
+    }
+}

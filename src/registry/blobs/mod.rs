@@ -1,0 +1,112 @@
+//! Blobs: whether a repository has one, cross-repository mounts, and upload sessions; the
+//! upload itself ([`upload`]), the resumable download ([`download`]) and the digest check
+//! of the bytes as they pass ([`verify`]).
+
+pub mod download;
+pub mod upload;
+pub mod verify;
+
+use anyhow::Result;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, LOCATION};
+
+use super::auth::Access;
+use super::auth::credentials::RegistryCredential;
+use super::client::{Answer, RegistryClient};
+use crate::model::reference::{Digest, Repository};
+use crate::stats::Stats;
+use crate::store::{Mount, UploadSession};
+
+/// An upload session this registry opened: where to send the blob, and with which
+/// credential. Travels through the copy algorithm as an opaque [`UploadSession`].
+pub(super) struct Session {
+    pub location: String,
+    pub credential: RegistryCredential,
+}
+
+impl Session {
+    pub(super) fn from_answer(answer: Answer) -> Option<Session> {
+        let location = answer.headers.get(LOCATION)?.to_str().ok()?.to_owned();
+        Some(Session {
+            location,
+            credential: answer.credential,
+        })
+    }
+}
+
+impl RegistryClient {
+    pub async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
+        let _permit = self.slots.take(1).await;
+        let access = Access::pull(repository.path());
+        let what = format!("checking blob {digest} in {repository}");
+        let url = self.url(repository, &["blobs", digest.as_str()]);
+        let answer = self
+            .fetch(&access, &what, || self.http.head(url.clone()))
+            .await?;
+        match answer.status {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refused(&what, &access, &answer)),
+        }
+    }
+
+    /// Cross-repository mount from `from`, a repository of this registry. Any failure is
+    /// [`Mount::Refused`]: the caller uploads instead.
+    pub async fn mount_blob(
+        &self,
+        repository: &Repository,
+        from: &Repository,
+        digest: &Digest,
+    ) -> Result<Mount> {
+        let _permit = self.slots.take(1).await;
+        let access = Access::mount(repository.path(), from.path());
+        let mut url = self.url(repository, &["blobs", "uploads", ""]);
+        url.set_query(Some(&format!("mount={digest}&from={}", from.path())));
+        let what = format!("mounting {digest} into {repository}");
+        let answer = match self
+            .fetch(&access, &what, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(registry = %self.host, path = repository.path(), %digest, error = %format!("{e:#}"), "mount not possible; uploading instead");
+                return Ok(Mount::Refused);
+            }
+        };
+        match answer.status {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            // Not mounted (the registry mounts nothing, or not from there): the session it
+            // opened instead takes the upload, saving a DELETE and a POST.
+            StatusCode::ACCEPTED => Ok(Session::from_answer(answer)
+                .map(|s| Mount::Session(UploadSession::new(s)))
+                .unwrap_or(Mount::Refused)),
+            status => {
+                tracing::debug!(registry = %self.host, path = repository.path(), %digest, %status, "mount refused; uploading instead");
+                Ok(Mount::Refused)
+            }
+        }
+    }
+
+    /// Gives back a session [`Self::mount_blob`] opened and nothing used.
+    pub async fn cancel_session(&self, repository: &Repository, session: UploadSession) {
+        if let Some(session) = session.into_inner::<Session>() {
+            self.cancel_upload(&Access::push(repository.path()), &session)
+                .await;
+        }
+    }
+
+    /// Best effort: drops an upload session that will not be used (one try, no retries).
+    pub(super) async fn cancel_upload(&self, access: &Access, session: &Session) {
+        let Ok(target) = self.absolute(&session.location) else {
+            return;
+        };
+        let mut request = self.http.delete(target);
+        if let Ok(Some(a)) = self.authorization(&session.credential, access).await {
+            request = self.authorize_if_ours(request, &a);
+        }
+        Stats::bump(&self.stats.requests);
+        let _ = request.send().await;
+    }
+}

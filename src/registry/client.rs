@@ -1,0 +1,391 @@
+//! One registry's client: its HTTP connection, its credentials and tokens, its request
+//! limit, and the one `send` every request goes through ([`RegistryClient::exchange`]):
+//! it authorizes (credentials only for the registry's own host), re-authenticates once on a
+//! 401, and retries transient failures within a [`Budget`]. The resources on top —
+//! [`super::tags`], [`super::manifests`], [`super::blobs`] — only say what to ask and read
+//! the answer.
+//!
+//! The handshake, in order: (1) `GET /v2/` once, without credentials, tells how the registry
+//! wants to be asked ([`super::auth::challenge`]); (2) the credential for the repository is
+//! chosen from the auth file; (3) a token is asked for exactly the scopes the request needs,
+//! and cached; (4) the request is sent with it; (5) a 401 drops the token and goes back to
+//! (3), once; (6) a transient failure waits and goes back to (4), while the budget allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use reqwest::{StatusCode, Url};
+
+use super::auth::credentials::{Credential, Credentials, RegistryCredential};
+use super::auth::{Access, Authenticator, Authorization};
+use super::error::{describe_http_error, kind_of_status, registry_answer};
+use super::send::{pause_request, retry_for_status, retry_or_fail};
+use super::tls::{ClientSettings, http_client};
+use super::{NetworkOptions, RegistryOptions};
+use crate::model::failure::{ErrorKind, failure};
+use crate::model::reference::{Host, Repository};
+use crate::retry::{Budget, RetryPolicy};
+use crate::stats::Stats;
+use crate::store::Slots;
+
+/// A connection to one registry.
+pub struct RegistryClient {
+    pub(super) host: Host,
+    /// `scheme://api-host/`: Docker Hub's API host is not `docker.io`.
+    base: Url,
+    api_host: String,
+    pub(super) http: reqwest::Client,
+    credentials: Credentials,
+    auth: Authenticator,
+    pub(super) slots: Slots,
+    pub(super) policy: RetryPolicy,
+    pub(super) stats: Arc<Stats>,
+}
+
+/// A whole (small) answer.
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
+    pub credential: RegistryCredential,
+}
+
+impl RegistryClient {
+    pub(super) async fn connect(
+        host: &Host,
+        credentials: Credentials,
+        options: &RegistryOptions,
+        network: &NetworkOptions,
+        stats: Arc<Stats>,
+    ) -> Result<Self> {
+        let api_host = host.api_host().to_owned();
+        let insecure = options.insecure_for(host);
+        let http = http_client(&ClientSettings {
+            host: host.as_str(),
+            api_host: &api_host,
+            insecure,
+            connect_timeout: network.connect_timeout,
+            read_timeout: network.read_timeout,
+        })
+        .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
+        let scheme = if insecure {
+            probe_scheme(&http, &api_host).await
+        } else {
+            "https"
+        };
+        let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
+            failure(
+                ErrorKind::Permanent,
+                format!("{host}: not usable as a URL: {e}"),
+            )
+        })?;
+        let policy = network.request_policy();
+        let auth = Authenticator::new(
+            host.as_str(),
+            base.clone(),
+            http.clone(),
+            policy.clone(),
+            stats.clone(),
+        );
+        Ok(Self {
+            host: host.clone(),
+            base,
+            api_host,
+            http,
+            credentials,
+            auth,
+            slots: Slots::new(options.max_per_registry),
+            policy,
+            stats,
+        })
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// `scheme://api-host/v2/<repository>/<rest…>`; an empty last part makes a trailing
+    /// slash (`blobs/uploads/`).
+    pub(super) fn url(&self, repository: &Repository, rest: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .push("v2")
+                .extend(repository.path().split('/'))
+                .extend(rest);
+        }
+        url
+    }
+
+    /// A `Location` or `Link` target, relative to the registry or absolute.
+    pub(super) fn absolute(&self, target: &str) -> Result<Url> {
+        self.base.join(target).map_err(|e| {
+            failure(
+                ErrorKind::Permanent,
+                format!("{} sent an unusable location: {e}", self.host),
+            )
+        })
+    }
+
+    fn credential(&self, repository: &str) -> Result<RegistryCredential> {
+        self.credentials
+            .for_repository(self.host.as_str(), repository)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
+    }
+
+    pub(super) async fn authorization(
+        &self,
+        credential: &RegistryCredential,
+        access: &Access,
+    ) -> Result<Option<Authorization>> {
+        self.auth.authorization(credential, access).await
+    }
+
+    /// Credentials go only to this registry: a `Location` or `Link` it sends may name another
+    /// host (a CDN, a storage bucket), which must not see them.
+    pub(super) fn authorize_if_ours(
+        &self,
+        request: reqwest::RequestBuilder,
+        authorization: &Authorization,
+    ) -> reqwest::RequestBuilder {
+        let (client, built) = request.build_split();
+        match built {
+            Ok(req) if authority(req.url()) == self.api_host => {
+                authorization.apply(reqwest::RequestBuilder::from_parts(client, req))
+            }
+            Ok(req) => reqwest::RequestBuilder::from_parts(client, req),
+            Err(e) => {
+                // Not a request at all (a registry's unusable Location): sending it fails,
+                // without credentials.
+                tracing::debug!(registry = %self.host, error = %e, "unusable request");
+                client.get("")
+            }
+        }
+    }
+
+    /// Sends a request built by `build` with the credentials `access` needs, then `finish`es
+    /// the answer (reads its body, or hands the response over for streaming).
+    ///
+    /// * A 401 drops the token (and re-reads the challenge) and sends once more with a new
+    ///   one; that does not count as a retry.
+    /// * Transport failures (refused, reset, timeouts) and 408/429/5xx answers are tried
+    ///   again while `budget` allows, after the policy's wait or the `Retry-After` of a
+    ///   429/503. So is a `finish` that fails (a body cut short).
+    ///
+    /// Returns the last answer whatever its status, with the credential used.
+    pub(super) async fn exchange<T>(
+        &self,
+        access: &Access,
+        what: &str,
+        budget: &Budget,
+        build: impl Fn() -> reqwest::RequestBuilder,
+        finish: impl AsyncFn(reqwest::Response) -> std::result::Result<T, reqwest::Error>,
+    ) -> Result<(StatusCode, T, RegistryCredential)> {
+        let credential = self.credential(&access.path)?;
+        let mut authorization = self.authorization(&credential, access).await?;
+        let mut reauthorized = false;
+        loop {
+            Stats::bump(&self.stats.requests);
+            let mut request = build();
+            if let Some(a) = &authorization {
+                request = self.authorize_if_ours(request, a);
+            }
+            let retry = match request.send().await {
+                Err(e) => {
+                    let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
+                    (retry, None, why)
+                }
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !reauthorized => {
+                    reauthorized = true;
+                    tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
+                    self.auth.learn(response.headers()).await;
+                    self.auth
+                        .invalidate(&credential, access, authorization.as_ref())
+                        .await;
+                    authorization = self.authorization(&credential, access).await?;
+                    continue;
+                }
+                Ok(response) => match retry_for_status(&response, budget) {
+                    Some(retry) => retry,
+                    None => {
+                        let status = response.status();
+                        match finish(response).await {
+                            Ok(v) => return Ok((status, v, credential)),
+                            Err(e) => {
+                                let (retry, why) =
+                                    retry_or_fail(&e, budget, self.host.as_str(), what)?;
+                                (retry, None, why)
+                            }
+                        }
+                    }
+                },
+            };
+            pause_request(&self.policy, &self.stats, self.host.as_str(), what, retry).await;
+        }
+    }
+
+    /// [`Self::exchange`] reading the whole body (small answers: manifests, tag lists,
+    /// HEADs, upload sessions), with a budget of its own.
+    pub(super) async fn fetch(
+        &self,
+        access: &Access,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer> {
+        self.fetch_within(access, what, &self.policy.budget(), build)
+            .await
+    }
+
+    /// [`Self::fetch`] taking its retries from the budget of a larger operation.
+    pub(super) async fn fetch_within(
+        &self,
+        access: &Access,
+        what: &str,
+        budget: &Budget,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer> {
+        let (status, (headers, body), credential) = self
+            .exchange(access, what, budget, build, async |r: reqwest::Response| {
+                let headers = r.headers().clone();
+                // An exact-size copy: the response's bytes may be a slice of a connection's
+                // 8 KiB read buffer, which a cached manifest would otherwise keep alive.
+                r.bytes()
+                    .await
+                    .map(|b| (headers, Bytes::copy_from_slice(&b)))
+            })
+            .await?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            credential,
+        })
+    }
+
+    /// The error for a failed answer: [`Self::denied`] for 401/403, else the registry's own
+    /// words with the kind of the status.
+    pub(super) fn refused(&self, what: &str, access: &Access, answer: &Answer) -> anyhow::Error {
+        self.refused_with(
+            what,
+            access,
+            answer.status,
+            &answer.body,
+            &answer.credential,
+        )
+    }
+
+    /// [`Self::refused`] for an answer read as a stream (a blob's).
+    pub(super) fn refused_with(
+        &self,
+        what: &str,
+        access: &Access,
+        status: StatusCode,
+        body: &[u8],
+        credential: &RegistryCredential,
+    ) -> anyhow::Error {
+        let text = registry_answer(status, body);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            self.denied(access, credential, status, &text)
+        } else {
+            failure(kind_of_status(status), format!("{what}: {text}"))
+        }
+    }
+
+    /// "no push permission to quay.io/org/repo for user robot+x (403 Forbidden: DENIED: …)"
+    fn denied(
+        &self,
+        access: &Access,
+        credential: &RegistryCredential,
+        status: StatusCode,
+        answer: &str,
+    ) -> anyhow::Error {
+        let mut message = format!(
+            "no {} permission to {}/{} for {}",
+            access.action(),
+            self.host,
+            access.path,
+            credential.who()
+        );
+        if let Some(from) = &access.mount_from {
+            message.push_str(&format!(" (with pull on {}/{from})", self.host));
+        }
+        message.push_str(&format!(" ({answer})"));
+        if status == StatusCode::UNAUTHORIZED
+            && matches!(credential.credential, Credential::Anonymous)
+        {
+            match self.credentials.path() {
+                Some(p) => message.push_str(&format!(
+                    "; {} has no credentials for {}",
+                    p.display(),
+                    self.host
+                )),
+                None => message.push_str(
+                    "; no registry config was found (-a/--registry-config, REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
+                ),
+            }
+        }
+        failure(ErrorKind::Denied, message)
+    }
+}
+
+/// `host[:port]` of a URL, as registries are named.
+fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// With `--insecure`, a registry may speak plain HTTP: try TLS (certificates unchecked) and
+/// fall back to HTTP when TLS fails and plain HTTP answers, as oc does. A registry that is
+/// slow, down or unreachable stays on HTTPS.
+async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
+    match http
+        .get(format!("https://{api_host}/v2/"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(_) => "https",
+        Err(tls_error) => {
+            // Plain HTTP only when the registry answers it: a registry that is slow or down
+            // stays on HTTPS.
+            let plain = http
+                .get(format!("http://{api_host}/v2/"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if plain.is_ok() {
+                tracing::debug!(registry = api_host, "no TLS spoken here; using plain HTTP");
+                "http"
+            } else {
+                tracing::debug!(registry = api_host, error = %describe_http_error(&tls_error, api_host), "TLS probe failed; staying on HTTPS");
+                "https"
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_with_their_registry_authority() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            authority(&url("http://127.0.0.1:5000/v2/a/blobs/uploads/x?y=1")),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(authority(&url("https://quay.io/v2/")), "quay.io");
+        assert_eq!(authority(&url("https://quay.io:443/v2/")), "quay.io");
+        assert_ne!(
+            authority(&url("https://bucket.s3.amazonaws.com/blob")),
+            "quay.io"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Manifests: HEAD for a digest (the cheap "is it unchanged?"), GET for the exact bytes
+//! (checked against the digest asked for or stated), PUT of exact bytes under a tag or a
+//! digest.
+
+use anyhow::Result;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+
+use super::auth::Access;
+use super::client::{Answer, RegistryClient};
+use crate::model::failure::{ErrorKind, failure};
+use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
+use crate::model::reference::{Digest, ManifestRef, Repository};
+
+impl RegistryClient {
+    /// `method` (HEAD or GET) on a manifest, accepting every manifest type we copy: both
+    /// must ask alike, or a registry may answer them with different manifests.
+    async fn ask_manifest(
+        &self,
+        method: reqwest::Method,
+        repository: &Repository,
+        reference: &ManifestRef,
+        access: &Access,
+        what: &str,
+    ) -> Result<Answer> {
+        let url = self.url(repository, &["manifests", reference.as_str()]);
+        self.fetch(access, what, || {
+            self.http
+                .request(method.clone(), url.clone())
+                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
+        })
+        .await
+    }
+
+    /// The digest a tag or digest resolves to, or `None` if the registry does not have it.
+    /// One HEAD request.
+    pub async fn manifest_digest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<Option<Digest>> {
+        let permit = self.slots.take(1).await;
+        let access = Access::pull(repository.path());
+        let what = format!("checking {repository}:{reference}");
+        let answer = self
+            .ask_manifest(reqwest::Method::HEAD, repository, reference, &access, &what)
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
+        match answer
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(d) => Ok(Some(Digest::parse(d).map_err(|e| {
+                failure(
+                    ErrorKind::Permanent,
+                    format!(
+                        "{} answered a bad digest for {}:{reference}: {e}",
+                        self.host,
+                        repository.path()
+                    ),
+                )
+            })?)),
+            None => {
+                drop(permit);
+                Ok(Some(
+                    self.pull_manifest(repository, reference).await?.digest,
+                ))
+            }
+        }
+    }
+
+    /// A manifest's exact bytes, checked against the digest asked for (or the one the
+    /// registry states for a tag).
+    pub async fn pull_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<Manifest> {
+        let _permit = self.slots.take(1).await;
+        let access = Access::pull(repository.path());
+        let what = format!("reading manifest {repository}:{reference}");
+        let answer = self
+            .ask_manifest(reqwest::Method::GET, repository, reference, &access, &what)
+            .await?;
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
+        let stated = answer
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let digest = Digest::of(&answer.body);
+        // Asked by digest: the bytes must be that digest. By tag: the digest the registry
+        // states, when it states one.
+        let expected = match reference {
+            ManifestRef::Digest(d) => Some(d.to_string()),
+            ManifestRef::Tag(_) => stated,
+        };
+        if let Some(expected) = expected {
+            // Checked by the algorithm it names; the manifest keeps its canonical (sha256)
+            // digest, the one registries answer HEADs with.
+            let actual = match Digest::parse(&expected) {
+                Ok(e) if e.algorithm() != digest.algorithm() => {
+                    Digest::of_with(e.algorithm(), &answer.body)
+                }
+                _ => digest.clone(),
+            };
+            if expected != actual.as_str() {
+                return Err(failure(
+                    ErrorKind::Corrupt,
+                    format!("{what}: the bytes hash to {actual}, not {expected}"),
+                ));
+            }
+        }
+        Manifest::parse(answer.body, digest)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))
+    }
+
+    /// Writes a manifest as its exact bytes and media type, under a tag or its digest.
+    pub async fn push_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+        manifest: &Manifest,
+    ) -> Result<()> {
+        let _permit = self.slots.take(1).await;
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
+            failure(
+                ErrorKind::Permanent,
+                format!("unusable media type {:?}", manifest.media_type),
+            )
+        })?;
+        let access = Access::push(repository.path());
+        let what = format!("writing manifest {repository}:{reference}");
+        let url = self.url(repository, &["manifests", reference.as_str()]);
+        let answer = self
+            .fetch(&access, &what, || {
+                self.http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, content_type.clone())
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if !answer.status.is_success() {
+            return Err(self.refused(&what, &access, &answer));
+        }
+        Ok(())
+    }
+}

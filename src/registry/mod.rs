@@ -1,0 +1,148 @@
+//! The registry client: the OCI distribution protocol over reqwest, built bottom-up.
+//!
+//! - [`tls`]: the crypto provider, certs.d CA and client certificates, the HTTP client;
+//! - [`error`]: what a status or a transport error means (its [`ErrorKind`]), the
+//!   registry's own words, `Retry-After`;
+//! - [`send`]: a request without credentials, retried, and the retry decision all share;
+//! - [`auth`]: challenges, credentials (auth files and helpers), scoped tokens;
+//! - [`client`]: one client per registry and the one `send` every request goes through
+//!   (credentials, re-authentication on 401, retries within a budget);
+//! - one file per resource: [`tags`], [`manifests`], [`blobs`];
+//! - [`store`]: the client as a [`crate::store::Source`] and [`crate::store::Destination`].
+//!
+//! The wire protocol is ours rather than oci-client's: a mirror needs the response headers
+//! (`Retry-After`, `Docker-Content-Digest`, `Link`, `Location`), `Range` to resume a
+//! download, and retries inside the request, which oci-client does not give.
+//!
+//! Failures carry an [`ErrorKind`]: transient ones (refused or reset connections, timeouts,
+//! 408/429/5xx) are retried inside the request (see [`crate::retry`]); the others fail at
+//! once with the registry's own words.
+//!
+//! [`ErrorKind`]: crate::model::failure::ErrorKind
+
+pub mod auth;
+pub mod blobs;
+pub mod client;
+pub mod error;
+pub mod manifests;
+pub mod send;
+pub mod store;
+pub mod tags;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use tokio::sync::Mutex;
+
+use self::auth::credentials::Credentials;
+use self::client::RegistryClient;
+use crate::model::reference::Host;
+use crate::retry::RetryPolicy;
+use crate::stats::Stats;
+
+/// Request-level retries and timeouts, shared by every registry client.
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    /// Tries of one request (or of one blob copy) before a transient failure counts.
+    pub request_attempts: u32,
+    /// The longest wait between two tries, `Retry-After` included.
+    pub max_retry_wait: Duration,
+    pub connect_timeout: Duration,
+    /// The longest a connection may stay silent while an answer is awaited or read.
+    pub read_timeout: Duration,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            request_attempts: 5,
+            max_retry_wait: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// The policy of one request, or of one blob copy.
+    pub fn request_policy(&self) -> RetryPolicy {
+        RetryPolicy::requests(self.request_attempts, self.max_retry_wait)
+    }
+}
+
+/// Settings shared by every registry client.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Plain HTTP and unverified TLS allowed for every registry.
+    pub insecure: bool,
+    /// The same, for these registries only (`host[:port]`, as written in references).
+    pub insecure_registries: Vec<String>,
+    pub max_per_registry: usize,
+}
+
+impl RegistryOptions {
+    fn insecure_for(&self, host: &Host) -> bool {
+        self.insecure
+            || self
+                .insecure_registries
+                .iter()
+                .map(|r| r.trim().trim_end_matches('/').to_ascii_lowercase())
+                .any(|r| r == host.as_str() || r == host.api_host())
+    }
+}
+
+/// The clients of one run, created on first use.
+pub struct Registries {
+    options: RegistryOptions,
+    network: NetworkOptions,
+    credentials: Credentials,
+    clients: Mutex<HashMap<Host, Arc<RegistryClient>>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Registries {
+    pub fn new(
+        options: RegistryOptions,
+        network: NetworkOptions,
+        credentials: Credentials,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            options,
+            network,
+            credentials,
+            clients: Mutex::default(),
+            stats,
+        }
+    }
+
+    /// The client for `host`.
+    pub async fn client(&self, host: &Host) -> Result<Arc<RegistryClient>> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(host) {
+            return Ok(c.clone());
+        }
+        // A credential helper is a blocking process: run it (once; the answer is cached)
+        // off the async threads. Usually `Credentials::resolve_all` already did.
+        let credentials = self.credentials.clone();
+        let owned = host.as_str().to_owned();
+        tokio::task::spawn_blocking(move || credentials.helper_for_host(&owned))
+            .await
+            .map_err(|e| anyhow!("credential helper for {host}: {e}"))??;
+        let client = Arc::new(
+            RegistryClient::connect(
+                host,
+                self.credentials.clone(),
+                &self.options,
+                &self.network,
+                self.stats.clone(),
+            )
+            .await?,
+        );
+        clients.insert(host.clone(), client.clone());
+        Ok(client)
+    }
+}

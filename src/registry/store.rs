@@ -1,0 +1,123 @@
+//! The registry client behind the copy algorithm's seam: each [`Source`] and
+//! [`Destination`] method is one resource call of [`RegistryClient`].
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use super::Registries;
+use super::client::RegistryClient;
+use crate::model::manifest::{BlobRef, Manifest};
+use crate::model::reference::{Digest, ManifestRef, Repository};
+use crate::retry::Budget;
+use crate::store::{BlobStream, Destination, Mount, Slots, Source, Stores, UploadSession};
+
+impl Source for RegistryClient {
+    fn name(&self) -> &str {
+        self.host.as_str()
+    }
+
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    fn manifest_digest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        RegistryClient::manifest_digest(self, repository, reference).boxed()
+    }
+
+    fn manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Manifest>> {
+        self.pull_manifest(repository, reference).boxed()
+    }
+
+    fn open_blob(
+        self: Arc<Self>,
+        repository: Repository,
+        blob: BlobRef,
+        budget: Arc<Budget>,
+    ) -> BoxFuture<'static, Result<BlobStream>> {
+        self.pull_blob(repository, blob, budget).boxed()
+    }
+
+    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
+        self.repository_is_empty(repository).boxed()
+    }
+
+    fn blob_exists<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<bool>> {
+        RegistryClient::blob_exists(self, repository, digest).boxed()
+    }
+}
+
+impl Destination for RegistryClient {
+    fn mount<'a>(
+        &'a self,
+        repository: &'a Repository,
+        from: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Mount>> {
+        self.mount_blob(repository, from, digest).boxed()
+    }
+
+    fn cancel_session<'a>(
+        &'a self,
+        repository: &'a Repository,
+        session: UploadSession,
+    ) -> BoxFuture<'a, ()> {
+        RegistryClient::cancel_session(self, repository, session).boxed()
+    }
+
+    fn upload<'a>(
+        &'a self,
+        repository: &'a Repository,
+        blob: &'a BlobRef,
+        session: Option<UploadSession>,
+        source: BoxFuture<'a, Result<BlobStream>>,
+        budget: &'a Budget,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.push_blob(repository, blob, session, source, budget)
+            .boxed()
+    }
+
+    fn put_manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+        manifest: &'a Manifest,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.push_manifest(repository, reference, manifest).boxed()
+    }
+}
+
+impl Stores for Registries {
+    fn source<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Arc<dyn Source>>> {
+        async move {
+            let client: Arc<dyn Source> = self.client(repository.registry()).await?;
+            Ok(client)
+        }
+        .boxed()
+    }
+
+    fn destination<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Arc<dyn Destination>>> {
+        async move {
+            let client: Arc<dyn Destination> = self.client(repository.registry()).await?;
+            Ok(client)
+        }
+        .boxed()
+    }
+}

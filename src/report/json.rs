@@ -1,0 +1,107 @@
+//! The machine-readable report (`--report PATH`); its schema is documented in README.md.
+
+use super::RunResult;
+use super::outcome::Totals;
+use crate::model::failure::ErrorKind;
+use crate::report::outcome::Status;
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub version: u32,
+    pub dry_run: bool,
+    pub interrupted: bool,
+    pub elapsed_seconds: f64,
+    pub totals: JsonTotals,
+    pub images: Vec<JsonImage<'a>>,
+    pub listing_failures: Vec<JsonListingFailure<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonTotals {
+    pub images: usize,
+    #[serde(flatten)]
+    pub images_by_status: Totals,
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub bytes: u64,
+    pub retries: u64,
+    pub request_retries: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonImage<'a> {
+    pub destination: String,
+    pub source: String,
+    pub source_digest: Option<&'a str>,
+    pub previous_digest: Option<&'a str>,
+    pub file: &'a str,
+    pub line: usize,
+    pub status: Status,
+    pub bytes: u64,
+    pub duration_seconds: f64,
+    pub attempts: u32,
+    pub error: Option<&'a str>,
+    pub error_kind: Option<ErrorKind>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonListingFailure<'a> {
+    pub source: String,
+    pub file: &'a str,
+    pub line: usize,
+    pub error: &'a str,
+    pub error_kind: ErrorKind,
+}
+
+pub fn json_report(run: &RunResult) -> JsonReport<'_> {
+    let t = Totals::of(&run.outcomes, run.listing_failures.len());
+    let mut images: Vec<JsonImage> = run
+        .outcomes
+        .iter()
+        .map(|o| JsonImage {
+            destination: o.job.destination.to_string(),
+            source: o.job.source.to_string(),
+            source_digest: o.source_digest.as_ref().map(|d| d.as_str()),
+            previous_digest: o.previous.as_ref().map(|d| d.as_str()),
+            file: &o.job.origin.file,
+            line: o.job.origin.line,
+            status: o.status,
+            bytes: o.bytes,
+            duration_seconds: o.duration.as_secs_f64(),
+            attempts: o.attempts,
+            error: o.error_text(),
+            error_kind: o.error.as_ref().map(|e| e.kind),
+        })
+        .collect();
+    images.sort_by(|a, b| a.destination.cmp(&b.destination));
+    let stats = &run.stats;
+    JsonReport {
+        version: 1,
+        dry_run: run.dry_run,
+        interrupted: run.interrupted,
+        elapsed_seconds: run.elapsed.as_secs_f64(),
+        totals: JsonTotals {
+            images: run.outcomes.len(),
+            images_by_status: t,
+            blobs_uploaded: stats.blobs_uploaded,
+            blobs_mounted: stats.blobs_mounted,
+            blobs_present: stats.blobs_present,
+            bytes: stats.bytes,
+            retries: stats.image_retries,
+            request_retries: stats.request_retries,
+        },
+        images,
+        listing_failures: run
+            .listing_failures
+            .iter()
+            .map(|f| JsonListingFailure {
+                source: f.repository.to_string(),
+                file: &f.origin.file,
+                line: f.origin.line,
+                error: &f.error.message,
+                error_kind: f.error.kind,
+            })
+            .collect(),
+    }
+}

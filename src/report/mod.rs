@@ -1,0 +1,24 @@
+//! What a run tells the operator, as views of one model ([`outcome`]): the dry-run plan and
+//! the summary ([`text`]), the JSON report ([`json`]), and the live progress
+//! ([`progress`], which reads only the run's [`crate::stats`]).
+
+pub mod json;
+pub mod outcome;
+pub mod progress;
+pub mod text;
+
+use std::time::Duration;
+
+use self::outcome::{ListingFailure, Outcome};
+use crate::stats::Snapshot;
+
+/// Everything a finished (or interrupted) run has to say.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcomes: Vec<Outcome>,
+    pub listing_failures: Vec<ListingFailure>,
+    pub stats: Snapshot,
+    pub elapsed: Duration,
+    pub dry_run: bool,
+    pub interrupted: bool,
+}

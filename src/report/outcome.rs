@@ -1,0 +1,110 @@
+//! The one outcome model every view reads: what happened to each destination tag, the
+//! wildcard sources that could not be listed, and the totals by status.
+
+use std::time::Duration;
+
+use crate::model::diagnostics::Location;
+use crate::model::failure::Failure;
+use crate::model::reference::{Digest, Repository};
+use crate::plan::CopyJob;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Copied,
+    Unchanged,
+    Failed,
+    WouldCopy,
+    WouldOverwrite,
+    /// Not done: the run was interrupted first.
+    Cancelled,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Copied => "copied",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed",
+            Status::WouldCopy => "would copy",
+            Status::WouldOverwrite => "would overwrite",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What happened to one destination tag.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub job: CopyJob,
+    pub status: Status,
+    pub source_digest: Option<Digest>,
+    /// What the destination tag pointed at before, when it differed.
+    pub previous: Option<Digest>,
+    /// Why it failed: the last attempt's error, with its kind.
+    pub error: Option<Failure>,
+    pub duration: Duration,
+    /// Blob bytes this copy uploaded (blobs found, mounted or uploaded by another copy: 0).
+    pub bytes: u64,
+    pub attempts: u32,
+}
+
+impl Outcome {
+    /// A copy not (yet) done.
+    pub fn new(job: CopyJob) -> Outcome {
+        Outcome {
+            job,
+            status: Status::Cancelled,
+            source_digest: None,
+            previous: None,
+            error: None,
+            duration: Duration::ZERO,
+            bytes: 0,
+            attempts: 0,
+        }
+    }
+
+    /// The error's text, for views.
+    pub fn error_text(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.message.as_str())
+    }
+}
+
+/// A wildcard whose tags could not be listed: every copy it would have made failed.
+#[derive(Debug, Clone)]
+pub struct ListingFailure {
+    pub origin: Location,
+    pub repository: Repository,
+    pub error: Failure,
+}
+
+/// Images by status.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub copied: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub would_copy: usize,
+    pub would_overwrite: usize,
+    pub cancelled: usize,
+}
+
+impl Totals {
+    pub fn of(outcomes: &[Outcome], listing_failures: usize) -> Totals {
+        let mut t = Totals {
+            failed: listing_failures,
+            ..Totals::default()
+        };
+        for o in outcomes {
+            match o.status {
+                Status::Copied => t.copied += 1,
+                Status::Unchanged => t.unchanged += 1,
+                Status::Failed => t.failed += 1,
+                Status::WouldCopy => t.would_copy += 1,
+                Status::WouldOverwrite => t.would_overwrite += 1,
+                Status::Cancelled => t.cancelled += 1,
+            }
+        }
+        t
+    }
+}

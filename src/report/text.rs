@@ -1,0 +1,138 @@
+//! The text views: the dry-run plan (per destination repository, each tag with its source
+//! digest and what would happen) and the summary (failures first, then one line of totals).
+
+use std::fmt::Write as _;
+
+use super::RunResult;
+use super::outcome::{Outcome, Status, Totals};
+use crate::model::reference::Repository;
+
+/// The dry-run plan: per destination repository, each tag with its source digest and what
+/// would happen.
+pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
+    let mut sorted: Vec<&Outcome> = outcomes.iter().collect();
+    sorted.sort_by(|a, b| a.job.destination.cmp(&b.job.destination));
+    let mut out = String::new();
+    let mut current: Option<&Repository> = None;
+    for o in sorted {
+        if current != Some(&o.job.destination.repository) {
+            let _ = writeln!(out, "{}", o.job.destination.repository);
+            current = Some(&o.job.destination.repository);
+        }
+        let digest = o
+            .source_digest
+            .as_ref()
+            .map_or("?".to_owned(), |d| d.to_string());
+        let what = match (o.status, &o.previous) {
+            (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
+            (Status::Failed, _) => format!("failed: {}", o.error_text().unwrap_or("")),
+            (status, _) => status.label().to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  <- {}  {digest}  {what}",
+            o.job.destination.tag, o.job.source
+        );
+    }
+    out
+}
+
+/// Failures first (with the mapping line), then one line of totals.
+pub fn summary(run: &RunResult) -> String {
+    let mut out = String::new();
+    let totals = Totals::of(&run.outcomes, run.listing_failures.len());
+    if totals.failed > 0 {
+        let _ = writeln!(out, "Failures ({}):", totals.failed);
+        for f in &run.listing_failures {
+            let _ = writeln!(
+                out,
+                "  {}:* ({}): listing tags failed: {}",
+                f.repository, f.origin, f.error.message
+            );
+        }
+        for o in run.outcomes.iter().filter(|o| o.status == Status::Failed) {
+            let _ = writeln!(
+                out,
+                "  {} -> {} ({}): {}",
+                o.job.source,
+                o.job.destination,
+                o.job.origin,
+                o.error_text().unwrap_or("unknown error")
+            );
+        }
+    }
+    if totals.cancelled > 0 {
+        let _ = writeln!(
+            out,
+            "interrupted: {} images not done; the next run picks them up",
+            totals.cancelled
+        );
+    }
+    let secs = run.elapsed.as_secs_f64();
+    let stats = &run.stats;
+    if run.dry_run {
+        let _ = writeln!(
+            out,
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed; nothing was written ({secs:.1}s)",
+            totals.would_copy, totals.would_overwrite, totals.unchanged, totals.failed
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            totals.copied,
+            totals.unchanged,
+            totals.failed,
+            stats.blobs_uploaded,
+            stats.blobs_mounted,
+            stats.blobs_present,
+            human_bytes(stats.bytes),
+            retries_note(stats.image_retries, stats.request_retries)
+        );
+    }
+    out
+}
+
+/// " (2 retries, 7 request retries)": image copies started again, and requests (or blob
+/// copies) tried again after a transient failure; empty when there were none.
+fn retries_note(image_retries: u64, request_retries: u64) -> String {
+    let mut parts = Vec::new();
+    if image_retries > 0 {
+        parts.push(format!("{image_retries} retries"));
+    }
+    if request_retries > 0 {
+        parts.push(format!("{request_retries} request retries"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_like_people_write_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

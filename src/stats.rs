@@ -1,0 +1,85 @@
+//! Every counter of a run in one place: what was sent (requests, retries, bytes), what
+//! happened to blobs and images. The stores and the copy algorithm add to it; the progress
+//! display and the report read it. A leaf: it depends on nothing else in the crate.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by everything a run does; cheap to bump from any task.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests sent, token requests and retries included.
+    pub requests: AtomicU64,
+    /// Requests (and blob copies) tried again after a transient failure.
+    pub request_retries: AtomicU64,
+    /// Blob bytes sent to destinations, failed attempts included.
+    pub bytes: AtomicU64,
+    pub blobs_uploaded: AtomicU64,
+    pub blobs_mounted: AtomicU64,
+    pub blobs_present: AtomicU64,
+    /// Image copies started again after a transient failure.
+    pub image_retries: AtomicU64,
+    /// Images the plan holds, and those finished (failed included).
+    pub images_planned: AtomicU64,
+    pub images_done: AtomicU64,
+    pub images_failed: AtomicU64,
+    /// Blob transfers under way now.
+    pub transfers: AtomicU64,
+    /// Workers that stopped without reporting their images (a bug): the run fails.
+    pub lost_workers: AtomicU64,
+}
+
+/// The counters' values at one moment, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub requests: u64,
+    pub request_retries: u64,
+    pub bytes: u64,
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub image_retries: u64,
+    pub images_planned: u64,
+    pub images_done: u64,
+    pub images_failed: u64,
+    pub transfers: u64,
+    pub lost_workers: u64,
+}
+
+impl Stats {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            requests: get(&self.requests),
+            request_retries: get(&self.request_retries),
+            bytes: get(&self.bytes),
+            blobs_uploaded: get(&self.blobs_uploaded),
+            blobs_mounted: get(&self.blobs_mounted),
+            blobs_present: get(&self.blobs_present),
+            image_retries: get(&self.image_retries),
+            images_planned: get(&self.images_planned),
+            images_done: get(&self.images_done),
+            images_failed: get(&self.images_failed),
+            transfers: get(&self.transfers),
+            lost_workers: get(&self.lost_workers),
+        }
+    }
+
+    /// Counts a transfer under way until the guard is dropped.
+    pub fn transfer(&self) -> TransferGuard<'_> {
+        Stats::bump(&self.transfers);
+        TransferGuard(self)
+    }
+}
+
+pub struct TransferGuard<'a>(&'a Stats);
+
+impl Drop for TransferGuard<'_> {
+    fn drop(&mut self) {
+        self.0.transfers.fetch_sub(1, Ordering::Relaxed);
+    }
+}

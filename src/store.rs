@@ -1,0 +1,189 @@
+//! The seam between the copy algorithm and where images live. [`crate::execute`] reads
+//! from a [`Source`] and writes to a [`Destination`] and knows nothing of HTTP; the
+//! registry client implements both, and so can a directory layout or, in the copy
+//! algorithm's unit tests, an in-memory store.
+//!
+//! Every method is one step that either happens or fails with an [`ErrorKind`]
+//! (see [`crate::model::failure`]): the stores retry their own requests within the
+//! [`Budget`] they are given, the copy algorithm decides what to try again as a whole.
+//! Depends on [`crate::model`] and [`crate::retry`] only.
+//!
+//! [`ErrorKind`]: crate::model::failure::ErrorKind
+
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Result;
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::model::manifest::{BlobRef, Manifest};
+use crate::model::reference::{Digest, ManifestRef, Repository};
+use crate::retry::Budget;
+
+/// A blob's bytes as they arrive.
+pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Where images are read from.
+pub trait Source: Send + Sync {
+    /// The store's name (a registry host): blobs are uploaded once per name and run, and
+    /// mounted between repositories of the same name.
+    fn name(&self) -> &str;
+
+    /// The store's limit on work in flight; a blob transfer holds a slot at both ends.
+    fn slots(&self) -> &Slots;
+
+    /// The digest `reference` resolves to, or `None` when the store does not have it.
+    fn manifest_digest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>>>;
+
+    /// A manifest's exact bytes, checked against the digest asked for (or the one the
+    /// store states for a tag).
+    fn manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Manifest>>;
+
+    /// A blob's bytes. The stream may resume a broken download, taking each try from
+    /// `budget`; whoever consumes it checks the bytes against the digest.
+    fn open_blob(
+        self: Arc<Self>,
+        repository: Repository,
+        blob: BlobRef,
+        budget: Arc<Budget>,
+    ) -> BoxFuture<'static, Result<BlobStream>>;
+
+    /// Whether a repository has no tag at all (or does not exist).
+    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>>;
+
+    /// Whether the repository holds the blob.
+    fn blob_exists<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<bool>>;
+}
+
+/// Where images are written. A destination can be read too: the copy algorithm asks it
+/// what it holds before writing.
+pub trait Destination: Source {
+    /// Asks the store to link a blob it holds in `from` (a repository of the same store)
+    /// into `repository`.
+    fn mount<'a>(
+        &'a self,
+        repository: &'a Repository,
+        from: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Mount>>;
+
+    /// Gives back a session a mount opened and nothing used (best effort).
+    fn cancel_session<'a>(
+        &'a self,
+        repository: &'a Repository,
+        session: UploadSession,
+    ) -> BoxFuture<'a, ()>;
+
+    /// Writes a blob from `source` (opened while the upload is prepared), into `session`
+    /// when a mount opened one. Nothing is committed unless all of `blob.size` bytes
+    /// arrived and match `blob.digest`. Requests made on the way take their retries from
+    /// `budget`; a failed upload is not retried here.
+    fn upload<'a>(
+        &'a self,
+        repository: &'a Repository,
+        blob: &'a BlobRef,
+        session: Option<UploadSession>,
+        source: BoxFuture<'a, Result<BlobStream>>,
+        budget: &'a Budget,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Writes a manifest as its exact bytes, under a tag or its digest.
+    fn put_manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+        manifest: &'a Manifest,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Finds the store for a repository.
+pub trait Stores: Send + Sync {
+    fn source<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Arc<dyn Source>>>;
+    fn destination<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Arc<dyn Destination>>>;
+}
+
+/// What a mount request came to.
+pub enum Mount {
+    /// The blob is in the repository now.
+    Mounted,
+    /// Not mounted, but the store opened an upload session instead: upload into it, or
+    /// give it back with [`Destination::cancel_session`].
+    Session(UploadSession),
+    /// Not mounted, no session: upload the usual way.
+    Refused,
+}
+
+/// An upload a store opened; what it holds is the store's own business.
+pub struct UploadSession(Box<dyn Any + Send + Sync>);
+
+impl UploadSession {
+    pub fn new<T: Any + Send + Sync>(inner: T) -> UploadSession {
+        UploadSession(Box::new(inner))
+    }
+
+    /// The store's own session, if this is one of its kind.
+    pub fn into_inner<T: Any>(self) -> Option<T> {
+        self.0.downcast::<T>().ok().map(|b| *b)
+    }
+}
+
+/// A store's limit on requests in flight.
+pub struct Slots {
+    semaphore: Semaphore,
+    max: u32,
+}
+
+impl Slots {
+    pub fn new(max: usize) -> Slots {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS) as u32;
+        Slots {
+            semaphore: Semaphore::new(max as usize),
+            max,
+        }
+    }
+
+    /// Waits for `count` slots at once (at most all of them).
+    pub async fn take(&self, count: u32) -> SemaphorePermit<'_> {
+        match self.semaphore.acquire_many(count.min(self.max)).await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the semaphore is never closed"),
+        }
+    }
+}
+
+/// The slots a blob transfer holds: one at each end, or two at once when both ends are one
+/// store, taken in the order of the stores' names so that transfers running the other way
+/// cannot deadlock holding one each.
+pub async fn transfer_slots<'a>(
+    src: &'a dyn Source,
+    dst: &'a dyn Source,
+) -> (SemaphorePermit<'a>, Option<SemaphorePermit<'a>>) {
+    if src.name() == dst.name() {
+        (dst.slots().take(2).await, None)
+    } else if src.name() < dst.name() {
+        let a = src.slots().take(1).await;
+        (a, Some(dst.slots().take(1).await))
+    } else {
+        let b = dst.slots().take(1).await;
+        (b, Some(src.slots().take(1).await))
+    }
+}
