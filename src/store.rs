@@ -1,4 +1,4 @@
-//! The seam between the copy algorithm and where images live. [`crate::execute`] reads
+//! The seam between the copy algorithm and where images live. The copy algorithm reads
 //! from a [`Source`] and writes to a [`Destination`] and knows nothing of HTTP; the
 //! registry client implements both, and so can a directory layout or, in the copy
 //! algorithm's unit tests, an in-memory store.

@@ -172,8 +172,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub force: bool,
 
-    /// Further attempts for a failed image (with exponential backoff) before it counts as
-    /// failed.
+    /// Further attempts for an image whose copy failed transiently, as a whole, before it
+    /// counts as failed; waits from 11 s, doubling, up to 300 s (plus up to a fifth). Permanent
+    /// failures are never retried.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
 
@@ -182,9 +183,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub progress_interval: u64,
 
-    /// Tries of one request (and of one blob copy) before a transient failure counts:
-    /// refused or reset connections, timeouts, 408, 429 and 5xx answers. Waits between tries
-    /// grow exponentially from 0.25 s, with jitter; a `Retry-After` on 429/503 is honoured.
+    /// Tries of one request (and of one blob copy, whose download, resumes and upload share
+    /// them) before a transient failure counts: refused or reset connections, timeouts, 408,
+    /// 429 and 5xx answers. Waits between tries grow exponentially from 0.25 s, with jitter,
+    /// up to --max-retry-wait; a `Retry-After` on 429/503 is honoured. Worst case: a request
+    /// that keeps failing is sent N × (--retries + 1) times, and its waits add up to at most
+    /// (N - 1) × (--retries + 1) × --max-retry-wait plus the image retries' waits.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub request_attempts: u32,
 

@@ -13,6 +13,10 @@
 mod content;
 mod copy;
 mod memo;
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

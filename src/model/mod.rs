@@ -3,7 +3,9 @@
 //! in the crate; does no I/O.
 
 pub mod diagnostics;
+pub mod digest;
 pub mod failure;
 pub mod image;
 pub mod manifest;
+pub mod parse;
 pub mod reference;

@@ -8,6 +8,10 @@
 
 use std::fmt;
 
+pub use super::digest::{Algorithm, Digest, Hasher};
+pub use super::parse::ParseError;
+use super::parse::char_at;
+
 /// The canonical name of Docker Hub; its aliases are folded into it.
 pub const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_ALIASES: [&str; 3] = [
@@ -19,28 +23,6 @@ const DOCKER_HUB_ALIASES: [&str; 3] = [
 pub const DOCKER_HUB_API: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
-
-/// A parse failure: what is wrong, and at which byte offset of the reference text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub offset: usize,
-    pub message: String,
-}
-
-impl ParseError {
-    fn at(offset: usize, message: impl Into<String>) -> Self {
-        Self {
-            offset,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 /// A registry as references name it, `host[:port]`: lower-case, Docker Hub's aliases folded
 /// into `docker.io`.
@@ -151,125 +133,6 @@ impl Tag {
 }
 
 impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A content digest, `sha256:` followed by 64 lowercase hex digits (or sha512 with 128).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
-
-impl Digest {
-    pub fn parse(text: &str) -> Result<Digest, ParseError> {
-        let Some((algorithm, hex)) = text.split_once(':') else {
-            return Err(ParseError::at(
-                0,
-                format!("digest {text:?} has no algorithm (expected sha256:<64 hex digits>)"),
-            ));
-        };
-        let want = match algorithm {
-            "sha256" => 64,
-            "sha512" => 128,
-            _ => {
-                return Err(ParseError::at(
-                    0,
-                    format!(
-                        "unsupported digest algorithm {algorithm:?} (expected sha256 or sha512)"
-                    ),
-                ));
-            }
-        };
-        if hex.len() != want
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(ParseError::at(
-                algorithm.len() + 1,
-                format!(
-                    "invalid {algorithm} digest {text:?}: expected {want} lowercase hex digits"
-                ),
-            ));
-        }
-        Ok(Digest(text.to_owned()))
-    }
-
-    /// The digest of `bytes` (sha256, the canonical algorithm).
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest::of_with(Algorithm::Sha256, bytes)
-    }
-
-    /// The digest of `bytes` by `algorithm`.
-    pub fn of_with(algorithm: Algorithm, bytes: &[u8]) -> Digest {
-        let mut hasher = Hasher::new(algorithm);
-        hasher.update(bytes);
-        hasher.finish()
-    }
-
-    /// How this digest was computed (parsing admits sha256 and sha512 only).
-    pub fn algorithm(&self) -> Algorithm {
-        if self.0.starts_with("sha512:") {
-            Algorithm::Sha512
-        } else {
-            Algorithm::Sha256
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The digest algorithms of the OCI image spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha256,
-    Sha512,
-}
-
-/// Hashes bytes as they pass into a [`Digest`] of one algorithm.
-pub enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    pub fn new(algorithm: Algorithm) -> Hasher {
-        use sha2::Digest as _;
-        match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    pub fn finish(self) -> Digest {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize()))),
-            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -639,12 +502,6 @@ fn validate_component(component: &str) -> Result<(), ParseError> {
         ));
     }
     Ok(())
-}
-
-fn char_at(text: &str, byte: usize) -> char {
-    text.get(byte..)
-        .and_then(|s| s.chars().next())
-        .unwrap_or('?')
 }
 
 #[cfg(test)]

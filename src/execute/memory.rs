@@ -1,0 +1,320 @@
+//! An in-memory store behind the seam, for the copy algorithm's unit tests: registries as
+//! maps, every write recorded in order, faults on demand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Result;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+
+use crate::model::failure::{ErrorKind, failure};
+use crate::model::manifest::{BlobRef, Manifest};
+use crate::model::reference::{Digest, Host, ManifestRef, Repository, Tag};
+use crate::retry::Budget;
+use crate::store::{BlobStream, Destination, Mount, Slots, Source, Stores, UploadSession};
+
+/// A write, in the order the store saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Blob(Repository, Digest),
+    Mounted(Repository, Digest),
+    Manifest(Repository, ManifestRef),
+}
+
+#[derive(Default)]
+struct Repo {
+    tags: HashMap<Tag, Digest>,
+    manifests: HashMap<Digest, Manifest>,
+    blobs: HashMap<Digest, Bytes>,
+}
+
+#[derive(Default)]
+struct State {
+    repos: HashMap<Repository, Repo>,
+    writes: Vec<Write>,
+    /// Blobs whose download fails, with the kind of failure.
+    broken: HashMap<Digest, ErrorKind>,
+    /// Downloads asked for, per blob.
+    opened: HashMap<Digest, usize>,
+}
+
+/// One registry, in memory.
+pub struct MemoryStore {
+    name: Host,
+    slots: Slots,
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new(name: &Host) -> Arc<MemoryStore> {
+        Arc::new(MemoryStore {
+            name: name.clone(),
+            slots: Slots::new(6),
+            state: Mutex::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Puts an image (or index with its children) under `tag`, with its blobs, as a test's
+    /// starting point; not recorded as a write.
+    pub fn seed(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        manifests: &[&Manifest],
+        blobs: &[Bytes],
+    ) {
+        let mut state = self.state();
+        let repo = state.repos.entry(repository.clone()).or_default();
+        for blob in blobs {
+            repo.blobs.insert(Digest::of(blob), blob.clone());
+        }
+        for m in manifests {
+            repo.manifests.insert(m.digest.clone(), (*m).clone());
+        }
+        if let (Ok(tag), Some(top)) = (Tag::parse(tag), manifests.last()) {
+            repo.tags.insert(tag, top.digest.clone());
+        }
+    }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.state().writes.clone()
+    }
+
+    pub fn tag(&self, repository: &Repository, tag: &str) -> Option<Digest> {
+        let tag = Tag::parse(tag).ok()?;
+        self.state().repos.get(repository)?.tags.get(&tag).cloned()
+    }
+
+    pub fn has_blob(&self, repository: &Repository, digest: &Digest) -> bool {
+        self.state()
+            .repos
+            .get(repository)
+            .is_some_and(|r| r.blobs.contains_key(digest))
+    }
+
+    /// Every download of `digest` fails with `kind`.
+    pub fn break_blob(&self, digest: &Digest, kind: ErrorKind) {
+        self.state().broken.insert(digest.clone(), kind);
+    }
+
+    pub fn opened(&self, digest: &Digest) -> usize {
+        self.state().opened.get(digest).copied().unwrap_or(0)
+    }
+
+    fn resolve(&self, repository: &Repository, reference: &ManifestRef) -> Option<Manifest> {
+        let state = self.state();
+        let repo = state.repos.get(repository)?;
+        let digest = match reference {
+            ManifestRef::Tag(t) => repo.tags.get(t)?,
+            ManifestRef::Digest(d) => d,
+        };
+        repo.manifests.get(digest).cloned()
+    }
+}
+
+impl Source for MemoryStore {
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    fn manifest_digest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        let found = self.resolve(repository, reference).map(|m| m.digest);
+        async move { Ok(found) }.boxed()
+    }
+
+    fn manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Manifest>> {
+        let found = self.resolve(repository, reference);
+        async move {
+            found.ok_or_else(|| {
+                failure(
+                    ErrorKind::NotFound,
+                    format!("{repository}:{reference}: not found"),
+                )
+            })
+        }
+        .boxed()
+    }
+
+    fn open_blob(
+        self: Arc<Self>,
+        repository: Repository,
+        blob: BlobRef,
+        _budget: Arc<Budget>,
+    ) -> BoxFuture<'static, Result<BlobStream>> {
+        async move {
+            let mut state = self.state();
+            *state.opened.entry(blob.digest.clone()).or_default() += 1;
+            if let Some(kind) = state.broken.get(&blob.digest) {
+                return Err(failure(*kind, format!("blob {}: broken", blob.digest)));
+            }
+            let bytes = state
+                .repos
+                .get(&repository)
+                .and_then(|r| r.blobs.get(&blob.digest))
+                .cloned()
+                .ok_or_else(|| failure(ErrorKind::NotFound, "blob unknown"))?;
+            let stream: BlobStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+            Ok(stream)
+        }
+        .boxed()
+    }
+
+    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
+        let empty = self
+            .state()
+            .repos
+            .get(repository)
+            .is_none_or(|r| r.tags.is_empty());
+        async move { Ok(empty) }.boxed()
+    }
+
+    fn blob_exists<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let found = self.has_blob(repository, digest);
+        async move { Ok(found) }.boxed()
+    }
+}
+
+impl Destination for MemoryStore {
+    fn mount<'a>(
+        &'a self,
+        repository: &'a Repository,
+        from: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Mount>> {
+        let mut state = self.state();
+        let found = state
+            .repos
+            .get(from)
+            .and_then(|r| r.blobs.get(digest))
+            .cloned();
+        let mount = match found {
+            Some(bytes) => {
+                let repo = state.repos.entry(repository.clone()).or_default();
+                repo.blobs.insert(digest.clone(), bytes);
+                state
+                    .writes
+                    .push(Write::Mounted(repository.clone(), digest.clone()));
+                Mount::Mounted
+            }
+            None => Mount::Refused,
+        };
+        async move { Ok(mount) }.boxed()
+    }
+
+    fn cancel_session<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _session: UploadSession,
+    ) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
+
+    fn upload<'a>(
+        &'a self,
+        repository: &'a Repository,
+        blob: &'a BlobRef,
+        _session: Option<UploadSession>,
+        source: BoxFuture<'a, Result<BlobStream>>,
+        _budget: &'a Budget,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let mut stream = source.await?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                bytes.extend_from_slice(&chunk?);
+            }
+            if Digest::of(&bytes) != blob.digest {
+                return Err(failure(ErrorKind::Corrupt, "digest mismatch"));
+            }
+            let mut state = self.state();
+            let repo = state.repos.entry(repository.clone()).or_default();
+            repo.blobs.insert(blob.digest.clone(), Bytes::from(bytes));
+            state
+                .writes
+                .push(Write::Blob(repository.clone(), blob.digest.clone()));
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn put_manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+        manifest: &'a Manifest,
+    ) -> BoxFuture<'a, Result<()>> {
+        let mut state = self.state();
+        let repo = state.repos.entry(repository.clone()).or_default();
+        // Accepted whatever it references (a registry would refuse a manifest whose blobs
+        // are missing): the order of writes is the copy algorithm's to keep, and the tests
+        // check it.
+        repo.manifests
+            .insert(manifest.digest.clone(), manifest.clone());
+        if let ManifestRef::Tag(tag) = reference {
+            repo.tags.insert(tag.clone(), manifest.digest.clone());
+        }
+        state
+            .writes
+            .push(Write::Manifest(repository.clone(), reference.clone()));
+        async { Ok(()) }.boxed()
+    }
+}
+
+/// Registries by host.
+#[derive(Default)]
+pub struct MemoryStores {
+    stores: Mutex<HashMap<Host, Arc<MemoryStore>>>,
+}
+
+impl MemoryStores {
+    pub fn store(&self, host: &Host) -> Arc<MemoryStore> {
+        let mut stores = match self.stores.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        stores
+            .entry(host.clone())
+            .or_insert_with(|| MemoryStore::new(host))
+            .clone()
+    }
+}
+
+impl Stores for MemoryStores {
+    fn source<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Arc<dyn Source>>> {
+        let store: Arc<dyn Source> = self.store(repository.registry());
+        async move { Ok(store) }.boxed()
+    }
+
+    fn destination<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Arc<dyn Destination>>> {
+        let store: Arc<dyn Destination> = self.store(repository.registry());
+        async move { Ok(store) }.boxed()
+    }
+}

@@ -1,0 +1,341 @@
+//! The copy algorithm against the in-memory store: what it writes, in which order, and
+//! what it leaves alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::memory::{MemoryStore, MemoryStores, Write};
+use super::{ExecuteOptions, Executor};
+use crate::inputs::mapping::parse_text;
+use crate::model::failure::ErrorKind;
+use crate::model::manifest::Manifest;
+use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
+use crate::plan::plan;
+use crate::report::outcome::{Outcome, Status};
+use crate::retry::RetryPolicy;
+use crate::stats::Stats;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn repo(name: &str) -> Repository {
+    parse_name(name).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn blob(text: &str) -> Bytes {
+    Bytes::from(format!("blob {text}"))
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> String {
+    format!(
+        r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+        Digest::of(bytes),
+        bytes.len()
+    )
+}
+
+fn manifest(json: String) -> Manifest {
+    let bytes = Bytes::from(json);
+    Manifest::parse(bytes.clone(), Digest::of(&bytes)).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// An OCI image whose config and layers are `blobs` (the first is the config).
+fn image(blobs: &[&Bytes]) -> Manifest {
+    let config = descriptor("application/vnd.oci.image.config.v1+json", blobs[0]);
+    let layers: Vec<String> = blobs[1..]
+        .iter()
+        .map(|b| descriptor("application/vnd.oci.image.layer.v1.tar+gzip", b))
+        .collect();
+    manifest(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{config},"layers":[{}]}}"#,
+        layers.join(",")
+    ))
+}
+
+fn index(children: &[&Manifest]) -> Manifest {
+    let entries: Vec<String> = children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"os":"linux","architecture":"arch{i}"}}}}"#,
+                c.digest,
+                c.bytes.len()
+            )
+        })
+        .collect();
+    manifest(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    ))
+}
+
+fn options() -> ExecuteOptions {
+    ExecuteOptions {
+        dry_run: false,
+        force: false,
+        max_registry: 4,
+        filter_by_os: None,
+        retries: 0,
+        request_policy: RetryPolicy::requests(3, Duration::from_secs(1)),
+    }
+}
+
+/// Plans `mapping` (no wildcards) and runs it against `stores`; outcomes by destination.
+async fn run(stores: &Arc<MemoryStores>, mapping: &str, options: ExecuteOptions) -> Vec<Outcome> {
+    let parsed = parse_text(&Arc::from("mapping"), mapping);
+    assert!(
+        parsed.diagnostics.iter().all(|d| !d.is_error()),
+        "{:?}",
+        parsed.diagnostics
+    );
+    let (plan, diagnostics) = plan(&parsed.mappings, &HashMap::new());
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let executor = Arc::new(Executor::new(
+        stores.clone(),
+        options,
+        Arc::new(Stats::default()),
+        CancellationToken::new(),
+    ));
+    let mut outcomes = executor.execute(plan).await;
+    outcomes.sort_by(|a, b| a.job.destination.cmp(&b.job.destination));
+    outcomes
+}
+
+fn statuses(outcomes: &[Outcome]) -> Vec<Status> {
+    outcomes.iter().map(|o| o.status).collect()
+}
+
+/// A source registry `src.io` holding `team/app:1`, an index of two images that share a
+/// base layer.
+struct Seeded {
+    stores: Arc<MemoryStores>,
+    src: Arc<MemoryStore>,
+    dst: Arc<MemoryStore>,
+    children: [Manifest; 2],
+    top: Manifest,
+    base: Bytes,
+}
+
+fn seeded() -> Seeded {
+    let stores = Arc::new(MemoryStores::default());
+    let src = stores.store(repo("src.io/team/app").registry());
+    let dst = stores.store(repo("dst.io/x").registry());
+    let (base, a, b, ca, cb) = (blob("base"), blob("a"), blob("b"), blob("ca"), blob("cb"));
+    let children = [image(&[&ca, &base, &a]), image(&[&cb, &base, &b])];
+    let top = index(&[&children[0], &children[1]]);
+    src.seed(
+        &repo("src.io/team/app"),
+        "1",
+        &[&children[0], &children[1], &top],
+        &[base.clone(), a, b, ca, cb],
+    );
+    Seeded {
+        stores,
+        src,
+        dst,
+        children,
+        top,
+        base,
+    }
+}
+
+#[tokio::test]
+async fn blobs_come_before_child_manifests_before_the_tag() {
+    let s = seeded();
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+        options(),
+    )
+    .await;
+    assert_eq!(statuses(&outcomes), [Status::Copied]);
+    let dst = repo("dst.io/mirror/app");
+    assert_eq!(s.dst.tag(&dst, "1"), Some(s.top.digest.clone()));
+    let writes = s.dst.writes();
+    let position = |w: &Write| {
+        writes
+            .iter()
+            .position(|x| x == w)
+            .unwrap_or_else(|| panic!("{w:?} not written: {writes:#?}"))
+    };
+    let tag = position(&Write::Manifest(
+        dst.clone(),
+        ManifestRef::Tag(Tag::parse("1").unwrap_or_else(|e| panic!("{e}"))),
+    ));
+    assert_eq!(
+        tag,
+        writes.len() - 1,
+        "the tag is written last: {writes:#?}"
+    );
+    for child in &s.children {
+        let child_at = position(&Write::Manifest(
+            dst.clone(),
+            ManifestRef::Digest(child.digest.clone()),
+        ));
+        let crate::model::manifest::Content::Image { blobs } = &child.content else {
+            panic!("an image")
+        };
+        for b in blobs {
+            let placed = writes.iter().position(|w| {
+                matches!(w, Write::Blob(r, d) | Write::Mounted(r, d) if r == &dst && d == &b.digest)
+            });
+            assert!(
+                placed.is_some_and(|p| p < child_at),
+                "blob {} before child {}: {writes:#?}",
+                b.digest,
+                child.digest
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_shared_blob_is_uploaded_once_per_registry_and_mounted_elsewhere() {
+    let s = seeded();
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/one/app:1 dst.io/two/app:1\n",
+        options(),
+    )
+    .await;
+    assert_eq!(statuses(&outcomes), [Status::Copied, Status::Copied]);
+    let base = Digest::of(&s.base);
+    let writes = s.dst.writes();
+    let uploads = writes
+        .iter()
+        .filter(|w| matches!(w, Write::Blob(_, d) if d == &base))
+        .count();
+    let mounts = writes
+        .iter()
+        .filter(|w| matches!(w, Write::Mounted(_, d) if d == &base))
+        .count();
+    assert_eq!((uploads, mounts), (1, 1), "{writes:#?}");
+    // Within one image the shared base is placed once, however many children name it.
+    assert_eq!(s.src.opened(&base), 1);
+    for r in ["dst.io/one/app", "dst.io/two/app"] {
+        assert!(s.dst.has_blob(&repo(r), &base));
+        assert_eq!(s.dst.tag(&repo(r), "1"), Some(s.top.digest.clone()));
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_tag_makes_no_write() {
+    let s = seeded();
+    let mapping = "src.io/team/app:1 dst.io/mirror/app:1\n";
+    run(&s.stores, mapping, options()).await;
+    let before = s.dst.writes().len();
+    let outcomes = run(&s.stores, mapping, options()).await;
+    assert_eq!(statuses(&outcomes), [Status::Unchanged]);
+    assert_eq!(s.dst.writes().len(), before, "{:#?}", s.dst.writes());
+}
+
+#[tokio::test]
+async fn a_failed_blob_leaves_no_tag_and_its_siblings_land() {
+    let s = seeded();
+    let broken = Digest::of(&blob("b"));
+    s.src.break_blob(&broken, ErrorKind::Permanent);
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+        options(),
+    )
+    .await;
+    assert_eq!(statuses(&outcomes), [Status::Failed]);
+    let failure = outcomes[0]
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("an error"));
+    assert_eq!(failure.kind, ErrorKind::Permanent);
+    let dst = repo("dst.io/mirror/app");
+    assert_eq!(s.dst.tag(&dst, "1"), None);
+    assert!(!s.dst.writes().iter().any(
+        |w| matches!(w, Write::Manifest(_, r) if r == &ManifestRef::Digest(s.children[1].digest.clone()))
+    ));
+    // The other child's blobs still arrived: the next run needs them.
+    assert!(s.dst.has_blob(&dst, &Digest::of(&blob("a"))));
+    // A permanent failure is not retried.
+    assert_eq!(s.src.opened(&broken), 1);
+}
+
+#[tokio::test]
+async fn force_rewrites_an_unchanged_tag() {
+    let s = seeded();
+    let mapping = "src.io/team/app:1 dst.io/mirror/app:1\n";
+    run(&s.stores, mapping, options()).await;
+    let before = s.dst.writes().len();
+    let forced = ExecuteOptions {
+        force: true,
+        ..options()
+    };
+    let outcomes = run(&s.stores, mapping, forced).await;
+    assert_eq!(statuses(&outcomes), [Status::Copied]);
+    let again = &s.dst.writes()[before..];
+    assert!(
+        again
+            .iter()
+            .any(|w| matches!(w, Write::Manifest(_, ManifestRef::Tag(_)))),
+        "{again:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_says_what_it_would_do() {
+    let s = seeded();
+    let old = image(&[&blob("old config"), &blob("old layer")]);
+    s.dst.seed(
+        &repo("dst.io/mirror/app"),
+        "2",
+        &[&old],
+        &[blob("old config"), blob("old layer")],
+    );
+    let dry = ExecuteOptions {
+        dry_run: true,
+        ..options()
+    };
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1 dst.io/mirror/app:2\n",
+        dry,
+    )
+    .await;
+    assert_eq!(
+        statuses(&outcomes),
+        [Status::WouldCopy, Status::WouldOverwrite]
+    );
+    assert_eq!(outcomes[1].previous, Some(old.digest.clone()));
+    assert!(s.dst.writes().is_empty(), "{:#?}", s.dst.writes());
+}
+
+/// The retry budget: a blob whose download always fails transiently is asked for at most
+/// `request_attempts` times per image attempt, `request_attempts × (retries + 1)` in all.
+#[tokio::test(start_paused = true)]
+async fn a_failing_blob_is_tried_attempts_times_retries_plus_one() {
+    let s = seeded();
+    let broken = Digest::of(&blob("a"));
+    s.src.break_blob(&broken, ErrorKind::Transient);
+    let options = ExecuteOptions {
+        retries: 1,
+        request_policy: RetryPolicy::requests(3, Duration::from_secs(1)),
+        ..options()
+    };
+    // Virtual time: the waits pass at once, and a retry loop without end meets this limit.
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(24 * 3600),
+        run(
+            &s.stores,
+            "src.io/team/app:1 dst.io/mirror/app:1\n",
+            options,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the retries never ended"));
+    assert_eq!(statuses(&outcomes), [Status::Failed]);
+    assert_eq!(outcomes[0].attempts, 2);
+    assert_eq!(s.src.opened(&broken), 3 * 2);
+    assert_eq!(s.dst.tag(&repo("dst.io/mirror/app"), "1"), None);
+}

@@ -1,0 +1,124 @@
+//! Content digests (`sha256:…`, `sha512:…`): parsed, computed, and computed as bytes pass.
+
+use std::fmt;
+
+use super::parse::ParseError;
+
+/// A content digest, `sha256:` followed by 64 lowercase hex digits (or sha512 with 128).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(text: &str) -> Result<Digest, ParseError> {
+        let Some((algorithm, hex)) = text.split_once(':') else {
+            return Err(ParseError::at(
+                0,
+                format!("digest {text:?} has no algorithm (expected sha256:<64 hex digits>)"),
+            ));
+        };
+        let want = match algorithm {
+            "sha256" => 64,
+            "sha512" => 128,
+            _ => {
+                return Err(ParseError::at(
+                    0,
+                    format!(
+                        "unsupported digest algorithm {algorithm:?} (expected sha256 or sha512)"
+                    ),
+                ));
+            }
+        };
+        if hex.len() != want
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ParseError::at(
+                algorithm.len() + 1,
+                format!(
+                    "invalid {algorithm} digest {text:?}: expected {want} lowercase hex digits"
+                ),
+            ));
+        }
+        Ok(Digest(text.to_owned()))
+    }
+
+    /// The digest of `bytes` (sha256, the canonical algorithm).
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::of_with(Algorithm::Sha256, bytes)
+    }
+
+    /// The digest of `bytes` by `algorithm`.
+    pub fn of_with(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(bytes);
+        hasher.finish()
+    }
+
+    /// How this digest was computed (parsing admits sha256 and sha512 only).
+    pub fn algorithm(&self) -> Algorithm {
+        if self.0.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The digest algorithms of the OCI image spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+/// Hashes bytes as they pass into a [`Digest`] of one algorithm.
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        use sha2::Digest as _;
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize()))),
+            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
