@@ -56,7 +56,10 @@
 #
 # Environment: ROUNDS (3) repetitions of the main workload; SKIP_SCALE=1 skips the scale case; JOBS (6) floor threads; IMAGE_MIRROR=PATH a prebuilt binary to measure (no
 # build); SKIP_BUILD=1 measures target/release/image-mirror as it is; IMAGE_MIRROR_ARGS extra
-# arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory.
+# arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory;
+# BASELINE=PATH another image-mirror binary (say, the previous commit's release build)
+# measured as the tool "baseline" in the same rounds and the scale case, side by side;
+# SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison).
 set -euo pipefail
 
 QUICK=0
@@ -256,13 +259,20 @@ verify() { # LABEL LIST
     { echo "verification failed after $1" >&2; exit 1; }
 }
 
+if [ -n "${BASELINE:-}" ]; then
+  BL=$(realpath "$BASELINE")
+  IMAGE_MIRROR_BASELINE=(env "${IM_ENV[@]}" "$BL" run "${IM_TLS[@]}" "${IM_EXTRA[@]}")
+fi
+
 # ------------------------------------------------------------------ main workload
-TOOLS=(skopeo image-mirror floor)
+TOOLS=(image-mirror floor)
+[ "${SKIP_SKOPEO:-0}" = 1 ] || TOOLS=(skopeo "${TOOLS[@]}")
+[ -z "${BASELINE:-}" ] || TOOLS+=(baseline)
 run=0
 for round in $(seq 1 "$ROUNDS"); do
-  for k in 0 1 2; do
+  for k in $(seq 0 $((${#TOOLS[@]} - 1))); do
     # The order rotates every round, so no tool always follows the same one.
-    tool=${TOOLS[$(((k + round - 1) % 3))]}
+    tool=${TOOLS[$(((k + round - 1) % ${#TOOLS[@]}))]}
     run=$((run + 1))
     stop_registry dst
     start_registry dst "$DST_PORT" "$W/dst-$run.storage"
@@ -271,6 +281,7 @@ for round in $(seq 1 "$ROUNDS"); do
       case $tool in
         skopeo) measure "$tool-$phase" "$round" -- "${SKOPEO[@]}" "$W/main.yaml" "$DST" ;;
         image-mirror) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR[@]}" "$W/main.mapping" ;;
+        baseline) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/main.mapping" ;;
         floor)
           if [ $phase = cold ]; then
             measure "$tool-$phase" "$round" -- "${rb[@]}" floor "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
@@ -282,13 +293,13 @@ for round in $(seq 1 "$ROUNDS"); do
       verify "$tool-$phase.r$round" "$W/tags.txt"
     done
   done
-  if ! cmp -s "$W/skopeo-cold.r$round.digests" "$W/image-mirror-cold.r$round.digests"; then
+  if [ "${SKIP_SKOPEO:-0}" != 1 ] && ! cmp -s "$W/skopeo-cold.r$round.digests" "$W/image-mirror-cold.r$round.digests"; then
     echo "skopeo and image-mirror destinations differ:" >&2
     diff "$W/skopeo-cold.r$round.digests" "$W/image-mirror-cold.r$round.digests" | head >&2
     exit 1
   fi
 done
-say "skopeo, image-mirror and the floor produced identical digests for all $NTAGS tags"
+say "${TOOLS[*]} produced identical digests for all $NTAGS tags"
 
 # ------------------------------------------------------------------ scale case
 SCALE_N=0
@@ -308,7 +319,8 @@ if [ "${SKIP_SCALE:-0}" != 1 ]; then
   "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --list "$W/scale.txt" ||
     { echo "scale destination is not a mirror of the source" >&2; exit 1; }
   measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
-  measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
+  [ -z "${BASELINE:-}" ] || measure scale-baseline 1 -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/scale.mapping"
+  [ "${SKIP_SKOPEO:-0}" = 1 ] || measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
   measure scale-floor 1 -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
   verify scale.r1 "$W/scale.txt"
 fi
@@ -355,6 +367,9 @@ for name, a, b in [
     ("cold image-mirror/floor", "image-mirror-cold", "floor-cold"),
     ("warm image-mirror/floor", "image-mirror-warm", "floor-warm"),
     ("scale image-mirror/floor", "scale-image-mirror", "scale-floor"),
+    ("cold image-mirror/baseline", "image-mirror-cold", "baseline-cold"),
+    ("warm image-mirror/baseline", "image-mirror-warm", "baseline-warm"),
+    ("scale image-mirror/baseline", "scale-image-mirror", "scale-baseline"),
 ]:
     if a not in rows or b not in rows:
         continue
@@ -395,6 +410,9 @@ for label, c in kinds.items():
     print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
 print()
 im_peak = max(float(r["rss_mib"]) for k, rs in runs.items() if "image-mirror" in k for r in rs)
+if "skopeo-cold" not in rows:
+    print(f"image-mirror peak RSS: {im_peak:.1f} MiB")
+    sys.exit(0)
 print("Targets: cold skopeo/image-mirror >= 5x: {:.2f}x {}; warm >= 12x: {:.2f}x {}; "
       "image-mirror peak RSS < 100 MB: {:.1f} MiB {}".format(
     ratio("skopeo-cold", "image-mirror-cold"), "met" if ratio("skopeo-cold", "image-mirror-cold") >= 5 else "MISSED",

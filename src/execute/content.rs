@@ -9,7 +9,7 @@ use anyhow::Result;
 use futures_util::future::{BoxFuture, join_all};
 
 use super::Executor;
-use crate::model::failure::{ErrorKind, failure};
+use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::manifest::{BlobRef, Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::stats::Stats;
@@ -247,7 +247,7 @@ impl Executor {
                 Ok(()) => break,
                 Err(e) => e,
             };
-            let kind = crate::model::failure::error_kind(&e).unwrap_or(ErrorKind::Permanent);
+            let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
             let retry = match budget.take() {
                 Some(retry) if kind == ErrorKind::Transient => retry,
                 // Keep the kind: the job's retries look at it.
