@@ -168,6 +168,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "REGEX")]
     pub filter_by_os: Option<String>,
 
+    /// Destination tags matching GLOB are immutable: one that already holds another image is
+    /// never overwritten (that image is `refused`, exit 1), as with `immutable` in a line's
+    /// `# image-mirror:` options. Repeatable.
+    #[arg(long = "immutable-tags", value_name = "GLOB")]
+    pub immutable_tags: Vec<String>,
+
     /// Re-push blobs and manifests even when the destination already has them.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub force: bool,

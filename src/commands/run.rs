@@ -16,12 +16,12 @@ use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::mapping::Mapping;
 use crate::inputs::{MappingSet, registries_of};
 use crate::model::failure::Failure;
-use crate::model::reference::Repository;
-use crate::plan::{Shard, plan, wildcard_sources};
+use crate::model::reference::{Repository, TagPattern};
+use crate::plan::{LineSelection, Shard, plan, wildcard_sources};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
-use crate::report::outcome::{ListingFailure, Status};
+use crate::report::outcome::ListingFailure;
 use crate::report::progress::Progress;
 use crate::report::{RunResult, json, text};
 use crate::stats::Stats;
@@ -59,6 +59,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         }
         None => None,
     };
+    let immutable_tags = args
+        .immutable_tags
+        .iter()
+        .map(|g| TagPattern::parse(g).map_err(|e| usage(format!("--immutable-tags {g:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let shard = resolve_shard(args, |name| std::env::var(name).ok()).map_err(usage)?;
     let credentials = Credentials::locate(args.registry_config.clone());
     credentials
@@ -87,6 +92,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             force: args.force,
             max_registry: args.max_registry as usize,
             filter_by_os,
+            immutable_tags,
             retries: args.retries,
             request_policy: network.request_policy(),
         },
@@ -199,6 +205,8 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         plan = plan.shard(shard);
         tracing::info!(%shard, "working on one shard");
     }
+    log_selections(&plan.selections);
+    let selections = std::mem::take(&mut plan.selections);
     tracing::info!(
         images = plan.job_count(),
         repositories = plan.batches.len(),
@@ -229,17 +237,19 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     let result = RunResult {
         outcomes,
         listing_failures,
+        selections,
         stats: stats.snapshot(),
         elapsed: started.elapsed(),
         dry_run,
         interrupted,
     };
     if dry_run {
+        print!("{}", text::selections(&result.selections));
         print!("{}", text::dry_run_plan(&result.outcomes));
     }
     print!("{}", text::summary(&result));
     let mut code = if !result.listing_failures.is_empty()
-        || result.outcomes.iter().any(|o| o.status == Status::Failed)
+        || result.outcomes.iter().any(|o| o.status.fails_the_run())
         || result.stats.lost_workers > 0
     {
         Failed
@@ -253,6 +263,20 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         code = Failed;
     }
     signal_code.unwrap_or(code)
+}
+
+/// What each line's rules chose: a count per line at info, every tag's verdict at debug.
+fn log_selections(selections: &[LineSelection]) {
+    for line in selections {
+        let s = &line.selection;
+        tracing::info!(source = %line.repository, origin = %line.origin, selected = s.selected.len(), left_out = s.excluded.len(), "tags chosen by the line's rules");
+        for tag in &s.selected {
+            tracing::debug!(source = %line.repository, %tag, "selected");
+        }
+        for (tag, why) in &s.excluded {
+            tracing::debug!(source = %line.repository, %tag, "excluded: {why}");
+        }
+    }
 }
 
 fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<()> {

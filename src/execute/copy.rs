@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use super::content::Route;
 use super::{Executor, SourceKey};
+use crate::model::failure::{ErrorKind, failure};
 use crate::model::image::SourceImage;
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -30,17 +31,24 @@ impl Executor {
         let dst_repo = &job.destination.repository;
         let tag = ManifestRef::Tag(job.destination.tag.clone());
         let (force, dry_run) = (self.options.force, self.options.dry_run);
+        let immutable = job.rules.immutable
+            || self
+                .options
+                .immutable_tags
+                .iter()
+                .any(|p| p.is_match(job.destination.tag.as_str()));
+        let platforms = self.platform_filter(job);
         // A repository with no tag yet has no tag to compare with either.
         let fresh = !force && self.is_fresh(dst.as_ref(), dst_repo).await;
-        // --force outside a dry run overwrites without looking.
-        let look = !force || dry_run;
+        // --force outside a dry run overwrites without looking, unless the tag is immutable.
+        let look = !force || dry_run || immutable;
         // The source's digest comes first, from a HEAD sent together with the destination's:
         // an unchanged tag then costs no manifest GET at the source (Docker Hub counts GETs
         // against its pull rate limit, not HEADs). Not into a fresh repository (nothing can
         // be unchanged there), and not with --filter-by-os (the digest that counts is the
         // filtered manifest's, known only from its body). A tag that differs is fetched and
         // parsed, in a dry run too, so the rehearsal fails where the run would.
-        let digest_first = look && !fresh && self.options.filter_by_os.is_none();
+        let digest_first = look && !fresh && platforms.is_none();
         let (known, current) = futures_util::future::join(
             async {
                 if digest_first {
@@ -72,14 +80,25 @@ impl Executor {
         } else {
             Arc::new(src.manifest(&key.0, &key.1).await?)
         };
-        if let Some(filter) = &self.options.filter_by_os
-            && let Some(filtered) = manifest.filter_platforms(filter)?
+        if let Some((filter, named)) = &platforms
+            && let Some(filtered) = manifest.filter_platforms(filter, named)?
         {
             manifest = Arc::new(filtered);
         }
         *source_digest = Some(manifest.digest.clone());
         if current.as_ref() == Some(&manifest.digest) && !force {
             return Ok(Status::Unchanged);
+        }
+        if immutable && let Some(held) = &current {
+            // In a dry run too: the rehearsal fails where the run would.
+            *previous = Some(held.clone());
+            return Err(failure(
+                ErrorKind::Refused,
+                format!(
+                    "{} already holds {held} but the source now has {}; immutable tags are never overwritten",
+                    job.destination, manifest.digest
+                ),
+            ));
         }
         *previous = current.clone();
         if dry_run {
@@ -96,6 +115,22 @@ impl Executor {
         self.ensure_content(&route, manifest.clone()).await?;
         dst.put_manifest(dst_repo, &tag, &manifest).await?;
         Ok(Status::Copied)
+    }
+
+    /// The platforms to keep of an index, and how the filter was written: the line's
+    /// `platforms=`, else `--filter-by-os`.
+    fn platform_filter(&self, job: &CopyJob) -> Option<(Arc<regex::Regex>, String)> {
+        if let Some(p) = &job.rules.platforms {
+            return Some((
+                p.matcher.clone(),
+                format!("platforms={}", p.listed.join(",")),
+            ));
+        }
+        let re = self.options.filter_by_os.as_ref()?;
+        Some((
+            Arc::new(re.clone()),
+            format!("--filter-by-os {:?}", re.as_str()),
+        ))
     }
 
     /// Whether the destination repository was empty when the run first needed to know; asked

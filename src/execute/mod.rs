@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use self::memo::Memo;
 use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
-use crate::model::reference::{Digest, Host, ManifestRef, Repository};
+use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
 use crate::report::outcome::{Outcome, Status};
 use crate::retry::RetryPolicy;
@@ -48,6 +48,9 @@ pub struct ExecuteOptions {
     pub retries: u32,
     /// The policy of one request, which a blob copy as a whole follows too.
     pub request_policy: RetryPolicy,
+    /// Destination tags never overwritten (`--immutable-tags`), besides the lines marked
+    /// `immutable`.
+    pub immutable_tags: Vec<TagPattern>,
 }
 
 /// Copies of one registry worked on at once. Requests are bounded per registry anyway; this
@@ -222,7 +225,11 @@ impl Executor {
                 Some(Err(e)) => e,
             };
             let failure = Failure::of(&e);
-            outcome.status = Status::Failed;
+            outcome.status = if failure.kind == ErrorKind::Refused {
+                Status::Refused
+            } else {
+                Status::Failed
+            };
             // Only what may go differently next time: a missing tag, a refused credential,
             // a manifest the registry rejects or corrupt bytes fail now.
             let transient = failure.kind == ErrorKind::Transient;
@@ -248,7 +255,7 @@ impl Executor {
         outcome.duration = started.elapsed();
         log_outcome(&outcome);
         Stats::bump(&self.stats.images_done);
-        if outcome.status == Status::Failed {
+        if outcome.status.fails_the_run() {
             Stats::bump(&self.stats.images_failed);
         }
         outcome
@@ -260,6 +267,9 @@ fn log_outcome(outcome: &Outcome) {
     match (&outcome.status, outcome.error_text()) {
         (Status::Failed, Some(e)) => {
             tracing::warn!(source = %job.source, destination = %job.destination, origin = %job.origin, error = %e, "image failed")
+        }
+        (Status::Refused, Some(e)) => {
+            tracing::warn!(source = %job.source, destination = %job.destination, origin = %job.origin, error = %e, "image refused")
         }
         // The hourly no-op would log every tag: what did not change is a debug detail.
         (Status::Unchanged, _) => {

@@ -82,6 +82,7 @@ fn options() -> ExecuteOptions {
         filter_by_os: None,
         retries: 0,
         request_policy: RetryPolicy::requests(3, Duration::from_secs(1)),
+        immutable_tags: Vec::new(),
     }
 }
 

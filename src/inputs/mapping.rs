@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
+use super::options::{ParsedOptions, parse_options};
 use crate::model::diagnostics::{Diagnostic, Located, Location};
 use crate::model::image::{Pin, SourceImage, TagRef};
 use crate::model::reference::{ParseError, Reference, Repository, TagPattern, TagSpec};
+use crate::model::rules::LineRules;
 
 /// One source and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +19,15 @@ pub enum Mapping {
     Image {
         source: Located<SourceImage>,
         targets: Vec<Located<TagRef>>,
+        rules: Arc<LineRules>,
     },
-    /// Every tag of `repository` matching `pattern`, each keeping its name in every target.
+    /// Every tag of `repository` matching `pattern` (and its rules), each keeping its name in
+    /// every target.
     Wildcard {
         repository: Located<Repository>,
         pattern: TagPattern,
         targets: Vec<Located<Repository>>,
+        rules: Arc<LineRules>,
     },
 }
 
@@ -31,6 +36,13 @@ impl Mapping {
         match self {
             Mapping::Image { source, .. } => &source.location,
             Mapping::Wildcard { repository, .. } => &repository.location,
+        }
+    }
+
+    /// What the line's `# image-mirror:` comment says (nothing, for most lines).
+    pub fn rules(&self) -> &Arc<LineRules> {
+        match self {
+            Mapping::Image { rules, .. } | Mapping::Wildcard { rules, .. } => rules,
         }
     }
 }
@@ -53,6 +65,20 @@ struct LineContext<'a> {
     file: &'a Arc<str>,
     line_no: usize,
     line: &'a str,
+    /// The line's `# image-mirror:` options, if it has any.
+    options: Option<ParsedOptions>,
+}
+
+impl LineContext<'_> {
+    /// The rules every mapping of this line carries.
+    fn rules(&self) -> Arc<LineRules> {
+        Arc::new(
+            self.options
+                .as_ref()
+                .map(|o| o.rules.clone())
+                .unwrap_or_default(),
+        )
+    }
 }
 
 impl LineContext<'_> {
@@ -76,14 +102,27 @@ impl LineContext<'_> {
 /// Parses one line (without its line end; a trailing `\r` is ignored).
 pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
     let line = line.strip_suffix('\r').unwrap_or(line);
-    let content = line.find('#').map_or(line, |i| &line[..i]);
+    let hash = line.find('#');
+    let content = hash.map_or(line, |i| &line[..i]);
     let ctx = LineContext {
         file,
         line_no,
         line,
+        options: hash.and_then(|i| parse_options(&line[i + 1..], i + 1)),
     };
     let tokens = tokenize(content);
     let mut out = ParsedLine::default();
+    if let Some(options) = &ctx.options {
+        for (offset, message) in &options.errors {
+            out.diagnostics.push(ctx.error(*offset, message.clone()));
+        }
+        if tokens.is_empty() {
+            out.diagnostics.push(ctx.error(
+                hash.unwrap_or(0),
+                "image-mirror options on a line without a mapping: put them after the mapping they belong to",
+            ));
+        }
+    }
     if tokens.is_empty() {
         return out;
     }
@@ -198,12 +237,22 @@ fn parse_mapping(ctx: &LineContext, src: Token, dsts: &[Token], out: &mut Parsed
                 .into_iter()
                 .filter_map(|(token, dst)| image_target(ctx, &image, token, dst, out))
                 .collect();
+            if let Some(at) = ctx.options.as_ref().and_then(|o| o.selection_at) {
+                out.diagnostics.push(ctx.error(
+                    at,
+                    format!(
+                        "{:?} names one image: semver, prerelease, latest, exclude and regex choose among the tags of a wildcard source (write {}:* or a tag pattern)",
+                        src.text, image.repository
+                    ),
+                ));
+            }
             Mapping::Image {
                 source: Located {
                     value: image,
                     location: ctx.location(src.offset),
                 },
                 targets,
+                rules: ctx.rules(),
             }
         }
         ParsedSource::Wildcard(repository, pattern) => {
@@ -218,6 +267,7 @@ fn parse_mapping(ctx: &LineContext, src: Token, dsts: &[Token], out: &mut Parsed
                 },
                 pattern,
                 targets,
+                rules: ctx.rules(),
             }
         }
     };
@@ -435,6 +485,42 @@ mod tests {
                 targets.iter().map(|t| t.value.to_string()).collect()
             }
         }
+    }
+
+    /// A file with options is still an oc mapping file: oc drops everything from `#` on, and
+    /// what it then reads is what we read, without the rules.
+    #[test]
+    fn options_hide_from_oc_in_a_comment() {
+        let text = "quay.io/argoproj/argocd:v2.* mirror.example.com/argoproj/argocd   # image-mirror: semver=\">=2.13.0, <2.14.0\" prerelease=true\n\
+                    docker.io/library/nginx       mirror.example.com/library/nginx    # image-mirror: semver=\"^1.25\" latest=3 exclude=\"*-perl,*-otel\"\n\
+                    quay.io/org/app:v*            mirror.example.com/org/app          # image-mirror: regex=\"^v[0-9]+$\" immutable\n\
+                    quay.io/org/tool@sha256:0123456789012345678901234567890123456789012345678901234567890123 mirror.example.com/org/tool:1.0 # image-mirror: immutable platforms=linux/amd64\n";
+        let ours = parse_text(&file(), text);
+        assert!(
+            ours.diagnostics.iter().all(|d| !d.is_error()),
+            "{:?}",
+            ours.diagnostics
+        );
+        assert!(ours.mappings.iter().all(|m| !m.rules().is_empty()));
+        // oc's reading: each line cut at `#`.
+        let oc_text: String = text
+            .lines()
+            .map(|l| format!("{}\n", l.split('#').next().unwrap_or("")))
+            .collect();
+        let oc = parse_text(&file(), &oc_text);
+        assert!(oc.mappings.iter().all(|m| m.rules().is_empty()));
+        let without_rules = |m: &Mapping| {
+            let mut m = m.clone();
+            match &mut m {
+                Mapping::Image { rules, .. } | Mapping::Wildcard { rules, .. } => {
+                    *rules = Arc::default()
+                }
+            }
+            m
+        };
+        let ours: Vec<Mapping> = ours.mappings.iter().map(without_rules).collect();
+        assert_eq!(ours, oc.mappings);
+        assert_eq!(ours.len(), 4);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Finding mapping files, parsing them in parallel, and the checks that span files.
 
 pub mod mapping;
+pub mod options;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -153,7 +154,9 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for mapping in mappings {
         let (origin, keys): (Origin, Vec<_>) = match mapping {
-            Mapping::Image { source, targets } => (
+            Mapping::Image {
+                source, targets, ..
+            } => (
                 Origin::Image(source.value.clone()),
                 targets
                     .iter()
@@ -170,6 +173,7 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
                 repository,
                 pattern,
                 targets,
+                ..
             } => (
                 Origin::Wildcard(repository.value.clone()),
                 targets
@@ -221,7 +225,9 @@ pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
     let mut hosts = BTreeSet::new();
     for m in mappings {
         match m {
-            Mapping::Image { source, targets } => {
+            Mapping::Image {
+                source, targets, ..
+            } => {
                 hosts.insert(source.value.repository.registry().clone());
                 for t in targets {
                     hosts.insert(t.value.repository.registry().clone());

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Denied,
     /// Bytes that do not hash to their digest, or more bytes than the descriptor gives.
     Corrupt,
+    /// Not done by rule: an immutable destination tag already holds another image.
+    Refused,
 }
 
 impl ErrorKind {

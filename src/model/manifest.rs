@@ -136,7 +136,8 @@ impl Manifest {
     /// An index keeping only the children whose platform matches; other fields and their
     /// order are kept. `None` when the manifest is not an index or every child matches (the
     /// original bytes, and digest, are then copied as they are).
-    pub fn filter_platforms(&self, keep: &regex::Regex) -> Result<Option<Manifest>> {
+    /// `named` is how the filter was written, for the error when it keeps nothing.
+    pub fn filter_platforms(&self, keep: &regex::Regex, named: &str) -> Result<Option<Manifest>> {
         if !matches!(self.content, Content::Index { .. }) {
             return Ok(None);
         }
@@ -156,11 +157,7 @@ impl Manifest {
             return Ok(None);
         }
         if list.is_empty() {
-            bail!(
-                "--filter-by-os {:?} matches no platform of {}",
-                keep.as_str(),
-                self.digest
-            );
+            bail!("{named} matches no platform of {}", self.digest);
         }
         let bytes = Bytes::from(serde_json::to_vec(&doc)?);
         let digest = Digest::of(&bytes);
@@ -214,7 +211,7 @@ mod tests {
         assert_eq!(m.media_type, DOCKER_LIST);
         let keep = regex::Regex::new("^linux/amd64$").unwrap_or_else(|e| panic!("{e}"));
         let filtered = m
-            .filter_platforms(&keep)
+            .filter_platforms(&keep, "keep")
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("not an index"));
         let Content::Index { children } = &filtered.content else {
@@ -225,11 +222,11 @@ mod tests {
         assert_ne!(filtered.digest, m.digest);
         assert_eq!(filtered.media_type, DOCKER_LIST);
         let none = regex::Regex::new("^windows/").unwrap_or_else(|e| panic!("{e}"));
-        assert!(m.filter_platforms(&none).is_err());
+        assert!(m.filter_platforms(&none, "none").is_err());
         // Keeping every platform is no rewrite: the original bytes and digest stay.
         let all = regex::Regex::new("^linux/").unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            m.filter_platforms(&all)
+            m.filter_platforms(&all, "all")
                 .unwrap_or_else(|e| panic!("{e}"))
                 .is_none()
         );

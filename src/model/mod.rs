@@ -9,3 +9,4 @@ pub mod image;
 pub mod manifest;
 pub mod parse;
 pub mod reference;
+pub mod rules;

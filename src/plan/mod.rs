@@ -1,16 +1,20 @@
 //! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
 //! destination repository. Pure: the listing happened before.
 
+pub mod select;
 pub mod shard;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+pub use self::select::{Excluded, Selection, select};
 pub use self::shard::Shard;
 
 use crate::inputs::mapping::Mapping;
 use crate::model::diagnostics::{Diagnostic, Location};
 use crate::model::image::{SourceImage, TagRef};
 use crate::model::reference::{Repository, Tag};
+use crate::model::rules::LineRules;
 
 /// One image to one destination tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub struct CopyJob {
     pub destination: TagRef,
     /// The mapping line this copy comes from.
     pub origin: Location,
+    /// What that line's options say (immutable tags, platforms).
+    pub rules: Arc<LineRules>,
 }
 
 /// Every copy into one destination repository: the unit of progress and reporting.
@@ -31,6 +37,16 @@ pub struct Batch {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub batches: Vec<Batch>,
+    /// What the rules of each wildcard line with rules chose, and why they left tags out.
+    pub selections: Vec<LineSelection>,
+}
+
+/// The tags one wildcard line chose among those listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineSelection {
+    pub origin: Location,
+    pub repository: Repository,
+    pub selection: Selection,
 }
 
 impl Plan {
@@ -47,6 +63,7 @@ pub fn plan(
     listed: &HashMap<Repository, Vec<String>>,
 ) -> (Plan, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
+    let mut selections = Vec::new();
     let mut jobs: BTreeMap<TagRef, CopyJob> = BTreeMap::new();
     let mut add = |job: CopyJob, diagnostics: &mut Vec<Diagnostic>| match jobs.get(&job.destination)
     {
@@ -64,12 +81,15 @@ pub fn plan(
     };
     for mapping in mappings {
         match mapping {
-            Mapping::Image { source, targets } => {
+            Mapping::Image {
+                source, targets, ..
+            } => {
                 for target in targets {
                     let job = CopyJob {
                         source: source.value.clone(),
                         destination: target.value.clone(),
                         origin: source.location.clone(),
+                        rules: mapping.rules().clone(),
                     };
                     add(job, &mut diagnostics);
                 }
@@ -78,12 +98,14 @@ pub fn plan(
                 repository,
                 pattern,
                 targets,
+                rules,
             } => {
                 let Some(tags) = listed.get(&repository.value) else {
                     continue;
                 };
+                let selection = select(tags, pattern, &rules.tags);
                 let mut matched = 0;
-                for tag in tags.iter().filter(|t| pattern.is_match(t)) {
+                for tag in &selection.selected {
                     let Ok(tag) = Tag::parse(tag) else {
                         diagnostics.push(Diagnostic::warning(
                             repository.location.clone(),
@@ -103,12 +125,13 @@ pub fn plan(
                                 source: source.clone(),
                                 destination,
                                 origin: repository.location.clone(),
+                                rules: rules.clone(),
                             },
                             &mut diagnostics,
                         );
                     }
                 }
-                if matched == 0 {
+                if matched == 0 && rules.tags.is_empty() {
                     diagnostics.push(Diagnostic::warning(
                         repository.location.clone(),
                         format!(
@@ -118,6 +141,25 @@ pub fn plan(
                             tags.len()
                         ),
                     ));
+                } else if matched == 0 {
+                    diagnostics.push(Diagnostic::warning(
+                        repository.location.clone(),
+                        format!(
+                            "{}:{} with `{}` selects no tag ({} tags listed, {} left out by the rules)",
+                            repository.value,
+                            pattern.as_str(),
+                            rules.written,
+                            tags.len(),
+                            selection.excluded.len()
+                        ),
+                    ));
+                }
+                if !rules.tags.is_empty() {
+                    selections.push(LineSelection {
+                        origin: repository.location.clone(),
+                        repository: repository.value.clone(),
+                        selection,
+                    });
                 }
             }
         }
@@ -130,7 +172,13 @@ pub fn plan(
         .into_iter()
         .map(|(repository, jobs)| Batch { repository, jobs })
         .collect();
-    (Plan { batches }, diagnostics)
+    (
+        Plan {
+            batches,
+            selections,
+        },
+        diagnostics,
+    )
 }
 
 /// The repositories whose tags must be listed before planning.

@@ -69,6 +69,7 @@ impl Plan {
                 .into_iter()
                 .filter(|b| shard.owns(&b.repository))
                 .collect(),
+            selections: self.selections,
         }
     }
 }

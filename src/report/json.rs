@@ -14,6 +14,23 @@ pub struct JsonReport<'a> {
     pub totals: JsonTotals,
     pub images: Vec<JsonImage<'a>>,
     pub listing_failures: Vec<JsonListingFailure<'a>>,
+    pub selections: Vec<JsonSelection<'a>>,
+}
+
+/// What one wildcard line's rules chose among the listed tags.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonSelection<'a> {
+    pub source: String,
+    pub file: &'a str,
+    pub line: usize,
+    pub selected: &'a [String],
+    pub excluded: Vec<JsonExcluded<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonExcluded<'a> {
+    pub tag: &'a str,
+    pub reason: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -101,6 +118,25 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
                 line: f.origin.line,
                 error: &f.error.message,
                 error_kind: f.error.kind,
+            })
+            .collect(),
+        selections: run
+            .selections
+            .iter()
+            .map(|l| JsonSelection {
+                source: l.repository.to_string(),
+                file: &l.origin.file,
+                line: l.origin.line,
+                selected: &l.selection.selected,
+                excluded: l
+                    .selection
+                    .excluded
+                    .iter()
+                    .map(|(tag, why)| JsonExcluded {
+                        tag,
+                        reason: why.to_string(),
+                    })
+                    .collect(),
             })
             .collect(),
     }

@@ -10,6 +10,7 @@ pub mod text;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
+use crate::plan::LineSelection;
 use crate::stats::Snapshot;
 
 /// Everything a finished (or interrupted) run has to say.
@@ -17,6 +18,8 @@ use crate::stats::Snapshot;
 pub struct RunResult {
     pub outcomes: Vec<Outcome>,
     pub listing_failures: Vec<ListingFailure>,
+    /// What the rules of wildcard lines chose.
+    pub selections: Vec<LineSelection>,
     pub stats: Snapshot,
     pub elapsed: Duration,
     pub dry_run: bool,

@@ -16,11 +16,18 @@ pub enum Status {
     Failed,
     WouldCopy,
     WouldOverwrite,
+    /// Not done by rule: an immutable tag that already holds another image.
+    Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
 }
 
 impl Status {
+    /// Whether the run fails (exit 1) because of this image.
+    pub fn fails_the_run(self) -> bool {
+        matches!(self, Status::Failed | Status::Refused)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Status::Copied => "copied",
@@ -28,6 +35,7 @@ impl Status {
             Status::Failed => "failed",
             Status::WouldCopy => "would copy",
             Status::WouldOverwrite => "would overwrite",
+            Status::Refused => "refused",
             Status::Cancelled => "cancelled",
         }
     }
@@ -86,6 +94,7 @@ pub struct Totals {
     pub failed: usize,
     pub would_copy: usize,
     pub would_overwrite: usize,
+    pub refused: usize,
     pub cancelled: usize,
 }
 
@@ -102,6 +111,7 @@ impl Totals {
                 Status::Failed => t.failed += 1,
                 Status::WouldCopy => t.would_copy += 1,
                 Status::WouldOverwrite => t.would_overwrite += 1,
+                Status::Refused => t.refused += 1,
                 Status::Cancelled => t.cancelled += 1,
             }
         }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
 use crate::model::reference::Repository;
+use crate::plan::LineSelection;
 
 /// The dry-run plan: per destination repository, each tag with its source digest and what
 /// would happen.
@@ -25,7 +26,9 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             .map_or("?".to_owned(), |d| d.to_string());
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
-            (Status::Failed, _) => format!("failed: {}", o.error_text().unwrap_or("")),
+            (Status::Failed | Status::Refused, _) => {
+                format!("{}: {}", o.status.label(), o.error_text().unwrap_or(""))
+            }
             (status, _) => status.label().to_owned(),
         };
         let _ = writeln!(
@@ -37,12 +40,36 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
     out
 }
 
+/// For a dry run: per wildcard line with rules, which listed tags they chose and why they
+/// left the others out.
+pub fn selections(selections: &[LineSelection]) -> String {
+    let mut out = String::new();
+    for line in selections {
+        let s = &line.selection;
+        let _ = writeln!(
+            out,
+            "{} ({}): {} selected, {} left out",
+            line.repository,
+            line.origin,
+            s.selected.len(),
+            s.excluded.len()
+        );
+        for tag in &s.selected {
+            let _ = writeln!(out, "  {tag}  selected");
+        }
+        for (tag, why) in &s.excluded {
+            let _ = writeln!(out, "  {tag}  excluded: {why}");
+        }
+    }
+    out
+}
+
 /// Failures first (with the mapping line), then one line of totals.
 pub fn summary(run: &RunResult) -> String {
     let mut out = String::new();
     let totals = Totals::of(&run.outcomes, run.listing_failures.len());
-    if totals.failed > 0 {
-        let _ = writeln!(out, "Failures ({}):", totals.failed);
+    if totals.failed + totals.refused > 0 {
+        let _ = writeln!(out, "Failures ({}):", totals.failed + totals.refused);
         for f in &run.listing_failures {
             let _ = writeln!(
                 out,
@@ -50,10 +77,15 @@ pub fn summary(run: &RunResult) -> String {
                 f.repository, f.origin, f.error.message
             );
         }
-        for o in run.outcomes.iter().filter(|o| o.status == Status::Failed) {
+        for o in run.outcomes.iter().filter(|o| o.status.fails_the_run()) {
+            let refused = if o.status == Status::Refused {
+                "refused: "
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "  {} -> {} ({}): {}",
+                "  {} -> {} ({}): {refused}{}",
                 o.job.source,
                 o.job.destination,
                 o.job.origin,
@@ -73,16 +105,21 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed; nothing was written ({secs:.1}s)",
-            totals.would_copy, totals.would_overwrite, totals.unchanged, totals.failed
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}; nothing was written ({secs:.1}s)",
+            totals.would_copy,
+            totals.would_overwrite,
+            totals.unchanged,
+            totals.failed,
+            refused_note(totals.refused)
         );
     } else {
         let _ = writeln!(
             out,
-            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            "{} images copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
             totals.copied,
             totals.unchanged,
             totals.failed,
+            refused_note(totals.refused),
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
@@ -91,6 +128,15 @@ pub fn summary(run: &RunResult) -> String {
         );
     }
     out
+}
+
+/// ", 2 refused" (immutable tags that would have been overwritten); empty when none.
+fn refused_note(refused: usize) -> String {
+    if refused > 0 {
+        format!(", {refused} refused")
+    } else {
+        String::new()
+    }
 }
 
 /// " (2 retries, 7 request retries)": image copies started again, and requests (or blob
