@@ -17,6 +17,7 @@ fn main() {
         Command::Check(args) => image_mirror::commands::check::run(&args.input_spec()),
         Command::Run(args) => image_mirror::commands::run::run(args),
         Command::Verify(args) => image_mirror::commands::verify::run(args),
+        Command::Import(args) => image_mirror::commands::import::run(args),
     };
     std::process::exit(code.code());
 }

@@ -73,6 +73,37 @@ pub enum Command {
     /// Check that every tag of the given repositories points at a complete image: the
     /// manifest, its index children and every blob exist. Exit 0 if so, 1 if not.
     Verify(VerifyArgs),
+    /// Print the mapping lines (with `# image-mirror:` options) equivalent to another
+    /// mirroring tool's configuration file. Whatever cannot be translated is an error naming
+    /// the entry, and then nothing is printed (exit 2); settings a mapping file cannot hold
+    /// (TLS, credentials) are notes on stderr saying where they go.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The tool whose file FILE is.
+    #[arg(long = "from", value_enum, value_name = "FORMAT")]
+    pub format: ImportFormat,
+    /// Where destinations go, when the format does not say (skopeo-sync: skopeo's
+    /// destination argument) or instead of what it says (kyma: its targetRepoPrefix;
+    /// image-operator: a registry for its destination names).
+    #[arg(long, value_name = "PREFIX")]
+    pub to: Option<String>,
+    /// The file to translate.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// rancher/image-mirror's images-list (SOURCE DESTINATION TAG lines).
+    Rancher,
+    /// kyma image-syncer's images.yaml.
+    Kyma,
+    /// `skopeo sync --src yaml` files.
+    SkopeoSync,
+    /// image-operator's Image resources.
+    ImageOperator,
 }
 
 #[derive(Debug, Clone, Args)]

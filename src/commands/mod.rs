@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod import;
 pub mod run;
 pub mod verify;
 
