@@ -230,6 +230,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         outcomes,
         listing_failures,
         stats: stats.snapshot(),
+        uploads: stats.uploads(),
         elapsed: started.elapsed(),
         dry_run,
         interrupted,

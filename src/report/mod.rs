@@ -7,10 +7,11 @@ pub mod outcome;
 pub mod progress;
 pub mod text;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
-use crate::stats::Snapshot;
+use crate::stats::{RegistryUploads, Snapshot};
 
 /// Everything a finished (or interrupted) run has to say.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct RunResult {
     pub outcomes: Vec<Outcome>,
     pub listing_failures: Vec<ListingFailure>,
     pub stats: Snapshot,
+    /// How blobs went into each registry that received any, by registry name.
+    pub uploads: BTreeMap<String, RegistryUploads>,
     pub elapsed: Duration,
     pub dry_run: bool,
     pub interrupted: bool,
