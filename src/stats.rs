@@ -2,6 +2,8 @@
 //! happened to blobs and images. The stores and the copy algorithm add to it; the progress
 //! display and the report read it. A leaf: it depends on nothing else in the crate.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters shared by everything a run does; cheap to bump from any task.
@@ -26,6 +28,33 @@ pub struct Stats {
     pub transfers: AtomicU64,
     /// Workers that stopped without reporting their images (a bug): the run fails.
     pub lost_workers: AtomicU64,
+    /// Per destination registry: blobs committed by each upload method, and the switches
+    /// from one method to another.
+    uploads: Mutex<BTreeMap<String, RegistryUploads>>,
+}
+
+/// How blobs went into one registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryUploads {
+    /// Blobs committed by one `PUT` carrying the body.
+    pub monolithic: u64,
+    /// Blobs committed by one streamed `PATCH` and an empty `PUT`.
+    pub streamed: u64,
+    /// Blobs committed by several `PATCH`es within the registry's chunk limits.
+    pub chunked: u64,
+    /// Blobs whose `PUT` with a body the registry refused, sent again the other way.
+    pub fallbacks: u64,
+    /// The registry takes blobs as `PATCH` + `PUT` for the rest of the run (a fallback
+    /// worked).
+    pub patch_from_now_on: bool,
+}
+
+/// One way of uploading a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMethod {
+    Monolithic,
+    Streamed,
+    Chunked,
 }
 
 /// The counters' values at one moment, for the report.
@@ -67,6 +96,36 @@ impl Stats {
             transfers: get(&self.transfers),
             lost_workers: get(&self.lost_workers),
         }
+    }
+
+    /// Counts a blob committed to `registry` by `method`.
+    pub fn uploaded(&self, registry: &str, method: UploadMethod) {
+        self.with_uploads(registry, |u| match method {
+            UploadMethod::Monolithic => u.monolithic += 1,
+            UploadMethod::Streamed => u.streamed += 1,
+            UploadMethod::Chunked => u.chunked += 1,
+        });
+    }
+
+    /// Counts a blob sent again another way after `registry` refused a `PUT` with a body.
+    pub fn fell_back(&self, registry: &str) {
+        self.with_uploads(registry, |u| u.fallbacks += 1);
+    }
+
+    /// Notes that `registry` gets its blobs as `PATCH` + `PUT` from now on.
+    pub fn switched_to_patch(&self, registry: &str) {
+        self.with_uploads(registry, |u| u.patch_from_now_on = true);
+    }
+
+    fn with_uploads(&self, registry: &str, change: impl FnOnce(&mut RegistryUploads)) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            change(uploads.entry(registry.to_owned()).or_default());
+        }
+    }
+
+    /// Upload methods per registry that received uploads, by registry name.
+    pub fn uploads(&self) -> BTreeMap<String, RegistryUploads> {
+        self.uploads.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// Counts a transfer under way until the guard is dropped.

@@ -27,6 +27,10 @@ use crate::retry::Budget;
 /// A blob's bytes as they arrive.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// Opens a blob's stream at its source (a new download each call): an upload that has to
+/// send the blob again another way asks for the bytes again.
+pub type OpenBlob<'a> = &'a (dyn Fn() -> BoxFuture<'static, Result<BlobStream>> + Send + Sync);
+
 /// Where images are read from.
 pub trait Source: Send + Sync {
     /// The store's name (a registry host): blobs are uploaded once per name and run, and
@@ -90,16 +94,18 @@ pub trait Destination: Source {
         session: UploadSession,
     ) -> BoxFuture<'a, ()>;
 
-    /// Writes a blob from `source` (opened while the upload is prepared), into `session`
-    /// when a mount opened one. Nothing is committed unless all of `blob.size` bytes
-    /// arrived and match `blob.digest`. Requests made on the way take their retries from
-    /// `budget`; a failed upload is not retried here.
+    /// Writes a blob from a stream `open` gives (opened while the upload is prepared), into
+    /// `session` when a mount opened one. Nothing is committed unless all of `blob.size`
+    /// bytes arrived and match `blob.digest`. Requests made on the way take their retries
+    /// from `budget`; a failed upload is not retried here, but a store whose way of
+    /// uploading was refused may send the blob again another way (opening it again), which
+    /// is no retry.
     fn upload<'a>(
         &'a self,
         repository: &'a Repository,
         blob: &'a BlobRef,
         session: Option<UploadSession>,
-        source: BoxFuture<'a, Result<BlobStream>>,
+        open: OpenBlob<'a>,
         budget: &'a Budget,
     ) -> BoxFuture<'a, Result<()>>;
 

@@ -239,6 +239,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         listing_failures,
         selections,
         stats: stats.snapshot(),
+        uploads: stats.uploads(),
         elapsed: started.elapsed(),
         dry_run,
         interrupted,

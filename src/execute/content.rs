@@ -235,13 +235,14 @@ impl Executor {
         let policy = &self.options.request_policy;
         let budget = Arc::new(policy.budget());
         let mut session = session;
+        let open = || {
+            src.clone()
+                .open_blob(src_repo.clone(), blob.clone(), budget.clone())
+        };
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-            let stream = src
-                .clone()
-                .open_blob(src_repo.clone(), blob.clone(), budget.clone());
             let result = dst
-                .upload(dst_repo, blob, session.take(), stream, &budget)
+                .upload(dst_repo, blob, session.take(), &open, &budget)
                 .await;
             let e = match result {
                 Ok(()) => break,

@@ -13,7 +13,9 @@ use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, Tag};
 use crate::retry::Budget;
-use crate::store::{BlobStream, Destination, Mount, Slots, Source, Stores, UploadSession};
+use crate::store::{
+    BlobStream, Destination, Mount, OpenBlob, Slots, Source, Stores, UploadSession,
+};
 
 /// A write, in the order the store saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,11 +241,11 @@ impl Destination for MemoryStore {
         repository: &'a Repository,
         blob: &'a BlobRef,
         _session: Option<UploadSession>,
-        source: BoxFuture<'a, Result<BlobStream>>,
+        open: OpenBlob<'a>,
         _budget: &'a Budget,
     ) -> BoxFuture<'a, Result<()>> {
         async move {
-            let mut stream = source.await?;
+            let mut stream = open().await?;
             let mut bytes = Vec::new();
             while let Some(chunk) = stream.next().await {
                 bytes.extend_from_slice(&chunk?);

@@ -42,6 +42,21 @@ pub struct RegistryClient {
     pub(super) slots: Slots,
     pub(super) policy: RetryPolicy,
     pub(super) stats: Arc<Stats>,
+    /// How this registry takes blob uploads, learned during the run.
+    pub(super) uploads: UploadMethods,
+}
+
+/// What a registry has shown of blob uploads in this run. Registries differ: most take a
+/// blob in one `PUT` with a body (one round trip less), some only streamed `PATCH`es closed
+/// by an empty `PUT`. The first refusal of a body on `PUT`, answered by a streamed upload
+/// that worked, switches the registry to `PATCH` for the rest of the run.
+#[derive(Debug, Default)]
+pub(super) struct UploadMethods {
+    /// A `PUT` with a body has committed a blob here: a later 5xx or broken connection on
+    /// one is taken as a fault (retried), not as a refusal of the method.
+    pub monolithic_worked: std::sync::atomic::AtomicBool,
+    /// Blobs go as `PATCH` + `PUT` here.
+    pub streamed: std::sync::atomic::AtomicBool,
 }
 
 /// A whole (small) answer.
@@ -99,6 +114,7 @@ impl RegistryClient {
             slots: Slots::new(options.max_per_registry),
             policy,
             stats,
+            uploads: UploadMethods::default(),
         })
     }
 

@@ -152,6 +152,16 @@ pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
 
 /// The registry's own words for a failed request: its error codes and messages when it sent
 /// a distribution error body, else the status.
+/// Whether `body` is a registry's error envelope (`{"errors": [...]}`): a 404 with one is
+/// the registry saying what is missing; a 404 without one may be an API it does not have.
+pub fn is_registry_error(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<serde_json::Value>,
+    }
+    serde_json::from_slice::<Envelope>(body).is_ok_and(|e| !e.errors.is_empty())
+}
+
 pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
@@ -243,6 +253,15 @@ mod tests {
                 ErrorKind::Transient
             );
         }
+    }
+
+    #[test]
+    fn a_missing_api_is_told_from_a_missing_repository() {
+        assert!(is_registry_error(
+            br#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#
+        ));
+        assert!(!is_registry_error(b""));
+        assert!(!is_registry_error(b"404 page not found"));
     }
 
     #[test]

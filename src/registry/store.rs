@@ -12,7 +12,9 @@ use super::client::RegistryClient;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
-use crate::store::{BlobStream, Destination, Mount, Slots, Source, Stores, UploadSession};
+use crate::store::{
+    BlobStream, Destination, Mount, OpenBlob, Slots, Source, Stores, UploadSession,
+};
 
 impl Source for RegistryClient {
     fn name(&self) -> &str {
@@ -84,10 +86,10 @@ impl Destination for RegistryClient {
         repository: &'a Repository,
         blob: &'a BlobRef,
         session: Option<UploadSession>,
-        source: BoxFuture<'a, Result<BlobStream>>,
+        open: OpenBlob<'a>,
         budget: &'a Budget,
     ) -> BoxFuture<'a, Result<()>> {
-        self.push_blob(repository, blob, session, source, budget)
+        self.push_blob(repository, blob, session, open, budget)
             .boxed()
     }
 

@@ -7,6 +7,7 @@ use reqwest::header::LINK;
 
 use super::auth::Access;
 use super::client::RegistryClient;
+use super::error::is_registry_error;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Repository;
 
@@ -25,6 +26,16 @@ impl RegistryClient {
             let answer = self
                 .fetch(&access, &what, || self.http.get(url.clone()))
                 .await?;
+            if answer.status == StatusCode::NOT_FOUND && !is_registry_error(&answer.body) {
+                return Err(failure(
+                    ErrorKind::Permanent,
+                    format!(
+                        "{what}: {} has no tag listing (GET /v2/{}/tags/list answered 404 without a registry error); a wildcard or a source without tag needs it, so name the tags instead",
+                        self.host,
+                        repository.path()
+                    ),
+                ));
+            }
             if !answer.status.is_success() {
                 return Err(self.refused(&what, &access, &answer));
             }
@@ -61,7 +72,9 @@ impl RegistryClient {
     }
 
     /// Whether a repository has no tag at all (or does not exist yet): then nothing in it
-    /// can be assumed present, and a first copy need not ask blob by blob.
+    /// can be assumed present, and a first copy need not ask blob by blob. A registry
+    /// without tag listing (a 404 that is no registry error) cannot tell: not empty, so
+    /// every tag and blob is asked for.
     pub async fn repository_is_empty(&self, repository: &Repository) -> Result<bool> {
         let _permit = self.slots.take(1).await;
         let access = Access::pull(repository.path());
@@ -72,7 +85,7 @@ impl RegistryClient {
             .fetch(&access, &what, || self.http.get(url.clone()))
             .await?;
         if answer.status == StatusCode::NOT_FOUND {
-            return Ok(true);
+            return Ok(is_registry_error(&answer.body));
         }
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));

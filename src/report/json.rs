@@ -1,5 +1,7 @@
 //! The machine-readable report (`--report PATH`); its schema is documented in README.md.
 
+use std::collections::BTreeMap;
+
 use super::RunResult;
 use super::outcome::Totals;
 use crate::model::failure::ErrorKind;
@@ -15,6 +17,8 @@ pub struct JsonReport<'a> {
     pub images: Vec<JsonImage<'a>>,
     pub listing_failures: Vec<JsonListingFailure<'a>>,
     pub selections: Vec<JsonSelection<'a>>,
+    /// Per destination registry that received blob uploads: how it took them.
+    pub registries: BTreeMap<&'a str, JsonRegistry>,
 }
 
 /// What one wildcard line's rules chose among the listed tags.
@@ -31,6 +35,23 @@ pub struct JsonSelection<'a> {
 pub struct JsonExcluded<'a> {
     pub tag: &'a str,
     pub reason: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonRegistry {
+    /// The way blobs went at the end of the run: `put` (one `PUT` with the body) or
+    /// `patch` (`PATCH`es, then an empty `PUT`).
+    pub upload_method: &'static str,
+    pub uploads: JsonUploads,
+    /// Blobs whose `PUT` with a body was refused, sent again as `PATCH` + `PUT`.
+    pub fallbacks: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonUploads {
+    pub put: u64,
+    pub patch: u64,
+    pub chunked: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -137,6 +158,24 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
                         reason: why.to_string(),
                     })
                     .collect(),
+            })
+            .collect(),
+        registries: run
+            .uploads
+            .iter()
+            .map(|(host, u)| {
+                let patch =
+                    u.patch_from_now_on || (u.monolithic == 0 && u.streamed + u.chunked > 0);
+                let entry = JsonRegistry {
+                    upload_method: if patch { "patch" } else { "put" },
+                    uploads: JsonUploads {
+                        put: u.monolithic,
+                        patch: u.streamed,
+                        chunked: u.chunked,
+                    },
+                    fallbacks: u.fallbacks,
+                };
+                (host.as_str(), entry)
             })
             .collect(),
     }

@@ -7,11 +7,12 @@ pub mod outcome;
 pub mod progress;
 pub mod text;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
 use crate::plan::LineSelection;
-use crate::stats::Snapshot;
+use crate::stats::{RegistryUploads, Snapshot};
 
 /// Everything a finished (or interrupted) run has to say.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct RunResult {
     /// What the rules of wildcard lines chose.
     pub selections: Vec<LineSelection>,
     pub stats: Snapshot,
+    /// How blobs went into each registry that received any, by registry name.
+    pub uploads: BTreeMap<String, RegistryUploads>,
     pub elapsed: Duration,
     pub dry_run: bool,
     pub interrupted: bool,

@@ -126,6 +126,16 @@ pub fn summary(run: &RunResult) -> String {
             human_bytes(stats.bytes),
             retries_note(stats.image_retries, stats.request_retries)
         );
+        for (host, u) in &run.uploads {
+            if u.fallbacks > 0 || u.patch_from_now_on {
+                let _ = writeln!(
+                    out,
+                    "{host} refused blobs in one PUT: {} sent as PATCH + PUT ({} in one PUT)",
+                    u.streamed + u.chunked,
+                    u.monolithic
+                );
+            }
+        }
     }
     out
 }

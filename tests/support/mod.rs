@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod other;
 pub mod proxy;
 pub mod tls;
 pub mod token;
@@ -176,7 +177,7 @@ fn registry_binary() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }

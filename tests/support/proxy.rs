@@ -2,6 +2,10 @@
 //! cuts or shortens bodies, flips bytes, stalls — on the requests a rule selects, a given
 //! number of times. Everything else passes through unchanged. The Host header is passed
 //! through, so the registry's upload `Location`s point back at the proxy.
+//!
+//! Started with a [`Quirk`], the same proxy makes distribution behave like another registry
+//! implementation, one difference at a time, on every request (registries differ exactly in
+//! these corners, and the engine must mirror through each with identical digests).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,6 +38,25 @@ pub enum Fault {
     StripQuery,
 }
 
+/// One way another registry implementation differs from distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quirk {
+    /// A blob `PUT` that carries a body is answered 500 before the body is read, and the
+    /// connection closed (as the `container-registry` crate does): blobs must come as
+    /// `PATCH`es closed by an empty `PUT`.
+    RefuseBodyOnPut,
+    /// No request body longer than `max` bytes (413 otherwise); upload sessions state
+    /// `OCI-Chunk-Max-Length: max` and `OCI-Chunk-Min-Length: min`.
+    ChunkLimits { min: usize, max: usize },
+    /// HEAD answers come without `Docker-Content-Digest`.
+    HeadWithoutDigest,
+    /// Upload `Location`s name this other `host:port` (another port of the same host), as
+    /// absolute URLs.
+    LocationOn(String),
+    /// `Range` is dropped from requests: downloads always start at byte 0.
+    IgnoreRange,
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
     method: String,
@@ -49,6 +72,12 @@ pub struct Seen {
     pub target: String,
     /// The request's `Range` header.
     pub range: Option<String>,
+    /// The request's `Content-Range` header.
+    pub content_range: Option<String>,
+    /// The length of the request's body.
+    pub body_len: usize,
+    /// The status answered (0: none, the connection was closed).
+    pub status: u16,
     pub fault: Option<Fault>,
 }
 
@@ -62,6 +91,15 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `upstream` ("127.0.0.1:PORT").
     pub fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::start_with(upstream, None)
+    }
+
+    /// A proxy that gives the registry behind it `quirk`.
+    pub fn with_quirk(upstream: &str, quirk: Quirk) -> FaultProxy {
+        FaultProxy::start_with(upstream, Some(quirk))
+    }
+
+    fn start_with(upstream: &str, quirk: Option<Quirk>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
@@ -79,9 +117,9 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (r, s, up) = (r.clone(), s.clone(), up.clone());
+                let (r, s, up, q) = (r.clone(), s.clone(), up.clone(), quirk.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(client, &up, &r, &s);
+                    let _ = serve(client, &up, &r, &s, q.as_ref());
                 });
             }
         });
@@ -237,11 +275,48 @@ fn take_fault(rules: &Mutex<Vec<Rule>>, method: &str, target: &str) -> Option<Fa
     Some(rule.fault.clone())
 }
 
+/// Answers `code` with a registry error carrying `message`.
+fn error_answer(code: u16, message: &str) -> String {
+    let body = format!("{{\"errors\":[{{\"code\":\"QUIRK\",\"message\":\"{message}\"}}]}}");
+    format!(
+        "HTTP/1.1 {code} Quirk\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Notes a request the proxy saw.
+fn note(seen: &Mutex<Vec<Seen>>, method: &str, target: &str, request: &Message, len: usize) {
+    if let Ok(mut s) = seen.lock() {
+        s.push(Seen {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            range: request.header("range").map(str::to_owned),
+            content_range: request.header("content-range").map(str::to_owned),
+            body_len: len,
+            status: 0,
+            fault: None,
+        });
+    }
+}
+
+/// Sets the status of the request noted last with this method and target.
+fn answered(seen: &Mutex<Vec<Seen>>, method: &str, target: &str, status: u16) {
+    if let Ok(mut s) = seen.lock()
+        && let Some(last) = s
+            .iter_mut()
+            .rev()
+            .find(|s| s.method == method && s.target == target)
+    {
+        last.status = status;
+    }
+}
+
 fn serve(
     client: TcpStream,
     upstream: &str,
     rules: &Mutex<Vec<Rule>>,
     seen: &Mutex<Vec<Seen>>,
+    quirk: Option<&Quirk>,
 ) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
@@ -253,15 +328,41 @@ fn serve(
         let mut parts = request.head[0].split_whitespace();
         let method = parts.next().unwrap_or("").to_owned();
         let target = parts.next().unwrap_or("").to_owned();
+        let declared: usize = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // Refused before the body is read, and the connection closed, as a registry that
+        // never reads it does: the client sees the answer or a broken pipe.
+        let refuse = match quirk {
+            Some(Quirk::RefuseBodyOnPut) => {
+                (method == "PUT" && target.contains("/blobs/uploads/") && declared > 0)
+                    .then_some((500, "a body on PUT is not supported".to_owned()))
+            }
+            Some(Quirk::ChunkLimits { max, .. }) => (declared > *max)
+                .then(|| (413, format!("request bodies are limited to {max} bytes"))),
+            _ => None,
+        };
+        if let Some((code, why)) = refuse {
+            note(seen, &method, &target, &request, declared);
+            answered(seen, &method, &target, code);
+            to_client.write_all(error_answer(code, &why).as_bytes())?;
+            to_client.flush()?;
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         request.body = read_body(&mut from_client, &request, true)?;
         let fault = take_fault(rules, &method, &target);
-        if let Ok(mut s) = seen.lock() {
-            s.push(Seen {
-                method: method.clone(),
-                target: target.clone(),
-                range: request.header("range").map(str::to_owned),
-                fault: fault.clone(),
-            });
+        note(seen, &method, &target, &request, request.body.len());
+        if let Ok(mut s) = seen.lock()
+            && let Some(last) = s.last_mut()
+        {
+            last.fault = fault.clone();
+        }
+        if quirk == Some(&Quirk::IgnoreRange) {
+            request
+                .head
+                .retain(|l| !l.to_ascii_lowercase().starts_with("range:"));
         }
         if fault == Some(Fault::Drop) {
             let _ = to_client.shutdown(Shutdown::Both);
@@ -313,11 +414,40 @@ fn serve(
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        answered(seen, &method, &target, status);
         let has_body = method != "HEAD" && status != 204 && status != 304;
         response.body = read_body(&mut from_upstream, &response, has_body)?;
         response
             .head
             .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+        match quirk {
+            Some(Quirk::HeadWithoutDigest) if method == "HEAD" => response
+                .head
+                .retain(|l| !l.to_ascii_lowercase().starts_with("docker-content-digest:")),
+            Some(Quirk::ChunkLimits { min, max }) if method == "POST" && status == 202 => {
+                response.head.push(format!("OCI-Chunk-Min-Length: {min}"));
+                response.head.push(format!("OCI-Chunk-Max-Length: {max}"));
+            }
+            Some(Quirk::LocationOn(other)) => {
+                for line in response.head.iter_mut().skip(1) {
+                    let Some((name, value)) = line.split_once(':') else {
+                        continue;
+                    };
+                    if !name.trim().eq_ignore_ascii_case("location") {
+                        continue;
+                    }
+                    // distribution answers absolute URLs built from the Host header (this
+                    // proxy): keep the path, name the other port.
+                    let value = value.trim();
+                    let path = match value.find("/v2/") {
+                        Some(at) => &value[at..],
+                        None => value,
+                    };
+                    *line = format!("Location: http://{other}{path}");
+                }
+            }
+            _ => {}
+        }
         if has_body {
             response.set_content_length(response.body.len());
         }

@@ -17,18 +17,34 @@ use crate::model::reference::{Digest, Repository};
 use crate::stats::Stats;
 use crate::store::{Mount, UploadSession};
 
-/// An upload session this registry opened: where to send the blob, and with which
-/// credential. Travels through the copy algorithm as an opaque [`UploadSession`].
+/// An upload session this registry opened: where to send the blob, with which credential,
+/// and the chunk sizes it stated. Travels through the copy algorithm as an opaque
+/// [`UploadSession`].
 pub(super) struct Session {
     pub location: String,
     pub credential: RegistryCredential,
+    /// `OCI-Chunk-Min-Length`: every `PATCH` but the last carries at least this many bytes.
+    pub min_chunk: Option<u64>,
+    /// `OCI-Chunk-Max-Length` (proposed in opencontainers/distribution-spec#485, sent by
+    /// registries behind request-buffering proxies): no request body longer than this.
+    pub max_chunk: Option<u64>,
 }
 
 impl Session {
     pub(super) fn from_answer(answer: Answer) -> Option<Session> {
         let location = answer.headers.get(LOCATION)?.to_str().ok()?.to_owned();
+        let length = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&n| n > 0)
+        };
         Some(Session {
             location,
+            min_chunk: length("oci-chunk-min-length"),
+            max_chunk: length("oci-chunk-max-length"),
             credential: answer.credential,
         })
     }

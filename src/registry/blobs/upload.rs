@@ -1,12 +1,21 @@
-//! Blob uploads: one monolithic PUT whose body is the source's stream, checked as it
-//! passes (see [`super::verify`]), into a session opened while the source's GET is on its
-//! way, or into one a mount opened.
+//! Blob uploads, the way each registry takes them. Registries differ here more than
+//! anywhere: most take a blob in one `PUT` carrying the body (one round trip less, so that
+//! is tried first); others refuse a body on `PUT` and only take streamed `PATCH`es closed by
+//! an empty `PUT ?digest=` (as skopeo and crane send), some in chunks no longer than a limit
+//! they state. A refused `PUT` sends that blob again as `PATCH` + `PUT`, and when that works
+//! the registry gets its blobs that way for the rest of the run (kept in the client's
+//! [`UploadMethods`](super::super::client::UploadMethods)). Every way streams the source's
+//! bytes through the digest check of [`super::verify`], into a session opened while the
+//! source's GET is on its way, or into one a mount opened.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use super::super::auth::Access;
 use super::super::client::RegistryClient;
@@ -17,8 +26,20 @@ use crate::model::failure::{ErrorKind, Failure, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::Repository;
 use crate::retry::Budget;
-use crate::stats::Stats;
-use crate::store::{BlobStream, UploadSession};
+use crate::stats::{Stats, UploadMethod};
+use crate::store::{BlobStream, OpenBlob, UploadSession};
+
+/// Where the digest check leaves the failure that ended a body early.
+type FailureSlot = Arc<std::sync::Mutex<Option<Failure>>>;
+
+/// Why a `PUT` with a body did not commit the blob.
+enum NotCommitted {
+    /// The registry refused the method (it answered the body with an error, or stopped
+    /// reading it): sending the blob again another way may work.
+    Refused(anyhow::Error),
+    /// Anything else: the source's bytes, credentials, a fault of the moment.
+    Failed(anyhow::Error),
+}
 
 impl RegistryClient {
     /// `POST /v2/PATH/blobs/uploads/`: a new upload session.
@@ -46,91 +67,403 @@ impl RegistryClient {
         })
     }
 
-    /// Uploads a blob from a stream in one monolithic PUT. The bytes are hashed as they pass
-    /// and the body fails before its end if they do not match `digest`, so a corrupt blob is
-    /// never committed (the registry's own `?digest=` check is a second line).
+    /// Uploads a blob from the stream `open` gives. The bytes are hashed as they pass and
+    /// the upload fails before its end if they do not match the blob's digest, so a corrupt
+    /// blob is never committed (the registry's own `?digest=` check is a second line).
     ///
-    /// `source` opens the stream (the source's `GET`); the upload session is opened at the
-    /// same time rather than after it, because each is a round trip that ends in the
-    /// registry's fsync, and the copy holds a request slot at both registries while it waits.
+    /// The source is opened at the same time as the upload session rather than after it,
+    /// because each is a round trip that ends in the registry's fsync, and the copy holds a
+    /// request slot at both registries while it waits.
     ///
-    /// The upload session is opened within `budget`; the PUT itself is sent once (a stream
-    /// cannot be sent twice): on a transient failure the caller starts the copy again, with
-    /// a new session. A failed session is cancelled.
+    /// One `PUT` with the body, unless this registry has refused that in this run or the
+    /// blob is longer than the chunk limit it states. When the registry refuses the `PUT`
+    /// (see [`Self::put_whole`]), the blob is opened again and sent as `PATCH` + `PUT` in a
+    /// new session: that is no retry, and takes nothing from `budget`.
+    ///
+    /// The upload session is opened within `budget`; the body is sent once (a stream cannot
+    /// be sent twice): on a transient failure the caller starts the copy again, with a new
+    /// session. A failed session is cancelled.
     pub async fn push_blob(
         &self,
         repository: &Repository,
         blob: &BlobRef,
         session: Option<UploadSession>,
-        source: impl Future<Output = Result<BlobStream>>,
+        open: OpenBlob<'_>,
         budget: &Budget,
     ) -> Result<()> {
-        let digest = &blob.digest;
-        let size = blob.size;
         let access = Access::push(repository.path());
-        let what = format!("uploading blob {digest} to {repository}");
+        let what = format!("uploading blob {} to {repository}", blob.digest);
         let session = session.and_then(|s| s.into_inner::<Session>());
+        let (session, source) = self
+            .start(repository, &access, &what, session, open, budget)
+            .await?;
+        let patch = self.uploads.streamed.load(Ordering::Relaxed)
+            || session.max_chunk.is_some_and(|max| blob.size > max);
+        if patch {
+            return self
+                .patch_then_put(&access, &what, blob, session, source)
+                .await;
+        }
+        let refusal = match self.put_whole(&access, &what, blob, &session, source).await {
+            Ok(()) => {
+                self.uploads
+                    .monolithic_worked
+                    .store(true, Ordering::Relaxed);
+                self.stats
+                    .uploaded(self.host.as_str(), UploadMethod::Monolithic);
+                return Ok(());
+            }
+            Err(NotCommitted::Failed(e)) => {
+                self.cancel_upload(&access, &session).await;
+                return Err(e);
+            }
+            Err(NotCommitted::Refused(e)) => e,
+        };
+        self.cancel_upload(&access, &session).await;
+        tracing::info!(registry = %self.host, digest = %blob.digest, error = %format!("{refusal:#}"), "the registry refused the blob in one PUT; sending it again as PATCH + PUT");
+        self.stats.fell_back(self.host.as_str());
+        let (session, source) = self
+            .start(repository, &access, &what, None, open, budget)
+            .await?;
+        self.patch_then_put(&access, &what, blob, session, source)
+            .await?;
+        if !self.uploads.streamed.swap(true, Ordering::Relaxed) {
+            self.stats.switched_to_patch(self.host.as_str());
+            tracing::info!(registry = %self.host, "this registry gets its blobs as PATCH + PUT for the rest of the run");
+        }
+        Ok(())
+    }
+
+    /// The upload session (`session`, or a new one) and the source's stream, asked for at
+    /// the same time. The session is cancelled when the source cannot be opened.
+    async fn start(
+        &self,
+        repository: &Repository,
+        access: &Access,
+        what: &str,
+        session: Option<Session>,
+        open: OpenBlob<'_>,
+        budget: &Budget,
+    ) -> Result<(Session, BlobStream)> {
         let (session, source) = match session {
-            Some(session) => (Ok(session), source.await),
+            Some(session) => (Ok(session), open().await),
             None => {
                 futures_util::future::join(
-                    self.open_upload(repository, &access, &what, budget),
-                    source,
+                    self.open_upload(repository, access, what, budget),
+                    open(),
                 )
                 .await
             }
         };
         let session = session?;
-        let source = match source {
-            Ok(source) => source,
+        match source {
+            Ok(source) => Ok((session, source)),
             Err(e) => {
-                self.cancel_upload(&access, &session).await;
-                return Err(e);
+                self.cancel_upload(access, &session).await;
+                Err(e)
             }
-        };
-        let mut target = match self.absolute(&session.location) {
-            Ok(target) => target,
-            Err(e) => return Err(e.context(format!("{what}: unusable upload location"))),
-        };
-        target
-            .query_pairs_mut()
-            .append_pair("digest", digest.as_str());
-        let failed = Arc::new(std::sync::Mutex::new(None::<Failure>));
-        let body = verify_stream(
-            source,
-            digest.clone(),
-            size,
-            failed.clone(),
-            self.stats.clone(),
-        );
-        let mut request = self
-            .http
-            .put(target)
-            .header(CONTENT_LENGTH, size)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(body));
-        if let Some(a) = self.authorization(&session.credential, &access).await? {
+        }
+    }
+
+    /// Sends `request` (a part of an upload, into `session`) once, authorized for `access`.
+    async fn send_part(
+        &self,
+        access: &Access,
+        session: &Session,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Result<reqwest::Response>> {
+        if let Some(a) = self.authorization(&session.credential, access).await? {
             request = self.authorize_if_ours(request, &a);
         }
         Stats::bump(&self.stats.requests);
-        let result = request.send().await;
-        let stream_failure = failed.lock().ok().and_then(|mut f| f.take());
-        let error = match (stream_failure, result) {
-            (Some(stream_failure), _) => anyhow::Error::new(stream_failure),
-            (None, Err(e)) => failure(
-                transport_kind(&e),
-                format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
-            ),
-            (None, Ok(response)) => {
+        Ok(request.send().await)
+    }
+
+    /// The session's location with `?digest=`, for the `PUT` that commits the blob.
+    fn commit_target(&self, what: &str, location: &str, blob: &BlobRef) -> Result<reqwest::Url> {
+        let mut target = self
+            .absolute(location)
+            .map_err(|e| e.context(format!("{what}: unusable upload location")))?;
+        target
+            .query_pairs_mut()
+            .append_pair("digest", blob.digest.as_str());
+        Ok(target)
+    }
+
+    /// One `PUT ?digest=` carrying the whole body. Which failures are a refusal of the
+    /// method rather than of this blob: an error answer to the body (but 401/403, which no
+    /// other method changes, and 404, a session that is gone), or the connection broken
+    /// while the body was being sent (a registry that does not read a body on `PUT`
+    /// answers and closes). A 5xx or a broken connection counts only until a `PUT` with a
+    /// body has worked at this registry: after that it is a fault like any other, retried
+    /// by the caller. Bytes that do not match the digest are never a refusal.
+    async fn put_whole(
+        &self,
+        access: &Access,
+        what: &str,
+        blob: &BlobRef,
+        session: &Session,
+        source: BlobStream,
+    ) -> std::result::Result<(), NotCommitted> {
+        let target = self
+            .commit_target(what, &session.location, blob)
+            .map_err(NotCommitted::Failed)?;
+        let failed = FailureSlot::default();
+        let body = verify_stream(
+            source,
+            blob.digest.clone(),
+            blob.size,
+            failed.clone(),
+            self.stats.clone(),
+        );
+        let request = self
+            .http
+            .put(target)
+            .header(CONTENT_LENGTH, blob.size)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body));
+        let result = self
+            .send_part(access, session, request)
+            .await
+            .map_err(NotCommitted::Failed)?;
+        if let Some(stream_failure) = failed.lock().ok().and_then(|mut f| f.take()) {
+            return Err(NotCommitted::Failed(anyhow::Error::new(stream_failure)));
+        }
+        let first_of_its_kind = !self.uploads.monolithic_worked.load(Ordering::Relaxed);
+        match result {
+            Err(e) => {
+                let error = failure(
+                    transport_kind(&e),
+                    format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
+                );
+                Err(if first_of_its_kind && broken_while_sending(&e) {
+                    NotCommitted::Refused(error)
+                } else {
+                    NotCommitted::Failed(error)
+                })
+            }
+            Ok(response) => {
                 let status = response.status();
                 if status == StatusCode::CREATED {
                     return Ok(());
                 }
                 let body = response.bytes().await.unwrap_or_default();
-                self.refused_with(&what, &access, status, &body, &session.credential)
+                let error = self.refused_with(what, access, status, &body, &session.credential);
+                let refusal = match status {
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                        false
+                    }
+                    s if s.is_client_error() => true,
+                    s => s.is_server_error() && first_of_its_kind,
+                };
+                Err(if refusal {
+                    NotCommitted::Refused(error)
+                } else {
+                    NotCommitted::Failed(error)
+                })
+            }
+        }
+    }
+
+    /// The blob as `PATCH`es, then an empty `PUT ?digest=` to commit it; each request goes
+    /// to the `Location` the answer before it gave. One streamed `PATCH` carries the whole
+    /// blob, unless the registry states a chunk limit: then `PATCH`es of at most that many
+    /// bytes (and at least its `OCI-Chunk-Min-Length`), each with its `Content-Range`, each
+    /// held in memory while it is sent. The session is cancelled on failure.
+    async fn patch_then_put(
+        &self,
+        access: &Access,
+        what: &str,
+        blob: &BlobRef,
+        session: Session,
+        source: BlobStream,
+    ) -> Result<()> {
+        let failed = FailureSlot::default();
+        let body = verify_stream(
+            source,
+            blob.digest.clone(),
+            blob.size,
+            failed.clone(),
+            self.stats.clone(),
+        );
+        let mut location = session.location.clone();
+        let chunk_size = session
+            .max_chunk
+            .map(|max| max.max(session.min_chunk.unwrap_or(1)));
+        let sent = match chunk_size {
+            None => {
+                let body = reqwest::Body::wrap_stream(body);
+                self.patch(access, what, &session, &mut location, body, blob.size, None)
+                    .await
+                    .map(|()| UploadMethod::Streamed)
+            }
+            Some(chunk_size) => self
+                .patch_chunks(access, what, &session, &mut location, body, chunk_size)
+                .await
+                .map(|()| UploadMethod::Chunked),
+        };
+        // A body that ended early reports its own cause, not the HTTP client's.
+        let stream_failure = failed.lock().ok().and_then(|mut f| f.take());
+        let committed = match (stream_failure, sent) {
+            (Some(stream_failure), _) => Err(anyhow::Error::new(stream_failure)),
+            (None, Err(e)) => Err(e),
+            (None, Ok(method)) => self
+                .commit(access, what, blob, &session, &location)
+                .await
+                .map(|()| method),
+        };
+        match committed {
+            Ok(method) => {
+                self.stats.uploaded(self.host.as_str(), method);
+                Ok(())
+            }
+            Err(e) => {
+                let at = Session {
+                    location,
+                    credential: session.credential,
+                    min_chunk: None,
+                    max_chunk: None,
+                };
+                self.cancel_upload(access, &at).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The verified stream in `PATCH`es of `chunk_size` bytes (the last one shorter).
+    async fn patch_chunks(
+        &self,
+        access: &Access,
+        what: &str,
+        session: &Session,
+        location: &mut String,
+        body: impl futures_util::Stream<Item = std::io::Result<Bytes>>,
+        chunk_size: u64,
+    ) -> Result<()> {
+        let chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        let mut body = std::pin::pin!(body);
+        let mut pending = BytesMut::new();
+        let mut offset = 0u64;
+        loop {
+            let next = body.next().await;
+            if let Some(part) = &next {
+                match part {
+                    Ok(bytes) => pending.extend_from_slice(bytes),
+                    // The digest check recorded why; the caller reports it.
+                    Err(e) => return Err(failure(ErrorKind::Transient, format!("{what}: {e}"))),
+                }
+            }
+            let end = next.is_none();
+            while pending.len() >= chunk_size || (end && !pending.is_empty()) {
+                let part = pending.split_to(pending.len().min(chunk_size)).freeze();
+                let len = part.len() as u64;
+                self.patch(
+                    access,
+                    what,
+                    session,
+                    location,
+                    reqwest::Body::from(part),
+                    len,
+                    Some(offset),
+                )
+                .await?;
+                offset += len;
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One `PATCH` of `len` bytes to `location`, which becomes the `Location` it answered.
+    /// `offset` (a chunk's first byte) adds its `Content-Range`.
+    #[allow(clippy::too_many_arguments)]
+    async fn patch(
+        &self,
+        access: &Access,
+        what: &str,
+        session: &Session,
+        location: &mut String,
+        body: reqwest::Body,
+        len: u64,
+        offset: Option<u64>,
+    ) -> Result<()> {
+        let target = self
+            .absolute(location)
+            .map_err(|e| e.context(format!("{what}: unusable upload location")))?;
+        let mut request = self
+            .http
+            .patch(target)
+            .header(CONTENT_LENGTH, len)
+            .header(CONTENT_TYPE, "application/octet-stream");
+        if let Some(start) = offset.filter(|_| len > 0) {
+            request = request.header(CONTENT_RANGE, format!("{start}-{}", start + len - 1));
+        }
+        let response = match self.send_part(access, session, request.body(body)).await? {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(failure(
+                    transport_kind(&e),
+                    format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
+                ));
             }
         };
-        self.cancel_upload(&access, &session).await;
-        Err(error)
+        let status = response.status();
+        if status != StatusCode::ACCEPTED {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(self.refused_with(what, access, status, &body, &session.credential));
+        }
+        if let Some(next) = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            next.clone_into(location);
+        }
+        Ok(())
     }
+
+    /// The empty `PUT ?digest=` that commits what the `PATCH`es sent.
+    async fn commit(
+        &self,
+        access: &Access,
+        what: &str,
+        blob: &BlobRef,
+        session: &Session,
+        location: &str,
+    ) -> Result<()> {
+        let target = self.commit_target(what, location, blob)?;
+        let request = self.http.put(target).header(CONTENT_LENGTH, 0);
+        match self.send_part(access, session, request).await? {
+            Ok(response) if response.status() == StatusCode::CREATED => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let body = response.bytes().await.unwrap_or_default();
+                Err(self.refused_with(what, access, status, &body, &session.credential))
+            }
+            Err(e) => Err(failure(
+                transport_kind(&e),
+                format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
+            )),
+        }
+    }
+}
+
+/// Whether the connection broke while the request was being written (the server stopped
+/// reading the body and closed, or reset): the sign of a registry that will not read a body
+/// there. A connection closed after the whole request was sent, or never made, is not.
+fn broken_while_sending(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        cause = e.source();
+    }
+    false
 }
