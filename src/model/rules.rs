@@ -1,6 +1,6 @@
 //! Rules a mapping line can carry beyond oc's grammar (in a trailing `# image-mirror:`
 //! comment): which tags of a wildcard source to mirror, and how its images may be written.
-//! Pure values; parsed by [`crate::inputs`], applied by [`crate::plan`] (selection) and the
+//! Pure values; parsed with the mapping files, applied by the planner (selection) and the
 //! copy algorithm (immutable tags, platforms).
 
 use std::sync::Arc;
