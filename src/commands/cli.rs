@@ -199,6 +199,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "REGEX")]
     pub filter_by_os: Option<String>,
 
+    /// Refuse to start a plan of more than N images (exit 2, with the count): one
+    /// repository-wildcard line can mean thousands. Off by default.
+    #[arg(long, value_name = "N")]
+    pub max_images: Option<usize>,
+
     /// Destination tags matching GLOB are immutable: one that already holds another image is
     /// never overwritten (that image is `refused`, exit 1), as with `immutable` in a line's
     /// `# image-mirror:` options. Repeatable.

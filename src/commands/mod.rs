@@ -5,6 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod import;
+pub mod listing;
 pub mod run;
 pub mod verify;
 

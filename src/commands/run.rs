@@ -1,6 +1,6 @@
 //! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,23 +11,23 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::listing::{RepositoryMatch, expand_repository_wildcards, list_wildcards};
 use super::{load_and_report, on_runtime};
 use crate::execute::{ExecuteOptions, Executor};
-use crate::inputs::mapping::Mapping;
 use crate::inputs::{MappingSet, registries_of};
-use crate::model::failure::Failure;
 use crate::model::reference::{Repository, TagPattern};
-use crate::plan::{LineSelection, Shard, plan, wildcard_sources};
+use crate::plan::{LineSelection, Plan, Shard, plan};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
-use crate::report::outcome::ListingFailure;
 use crate::report::progress::Progress;
-use crate::report::{RunResult, json, text};
+use crate::report::{RunResult, WildcardRepositories, json, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
 struct Prepared {
+    /// `--max-images`: the largest plan allowed to start.
+    max_images: Option<usize>,
     set: MappingSet,
     dry_run: bool,
     credentials: Credentials,
@@ -84,6 +84,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         .resolve_all(hosts)
         .map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
+        max_images: args.max_images,
         set,
         dry_run,
         credentials,
@@ -172,6 +173,7 @@ async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
 async fn mirror(prepared: Prepared) -> ExitCode {
     let started = Instant::now();
     let Prepared {
+        max_images,
         set,
         dry_run,
         credentials,
@@ -192,8 +194,19 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         stats.clone(),
     ));
 
-    let (listed, listing_failures) = list_wildcards(&registries, &set).await;
-    let (mut plan, diagnostics) = plan(&set.mappings, &listed);
+    let expanded = expand_repository_wildcards(&registries, &set.mappings).await;
+    for d in &expanded.diagnostics {
+        eprintln!("{d}");
+    }
+    if expanded.diagnostics.iter().any(|d| d.is_error()) {
+        eprintln!("repository wildcards lead to unusable destinations; nothing was copied");
+        return Usage;
+    }
+    let mappings = expanded.mappings;
+    let matched = expanded.matches;
+    let (listed, mut listing_failures) = list_wildcards(&registries, &mappings).await;
+    listing_failures.extend(expanded.failures);
+    let (mut plan, diagnostics) = plan(&mappings, &listed);
     for d in &diagnostics {
         eprintln!("{d}");
     }
@@ -207,6 +220,17 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     }
     log_selections(&plan.selections);
     let selections = std::mem::take(&mut plan.selections);
+    let repository_wildcards = tags_per_repository(&matched, &plan);
+    if let Some(max) = max_images
+        && plan.job_count() > max
+    {
+        eprintln!(
+            "error: the plan holds {} images in {} repositories, more than --max-images {max}; nothing was copied",
+            plan.job_count(),
+            plan.batches.len()
+        );
+        return Usage;
+    }
     tracing::info!(
         images = plan.job_count(),
         repositories = plan.batches.len(),
@@ -238,6 +262,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         outcomes,
         listing_failures,
         selections,
+        repository_wildcards,
         stats: stats.snapshot(),
         uploads: stats.uploads(),
         elapsed: started.elapsed(),
@@ -245,6 +270,10 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         interrupted,
     };
     if dry_run {
+        print!(
+            "{}",
+            text::repository_wildcards(&result.repository_wildcards)
+        );
         print!("{}", text::selections(&result.selections));
         print!("{}", text::dry_run_plan(&result.outcomes));
     }
@@ -266,6 +295,30 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     signal_code.unwrap_or(code)
 }
 
+/// For each repository wildcard, its repositories and how many source tags each brings.
+fn tags_per_repository(matched: &[RepositoryMatch], plan: &Plan) -> Vec<WildcardRepositories> {
+    let mut tags: HashMap<&Repository, HashSet<&str>> = HashMap::new();
+    for job in plan.batches.iter().flat_map(|b| &b.jobs) {
+        if let Some(tag) = job.source.tag() {
+            tags.entry(&job.source.repository)
+                .or_default()
+                .insert(tag.as_str());
+        }
+    }
+    matched
+        .iter()
+        .map(|m| WildcardRepositories {
+            origin: m.origin.clone(),
+            pattern: m.pattern.clone(),
+            repositories: m
+                .repositories
+                .iter()
+                .map(|r| (r.clone(), tags.get(r).map_or(0, HashSet::len)))
+                .collect(),
+        })
+        .collect()
+}
+
 /// What each line's rules chose: a count per line at info, every tag's verdict at debug.
 fn log_selections(selections: &[LineSelection]) {
     for line in selections {
@@ -283,39 +336,6 @@ fn log_selections(selections: &[LineSelection]) {
 fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).context("serializing the report")?;
     std::fs::write(path, text).with_context(|| format!("writing the report to {}", path.display()))
-}
-
-/// Lists the tags of every wildcard source repository, concurrently.
-async fn list_wildcards(
-    registries: &Registries,
-    set: &MappingSet,
-) -> (HashMap<Repository, Vec<String>>, Vec<ListingFailure>) {
-    let repos = wildcard_sources(&set.mappings);
-    let results = futures_util::future::join_all(repos.iter().map(|repo| async move {
-        let client = registries.client(repo.registry()).await?;
-        client.list_tags(repo).await
-    }))
-    .await;
-    let mut listed = HashMap::new();
-    let mut failures = Vec::new();
-    for (repo, result) in repos.into_iter().zip(results) {
-        match result {
-            Ok(tags) => {
-                listed.insert(repo, tags);
-            }
-            Err(e) => {
-                let wildcards = set.mappings.iter().filter(|m| matches!(m, Mapping::Wildcard { repository, .. } if repository.value == repo));
-                for mapping in wildcards {
-                    failures.push(ListingFailure {
-                        origin: mapping.location().clone(),
-                        repository: repo.clone(),
-                        error: Failure::of(&e),
-                    });
-                }
-            }
-        }
-    }
-    (listed, failures)
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use super::options::{ParsedOptions, parse_options};
+use super::repositories::{has_repository_wildcard, parse_repositories_mapping};
 use crate::model::diagnostics::{Diagnostic, Located, Location};
 use crate::model::image::{Pin, SourceImage, TagRef};
 use crate::model::reference::{ParseError, Reference, Repository, TagPattern, TagSpec};
+use crate::model::repo_pattern::{RepoPattern, RepoTemplate};
 use crate::model::rules::LineRules;
 
 /// One source and where it goes.
@@ -29,6 +31,14 @@ pub enum Mapping {
         targets: Vec<Located<Repository>>,
         rules: Arc<LineRules>,
     },
+    /// Every repository `source` matches (once listed), each as a [`Mapping::Wildcard`] of
+    /// `pattern` into the targets filled with what the source's wildcards matched.
+    Repositories {
+        source: Located<RepoPattern>,
+        pattern: TagPattern,
+        targets: Vec<Located<RepoTemplate>>,
+        rules: Arc<LineRules>,
+    },
 }
 
 impl Mapping {
@@ -36,13 +46,16 @@ impl Mapping {
         match self {
             Mapping::Image { source, .. } => &source.location,
             Mapping::Wildcard { repository, .. } => &repository.location,
+            Mapping::Repositories { source, .. } => &source.location,
         }
     }
 
     /// What the line's `# image-mirror:` comment says (nothing, for most lines).
     pub fn rules(&self) -> &Arc<LineRules> {
         match self {
-            Mapping::Image { rules, .. } | Mapping::Wildcard { rules, .. } => rules,
+            Mapping::Image { rules, .. }
+            | Mapping::Wildcard { rules, .. }
+            | Mapping::Repositories { rules, .. } => rules,
         }
     }
 }
@@ -56,22 +69,22 @@ pub struct ParsedLine {
 
 /// A whitespace-separated word of a line and the byte offset where it starts.
 #[derive(Clone, Copy)]
-struct Token<'a> {
-    text: &'a str,
-    offset: usize,
+pub(super) struct Token<'a> {
+    pub(super) text: &'a str,
+    pub(super) offset: usize,
 }
 
-struct LineContext<'a> {
+pub(super) struct LineContext<'a> {
     file: &'a Arc<str>,
     line_no: usize,
     line: &'a str,
     /// The line's `# image-mirror:` options, if it has any.
-    options: Option<ParsedOptions>,
+    pub(super) options: Option<ParsedOptions>,
 }
 
 impl LineContext<'_> {
     /// The rules every mapping of this line carries.
-    fn rules(&self) -> Arc<LineRules> {
+    pub(super) fn rules(&self) -> Arc<LineRules> {
         Arc::new(
             self.options
                 .as_ref()
@@ -82,7 +95,7 @@ impl LineContext<'_> {
 }
 
 impl LineContext<'_> {
-    fn location(&self, byte_offset: usize) -> Location {
+    pub(super) fn location(&self, byte_offset: usize) -> Location {
         let column = self
             .line
             .get(..byte_offset)
@@ -94,7 +107,7 @@ impl LineContext<'_> {
             column,
         }
     }
-    fn error(&self, byte_offset: usize, message: impl Into<String>) -> Diagnostic {
+    pub(super) fn error(&self, byte_offset: usize, message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(self.location(byte_offset), message)
     }
 }
@@ -220,6 +233,30 @@ enum ParsedSource {
 }
 
 fn parse_mapping(ctx: &LineContext, src: Token, dsts: &[Token], out: &mut ParsedLine) {
+    if has_repository_wildcard(src.text) {
+        parse_repositories_mapping(ctx, src, dsts, out);
+        return;
+    }
+    if let Some(dst) = dsts.iter().find(|d| has_repository_wildcard(d.text)) {
+        out.diagnostics.push(ctx.error(
+            dst.offset + dst.text.find('*').unwrap_or(0),
+            format!(
+                "{:?}: a `*` in a destination repository takes what a `*` in the source repository matched, and {:?} has none",
+                dst.text, src.text
+            ),
+        ));
+        return;
+    }
+    if let Some(at) = ctx.options.as_ref().and_then(|o| o.repos_at) {
+        out.diagnostics.push(ctx.error(
+            at,
+            format!(
+                "{:?} is no repository wildcard: lister and repos-regex choose among the repositories a `*` in the source's path matches",
+                src.text
+            ),
+        ));
+        return;
+    }
     let before = out.diagnostics.len();
     let source = parse_reference(ctx, src, out).and_then(|r| classify_source(ctx, src, r, out));
     let mut destinations = Vec::with_capacity(dsts.len());
@@ -484,6 +521,9 @@ mod tests {
             Mapping::Wildcard { targets, .. } => {
                 targets.iter().map(|t| t.value.to_string()).collect()
             }
+            Mapping::Repositories { targets, .. } => {
+                targets.iter().map(|t| t.value.to_string()).collect()
+            }
         }
     }
 
@@ -512,9 +552,9 @@ mod tests {
         let without_rules = |m: &Mapping| {
             let mut m = m.clone();
             match &mut m {
-                Mapping::Image { rules, .. } | Mapping::Wildcard { rules, .. } => {
-                    *rules = Arc::default()
-                }
+                Mapping::Image { rules, .. }
+                | Mapping::Wildcard { rules, .. }
+                | Mapping::Repositories { rules, .. } => *rules = Arc::default(),
             }
             m
         };

@@ -3,6 +3,7 @@
 pub mod import;
 pub mod mapping;
 pub mod options;
+pub mod repositories;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -155,6 +156,8 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for mapping in mappings {
         let (origin, keys): (Origin, Vec<_>) = match mapping {
+            // Checked once expanded, by the planner.
+            Mapping::Repositories { .. } => continue,
             Mapping::Image {
                 source, targets, ..
             } => (
@@ -240,6 +243,14 @@ pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
                 ..
             } => {
                 hosts.insert(repository.value.registry().clone());
+                for t in targets {
+                    hosts.insert(t.value.registry().clone());
+                }
+            }
+            Mapping::Repositories {
+                source, targets, ..
+            } => {
+                hosts.insert(source.value.registry().clone());
                 for t in targets {
                     hosts.insert(t.value.registry().clone());
                 }

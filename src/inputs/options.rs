@@ -9,7 +9,7 @@
 //! the marker stays a comment.
 
 use crate::model::reference::TagPattern;
-use crate::model::rules::{LineRules, Platforms};
+use crate::model::rules::{LineRules, Lister, Platforms};
 
 /// What starts an options comment (after `#` and optional blanks).
 pub const MARKER: &str = "image-mirror:";
@@ -20,6 +20,9 @@ pub struct ParsedOptions {
     pub rules: LineRules,
     /// Where the first tag-selection option stands: they make sense on wildcard sources only.
     pub selection_at: Option<usize>,
+    /// Where the first repository option stands: they make sense on repository wildcards
+    /// only.
+    pub repos_at: Option<usize>,
     pub errors: Vec<(usize, String)>,
 }
 
@@ -143,6 +146,19 @@ fn apply(parsed: &mut ParsedOptions, offset: usize, item: &Item) -> Result<(), S
                 .map_err(|e| format!("regex={text:?} is not a regular expression: {e}"))?;
             rules.tags.regex = Some(re);
         }
+        "lister" => {
+            let text = value()?;
+            let lister = Lister::parse(text).ok_or_else(|| {
+                format!("lister={text:?}: expected catalog, dockerhub, quay or index")
+            })?;
+            rules.repos.lister = Some(lister);
+        }
+        "repos-regex" => {
+            let text = value()?;
+            let re = regex::Regex::new(text)
+                .map_err(|e| format!("repos-regex={text:?} is not a regular expression: {e}"))?;
+            rules.repos.regex = Some(re);
+        }
         "immutable" => match item.value.as_deref() {
             None | Some("true") => rules.immutable = true,
             Some("false") => rules.immutable = false,
@@ -164,12 +180,15 @@ fn apply(parsed: &mut ParsedOptions, offset: usize, item: &Item) -> Result<(), S
         }
         _ => {
             return Err(format!(
-                "unknown option {name:?} (options: semver, prerelease, latest, exclude, regex, immutable, platforms)"
+                "unknown option {name:?} (options: semver, prerelease, latest, exclude, regex, immutable, platforms, lister, repos-regex)"
             ));
         }
     }
     if selection && parsed.selection_at.is_none() {
         parsed.selection_at = Some(offset);
+    }
+    if matches!(name, "lister" | "repos-regex") && parsed.repos_at.is_none() {
+        parsed.repos_at = Some(offset);
     }
     Ok(())
 }

@@ -9,4 +9,5 @@ pub mod image;
 pub mod manifest;
 pub mod parse;
 pub mod reference;
+pub mod repo_pattern;
 pub mod rules;

@@ -55,6 +55,57 @@ pub struct LineRules {
     pub immutable: bool,
     /// Only these platforms of an index are mirrored.
     pub platforms: Option<Platforms>,
+    /// For a repository wildcard: how its repositories are listed, and a further filter.
+    pub repos: RepoRules,
+}
+
+/// How a repository wildcard's candidates are found and filtered.
+#[derive(Debug, Clone, Default)]
+pub struct RepoRules {
+    /// The lister to use; `None`: chosen by registry.
+    pub lister: Option<Lister>,
+    /// Only repository paths this matches (anchored only if the user anchored it).
+    pub regex: Option<regex::Regex>,
+}
+
+impl RepoRules {
+    pub fn is_empty(&self) -> bool {
+        self.lister.is_none() && self.regex.is_none()
+    }
+}
+
+/// A way to list a registry's repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lister {
+    /// `GET /v2/_catalog` with `Link` pagination (distribution, Harbor, GCR, …).
+    Catalog,
+    /// Docker Hub's repositories API for a namespace.
+    DockerHub,
+    /// quay.io's repository API for a namespace.
+    Quay,
+    /// A registry's search endpoint (`GET /v1/search?q=`).
+    Index,
+}
+
+impl Lister {
+    pub fn parse(text: &str) -> Option<Lister> {
+        match text {
+            "catalog" => Some(Lister::Catalog),
+            "dockerhub" => Some(Lister::DockerHub),
+            "quay" => Some(Lister::Quay),
+            "index" => Some(Lister::Index),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lister::Catalog => "catalog",
+            Lister::DockerHub => "dockerhub",
+            Lister::Quay => "quay",
+            Lister::Index => "index",
+        }
+    }
 }
 
 impl PartialEq for LineRules {
@@ -67,7 +118,7 @@ impl Eq for LineRules {}
 
 impl LineRules {
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && !self.immutable && self.platforms.is_none()
+        self.tags.is_empty() && !self.immutable && self.platforms.is_none() && self.repos.is_empty()
     }
 }
 

@@ -1,6 +1,7 @@
 //! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
 //! destination repository. Pure: the listing happened before.
 
+pub mod repositories;
 pub mod select;
 pub mod shard;
 
@@ -81,6 +82,8 @@ pub fn plan(
     };
     for mapping in mappings {
         match mapping {
+            // Expanded into wildcards by `repositories::expand` once listed.
+            Mapping::Repositories { .. } => {}
             Mapping::Image {
                 source, targets, ..
             } => {
@@ -187,7 +190,7 @@ pub fn wildcard_sources(mappings: &[Mapping]) -> Vec<Repository> {
         .iter()
         .filter_map(|m| match m {
             Mapping::Wildcard { repository, .. } => Some(repository.value.clone()),
-            Mapping::Image { .. } => None,
+            Mapping::Image { .. } | Mapping::Repositories { .. } => None,
         })
         .collect();
     repos.sort();

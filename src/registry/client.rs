@@ -37,7 +37,7 @@ pub struct RegistryClient {
     base: Url,
     api_host: String,
     pub(super) http: reqwest::Client,
-    credentials: Credentials,
+    pub(super) credentials: Credentials,
     auth: Authenticator,
     pub(super) slots: Slots,
     pub(super) policy: RetryPolicy,
@@ -132,6 +132,15 @@ impl RegistryClient {
                 .push("v2")
                 .extend(repository.path().split('/'))
                 .extend(rest);
+        }
+        url
+    }
+
+    /// `scheme://api-host/<parts…>`, for endpoints outside a repository (`/v2/_catalog`).
+    pub(super) fn url_at(&self, parts: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(parts);
         }
         url
     }

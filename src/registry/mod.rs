@@ -7,7 +7,8 @@
 //! - [`auth`]: challenges, credentials (auth files and helpers), scoped tokens;
 //! - [`client`]: one client per registry and the one `send` every request goes through
 //!   (credentials, re-authentication on 401, retries within a budget);
-//! - one file per resource: [`tags`], [`manifests`], [`blobs`];
+//! - one file per resource: [`tags`], [`manifests`], [`blobs`], [`catalog`]; and
+//!   [`listers`] for the registries whose repositories are listed by another API;
 //! - [`store`]: the client as a [`crate::store::Source`] and [`crate::store::Destination`].
 //!
 //! The wire protocol is ours rather than oci-client's: a mirror needs the response headers
@@ -22,8 +23,10 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod catalog;
 pub mod client;
 pub mod error;
+pub mod listers;
 pub mod manifests;
 pub mod send;
 pub mod store;

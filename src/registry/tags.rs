@@ -114,7 +114,7 @@ struct TagsPage {
 }
 
 /// `<url>; rel="next"` from a Link header.
-fn next_link(header: &str) -> Option<String> {
+pub(super) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let is_next = params.split(';').any(|p| {

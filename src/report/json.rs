@@ -134,7 +134,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             .listing_failures
             .iter()
             .map(|f| JsonListingFailure {
-                source: f.repository.to_string(),
+                source: f.source.clone(),
                 file: &f.origin.file,
                 line: f.origin.line,
                 error: &f.error.message,

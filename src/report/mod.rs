@@ -11,8 +11,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
+use crate::model::diagnostics::Location;
+use crate::model::reference::Repository;
 use crate::plan::LineSelection;
 use crate::stats::{RegistryUploads, Snapshot};
+
+/// The repositories one repository wildcard matched, with the source tags each brought.
+#[derive(Debug, Clone)]
+pub struct WildcardRepositories {
+    pub origin: Location,
+    pub pattern: String,
+    pub repositories: Vec<(Repository, usize)>,
+}
 
 /// Everything a finished (or interrupted) run has to say.
 #[derive(Debug)]
@@ -21,6 +31,8 @@ pub struct RunResult {
     pub listing_failures: Vec<ListingFailure>,
     /// What the rules of wildcard lines chose.
     pub selections: Vec<LineSelection>,
+    /// What each repository wildcard matched.
+    pub repository_wildcards: Vec<WildcardRepositories>,
     pub stats: Snapshot,
     /// How blobs went into each registry that received any, by registry name.
     pub uploads: BTreeMap<String, RegistryUploads>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::model::diagnostics::Location;
 use crate::model::failure::Failure;
-use crate::model::reference::{Digest, Repository};
+use crate::model::reference::Digest;
 use crate::plan::CopyJob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -82,7 +82,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct ListingFailure {
     pub origin: Location,
-    pub repository: Repository,
+    /// The wildcard source as written: a repository, or a repository pattern.
+    pub source: String,
     pub error: Failure,
 }
 

@@ -7,6 +7,7 @@ use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
 use crate::model::reference::Repository;
 use crate::plan::LineSelection;
+use crate::report::WildcardRepositories;
 
 /// The dry-run plan: per destination repository, each tag with its source digest and what
 /// would happen.
@@ -36,6 +37,27 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             "  {}  <- {}  {digest}  {what}",
             o.job.destination.tag, o.job.source
         );
+    }
+    out
+}
+
+/// For a dry run: per repository wildcard, the repositories it matched and the tags each
+/// brings.
+pub fn repository_wildcards(wildcards: &[WildcardRepositories]) -> String {
+    let mut out = String::new();
+    for w in wildcards {
+        let tags: usize = w.repositories.iter().map(|(_, n)| n).sum();
+        let _ = writeln!(
+            out,
+            "{} ({}): {} repositories x {} tags",
+            w.pattern,
+            w.origin,
+            w.repositories.len(),
+            tags
+        );
+        for (repository, n) in &w.repositories {
+            let _ = writeln!(out, "  {repository}  {n} tags");
+        }
     }
     out
 }
@@ -74,7 +96,7 @@ pub fn summary(run: &RunResult) -> String {
             let _ = writeln!(
                 out,
                 "  {}:* ({}): listing tags failed: {}",
-                f.repository, f.origin, f.error.message
+                f.source, f.origin, f.error.message
             );
         }
         for o in run.outcomes.iter().filter(|o| o.status.fails_the_run()) {

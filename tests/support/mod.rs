@@ -195,6 +195,9 @@ pub struct RegistryConfig {
     pub tls: Option<tls::ServerCert>,
     /// With `tls`: require a client certificate signed by this CA (`http.tls.clientcas`).
     pub client_auth: Option<ClientAuth>,
+    /// `catalog.maxentries`: the most repositories one `_catalog` page holds (a larger `n`
+    /// is refused), so that listings really page.
+    pub catalog_max_entries: Option<usize>,
 }
 
 /// Mutual TLS for a test registry.
@@ -331,6 +334,9 @@ fn extra_yaml(config: &RegistryConfig, dir: &Path) -> (String, String) {
             "auth:\n  htpasswd:\n    realm: image-mirror-test\n    path: {}\n",
             path.display()
         );
+    }
+    if let Some(n) = config.catalog_max_entries {
+        auth.push_str(&format!("catalog:\n  maxentries: {n}\n"));
     }
     let mut tls = String::new();
     if let Some(cert) = &config.tls {

@@ -42,6 +42,8 @@ pub struct Access {
     pub path: String,
     pub push: bool,
     pub mount_from: Option<String>,
+    /// The registry's catalog (`registry:catalog:*`) rather than a repository.
+    pub catalog: bool,
 }
 
 impl Access {
@@ -50,6 +52,17 @@ impl Access {
             path: path.to_owned(),
             push: false,
             mount_from: None,
+            catalog: false,
+        }
+    }
+
+    /// Listing the registry's repositories (`GET /v2/_catalog`).
+    pub fn catalog() -> Self {
+        Access {
+            path: String::new(),
+            push: false,
+            mount_from: None,
+            catalog: true,
         }
     }
     pub fn push(path: &str) -> Self {
@@ -57,6 +70,7 @@ impl Access {
             path: path.to_owned(),
             push: true,
             mount_from: None,
+            catalog: false,
         }
     }
     pub fn mount(path: &str, from: &str) -> Self {
@@ -64,11 +78,15 @@ impl Access {
             path: path.to_owned(),
             push: true,
             mount_from: Some(from.to_owned()),
+            catalog: false,
         }
     }
 
     /// `repository:P:pull` / `repository:P:pull,push` (+ `repository:FROM:pull`).
     pub fn scopes(&self) -> Vec<String> {
+        if self.catalog {
+            return vec!["registry:catalog:*".to_owned()];
+        }
         let mut scopes = vec![format!(
             "repository:{}:{}",
             self.path,
