@@ -2,16 +2,17 @@
 
 use super::{ExitCode, load_and_report};
 use crate::inputs::{InputSpec, MappingSet};
+use crate::plural::count;
 
 /// The one-line summary `check` ends with.
 pub fn summary(set: &MappingSet) -> String {
-    format!(
-        "{} files, {} mappings, {} errors, {} warnings",
-        set.files.len(),
-        set.mappings.len(),
-        set.error_count(),
-        set.warning_count()
-    )
+    [
+        count(set.files.len(), "file"),
+        count(set.mappings.len(), "mapping"),
+        count(set.error_count(), "error"),
+        count(set.warning_count(), "warning"),
+    ]
+    .join(", ")
 }
 
 /// Runs `check`.

@@ -25,7 +25,11 @@ pub const ENV_VARS: &[&str] = &[
     "HOME",
     "RUST_LOG",
     "IMAGE_MIRROR_CERTS_DIRS",
+    ENV_NO_COLOR,
 ];
+
+/// Set (to anything but the empty string) to ask for no colour: <https://no-color.org>.
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +46,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Colour log lines: `auto` only when stderr is a terminal and NO_COLOR is unset or
+    /// empty (a Prow or CronJob log is a file: no escape codes in it), `always`, `never`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +59,27 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether log lines get ANSI colours, given whether stderr is a terminal and the value
+    /// of `NO_COLOR`. The flag wins over `NO_COLOR` (no-color.org: a user's explicit choice
+    /// overrides it); `auto` colours only a terminal, because escape codes in a CI log file
+    /// are noise that every reader and grep has to step around.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +332,18 @@ mod tests {
         );
         let e = resolve_dry_run(None, |n| (n == "dry_run").then(|| "yes".into())).unwrap_err();
         assert!(e.contains("dry_run") && e.contains("yes"), "{e}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_asked() {
+        use std::ffi::OsStr;
+        let auto = ColorChoice::Auto;
+        assert!(auto.enabled(true, None));
+        assert!(!auto.enabled(false, None));
+        assert!(!auto.enabled(true, Some(OsStr::new("1"))));
+        assert!(auto.enabled(true, Some(OsStr::new(""))), "empty NO_COLOR is unset");
+        assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Never.enabled(true, None));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
-use super::{load_and_report, on_runtime};
+use super::{block_on, load_and_report};
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::mapping::Mapping;
 use crate::inputs::{MappingSet, registries_of};
@@ -68,8 +68,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     if set.has_errors() {
         let _ = writeln!(
             stderr.lock(),
-            "{} errors in the mapping files; nothing was copied",
-            set.error_count()
+            "{} in the mapping files; nothing was copied",
+            crate::plural::count(set.error_count(), "error")
         );
         return Err(Usage);
     }
@@ -131,7 +131,50 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    on_runtime(mirror(prepared))
+    let report_path = prepared.report.clone();
+    match block_on(mirror(prepared)) {
+        Ok(Ok(finished)) => finish(finished, report_path.as_deref()),
+        Ok(Err(code)) | Err(code) => code,
+    }
+}
+
+/// A run whose copies are over: what it did, and the signal that stopped it, if one did.
+struct Finished {
+    result: RunResult,
+    signal: Option<ExitCode>,
+}
+
+/// Writes the report and prints the plan and summary, after the runtime is gone: nothing logs
+/// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
+fn finish(finished: Finished, report_path: Option<&Path>) -> ExitCode {
+    let Finished { result, signal } = finished;
+    let mut code = if !result.listing_failures.is_empty()
+        || result.outcomes.iter().any(|o| o.status == Status::Failed)
+        || result.stats.lost_workers > 0
+    {
+        Failed
+    } else {
+        Done
+    };
+    if let Some(path) = report_path {
+        match write_json(path, &json::json_report(&result)) {
+            Ok(()) => tracing::info!(path = %path.display(), "JSON report written"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = Failed;
+            }
+        }
+    }
+    // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
+    // after the summary so that nothing of ours can follow it.
+    let _ = std::io::stderr().flush();
+    let mut out = std::io::stdout().lock();
+    if result.dry_run {
+        let _ = write!(out, "{}", text::dry_run_plan(&result.outcomes));
+    }
+    let _ = write!(out, "{}", text::summary(&result));
+    let _ = out.flush();
+    signal.unwrap_or(code)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM and tells which came.
@@ -163,7 +206,9 @@ async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
     }
 }
 
-async fn mirror(prepared: Prepared) -> ExitCode {
+/// The run itself; `Err` is an exit code that ends it before any copy (conflicts found once
+/// wildcards are expanded).
+async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     let started = Instant::now();
     let Prepared {
         set,
@@ -173,7 +218,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         registry,
         network,
         shard,
-        report: report_path,
+        report: _,
         progress_every,
     } = prepared;
     let cancel = CancellationToken::new();
@@ -193,7 +238,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     }
     if diagnostics.iter().any(|d| d.is_error()) {
         eprintln!("conflicting destinations after expanding wildcards; nothing was copied");
-        return Usage;
+        return Err(Usage);
     }
     if let Some(shard) = shard {
         plan = plan.shard(shard);
@@ -234,28 +279,13 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         dry_run,
         interrupted,
     };
-    if dry_run {
-        print!("{}", text::dry_run_plan(&result.outcomes));
-    }
-    print!("{}", text::summary(&result));
-    let mut code = if !result.listing_failures.is_empty()
-        || result.outcomes.iter().any(|o| o.status == Status::Failed)
-        || result.stats.lost_workers > 0
-    {
-        Failed
-    } else {
-        Done
-    };
-    if let Some(path) = report_path
-        && let Err(e) = write_json(&path, &json::json_report(&result))
-    {
-        eprintln!("error: {e:#}");
-        code = Failed;
-    }
-    signal_code.unwrap_or(code)
+    Ok(Finished {
+        result,
+        signal: signal_code,
+    })
 }
 
-fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<()> {
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).context("serializing the report")?;
     std::fs::write(path, text).with_context(|| format!("writing the report to {}", path.display()))
 }

@@ -19,7 +19,8 @@ impl Shard {
         }
         if index >= count {
             return Err(format!(
-                "shard index {index} is out of range for {count} shards (0..{count})"
+                "shard index {index} is out of range for {} (0..{count})",
+                crate::plural::count(count, "shard")
             ));
         }
         Ok(Shard { index, count })

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::text::human_bytes;
+use crate::plural::count;
 use crate::stats::Stats;
 
 const TICK_EVERY: Duration = Duration::from_millis(200);
@@ -31,12 +32,12 @@ impl Progress {
     fn line(&self) -> String {
         let s = self.stats.snapshot();
         format!(
-            "{}/{} images ({} failed), {} uploaded, {} active transfers",
+            "{}/{} ({} failed), {} uploaded, {}",
             s.images_done,
-            s.images_planned,
+            count(s.images_planned, "image"),
             s.images_failed,
             human_bytes(s.bytes),
-            s.transfers
+            count(s.transfers, "active transfer")
         )
     }
 
@@ -58,9 +59,9 @@ impl Progress {
                 let s = self.stats.snapshot();
                 bar.set_position(s.images_done);
                 bar.set_message(format!(
-                    "{} uploaded, {} transfers",
+                    "{} uploaded, {}",
                     human_bytes(s.bytes),
-                    s.transfers
+                    count(s.transfers, "transfer")
                 ));
                 tokio::select! {
                     _ = stop.cancelled() => break,

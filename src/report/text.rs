@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
 use crate::model::reference::Repository;
+use crate::plural::{count, count_as};
 
 /// The dry-run plan: per destination repository, each tag with its source digest and what
 /// would happen.
@@ -64,8 +65,8 @@ pub fn summary(run: &RunResult) -> String {
     if totals.cancelled > 0 {
         let _ = writeln!(
             out,
-            "interrupted: {} images not done; the next run picks them up",
-            totals.cancelled
+            "interrupted: {} not done; the next run picks them up",
+            count(totals.cancelled, "image")
         );
     }
     let secs = run.elapsed.as_secs_f64();
@@ -79,8 +80,8 @@ pub fn summary(run: &RunResult) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} images copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
-            totals.copied,
+            "{} copied, {} unchanged, {} failed; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
             stats.blobs_uploaded,
@@ -98,10 +99,10 @@ pub fn summary(run: &RunResult) -> String {
 fn retries_note(image_retries: u64, request_retries: u64) -> String {
     let mut parts = Vec::new();
     if image_retries > 0 {
-        parts.push(format!("{image_retries} retries"));
+        parts.push(count_as(image_retries, "retry", "retries"));
     }
     if request_retries > 0 {
-        parts.push(format!("{request_retries} request retries"));
+        parts.push(count_as(request_retries, "request retry", "request retries"));
     }
     if parts.is_empty() {
         String::new()

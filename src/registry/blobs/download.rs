@@ -163,7 +163,10 @@ impl ResumeState {
             self.body = None;
             self.resumes += 1;
             let Some(retry) = self.budget.take() else {
-                let why = format!("{why} (gave up after {} tries)", self.resumes);
+                let why = format!(
+                    "{why} (gave up after {})",
+                    crate::plural::count_as(self.resumes, "try", "tries")
+                );
                 return self.fail(ErrorKind::Transient, why);
             };
             let client = &self.client;
