@@ -144,6 +144,11 @@ impl RegistryClient {
         self.auth.authorization(credential, access).await
     }
 
+    /// Whether `url` is this registry's (not a CDN or storage host a redirect led to).
+    pub(super) fn is_ours(&self, url: &Url) -> bool {
+        authority(url) == self.api_host
+    }
+
     /// Credentials go only to this registry: a `Location` or `Link` it sends may name another
     /// host (a CDN, a storage bucket), which must not see them.
     pub(super) fn authorize_if_ours(
@@ -153,7 +158,7 @@ impl RegistryClient {
     ) -> reqwest::RequestBuilder {
         let (client, built) = request.build_split();
         match built {
-            Ok(req) if authority(req.url()) == self.api_host => {
+            Ok(req) if self.is_ours(req.url()) => {
                 authorization.apply(reqwest::RequestBuilder::from_parts(client, req))
             }
             Ok(req) => reqwest::RequestBuilder::from_parts(client, req),
@@ -198,7 +203,13 @@ impl RegistryClient {
                     let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
                     (retry, None, why)
                 }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !reauthorized => {
+                // A 401 from the host a redirect led to (a CDN) is not the registry's: its
+                // token is fine, and the caller judges that answer.
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        && !reauthorized
+                        && self.is_ours(response.url()) =>
+                {
                     reauthorized = true;
                     tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
                     self.auth.learn(response.headers()).await;
@@ -332,7 +343,7 @@ impl RegistryClient {
 }
 
 /// `host[:port]` of a URL, as registries are named.
-fn authority(url: &Url) -> String {
+pub(super) fn authority(url: &Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),

@@ -26,7 +26,7 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             .map_or("?".to_owned(), |d| d.to_string());
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
-            (Status::Failed, _) => format!("failed: {}", o.error_text().unwrap_or("")),
+            (Status::Failed, _) => format!("failed: {}", o.error_text().unwrap_or_default()),
             (status, _) => status.label().to_owned(),
         };
         let _ = writeln!(
@@ -48,7 +48,9 @@ pub fn summary(run: &RunResult) -> String {
             let _ = writeln!(
                 out,
                 "  {}:* ({}): listing tags failed: {}",
-                f.repository, f.origin, f.error.message
+                f.repository,
+                f.origin,
+                f.error_text()
             );
         }
         for o in run.outcomes.iter().filter(|o| o.status == Status::Failed) {
@@ -58,7 +60,7 @@ pub fn summary(run: &RunResult) -> String {
                 o.job.source,
                 o.job.destination,
                 o.job.origin,
-                o.error_text().unwrap_or("unknown error")
+                o.error_text().as_deref().unwrap_or("unknown error")
             );
         }
     }

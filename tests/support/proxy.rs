@@ -2,6 +2,11 @@
 //! cuts or shortens bodies, flips bytes, stalls — on the requests a rule selects, a given
 //! number of times. Everything else passes through unchanged. The Host header is passed
 //! through, so the registry's upload `Location`s point back at the proxy.
+//!
+//! Two faults play a registry that keeps its blobs elsewhere: [`Fault::Redirect`] answers a
+//! blob GET with a redirect to another host (a second proxy, standing for a CDN or an object
+//! store) under a pre-signed query, and [`Fault::RefuseSigned`] is that host refusing the
+//! signed URL with an error that quotes it whole, as S3 and CDNs do.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -32,7 +37,22 @@ pub enum Fault {
     /// Forward without the target's query: a mount (`?mount=&from=`) becomes a plain upload
     /// start, as a registry without cross-repository mounts treats it.
     StripQuery,
+    /// Answer `307` with a `Location` on this host (`127.0.0.1:PORT`), the same path, and a
+    /// pre-signed query whose signature is [`SIGNATURE`] followed by a counter: each redirect
+    /// is signed afresh, as a registry's are.
+    Redirect(String),
+    /// Answer this status with a distribution-style JSON error whose message quotes the
+    /// request's full URL, signature included.
+    RefuseSigned(u16),
 }
+
+/// What every signature [`Fault::Redirect`] makes starts with; a secret that must never
+/// appear in anything image-mirror writes.
+pub const SIGNATURE: &str = "5ec2e7519a7";
+/// The access key id in [`Fault::Redirect`]'s signed queries; a secret just the same.
+pub const ACCESS_KEY: &str = "AKIAIMAGEMIRRORTEST";
+
+static SIGNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -49,6 +69,8 @@ pub struct Seen {
     pub target: String,
     /// The request's `Range` header.
     pub range: Option<String>,
+    /// Whether the request carried an `Authorization` header.
+    pub authorization: bool,
     pub fault: Option<Fault>,
 }
 
@@ -67,11 +89,12 @@ impl FaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s, st, up) = (
+        let (r, s, st, up, own) = (
             rules.clone(),
             seen.clone(),
             stop.clone(),
             upstream.to_owned(),
+            host.clone(),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -79,9 +102,9 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (r, s, up) = (r.clone(), s.clone(), up.clone());
+                let (r, s, up, own) = (r.clone(), s.clone(), up.clone(), own.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(client, &up, &r, &s);
+                    let _ = serve(client, &up, &own, &r, &s);
                 });
             }
         });
@@ -240,6 +263,7 @@ fn take_fault(rules: &Mutex<Vec<Rule>>, method: &str, target: &str) -> Option<Fa
 fn serve(
     client: TcpStream,
     upstream: &str,
+    own: &str,
     rules: &Mutex<Vec<Rule>>,
     seen: &Mutex<Vec<Seen>>,
 ) -> std::io::Result<()> {
@@ -260,6 +284,7 @@ fn serve(
                 method: method.clone(),
                 target: target.clone(),
                 range: request.header("range").map(str::to_owned),
+                authorization: request.header("authorization").is_some(),
                 fault: fault.clone(),
             });
         }
@@ -280,6 +305,33 @@ fn serve(
             }
             answer.push_str("\r\n");
             answer.push_str(&body);
+            to_client.write_all(answer.as_bytes())?;
+            continue;
+        }
+        if let Some(Fault::Redirect(to)) = &fault {
+            let n = SIGNED.fetch_add(1, Ordering::Relaxed);
+            let path = target.split('?').next().unwrap_or("");
+            let location = format!(
+                "http://{to}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                 &X-Amz-Credential={ACCESS_KEY}%2F20261130%2Fus-east-1%2Fs3%2Faws4_request\
+                 &X-Amz-Date=20261130T060000Z&X-Amz-Expires=1200&X-Amz-SignedHeaders=host\
+                 &X-Amz-Signature={SIGNATURE}{n:08}"
+            );
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            to_client.write_all(answer.as_bytes())?;
+            continue;
+        }
+        if let Some(Fault::RefuseSigned(code)) = &fault {
+            let body = format!(
+                "{{\"errors\":[{{\"code\":\"DENIED\",\"message\":\"Request has expired or its \
+                 signature does not match: http://{own}{target}\"}}]}}"
+            );
+            let answer = format!(
+                "HTTP/1.1 {code} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             to_client.write_all(answer.as_bytes())?;
             continue;
         }
