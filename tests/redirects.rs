@@ -116,7 +116,9 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
     assert!(!error.contains("permission"), "{error}");
     assert_eq!(failed["error_kind"], "transient", "{error}");
     assert!(stdout.contains(&cdn.host()), "{stdout}");
-    // Asked the registry again (fresh signatures) within the budget: 4 tries.
+    // Asked the registry again (fresh signatures) within the budget: 4 tries, each redirect
+    // refused and asked again where it happened (not by starting the blob copy over).
+    assert!(stderr.contains("asking") && stderr.contains("for a new redirect"), "{stderr}");
     assert_eq!(
         front.count("GET", &doomed_digest),
         4,
