@@ -68,6 +68,8 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
             "--request-attempts=4",
             "--report",
             p(&report),
+            "--junit",
+            p(&junit),
             p(&mapping),
         ])
         .output()
@@ -75,7 +77,7 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
     expect_code(&out, 1);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     let report_text = std::fs::read_to_string(&report).expect("report written");
-    let junit_text = std::fs::read_to_string(&junit).unwrap_or_default();
+    let junit_text = std::fs::read_to_string(&junit).expect("junit written");
 
     // The signature and the access key appear nowhere, at trace level included.
     for (name, written) in [

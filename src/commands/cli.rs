@@ -14,12 +14,15 @@ pub const ENV_MAPPING_FILE_PREFIX: &str = "MAPPING_FILE_PREFIX";
 pub const ENV_DRY_RUN: [&str; 2] = ["dry_run", "DRY_RUN"];
 /// A pod's index in a Kubernetes Indexed Job: the shard for `--shard-count`.
 pub const ENV_JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// Prow's artefacts directory: reports written there show on the job's page.
+pub const ENV_ARTIFACTS: &str = "ARTIFACTS";
 /// Every environment variable the binary reads; deploy manifests may set only these.
 pub const ENV_VARS: &[&str] = &[
     ENV_MAPPING_FILE_PREFIX,
     ENV_DRY_RUN[0],
     ENV_DRY_RUN[1],
     ENV_JOB_COMPLETION_INDEX,
+    ENV_ARTIFACTS,
     "REGISTRY_AUTH_FILE",
     "DOCKER_CONFIG",
     "HOME",
@@ -236,8 +239,15 @@ pub struct RunArgs {
     pub read_timeout: Duration,
 
     /// Write a JSON report of every destination tag and the totals here (schema in README).
+    /// Default when ARTIFACTS is set (Prow): $ARTIFACTS/image-mirror-report.json.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// Write a JUnit XML report here: a test suite per mapping file, a test case per
+    /// destination tag. Default when ARTIFACTS is set (Prow): $ARTIFACTS/junit_image_mirror.xml,
+    /// which the job's page shows.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
 
     /// Work only on shard INDEX of COUNT (e.g. `0/4`): destination repositories are split by
     /// a stable hash, so COUNT runs together cover the plan exactly once.

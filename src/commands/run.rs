@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
-use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
 use super::{block_on, load_and_report};
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::mapping::Mapping;
@@ -23,7 +23,7 @@ use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::outcome::{ListingFailure, Status};
 use crate::report::progress::Progress;
-use crate::report::{RunResult, json, text};
+use crate::report::{RunResult, json, junit, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
@@ -35,7 +35,7 @@ struct Prepared {
     registry: RegistryOptions,
     network: NetworkOptions,
     shard: Option<Shard>,
-    report: Option<PathBuf>,
+    outputs: Outputs,
     progress_every: std::time::Duration,
 }
 
@@ -98,8 +98,31 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         network,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
-        report: args.report.clone(),
+        outputs: Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS)),
     })
+}
+
+/// Where the run's reports go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Outputs {
+    report: Option<PathBuf>,
+    junit: Option<PathBuf>,
+}
+
+/// The file names Prow's artefacts directory gets (Spyglass shows `junit*.xml`).
+const ARTIFACT_REPORT: &str = "image-mirror-report.json";
+const ARTIFACT_JUNIT: &str = "junit_image_mirror.xml";
+
+impl Outputs {
+    /// The flags, else `$ARTIFACTS/…` when Prow sets it (an empty value counts as unset).
+    fn resolve(args: &RunArgs, artifacts: Option<std::ffi::OsString>) -> Outputs {
+        let artifacts = artifacts.filter(|a| !a.is_empty()).map(PathBuf::from);
+        let default = |name: &str| artifacts.as_ref().map(|dir| dir.join(name));
+        Outputs {
+            report: args.report.clone().or_else(|| default(ARTIFACT_REPORT)),
+            junit: args.junit.clone().or_else(|| default(ARTIFACT_JUNIT)),
+        }
+    }
 }
 
 /// `--shard I/N`, or `--shard-count N` with the index from `JOB_COMPLETION_INDEX`.
@@ -131,9 +154,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let report_path = prepared.report.clone();
+    let outputs = prepared.outputs.clone();
     match block_on(mirror(prepared)) {
-        Ok(Ok(finished)) => finish(finished, report_path.as_deref()),
+        Ok(Ok(finished)) => finish(finished, &outputs),
         Ok(Err(code)) | Err(code) => code,
     }
 }
@@ -146,7 +169,7 @@ struct Finished {
 
 /// Writes the report and prints the plan and summary, after the runtime is gone: nothing logs
 /// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
-fn finish(finished: Finished, report_path: Option<&Path>) -> ExitCode {
+fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     let Finished { result, signal } = finished;
     let mut code = if !result.listing_failures.is_empty()
         || result.outcomes.iter().any(|o| o.status == Status::Failed)
@@ -156,9 +179,18 @@ fn finish(finished: Finished, report_path: Option<&Path>) -> ExitCode {
     } else {
         Done
     };
-    if let Some(path) = report_path {
-        match write_json(path, &json::json_report(&result)) {
-            Ok(()) => tracing::info!(path = %path.display(), "JSON report written"),
+    let reports = [
+        (outputs.report.as_deref(), "JSON report", json_text(&result)),
+        (
+            outputs.junit.as_deref(),
+            "JUnit report",
+            Ok(junit::junit_report(&result).into_bytes()),
+        ),
+    ];
+    for (path, what, text) in reports {
+        let Some(path) = path else { continue };
+        match text.and_then(|text| write_file(path, what, &text)) {
+            Ok(()) => tracing::info!(path = %path.display(), "{what} written"),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 code = Failed;
@@ -218,7 +250,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         registry,
         network,
         shard,
-        report: _,
+        outputs: _,
         progress_every,
     } = prepared;
     let cancel = CancellationToken::new();
@@ -285,9 +317,18 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     })
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).context("serializing the report")?;
-    std::fs::write(path, text).with_context(|| format!("writing the report to {}", path.display()))
+fn json_text(result: &RunResult) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&json::json_report(result)).context("serializing the JSON report")
+}
+
+/// Writes a report, creating its directory (Prow's artefacts directory may not exist yet).
+fn write_file(path: &Path, what: &str, text: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("writing the {what}: creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text)
+        .with_context(|| format!("writing the {what} to {}", path.display()))
 }
 
 /// Lists the tags of every wildcard source repository, concurrently.
@@ -336,6 +377,26 @@ mod tests {
             Ok(Command::Run(args)) => *args,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reports_go_to_prows_artifacts_unless_the_flags_say_otherwise() {
+        let none = Outputs::resolve(&run_args(&[]), None);
+        assert_eq!(none, Outputs::default());
+        let artifacts = Some(std::ffi::OsString::from("/logs/artifacts"));
+        let prow = Outputs::resolve(&run_args(&[]), artifacts.clone());
+        assert_eq!(
+            prow,
+            Outputs {
+                report: Some(PathBuf::from("/logs/artifacts/image-mirror-report.json")),
+                junit: Some(PathBuf::from("/logs/artifacts/junit_image_mirror.xml")),
+            }
+        );
+        let flags = Outputs::resolve(&run_args(&["--report=/r.json"]), artifacts);
+        assert_eq!(flags.report, Some(PathBuf::from("/r.json")));
+        assert_eq!(flags.junit, prow.junit);
+        let empty = Outputs::resolve(&run_args(&[]), Some(std::ffi::OsString::new()));
+        assert_eq!(empty, Outputs::default());
     }
 
     #[test]

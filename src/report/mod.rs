@@ -1,8 +1,9 @@
 //! What a run tells the operator, as views of one model ([`outcome`]): the dry-run plan and
-//! the summary ([`text`]), the JSON report ([`json`]), and the live progress
+//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), and the live progress
 //! ([`progress`], which reads only the run's [`crate::stats`]).
 
 pub mod json;
+pub mod junit;
 pub mod outcome;
 pub mod progress;
 pub mod text;
