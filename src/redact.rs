@@ -26,9 +26,8 @@ static PARAM: LazyLock<Option<Regex>> = LazyLock::new(|| {
 });
 
 /// An `Authorization`-style value: `Bearer …`, `Basic …`.
-static SCHEME: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?P<scheme>bearer|basic)\s+[a-z0-9._~+/=-]{6,}").ok()
-});
+static SCHEME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(?P<scheme>bearer|basic)\s+[a-z0-9._~+/=-]{6,}").ok());
 
 /// A JSON string or XML element whose name says credential: `"token": "…"`,
 /// `<SignatureProvided>…</SignatureProvided>` (S3 quotes what it was sent).
@@ -104,7 +103,10 @@ mod tests {
         );
         let shown = redact(&text);
         assert!(!shown.contains(SIG), "{shown}");
-        assert!(!shown.contains("AKIAEXAMPLE") && !shown.contains("pw@"), "{shown}");
+        assert!(
+            !shown.contains("AKIAEXAMPLE") && !shown.contains("pw@"),
+            "{shown}"
+        );
         assert!(
             shown.contains("https://bucket.s3.example.com/docker/blobs/sha256:ab?…"),
             "{shown}"
@@ -142,8 +144,13 @@ mod tests {
 
     #[test]
     fn urls_for_humans_keep_the_path() {
-        let url = reqwest::Url::parse(&format!("https://u:p@cdn.example:8443/b/sha256:ab?sig={SIG}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(url_for_humans(&url), "https://cdn.example:8443/b/sha256:ab?…");
+        let url = reqwest::Url::parse(&format!(
+            "https://u:p@cdn.example:8443/b/sha256:ab?sig={SIG}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            url_for_humans(&url),
+            "https://cdn.example:8443/b/sha256:ab?…"
+        );
     }
 }

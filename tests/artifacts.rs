@@ -45,19 +45,39 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
     assert_eq!(junit["root"], "JUnitXml", "{junit:#}");
     let suites = junit["suites"].as_array().expect("suites");
     let names: Vec<&str> = suites.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, [p(&file_a), p(&file_b)], "one suite per mapping file");
+    assert_eq!(
+        names,
+        [p(&file_a), p(&file_b)],
+        "one suite per mapping file"
+    );
     for suite in suites {
         let cases = suite["cases"].as_array().expect("cases");
         // The suite's counts are those of its cases.
         let with = |kind: &str| {
             cases
                 .iter()
-                .filter(|c| c["results"].as_array().is_some_and(|r| r.iter().any(|r| r["kind"] == kind)))
+                .filter(|c| {
+                    c["results"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["kind"] == kind))
+                })
                 .count()
         };
-        assert_eq!(suite["tests"].as_u64(), Some(cases.len() as u64), "{suite:#}");
-        assert_eq!(suite["failures"].as_u64(), Some(with("Failure") as u64), "{suite:#}");
-        assert_eq!(suite["skipped"].as_u64(), Some(with("Skipped") as u64), "{suite:#}");
+        assert_eq!(
+            suite["tests"].as_u64(),
+            Some(cases.len() as u64),
+            "{suite:#}"
+        );
+        assert_eq!(
+            suite["failures"].as_u64(),
+            Some(with("Failure") as u64),
+            "{suite:#}"
+        );
+        assert_eq!(
+            suite["skipped"].as_u64(),
+            Some(with("Skipped") as u64),
+            "{suite:#}"
+        );
         for case in cases {
             assert_eq!(case["classname"], suite["name"], "{case:#}");
             assert!(case["time"].as_f64().is_some_and(|t| t >= 0.0), "{case:#}");
@@ -74,10 +94,15 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
     let copied = case(0, &format!("{d}/app:1"));
     assert_eq!(copied["results"], serde_json::json!([]), "{copied:#}");
     assert!(
-        copied["system_out"].as_str().is_some_and(|o| o.starts_with("copied: ")),
+        copied["system_out"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("copied: ")),
         "{copied:#}"
     );
-    assert!(copied["time"].as_f64().is_some_and(|t| t > 0.0), "{copied:#}");
+    assert!(
+        copied["time"].as_f64().is_some_and(|t| t > 0.0),
+        "{copied:#}"
+    );
     // Failed: the registry's answer, the kind, the mapping line.
     let failed = case(0, &format!("{d}/app:nope"));
     let failure = &failed["results"][0];
@@ -87,7 +112,9 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
     assert!(text.contains("MANIFEST_UNKNOWN"), "{text}");
     assert!(text.contains(&format!("{}:2:1", p(&file_a))), "{text}");
     assert!(
-        failure["message"].as_str().is_some_and(|m| m.contains("MANIFEST_UNKNOWN")),
+        failure["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("MANIFEST_UNKNOWN")),
         "{failed:#}"
     );
     // Both destinations of one line are cases of their own; the unlistable wildcard fails.
@@ -102,7 +129,15 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
     let rerun = ws
         .command()
         .env("ARTIFACTS", ws.path("unused"))
-        .args(["run", "--insecure", "--retries=0", "--junit", p(&junit), "--report", p(&json)])
+        .args([
+            "run",
+            "--insecure",
+            "--retries=0",
+            "--junit",
+            p(&junit),
+            "--report",
+            p(&json),
+        ])
         .arg(&file_a)
         .output()
         .expect("rerun");
@@ -116,7 +151,9 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
         .cloned()
         .unwrap_or_default();
     assert!(
-        unchanged["system_out"].as_str().is_some_and(|o| o.starts_with("unchanged: ")),
+        unchanged["system_out"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("unchanged: ")),
         "{again:#}"
     );
 }

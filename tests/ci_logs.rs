@@ -153,7 +153,10 @@ fn the_summary_is_the_last_thing_in_a_job_log() {
         .iter()
         .position(|l| l.starts_with("Failures (1):"))
         .unwrap_or_else(|| panic!("no summary in\n{log}"));
-    assert!(summary_start > last_log, "summary before a log line:\n{log}");
+    assert!(
+        summary_start > last_log,
+        "summary before a log line:\n{log}"
+    );
     let last = lines.last().copied().unwrap_or_default();
     assert!(
         last.starts_with("1 image copied, 0 unchanged, 1 failed"),

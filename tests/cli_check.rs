@@ -68,7 +68,11 @@ impl Outcome {
                     .split_once(' ')
                     .unwrap_or_else(|| panic!("summary {line:?}"));
                 let plural = n != "1";
-                let expected = if plural { word } else { &word[..word.len() - 1] };
+                let expected = if plural {
+                    word
+                } else {
+                    &word[..word.len() - 1]
+                };
                 assert_eq!(w, expected, "summary {line:?}");
                 n.parse().unwrap_or_else(|_| panic!("summary {line:?}"))
             })

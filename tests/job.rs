@@ -247,10 +247,19 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     let xml = support::junit::read_junit(&junit);
     let skipped: Vec<&serde_json::Value> = xml["suites"][0]["cases"]
         .as_array()
-        .map(|cases| cases.iter().filter(|c| c["results"][0]["kind"] == "Skipped").collect())
+        .map(|cases| {
+            cases
+                .iter()
+                .filter(|c| c["results"][0]["kind"] == "Skipped")
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(skipped.len() as u64, cancelled, "{xml:#}");
-    assert_eq!(xml["suites"][0]["skipped"].as_u64(), Some(cancelled), "{xml:#}");
+    assert_eq!(
+        xml["suites"][0]["skipped"].as_u64(),
+        Some(cancelled),
+        "{xml:#}"
+    );
     // Whatever was tagged is complete.
     for i in 0..16 {
         let repo = format!("big{i}");

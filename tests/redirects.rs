@@ -98,7 +98,10 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
     // Credentials went to the registry, never to the host it redirected to.
     assert!(front.seen().iter().any(|s| s.authorization));
     let leaked: Vec<_> = cdn.seen().into_iter().filter(|s| s.authorization).collect();
-    assert!(leaked.is_empty(), "Authorization sent to the CDN: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "Authorization sent to the CDN: {leaked:?}"
+    );
 
     // The image whose blobs were refused once each was copied: each refusal sent the tool
     // back to the registry for a new redirect, not into a failure.
@@ -120,11 +123,9 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
     assert!(stdout.contains(&cdn.host()), "{stdout}");
     // Asked the registry again (fresh signatures) within the budget: 4 tries, each redirect
     // refused and asked again where it happened (not by starting the blob copy over).
-    assert!(stderr.contains("asking") && stderr.contains("for a new redirect"), "{stderr}");
-    assert_eq!(
-        front.count("GET", &doomed_digest),
-        4,
-        "{:?}",
-        front.seen()
+    assert!(
+        stderr.contains("asking") && stderr.contains("for a new redirect"),
+        "{stderr}"
     );
+    assert_eq!(front.count("GET", &doomed_digest), 4, "{:?}", front.seen());
 }

@@ -351,7 +351,10 @@ mod tests {
         assert!(auto.enabled(true, None));
         assert!(!auto.enabled(false, None));
         assert!(!auto.enabled(true, Some(OsStr::new("1"))));
-        assert!(auto.enabled(true, Some(OsStr::new(""))), "empty NO_COLOR is unset");
+        assert!(
+            auto.enabled(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
         assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
         assert!(!ColorChoice::Never.enabled(true, None));
     }

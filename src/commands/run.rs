@@ -327,8 +327,7 @@ fn write_file(path: &Path, what: &str, text: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("writing the {what}: creating {}", dir.display()))?;
     }
-    std::fs::write(path, text)
-        .with_context(|| format!("writing the {what} to {}", path.display()))
+    std::fs::write(path, text).with_context(|| format!("writing the {what} to {}", path.display()))
 }
 
 /// Lists the tags of every wildcard source repository, concurrently.

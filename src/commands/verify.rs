@@ -12,10 +12,10 @@ use super::ExitCode;
 use super::cli::VerifyArgs;
 use crate::model::manifest::Content;
 use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
+use crate::plural::count;
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::client::RegistryClient;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
-use crate::plural::count;
 use crate::stats::Stats;
 
 /// One problem found in a repository.

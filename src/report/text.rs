@@ -104,7 +104,11 @@ fn retries_note(image_retries: u64, request_retries: u64) -> String {
         parts.push(count_as(image_retries, "retry", "retries"));
     }
     if request_retries > 0 {
-        parts.push(count_as(request_retries, "request retry", "request retries"));
+        parts.push(count_as(
+            request_retries,
+            "request retry",
+            "request retries",
+        ));
     }
     if parts.is_empty() {
         String::new()

@@ -72,7 +72,14 @@ impl RegistryClient {
                     && let Some(retry) = budget.take()
                 {
                     let why = format!("{why}; asking {} for a new redirect", self.host);
-                    pause_request(&self.policy, &self.stats, self.host.as_str(), &what, (retry, None, why)).await;
+                    pause_request(
+                        &self.policy,
+                        &self.stats,
+                        self.host.as_str(),
+                        &what,
+                        (retry, None, why),
+                    )
+                    .await;
                     continue;
                 }
                 let kind = if is_refused_redirect(status) {
