@@ -249,6 +249,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
 
+    /// Write the run's metrics here in the Prometheus text format, for node_exporter's
+    /// textfile collector (name it `*.prom` in the collector's directory). Written to a
+    /// temporary file and renamed; the last success's time is kept from the previous file
+    /// when this run fails.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the same metrics to this Pushgateway (`http://HOST:9091`) under job
+    /// `image-mirror`, grouped by `shard` when sharded. A failed run leaves the last
+    /// success's time as it was.
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    pub pushgateway: Option<reqwest::Url>,
+
     /// Work only on shard INDEX of COUNT (e.g. `0/4`): destination repositories are split by
     /// a stable hash, so COUNT runs together cover the plan exactly once.
     #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "shard_count")]
@@ -271,6 +284,18 @@ pub struct RunArgs {
     /// Accepted for oc compatibility: a failed image never stops the others (exit 1 at the end).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub continue_on_error: Option<bool>,
+}
+
+/// An `http` or `https` URL.
+fn parse_http_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "expected an http:// or https:// URL, got {}",
+            url.scheme()
+        ));
+    }
+    Ok(url)
 }
 
 /// Seconds, fractions allowed, at least 0 and at most a day.

@@ -23,7 +23,7 @@ use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::outcome::{ListingFailure, Status};
 use crate::report::progress::Progress;
-use crate::report::{RunResult, json, junit, text};
+use crate::report::{RunResult, json, junit, metrics, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
@@ -98,15 +98,22 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         network,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
-        outputs: Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS)),
+        outputs: Outputs {
+            shard: shard.map(|s| s.index().to_string()),
+            ..Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS))
+        },
     })
 }
 
-/// Where the run's reports go.
+/// Where the run's reports and metrics go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Outputs {
     report: Option<PathBuf>,
     junit: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+    pushgateway: Option<reqwest::Url>,
+    /// The shard's index, when sharded: a label of the metrics.
+    shard: Option<String>,
 }
 
 /// The file names Prow's artefacts directory gets (Spyglass shows `junit*.xml`).
@@ -121,6 +128,9 @@ impl Outputs {
         Outputs {
             report: args.report.clone().or_else(|| default(ARTIFACT_REPORT)),
             junit: args.junit.clone().or_else(|| default(ARTIFACT_JUNIT)),
+            metrics_file: args.metrics_file.clone(),
+            pushgateway: args.pushgateway.clone(),
+            shard: None,
         }
     }
 }
@@ -197,6 +207,11 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             }
         }
     }
+    publish_metrics(
+        &result,
+        outputs,
+        code == Done && !result.dry_run && signal.is_none(),
+    );
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
     // after the summary so that nothing of ours can follow it.
     let _ = std::io::stderr().flush();
@@ -307,6 +322,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         outcomes,
         listing_failures,
         stats: stats.snapshot(),
+        registries: stats.registries(),
         elapsed: started.elapsed(),
         dry_run,
         interrupted,
@@ -315,6 +331,27 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         result,
         signal: signal_code,
     })
+}
+
+/// Writes the metrics file and pushes to the Pushgateway, as asked. A failure is logged as an
+/// error but does not fail the run: the images were mirrored, and a metrics outage shows
+/// anyway, as a last success that grows old and fires the alert.
+fn publish_metrics(result: &RunResult, outputs: &Outputs, success: bool) {
+    let ending = metrics::Ending::now(success);
+    let shard = outputs.shard.as_deref();
+    if let Some(path) = &outputs.metrics_file {
+        match metrics::write_textfile(path, result, ending, shard) {
+            Ok(()) => tracing::info!(path = %path.display(), "metrics file written"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "metrics file not written"),
+        }
+    }
+    if let Some(url) = &outputs.pushgateway {
+        match block_on(metrics::push(url, result, ending, shard)) {
+            Ok(Ok(())) => tracing::info!("metrics pushed to the Pushgateway"),
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "metrics not pushed"),
+            Err(_) => {}
+        }
+    }
 }
 
 fn json_text(result: &RunResult) -> Result<Vec<u8>> {
@@ -389,6 +426,7 @@ mod tests {
             Outputs {
                 report: Some(PathBuf::from("/logs/artifacts/image-mirror-report.json")),
                 junit: Some(PathBuf::from("/logs/artifacts/junit_image_mirror.xml")),
+                ..Outputs::default()
             }
         );
         let flags = Outputs::resolve(&run_args(&["--report=/r.json"]), artifacts);

@@ -42,6 +42,11 @@ impl Shard {
         Shard::new(index, count)
     }
 
+    /// This shard's index (0-based), e.g. for a metrics grouping key.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
     pub fn owns(&self, repository: &Repository) -> bool {
         stable_hash(repository.to_string().as_bytes()) % u64::from(self.count)
             == u64::from(self.index)

@@ -71,7 +71,7 @@ impl RegistryClient {
         })
         .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
         let scheme = if insecure {
-            probe_scheme(&http, &api_host).await
+            probe_scheme(&http, &api_host, &stats, host.as_str()).await
         } else {
             "https"
         };
@@ -193,12 +193,17 @@ impl RegistryClient {
         let mut authorization = self.authorization(&credential, access).await?;
         let mut reauthorized = false;
         loop {
-            Stats::bump(&self.stats.requests);
+            self.stats.request(self.host.as_str());
             let mut request = build();
             if let Some(a) = &authorization {
                 request = self.authorize_if_ours(request, a);
             }
-            let retry = match request.send().await {
+            let sent = request.send().await;
+            if let Ok(response) = &sent {
+                self.stats
+                    .answered(self.host.as_str(), response.status().as_u16());
+            }
+            let retry = match sent {
                 Err(e) => {
                     let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
                     (retry, None, why)
@@ -354,7 +359,13 @@ pub(super) fn authority(url: &Url) -> String {
 /// With `--insecure`, a registry may speak plain HTTP: try TLS (certificates unchecked) and
 /// fall back to HTTP when TLS fails and plain HTTP answers, as oc does. A registry that is
 /// slow, down or unreachable stays on HTTPS.
-async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
+async fn probe_scheme(
+    http: &reqwest::Client,
+    api_host: &str,
+    stats: &Stats,
+    registry: &str,
+) -> &'static str {
+    stats.request(registry);
     match http
         .get(format!("https://{api_host}/v2/"))
         .timeout(Duration::from_secs(10))
@@ -365,6 +376,7 @@ async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
         Err(tls_error) => {
             // Plain HTTP only when the registry answers it: a registry that is slow or down
             // stays on HTTPS.
+            stats.request(registry);
             let plain = http
                 .get(format!("http://{api_host}/v2/"))
                 .timeout(Duration::from_secs(10))

@@ -225,6 +225,7 @@ impl ResumeState {
                 return self.fail(ErrorKind::Transient, why);
             };
             let client = &self.client;
+            client.stats.retried(client.host.as_str());
             client
                 .policy
                 .pause(retry, None, &client.stats.request_retries, None, |wait| {

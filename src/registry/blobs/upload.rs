@@ -17,7 +17,6 @@ use crate::model::failure::{ErrorKind, Failure, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::Repository;
 use crate::retry::Budget;
-use crate::stats::Stats;
 use crate::store::{BlobStream, UploadSession};
 
 impl RegistryClient {
@@ -112,8 +111,12 @@ impl RegistryClient {
         if let Some(a) = self.authorization(&session.credential, &access).await? {
             request = self.authorize_if_ours(request, &a);
         }
-        Stats::bump(&self.stats.requests);
+        self.stats.request(self.host.as_str());
         let result = request.send().await;
+        if let Ok(response) = &result {
+            self.stats
+                .answered(self.host.as_str(), response.status().as_u16());
+        }
         let stream_failure = failed.lock().ok().and_then(|mut f| f.take());
         let error = match (stream_failure, result) {
             (Some(stream_failure), _) => anyhow::Error::new(stream_failure),
