@@ -310,6 +310,13 @@ fn metrics_reach_the_textfile_and_the_pushgateway_and_keep_the_last_success() {
         value(&pushed, &format!("image_mirror_run_success{{{group}}}")),
         0.0
     );
+
+    // A dry run (a rehearsal with the same flags) publishes nothing.
+    let before = std::fs::read_to_string(&prom).expect("file");
+    let out = run(&bad, &["--dry-run"]);
+    expect_code(&out, 1);
+    assert_eq!(std::fs::read_to_string(&prom).expect("file"), before);
+    assert_eq!(pgw.scraped(), pushed);
 }
 
 /// A Pushgateway that is down costs the run nothing but an error line: the images were
@@ -338,4 +345,78 @@ fn an_unreachable_pushgateway_is_an_error_line_not_a_failed_run() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("metrics not pushed"), "{stderr}");
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
+}
+
+/// The example alert in deploy/ fires after three hours without a success (per shard), not
+/// before, and also when no success was ever recorded: `promtool test rules` evaluates it.
+#[test]
+fn the_example_alert_fires_after_three_hours_without_success() {
+    let rules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring/image-mirror-alerts.yaml");
+    let ws = Workspace::new();
+    // Shard 0 succeeded at t=0 and never again; shard 1 succeeds every hour.
+    let test = ws.write(
+        "alerts_test.yaml",
+        &format!(
+            r#"rule_files:
+- {rules}
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - series: 'image_mirror_last_success_timestamp_seconds{{job="image-mirror",shard="0"}}'
+    values: '0+0x300'
+  - series: 'image_mirror_last_success_timestamp_seconds{{job="image-mirror",shard="1"}}'
+    values: '0+0x59 3600+0x59 7200+0x59 10800+0x59 14400+0x59'
+  alert_rule_test:
+  - eval_time: 2h
+    alertname: ImageMirrorNoSuccess
+    exp_alerts: []
+  - eval_time: 3h5m
+    alertname: ImageMirrorNoSuccess
+    exp_alerts: []
+  - eval_time: 3h15m
+    alertname: ImageMirrorNoSuccess
+    exp_alerts:
+    - exp_labels:
+        severity: warning
+        job: image-mirror
+        shard: "0"
+      exp_annotations:
+        summary: image-mirror has not mirrored every image for over 3 hours
+        description: The last run of image-mirror (shard 0) that mirrored every image ended 3h 15m 0s ago. Read the job's last log or its JUnit report for the failing images and the registries' answers.
+  - eval_time: 3h15m
+    alertname: ImageMirrorNeverSucceeded
+    exp_alerts: []
+- interval: 1m
+  input_series:
+  - series: 'image_mirror_last_run_timestamp_seconds{{job="image-mirror"}}'
+    values: '0+60x300'
+  alert_rule_test:
+  - eval_time: 2h
+    alertname: ImageMirrorNeverSucceeded
+    exp_alerts: []
+  - eval_time: 3h1m
+    alertname: ImageMirrorNeverSucceeded
+    exp_alerts:
+    - exp_labels:
+        severity: warning
+      exp_annotations:
+        summary: no image-mirror run has reported a success for 3 hours
+        description: "image_mirror_last_success_timestamp_seconds is absent: either no run mirrored every image yet, or the metrics do not reach Prometheus (check --metrics-file or --pushgateway, and image_mirror_last_run_timestamp_seconds)."
+"#,
+            rules = rules.display()
+        ),
+    );
+    let out = Command::new("/usr/bin/promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .expect("promtool (bash .ci/run installs prometheus)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text_of(&out.stdout),
+        text_of(&out.stderr)
+    );
 }

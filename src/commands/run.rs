@@ -207,11 +207,13 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             }
         }
     }
-    publish_metrics(
-        &result,
-        outputs,
-        code == Done && !result.dry_run && signal.is_none(),
-    );
+    if result.dry_run {
+        if outputs.metrics_file.is_some() || outputs.pushgateway.is_some() {
+            tracing::info!("dry run: no metrics published (they describe real mirroring)");
+        }
+    } else {
+        publish_metrics(&result, outputs, code == Done && signal.is_none());
+    }
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
     // after the summary so that nothing of ours can follow it.
     let _ = std::io::stderr().flush();

@@ -7,7 +7,8 @@
 //!
 //! `last_success` must outlive failed runs: the file keeps the previous file's value, and a
 //! push leaves it out so the Pushgateway keeps the one it has (a POST replaces only the
-//! metrics it names). A dry run is not a mirror, so it never counts as a success.
+//! metrics it names). A dry run publishes nothing (see `commands::run`): a rehearsal with
+//! the same flags must not disturb the numbers of the job it rehearses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,7 +32,7 @@ pub const JOB: &str = "image-mirror";
 pub struct Ending {
     /// Seconds since the Unix epoch.
     pub at: f64,
-    /// Every image mirrored (not a dry run, nothing failed or interrupted).
+    /// Every image mirrored (nothing failed or interrupted).
     pub success: bool,
 }
 
@@ -100,7 +101,7 @@ pub fn render(
         family(
             &mut out,
             LAST_SUCCESS,
-            "When a run last ended with every image mirrored (Unix time; dry runs never count).",
+            "When a run last ended with every image mirrored (Unix time).",
             &one(at),
         );
     }
@@ -122,19 +123,11 @@ pub fn render(
         "1 if the last run was stopped by a signal before it finished.",
         &one(flag(run.interrupted)),
     );
-    family(
-        &mut out,
-        "image_mirror_dry_run",
-        "1 if the last run was a dry run (nothing written).",
-        &one(flag(run.dry_run)),
-    );
     let t = Totals::of(&run.outcomes, run.listing_failures.len());
     let by_status = [
         ("copied", t.copied),
         ("unchanged", t.unchanged),
         ("failed", t.failed),
-        ("would_copy", t.would_copy),
-        ("would_overwrite", t.would_overwrite),
         ("cancelled", t.cancelled),
     ];
     family(
