@@ -20,7 +20,7 @@ fn main() {
     );
     init_logging(cli.log_format, ansi);
     let code = match &cli.command {
-        Command::Check(args) => image_mirror::commands::check::run(&args.input_spec()),
+        Command::Check(args) => image_mirror::commands::check::run(args),
         Command::Run(args) => image_mirror::commands::run::run(args),
         Command::Verify(args) => image_mirror::commands::verify::run(args),
     };

@@ -87,8 +87,9 @@ impl ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate mapping files and report every error, without contacting any registry.
-    Check(MappingArgs),
+    /// Validate mapping files and report every error, without contacting any registry; with
+    /// --diff, also show what a change to them does.
+    Check(CheckArgs),
     /// Mirror every mapped image (wildcards expanded) into the destination registries.
     #[command(
         long_about = "Mirror every mapped image (wildcards expanded) into the destination registries.\n\n\
@@ -125,6 +126,30 @@ pub struct VerifyArgs {
     /// Most concurrent requests to one registry.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub mappings: MappingArgs,
+
+    /// Compare with the mapping files under BASE (a file or directory: the base branch's
+    /// tree; --prefix applies to it too) and print what the change does, per destination
+    /// repository: destination tags added, removed or re-pointed to another source, wildcard
+    /// patterns added, widened, narrowed or removed, with `file:line` on both sides. Offline.
+    /// Exit codes as without it (2 if PATH's files have errors).
+    #[arg(long, value_name = "BASE")]
+    pub diff: Option<PathBuf>,
+
+    /// How --diff prints: `text` for a log, `markdown` for a pull-request comment.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DiffFormat::Text, requires = "diff")]
+    pub diff_format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,5 +1,6 @@
 //! Finding mapping files, parsing them in parallel, and the checks that span files.
 
+pub mod diff;
 pub mod mapping;
 
 use std::collections::hash_map::Entry;

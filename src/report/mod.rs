@@ -1,7 +1,8 @@
 //! What a run tells the operator, as views of one model ([`outcome`]): the dry-run plan and
-//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), the Prometheus metrics of a batch job ([`metrics`]), and the live progress
+//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), the Prometheus metrics of a batch job ([`metrics`]), the plan diff of `check --diff` ([`diff`]), and the live progress
 //! ([`progress`], which reads only the run's [`crate::stats`]).
 
+pub mod diff;
 pub mod json;
 pub mod junit;
 pub mod metrics;
