@@ -93,7 +93,7 @@ impl Stats {
     }
 
     /// Counts a retry of a request to `registry`; the total is counted where the retry waits
-    /// ([`crate::retry`]), which also counts retries of whole blob copies.
+    /// (the retry policy), which also counts retries of whole blob copies.
     pub fn retried(&self, registry: &str) {
         self.for_registry(registry, |c| c.retries += 1);
     }
