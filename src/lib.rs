@@ -3,7 +3,8 @@
 //!
 //! One pipeline, data flowing one way, each layer using only those listed before it:
 //!
-//! - [`stats`], [`model`]: counters and pure data (references, manifests, diagnostics,
+//! - [`plural`], [`redact`], [`stats`], [`model`]: counts in words, secrets out of outside
+//!   text, counters and pure data (references, manifests, diagnostics,
 //!   kinds of failure);
 //! - [`inputs`]: mapping files found and parsed (pure but for reading the files);
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
@@ -18,6 +19,8 @@ pub mod execute;
 pub mod inputs;
 pub mod model;
 pub mod plan;
+pub mod plural;
+pub mod redact;
 pub mod registry;
 pub mod report;
 pub mod retry;

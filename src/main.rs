@@ -1,6 +1,8 @@
 //! The `image-mirror` binary: parses the command line, sets up logging (with caps that keep
 //! other crates' trace logs from printing secrets), runs the command, exits with its code.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing::Level;
 use tracing_subscriber::Layer;
@@ -8,13 +10,17 @@ use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use image_mirror::commands::cli::{Cli, Command, LogFormat};
+use image_mirror::commands::cli::{Cli, Command, ENV_NO_COLOR, LogFormat};
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let ansi = cli.color.enabled(
+        std::io::stderr().is_terminal(),
+        std::env::var_os(ENV_NO_COLOR).as_deref(),
+    );
+    init_logging(cli.log_format, ansi);
     let code = match &cli.command {
-        Command::Check(args) => image_mirror::commands::check::run(&args.input_spec()),
+        Command::Check(args) => image_mirror::commands::check::run(args),
         Command::Run(args) => image_mirror::commands::run::run(args),
         Command::Verify(args) => image_mirror::commands::verify::run(args),
         Command::Import(args) => image_mirror::commands::import::run(args),
@@ -36,21 +42,23 @@ const SECRET_SAFE_CAPS: [(&str, Level); 6] = [
     ("tokio_rustls", Level::INFO),
 ];
 
-fn init_logging(format: LogFormat) {
+/// `ansi`: whether text lines carry colour escapes (never for JSON, whose consumers parse it).
+fn init_logging(format: LogFormat, ansi: bool) {
     let wanted = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let caps = SECRET_SAFE_CAPS.iter().fold(
         Targets::new().with_default(Level::TRACE),
         |t, (target, level)| t.with_target(*target, *level),
     );
     let filter = wanted.and(caps);
-    let layer =
-        tracing_subscriber::fmt::layer().with_writer(image_mirror::report::progress::LogWriter);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(image_mirror::report::progress::LogWriter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(layer.with_filter(filter))
             .init(),
         LogFormat::Json => tracing_subscriber::registry()
-            .with(layer.json().with_filter(filter))
+            .with(layer.with_ansi(false).json().with_filter(filter))
             .init(),
     }
 }

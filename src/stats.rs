@@ -1,6 +1,9 @@
 //! Every counter of a run in one place: what was sent (requests, retries, bytes), what
 //! happened to blobs and images. The stores and the copy algorithm add to it; the progress
 //! display and the report read it. A leaf: it depends on nothing else in the crate.
+//!
+//! Requests, their retries and 429 answers are also counted per registry, for the metrics a
+//! batch job exports: a registry that starts throttling shows up by name.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -31,6 +34,18 @@ pub struct Stats {
     /// Per destination registry: blobs committed by each upload method, and the switches
     /// from one method to another.
     uploads: Mutex<BTreeMap<String, RegistryUploads>>,
+    /// Per registry (`host[:port]`): requests, retries, 429s.
+    per_registry: Mutex<BTreeMap<String, RegistryCounts>>,
+}
+
+/// What was sent to one registry (its token service and the hosts it redirects to included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryCounts {
+    pub requests: u64,
+    /// Requests tried again after a transient failure.
+    pub retries: u64,
+    /// Answers `429 Too Many Requests`.
+    pub throttled: u64,
 }
 
 /// How blobs went into one registry.
@@ -128,6 +143,39 @@ impl Stats {
         self.uploads.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
+    /// Counts a request to `registry` (in the total too).
+    pub fn request(&self, registry: &str) {
+        Stats::bump(&self.requests);
+        self.for_registry(registry, |c| c.requests += 1);
+    }
+
+    /// Counts a retry of a request to `registry`; the total is counted where the retry waits
+    /// (the retry policy), which also counts retries of whole blob copies.
+    pub fn retried(&self, registry: &str) {
+        self.for_registry(registry, |c| c.retries += 1);
+    }
+
+    /// Notes an answer's status from `registry`: a 429 is counted.
+    pub fn answered(&self, registry: &str, status: u16) {
+        if status == 429 {
+            self.for_registry(registry, |c| c.throttled += 1);
+        }
+    }
+
+    fn for_registry(&self, registry: &str, bump: impl FnOnce(&mut RegistryCounts)) {
+        if let Ok(mut map) = self.per_registry.lock() {
+            bump(map.entry(registry.to_owned()).or_default());
+        }
+    }
+
+    /// The per-registry counts, by registry.
+    pub fn registries(&self) -> BTreeMap<String, RegistryCounts> {
+        self.per_registry
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
     /// Counts a transfer under way until the guard is dropped.
     pub fn transfer(&self) -> TransferGuard<'_> {
         Stats::bump(&self.transfers);
@@ -140,5 +188,32 @@ pub struct TransferGuard<'a>(&'a Stats);
 impl Drop for TransferGuard<'_> {
     fn drop(&mut self) {
         self.0.transfers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_registry_counts_add_up_to_the_total() {
+        let stats = Stats::default();
+        stats.request("a:5000");
+        stats.request("a:5000");
+        stats.request("b");
+        stats.answered("a:5000", 429);
+        stats.answered("a:5000", 200);
+        stats.retried("a:5000");
+        let per = stats.registries();
+        assert_eq!(
+            per.get("a:5000"),
+            Some(&RegistryCounts {
+                requests: 2,
+                retries: 1,
+                throttled: 1
+            })
+        );
+        assert_eq!(per.get("b").map(|c| c.requests), Some(1));
+        assert_eq!(stats.snapshot().requests, 3);
     }
 }

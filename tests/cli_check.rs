@@ -67,7 +67,13 @@ impl Outcome {
                 let (n, w) = part
                     .split_once(' ')
                     .unwrap_or_else(|| panic!("summary {line:?}"));
-                assert_eq!(w, word, "summary {line:?}");
+                let plural = n != "1";
+                let expected = if plural {
+                    word
+                } else {
+                    &word[..word.len() - 1]
+                };
+                assert_eq!(w, expected, "summary {line:?}");
                 n.parse().unwrap_or_else(|_| panic!("summary {line:?}"))
             })
             .collect();
@@ -343,7 +349,7 @@ fn a_duplicate_is_a_warning_and_exits_0() {
         .args(["mapping_a", "mapping_b"])
         .assert()
         .code(0)
-        .stdout("2 files, 2 mappings, 0 errors, 1 warnings\n")
+        .stdout("2 files, 2 mappings, 0 errors, 1 warning\n")
         .stderr(
             "mapping_b:3:18: warning: duplicate mapping to reg.io/t/app:v1 (also at mapping_a:1:18)\n",
         );
@@ -391,7 +397,7 @@ fn crlf_files_parse_and_report_columns_without_the_carriage_return() {
         .arg("crlf")
         .assert()
         .code(0)
-        .stdout("1 files, 3 mappings, 0 errors, 0 warnings\n")
+        .stdout("1 file, 3 mappings, 0 errors, 0 warnings\n")
         .stderr("");
 
     write(
@@ -441,7 +447,7 @@ fn a_file_without_final_newline_keeps_its_last_line() {
         .stderr(predicate::str::starts_with(
             "nofinal_bad:2:16: error: \"reg.io/x/c:*\"",
         ))
-        .stdout("1 files, 1 mappings, 1 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 1 error, 0 warnings\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,7 +519,7 @@ fn a_configmap_mount_counts_each_mapping_once() {
         .stderr(predicate::str::starts_with(
             "imagemirror/other_team:1:1: error:",
         ))
-        .stdout("3 files, 3 mappings, 1 errors, 0 warnings\n");
+        .stdout("3 files, 3 mappings, 1 error, 0 warnings\n");
 }
 
 #[cfg(unix)]
@@ -538,12 +544,12 @@ fn the_prefix_flag_filters_a_configmap_mount() {
         .args(["imagemirror", "--prefix=mapping_ci"])
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n");
     check_in(tmp.path())
         .args(["--prefix", "other", "imagemirror"])
         .assert()
         .code(2)
-        .stdout("1 files, 0 mappings, 1 errors, 0 warnings\n");
+        .stdout("1 file, 0 mappings, 1 error, 0 warnings\n");
 }
 
 #[test]
@@ -571,14 +577,14 @@ fn the_prefix_comes_from_mapping_file_prefix_too() {
         .arg("d")
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n");
     // The flag wins over the environment.
     check_in(tmp.path())
         .env("MAPPING_FILE_PREFIX", "mapping_o")
         .args(["--prefix", "mapping_c", "d"])
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n");
     // Without any prefix README is read, and it is not a mapping file.
     check_in(tmp.path())
         .arg("d")
@@ -602,7 +608,7 @@ fn the_prefix_does_not_filter_files_named_explicitly() {
         .args(["--prefix", "mapping_", "custom.txt"])
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n");
 }
 
 #[test]
@@ -622,7 +628,7 @@ fn hidden_files_and_subdirectories_are_skipped() {
         .arg("d")
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n")
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n")
         .stderr("");
     check_in(tmp.path())
         .args(["--prefix", ".mapping", "d"])
@@ -663,7 +669,7 @@ fn filename_flags_repeat_in_every_spelling() {
         .assert()
         .code(2)
         .stderr(predicate::str::starts_with("d:1:1: error:"))
-        .stdout("3 files, 2 mappings, 1 errors, 0 warnings\n");
+        .stdout("3 files, 2 mappings, 1 error, 0 warnings\n");
     // Positional paths and -f combine.
     check_in(tmp.path())
         .args(["a", "-f", "b"])
@@ -675,7 +681,7 @@ fn filename_flags_repeat_in_every_spelling() {
         .args(["a", "-f", "a", "-f=./a"])
         .assert()
         .code(0)
-        .stdout("1 files, 1 mappings, 0 errors, 0 warnings\n");
+        .stdout("1 file, 1 mapping, 0 errors, 0 warnings\n");
 }
 
 #[test]

@@ -186,8 +186,12 @@ fn check_container(place: &str, pod: &Value, container: &Value) {
         .collect();
     let cli = Cli::try_parse_from(&argv)
         .unwrap_or_else(|e| panic!("{place}: the binary rejects {argv:?}:\n{e}"));
-    let Command::Run(run) = cli.command else {
-        panic!("{place}: not a run command")
+    let run = match cli.command {
+        Command::Run(run) => run,
+        // Presubmits check the pull request's files, offline: checked by
+        // `presubmits_check_and_diff_the_mapping_files`.
+        Command::Check(_) => return,
+        Command::Verify(_) | Command::Import(_) => panic!("{place}: not a run or check command"),
     };
     let dry_run = env
         .iter()
@@ -277,4 +281,80 @@ fn the_kustomization_lists_real_mapping_files_that_check_accepts() {
     let set = image_mirror::inputs::load(&image_mirror::inputs::discover(&spec).expect("files"))
         .expect("load");
     assert!(!set.has_errors(), "{:?}", set.diagnostics);
+}
+
+/// The presubmits run `check` and `check --diff` on the pull request's mapping files: paths
+/// that exist in a repository laid out like this one (mappings/ at the root), a base tree
+/// where the job's extra_refs clone the base branch, and a trigger that fires on them.
+#[test]
+fn presubmits_check_and_diff_the_mapping_files() {
+    let path = root().join("deploy/prow/image-mirror-presubmits.yaml");
+    let docs = documents(&path);
+    let jobs: Vec<&Value> = docs[0]["presubmits"]
+        .as_object()
+        .expect("presubmits by repository")
+        .values()
+        .flat_map(|jobs| jobs.as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let mut diffs = 0;
+    for job in jobs {
+        let name = job["name"].as_str().unwrap_or("?");
+        let trigger = regex::Regex::new(job["run_if_changed"].as_str().unwrap_or("^$"))
+            .unwrap_or_else(|e| panic!("{name}: run_if_changed: {e}"));
+        assert!(
+            trigger.is_match("mappings/mapping_team"),
+            "{name}: not run on mappings/"
+        );
+        assert!(
+            !trigger.is_match("README.md"),
+            "{name}: runs on every change"
+        );
+        let container = &job["spec"]["containers"][0];
+        let argv: Vec<String> = std::iter::once("image-mirror".to_owned())
+            .chain(strings(&container["args"]))
+            .collect();
+        let cli = Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{name}: the binary rejects {argv:?}:\n{e}"));
+        let Command::Check(check) = cli.command else {
+            panic!("{name}: not a check command")
+        };
+        for p in &check.mappings.paths {
+            assert!(
+                p.is_relative(),
+                "{name}: {} is not in the clone",
+                p.display()
+            );
+            assert!(
+                root().join(p).is_dir(),
+                "{name}: no {} in the repository",
+                p.display()
+            );
+        }
+        if let Some(base) = &check.diff {
+            diffs += 1;
+            let aliases: Vec<String> = job["extra_refs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["path_alias"].as_str())
+                .map(|a| format!("/home/prow/go/src/{a}"))
+                .collect();
+            let under = aliases
+                .iter()
+                .find_map(|a| base.strip_prefix(a).ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name}: {} is not in an extra_refs clone {aliases:?}",
+                        base.display()
+                    )
+                });
+            assert_eq!(
+                [under.to_path_buf()],
+                check.mappings.paths.as_slice(),
+                "{name}: the base and the pull request's trees are different paths"
+            );
+        }
+    }
+    assert_eq!(diffs, 1, "one presubmit runs check --diff");
 }

@@ -663,7 +663,7 @@ fn a_job_without_a_terminal_logs_progress_lines() {
     let stderr = text(&out.stderr);
     let lines = stderr
         .lines()
-        .filter(|l| l.contains("progress: 0/1 images (0 failed)"))
+        .filter(|l| l.contains("progress: 0/1 image (0 failed)"))
         .count();
     assert!(lines >= 2, "{stderr}");
     // Not a terminal: no progress bar drawn.

@@ -198,6 +198,7 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write(dir.path(), "m", &mapping);
     let report = dir.path().join("report.json");
+    let junit = dir.path().join("junit.xml");
     let mark = dst.mark();
     let child = image_mirror_process(dir.path())
         .args([
@@ -206,6 +207,8 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
             "--max-per-registry=2",
             "--report",
             p(&report),
+            "--junit",
+            p(&junit),
             p(&file),
         ])
         .stdout(Stdio::piped())
@@ -240,6 +243,23 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     assert_eq!(json["interrupted"], true);
     let cancelled = json["totals"]["cancelled"].as_u64().unwrap_or(0);
     assert!(cancelled > 0, "{json:#}");
+    // The JUnit view says the same: the cancelled images are skipped test cases.
+    let xml = support::junit::read_junit(&junit);
+    let skipped: Vec<&serde_json::Value> = xml["suites"][0]["cases"]
+        .as_array()
+        .map(|cases| {
+            cases
+                .iter()
+                .filter(|c| c["results"][0]["kind"] == "Skipped")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(skipped.len() as u64, cancelled, "{xml:#}");
+    assert_eq!(
+        xml["suites"][0]["skipped"].as_u64(),
+        Some(cancelled),
+        "{xml:#}"
+    );
     // Whatever was tagged is complete.
     for i in 0..16 {
         let repo = format!("big{i}");

@@ -268,7 +268,7 @@ fn a_missing_source_fails_that_image_only() {
     assert_eq!(dst.tags("app"), ["1"]);
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("1 images copied, 0 unchanged, 1 failed"),
+        stdout.contains("1 image copied, 0 unchanged, 1 failed"),
         "{stdout}"
     );
     assert!(
@@ -559,7 +559,7 @@ fn force_rewrites_what_is_already_there() {
     let out = ws.run(&["--insecure", "--force", p(&file)]);
     expect_code(&out, 0);
     assert!(
-        text(&out.stdout).contains("1 images copied, 0 unchanged"),
+        text(&out.stdout).contains("1 image copied, 0 unchanged"),
         "{}",
         text(&out.stdout)
     );

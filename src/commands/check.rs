@@ -1,26 +1,56 @@
-//! `image-mirror check`: load the mapping files and report every diagnostic. Offline.
+//! `image-mirror check`: load the mapping files and report every diagnostic; with `--diff`,
+//! also what the change from a base tree does. Offline.
 
+use super::cli::{CheckArgs, DiffFormat};
 use super::{ExitCode, load_and_report};
+use crate::inputs::diff::diff;
 use crate::inputs::{InputSpec, MappingSet};
+use crate::plural::count;
+use crate::report;
 
 /// The one-line summary `check` ends with.
 pub fn summary(set: &MappingSet) -> String {
-    format!(
-        "{} files, {} mappings, {} errors, {} warnings",
-        set.files.len(),
-        set.mappings.len(),
-        set.error_count(),
-        set.warning_count()
-    )
+    [
+        count(set.files.len(), "file"),
+        count(set.mappings.len(), "mapping"),
+        count(set.error_count(), "error"),
+        count(set.warning_count(), "warning"),
+    ]
+    .join(", ")
 }
 
 /// Runs `check`.
-pub fn run(spec: &InputSpec) -> ExitCode {
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let spec = args.mappings.input_spec();
     let stderr = std::io::stderr();
-    let Some(set) = load_and_report(spec, &mut stderr.lock()) else {
+    let Some(set) = load_and_report(&spec, &mut stderr.lock()) else {
         return ExitCode::Usage;
     };
-    println!("{}", summary(&set));
+    if let Some(base) = &args.diff {
+        // stdout is the diff alone (it may be posted as a comment); the rest goes to stderr.
+        let base_spec = InputSpec {
+            paths: vec![base.clone()],
+            prefix: spec.prefix.clone(),
+        };
+        let Some(base_set) = load_and_report(&base_spec, &mut stderr.lock()) else {
+            return ExitCode::Usage;
+        };
+        if base_set.has_errors() {
+            eprintln!(
+                "note: the base has {} (compared as far as it parses)",
+                count(base_set.error_count(), "error")
+            );
+        }
+        let changes = diff(&base_set.mappings, &set.mappings);
+        let shown = match args.diff_format {
+            DiffFormat::Text => report::diff::text(&changes),
+            DiffFormat::Markdown => report::diff::markdown(&changes),
+        };
+        print!("{shown}");
+        eprintln!("{}", summary(&set));
+    } else {
+        println!("{}", summary(&set));
+    }
     if set.has_errors() {
         ExitCode::Usage
     } else {

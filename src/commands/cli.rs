@@ -14,18 +14,25 @@ pub const ENV_MAPPING_FILE_PREFIX: &str = "MAPPING_FILE_PREFIX";
 pub const ENV_DRY_RUN: [&str; 2] = ["dry_run", "DRY_RUN"];
 /// A pod's index in a Kubernetes Indexed Job: the shard for `--shard-count`.
 pub const ENV_JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// Prow's artefacts directory: reports written there show on the job's page.
+pub const ENV_ARTIFACTS: &str = "ARTIFACTS";
 /// Every environment variable the binary reads; deploy manifests may set only these.
 pub const ENV_VARS: &[&str] = &[
     ENV_MAPPING_FILE_PREFIX,
     ENV_DRY_RUN[0],
     ENV_DRY_RUN[1],
     ENV_JOB_COMPLETION_INDEX,
+    ENV_ARTIFACTS,
     "REGISTRY_AUTH_FILE",
     "DOCKER_CONFIG",
     "HOME",
     "RUST_LOG",
     "IMAGE_MIRROR_CERTS_DIRS",
+    ENV_NO_COLOR,
 ];
+
+/// Set (to anything but the empty string) to ask for no colour: <https://no-color.org>.
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +49,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Colour log lines: `auto` only when stderr is a terminal and NO_COLOR is unset or
+    /// empty (a Prow or CronJob log is a file: no escape codes in it), `always`, `never`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -52,10 +64,32 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether log lines get ANSI colours, given whether stderr is a terminal and the value
+    /// of `NO_COLOR`. The flag wins over `NO_COLOR` (no-color.org: a user's explicit choice
+    /// overrides it); `auto` colours only a terminal, because escape codes in a CI log file
+    /// are noise that every reader and grep has to step around.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate mapping files and report every error, without contacting any registry.
-    Check(MappingArgs),
+    /// Validate mapping files and report every error, without contacting any registry; with
+    /// --diff, also show what a change to them does.
+    Check(CheckArgs),
     /// Mirror every mapped image (wildcards expanded) into the destination registries.
     #[command(
         long_about = "Mirror every mapped image (wildcards expanded) into the destination registries.\n\n\
@@ -123,6 +157,30 @@ pub struct VerifyArgs {
     /// Most concurrent requests to one registry.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub mappings: MappingArgs,
+
+    /// Compare with the mapping files under BASE (a file or directory: the base branch's
+    /// tree; --prefix applies to it too) and print what the change does, per destination
+    /// repository: destination tags added, removed or re-pointed to another source, wildcard
+    /// patterns added, widened, narrowed or removed, with `file:line` on both sides. Offline.
+    /// Exit codes as without it (2 if PATH's files have errors).
+    #[arg(long, value_name = "BASE")]
+    pub diff: Option<PathBuf>,
+
+    /// How --diff prints: `text` for a log, `markdown` for a pull-request comment.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DiffFormat::Text, requires = "diff")]
+    pub diff_format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -248,8 +306,28 @@ pub struct RunArgs {
     pub read_timeout: Duration,
 
     /// Write a JSON report of every destination tag and the totals here (schema in README).
+    /// Default when ARTIFACTS is set (Prow): $ARTIFACTS/image-mirror-report.json.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// Write a JUnit XML report here: a test suite per mapping file, a test case per
+    /// destination tag. Default when ARTIFACTS is set (Prow): $ARTIFACTS/junit_image_mirror.xml,
+    /// which the job's page shows.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the run's metrics here in the Prometheus text format, for node_exporter's
+    /// textfile collector (name it `*.prom` in the collector's directory). Written to a
+    /// temporary file and renamed; the last success's time is kept from the previous file
+    /// when this run fails.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the same metrics to this Pushgateway (`http://HOST:9091`) under job
+    /// `image-mirror`, grouped by `shard` when sharded. A failed run leaves the last
+    /// success's time as it was.
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    pub pushgateway: Option<reqwest::Url>,
 
     /// Work only on shard INDEX of COUNT (e.g. `0/4`): destination repositories are split by
     /// a stable hash, so COUNT runs together cover the plan exactly once.
@@ -273,6 +351,18 @@ pub struct RunArgs {
     /// Accepted for oc compatibility: a failed image never stops the others (exit 1 at the end).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub continue_on_error: Option<bool>,
+}
+
+/// An `http` or `https` URL.
+fn parse_http_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "expected an http:// or https:// URL, got {}",
+            url.scheme()
+        ));
+    }
+    Ok(url)
 }
 
 /// Seconds, fractions allowed, at least 0 and at most a day.
@@ -344,6 +434,21 @@ mod tests {
         );
         let e = resolve_dry_run(None, |n| (n == "dry_run").then(|| "yes".into())).unwrap_err();
         assert!(e.contains("dry_run") && e.contains("yes"), "{e}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_asked() {
+        use std::ffi::OsStr;
+        let auto = ColorChoice::Auto;
+        assert!(auto.enabled(true, None));
+        assert!(!auto.enabled(false, None));
+        assert!(!auto.enabled(true, Some(OsStr::new("1"))));
+        assert!(
+            auto.enabled(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
+        assert!(ColorChoice::Always.enabled(false, Some(OsStr::new("1"))));
+        assert!(!ColorChoice::Never.enabled(true, None));
     }
 
     #[test]

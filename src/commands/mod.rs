@@ -59,14 +59,29 @@ pub fn load_and_report(spec: &InputSpec, err: &mut dyn Write) -> Option<MappingS
 
 /// Runs a command's async part to its exit code on a multi-threaded runtime.
 pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
+    block_on(command).unwrap_or_else(|code| code)
+}
+
+/// How long the runtime's leftover tasks (a best-effort cleanup still in flight) get to stop
+/// once a command's async part is done.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `command` on a multi-threaded runtime and shuts the runtime down before returning, so
+/// no task of it can log a line after what the caller prints next (the run's summary must be
+/// the last thing in a log that holds both stdout and stderr).
+pub fn block_on<T>(command: impl Future<Output = T>) -> Result<T, ExitCode> {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(command),
+        Ok(runtime) => {
+            let value = runtime.block_on(command);
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+            Ok(value)
+        }
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
-            ExitCode::Failed
+            Err(ExitCode::Failed)
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
-use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
 use super::listing::{RepositoryMatch, expand_repository_wildcards, list_wildcards};
-use super::{load_and_report, on_runtime};
+use super::{block_on, load_and_report};
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::{MappingSet, registries_of};
 use crate::model::reference::{Repository, TagPattern};
@@ -21,7 +21,7 @@ use crate::registry::auth::credentials::Credentials;
 use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::progress::Progress;
-use crate::report::{RunResult, WildcardRepositories, json, text};
+use crate::report::{RunResult, WildcardRepositories, json, junit, metrics, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
@@ -35,7 +35,7 @@ struct Prepared {
     registry: RegistryOptions,
     network: NetworkOptions,
     shard: Option<Shard>,
-    report: Option<PathBuf>,
+    outputs: Outputs,
     progress_every: std::time::Duration,
 }
 
@@ -73,8 +73,8 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     if set.has_errors() {
         let _ = writeln!(
             stderr.lock(),
-            "{} errors in the mapping files; nothing was copied",
-            set.error_count()
+            "{} in the mapping files; nothing was copied",
+            crate::plural::count(set.error_count(), "error")
         );
         return Err(Usage);
     }
@@ -105,8 +105,41 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         network,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
-        report: args.report.clone(),
+        outputs: Outputs {
+            shard: shard.map(|s| s.index().to_string()),
+            ..Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS))
+        },
     })
+}
+
+/// Where the run's reports and metrics go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Outputs {
+    report: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+    pushgateway: Option<reqwest::Url>,
+    /// The shard's index, when sharded: a label of the metrics.
+    shard: Option<String>,
+}
+
+/// The file names Prow's artefacts directory gets (Spyglass shows `junit*.xml`).
+const ARTIFACT_REPORT: &str = "image-mirror-report.json";
+const ARTIFACT_JUNIT: &str = "junit_image_mirror.xml";
+
+impl Outputs {
+    /// The flags, else `$ARTIFACTS/…` when Prow sets it (an empty value counts as unset).
+    fn resolve(args: &RunArgs, artifacts: Option<std::ffi::OsString>) -> Outputs {
+        let artifacts = artifacts.filter(|a| !a.is_empty()).map(PathBuf::from);
+        let default = |name: &str| artifacts.as_ref().map(|dir| dir.join(name));
+        Outputs {
+            report: args.report.clone().or_else(|| default(ARTIFACT_REPORT)),
+            junit: args.junit.clone().or_else(|| default(ARTIFACT_JUNIT)),
+            metrics_file: args.metrics_file.clone(),
+            pushgateway: args.pushgateway.clone(),
+            shard: None,
+        }
+    }
 }
 
 /// `--shard I/N`, or `--shard-count N` with the index from `JOB_COMPLETION_INDEX`.
@@ -138,7 +171,72 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    on_runtime(mirror(prepared))
+    let outputs = prepared.outputs.clone();
+    match block_on(mirror(prepared)) {
+        Ok(Ok(finished)) => finish(finished, &outputs),
+        Ok(Err(code)) | Err(code) => code,
+    }
+}
+
+/// A run whose copies are over: what it did, and the signal that stopped it, if one did.
+struct Finished {
+    result: RunResult,
+    signal: Option<ExitCode>,
+}
+
+/// Writes the report and prints the plan and summary, after the runtime is gone: nothing logs
+/// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
+fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
+    let Finished { result, signal } = finished;
+    let mut code = if !result.listing_failures.is_empty()
+        || result.outcomes.iter().any(|o| o.status.fails_the_run())
+        || result.stats.lost_workers > 0
+    {
+        Failed
+    } else {
+        Done
+    };
+    let reports = [
+        (outputs.report.as_deref(), "JSON report", json_text(&result)),
+        (
+            outputs.junit.as_deref(),
+            "JUnit report",
+            Ok(junit::junit_report(&result).into_bytes()),
+        ),
+    ];
+    for (path, what, text) in reports {
+        let Some(path) = path else { continue };
+        match text.and_then(|text| write_file(path, what, &text)) {
+            Ok(()) => tracing::info!(path = %path.display(), "{what} written"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = Failed;
+            }
+        }
+    }
+    if result.dry_run {
+        if outputs.metrics_file.is_some() || outputs.pushgateway.is_some() {
+            tracing::info!("dry run: no metrics published (they describe real mirroring)");
+        }
+    } else {
+        publish_metrics(&result, outputs, code == Done && signal.is_none());
+    }
+    // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
+    // after the summary so that nothing of ours can follow it.
+    let _ = std::io::stderr().flush();
+    let mut out = std::io::stdout().lock();
+    if result.dry_run {
+        let _ = write!(
+            out,
+            "{}",
+            text::repository_wildcards(&result.repository_wildcards)
+        );
+        let _ = write!(out, "{}", text::selections(&result.selections));
+        let _ = write!(out, "{}", text::dry_run_plan(&result.outcomes));
+    }
+    let _ = write!(out, "{}", text::summary(&result));
+    let _ = out.flush();
+    signal.unwrap_or(code)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM and tells which came.
@@ -170,7 +268,9 @@ async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
     }
 }
 
-async fn mirror(prepared: Prepared) -> ExitCode {
+/// The run itself; `Err` is an exit code that ends it before any copy (conflicts found once
+/// wildcards are expanded).
+async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     let started = Instant::now();
     let Prepared {
         max_images,
@@ -181,7 +281,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         registry,
         network,
         shard,
-        report: report_path,
+        outputs: _,
         progress_every,
     } = prepared;
     let cancel = CancellationToken::new();
@@ -200,7 +300,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     }
     if expanded.diagnostics.iter().any(|d| d.is_error()) {
         eprintln!("repository wildcards lead to unusable destinations; nothing was copied");
-        return Usage;
+        return Err(Usage);
     }
     let mappings = expanded.mappings;
     let matched = expanded.matches;
@@ -212,7 +312,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     }
     if diagnostics.iter().any(|d| d.is_error()) {
         eprintln!("conflicting destinations after expanding wildcards; nothing was copied");
-        return Usage;
+        return Err(Usage);
     }
     if let Some(shard) = shard {
         plan = plan.shard(shard);
@@ -229,7 +329,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
             plan.job_count(),
             plan.batches.len()
         );
-        return Usage;
+        return Err(Usage);
     }
     tracing::info!(
         images = plan.job_count(),
@@ -261,38 +361,53 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     let result = RunResult {
         outcomes,
         listing_failures,
+        stats: stats.snapshot(),
+        registries: stats.registries(),
+        uploads: stats.uploads(),
         selections,
         repository_wildcards,
-        stats: stats.snapshot(),
-        uploads: stats.uploads(),
         elapsed: started.elapsed(),
         dry_run,
         interrupted,
     };
-    if dry_run {
-        print!(
-            "{}",
-            text::repository_wildcards(&result.repository_wildcards)
-        );
-        print!("{}", text::selections(&result.selections));
-        print!("{}", text::dry_run_plan(&result.outcomes));
+    Ok(Finished {
+        result,
+        signal: signal_code,
+    })
+}
+
+/// Writes the metrics file and pushes to the Pushgateway, as asked. A failure is logged as an
+/// error but does not fail the run: the images were mirrored, and a metrics outage shows
+/// anyway, as a last success that grows old and fires the alert.
+fn publish_metrics(result: &RunResult, outputs: &Outputs, success: bool) {
+    let ending = metrics::Ending::now(success);
+    let shard = outputs.shard.as_deref();
+    if let Some(path) = &outputs.metrics_file {
+        match metrics::write_textfile(path, result, ending, shard) {
+            Ok(()) => tracing::info!(path = %path.display(), "metrics file written"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "metrics file not written"),
+        }
     }
-    print!("{}", text::summary(&result));
-    let mut code = if !result.listing_failures.is_empty()
-        || result.outcomes.iter().any(|o| o.status.fails_the_run())
-        || result.stats.lost_workers > 0
-    {
-        Failed
-    } else {
-        Done
-    };
-    if let Some(path) = report_path
-        && let Err(e) = write_json(&path, &json::json_report(&result))
-    {
-        eprintln!("error: {e:#}");
-        code = Failed;
+    if let Some(url) = &outputs.pushgateway {
+        match block_on(metrics::push(url, result, ending, shard)) {
+            Ok(Ok(())) => tracing::info!("metrics pushed to the Pushgateway"),
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "metrics not pushed"),
+            Err(_) => {}
+        }
     }
-    signal_code.unwrap_or(code)
+}
+
+fn json_text(result: &RunResult) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&json::json_report(result)).context("serializing the JSON report")
+}
+
+/// Writes a report, creating its directory (Prow's artefacts directory may not exist yet).
+fn write_file(path: &Path, what: &str, text: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("writing the {what}: creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing the {what} to {}", path.display()))
 }
 
 /// For each repository wildcard, its repositories and how many source tags each brings.
@@ -333,11 +448,6 @@ fn log_selections(selections: &[LineSelection]) {
     }
 }
 
-fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).context("serializing the report")?;
-    std::fs::write(path, text).with_context(|| format!("writing the report to {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +461,27 @@ mod tests {
             Ok(Command::Run(args)) => *args,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reports_go_to_prows_artifacts_unless_the_flags_say_otherwise() {
+        let none = Outputs::resolve(&run_args(&[]), None);
+        assert_eq!(none, Outputs::default());
+        let artifacts = Some(std::ffi::OsString::from("/logs/artifacts"));
+        let prow = Outputs::resolve(&run_args(&[]), artifacts.clone());
+        assert_eq!(
+            prow,
+            Outputs {
+                report: Some(PathBuf::from("/logs/artifacts/image-mirror-report.json")),
+                junit: Some(PathBuf::from("/logs/artifacts/junit_image_mirror.xml")),
+                ..Outputs::default()
+            }
+        );
+        let flags = Outputs::resolve(&run_args(&["--report=/r.json"]), artifacts);
+        assert_eq!(flags.report, Some(PathBuf::from("/r.json")));
+        assert_eq!(flags.junit, prow.junit);
+        let empty = Outputs::resolve(&run_args(&[]), Some(std::ffi::OsString::new()));
+        assert_eq!(empty, Outputs::default());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::ExitCode;
 use super::cli::VerifyArgs;
 use crate::model::manifest::Content;
 use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
+use crate::plural::count;
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::client::RegistryClient;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
@@ -159,11 +160,15 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         for repository in &repositories {
             match verify_repository(&registries, repository).await {
                 Ok((tags, problems)) if problems.is_empty() => {
-                    println!("{repository}: {tags} tags, all complete")
+                    println!("{repository}: {}, all complete", count(tags, "tag"))
                 }
                 Ok((tags, problems)) => {
                     code = ExitCode::Failed;
-                    println!("{repository}: {tags} tags, {} problems", problems.len());
+                    println!(
+                        "{repository}: {}, {}",
+                        count(tags, "tag"),
+                        count(problems.len(), "problem")
+                    );
                     for p in problems {
                         println!("  {}: {}", p.tag, p.message);
                     }

@@ -1,5 +1,6 @@
 //! Finding mapping files, parsing them in parallel, and the checks that span files.
 
+pub mod diff;
 pub mod import;
 pub mod mapping;
 pub mod options;

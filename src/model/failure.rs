@@ -23,6 +23,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The name the JSON report and the JUnit report use (`not_found`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Refused => "refused",
+        }
+    }
+
     /// For answers where "not found" says the endpoint is wrong, not that an image is missing.
     pub fn or_permanent(self) -> ErrorKind {
         if self == ErrorKind::NotFound {
@@ -71,6 +83,22 @@ pub fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_the_json_report() {
+        for kind in [
+            ErrorKind::Transient,
+            ErrorKind::Permanent,
+            ErrorKind::NotFound,
+            ErrorKind::Denied,
+            ErrorKind::Corrupt,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.as_str()))
+            );
+        }
+    }
 
     #[test]
     fn kinds_survive_context() {

@@ -138,10 +138,10 @@ pub fn plan(
                     diagnostics.push(Diagnostic::warning(
                         repository.location.clone(),
                         format!(
-                            "{}:{} matches no tag ({} tags listed)",
+                            "{}:{} matches no tag ({} listed)",
                             repository.value,
                             pattern.as_str(),
-                            tags.len()
+                            crate::plural::count(tags.len(), "tag")
                         ),
                     ));
                 } else if matched == 0 {

@@ -19,7 +19,8 @@ impl Shard {
         }
         if index >= count {
             return Err(format!(
-                "shard index {index} is out of range for {count} shards (0..{count})"
+                "shard index {index} is out of range for {} (0..{count})",
+                crate::plural::count(count, "shard")
             ));
         }
         Ok(Shard { index, count })
@@ -39,6 +40,11 @@ impl Shard {
             .parse()
             .map_err(|_| format!("bad shard count in {text:?}"))?;
         Shard::new(index, count)
+    }
+
+    /// This shard's index (0-based), e.g. for a metrics grouping key.
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     pub fn owns(&self, repository: &Repository) -> bool {

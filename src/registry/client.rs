@@ -86,7 +86,7 @@ impl RegistryClient {
         })
         .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
         let scheme = if insecure {
-            probe_scheme(&http, &api_host).await
+            probe_scheme(&http, &api_host, &stats, host.as_str()).await
         } else {
             "https"
         };
@@ -169,6 +169,11 @@ impl RegistryClient {
         self.auth.authorization(credential, access).await
     }
 
+    /// Whether `url` is this registry's (not a CDN or storage host a redirect led to).
+    pub(super) fn is_ours(&self, url: &Url) -> bool {
+        authority(url) == self.api_host
+    }
+
     /// Credentials go only to this registry: a `Location` or `Link` it sends may name another
     /// host (a CDN, a storage bucket), which must not see them.
     pub(super) fn authorize_if_ours(
@@ -178,7 +183,7 @@ impl RegistryClient {
     ) -> reqwest::RequestBuilder {
         let (client, built) = request.build_split();
         match built {
-            Ok(req) if authority(req.url()) == self.api_host => {
+            Ok(req) if self.is_ours(req.url()) => {
                 authorization.apply(reqwest::RequestBuilder::from_parts(client, req))
             }
             Ok(req) => reqwest::RequestBuilder::from_parts(client, req),
@@ -213,17 +218,28 @@ impl RegistryClient {
         let mut authorization = self.authorization(&credential, access).await?;
         let mut reauthorized = false;
         loop {
-            Stats::bump(&self.stats.requests);
+            self.stats.request(self.host.as_str());
             let mut request = build();
             if let Some(a) = &authorization {
                 request = self.authorize_if_ours(request, a);
             }
-            let retry = match request.send().await {
+            let sent = request.send().await;
+            if let Ok(response) = &sent {
+                self.stats
+                    .answered(self.host.as_str(), response.status().as_u16());
+            }
+            let retry = match sent {
                 Err(e) => {
                     let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
                     (retry, None, why)
                 }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !reauthorized => {
+                // A 401 from the host a redirect led to (a CDN) is not the registry's: its
+                // token is fine, and the caller judges that answer.
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED
+                        && !reauthorized
+                        && self.is_ours(response.url()) =>
+                {
                     reauthorized = true;
                     tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
                     self.auth.learn(response.headers()).await;
@@ -357,7 +373,7 @@ impl RegistryClient {
 }
 
 /// `host[:port]` of a URL, as registries are named.
-fn authority(url: &Url) -> String {
+pub(super) fn authority(url: &Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
@@ -368,7 +384,13 @@ fn authority(url: &Url) -> String {
 /// With `--insecure`, a registry may speak plain HTTP: try TLS (certificates unchecked) and
 /// fall back to HTTP when TLS fails and plain HTTP answers, as oc does. A registry that is
 /// slow, down or unreachable stays on HTTPS.
-async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
+async fn probe_scheme(
+    http: &reqwest::Client,
+    api_host: &str,
+    stats: &Stats,
+    registry: &str,
+) -> &'static str {
+    stats.request(registry);
     match http
         .get(format!("https://{api_host}/v2/"))
         .timeout(Duration::from_secs(10))
@@ -379,6 +401,7 @@ async fn probe_scheme(http: &reqwest::Client, api_host: &str) -> &'static str {
         Err(tls_error) => {
             // Plain HTTP only when the registry answers it: a registry that is slow or down
             // stays on HTTPS.
+            stats.request(registry);
             let plain = http
                 .get(format!("http://{api_host}/v2/"))
                 .timeout(Duration::from_secs(10))

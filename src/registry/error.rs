@@ -3,7 +3,8 @@
 //! a distribution error body, and a transport error described without its URL's query (an
 //! upload's state or a pre-signed signature is a credential of its own).
 //!
-//! The bottom of the registry stack: depends on [`crate::model::failure`] only.
+//! The bottom of the registry stack: depends on [`crate::model::failure`] and
+//! [`crate::redact`] only.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use reqwest::header::RETRY_AFTER;
 
 use super::tls::DEFAULT_CERTS_DIRS;
 use crate::model::failure::ErrorKind;
+use crate::redact::{redact, url_for_humans};
 
 /// The kind of a failed answer with this status.
 pub fn kind_of_status(status: StatusCode) -> ErrorKind {
@@ -108,14 +110,11 @@ pub fn retry_after(status: StatusCode, headers: &reqwest::header::HeaderMap) -> 
 /// A reqwest error with its causes, and a hint for TLS trust failures.
 pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
     // reqwest names the URL; its query (an upload session's state, a pre-signed blob URL's
-    // signature) is a credential of its own and stays out of logs and reports.
+    // signature) is a credential of its own and stays out of logs and reports, as does
+    // anything secret-looking in the causes (a proxy's or CDN's words).
     let mut text = e.to_string();
-    if let Some(url) = e.url()
-        && url.query().is_some()
-    {
-        let mut shown = url.clone();
-        shown.set_query(None);
-        text = text.replace(url.as_str(), &format!("{shown}?…"));
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), &url_for_humans(url));
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -126,6 +125,7 @@ pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
         }
         source = s.source();
     }
+    let mut text = redact(&text);
     let lower = text.to_ascii_lowercase();
     // The registry's alert, not our verdict on its certificate: it wants one from us.
     if lower.contains("received fatal alert: badcertificate")
@@ -150,8 +150,6 @@ pub fn describe_http_error(e: &reqwest::Error, host: &str) -> String {
     text
 }
 
-/// The registry's own words for a failed request: its error codes and messages when it sent
-/// a distribution error body, else the status.
 /// Whether `body` is a registry's error envelope (`{"errors": [...]}`): a 404 with one is
 /// the registry saying what is missing; a 404 without one may be an API it does not have.
 pub fn is_registry_error(body: &[u8]) -> bool {
@@ -162,6 +160,9 @@ pub fn is_registry_error(body: &[u8]) -> bool {
     serde_json::from_slice::<Envelope>(body).is_ok_and(|e| !e.errors.is_empty())
 }
 
+/// The registry's own words for a failed request: its error codes and messages when it sent
+/// a distribution error body, else the status. Redacted: a CDN's or object store's message
+/// quotes the signed URL it was sent.
 pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
@@ -180,7 +181,7 @@ pub fn registry_answer(status: StatusCode, body: &[u8]) -> String {
                 .iter()
                 .map(|e| format!("{}: {}", e.code, e.message))
                 .collect();
-            format!("{status}: {}", parts.join("; "))
+            redact(&format!("{status}: {}", parts.join("; ")))
         }
         _ => status.to_string(),
     }
@@ -275,5 +276,9 @@ mod tests {
             registry_answer(StatusCode::BAD_GATEWAY, b"oops"),
             "502 Bad Gateway"
         );
+        let cdn = br#"{"errors":[{"code":"DENIED","message":"Request has expired: https://cdn.example/b?X-Amz-Signature=5ec12e7"}]}"#;
+        let said = registry_answer(StatusCode::FORBIDDEN, cdn);
+        assert!(!said.contains("5ec12e7"), "{said}");
+        assert!(said.contains("https://cdn.example/b?…"), "{said}");
     }
 }

@@ -58,6 +58,7 @@ pub async fn pause_request(
     what: &str,
     (retry, after, why): (u32, Option<Duration>, String),
 ) {
+    stats.retried(host);
     policy
         .pause(retry, after, &stats.request_retries, None, |wait| {
             tracing::info!(registry = host, attempt = retry + 1, error = %why, "{what}: retrying in {wait:?}")
@@ -76,8 +77,12 @@ pub async fn send_plain(
 ) -> Result<reqwest::Response> {
     let budget = policy.budget();
     loop {
-        Stats::bump(&stats.requests);
-        let retry = match build().send().await {
+        stats.request(host);
+        let sent = build().send().await;
+        if let Ok(r) = &sent {
+            stats.answered(host, r.status().as_u16());
+        }
+        let retry = match sent {
             Ok(r) => match retry_for_status(&r, &budget) {
                 Some(retry) => retry,
                 None => return Ok(r),

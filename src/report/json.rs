@@ -79,7 +79,7 @@ pub struct JsonImage<'a> {
     pub bytes: u64,
     pub duration_seconds: f64,
     pub attempts: u32,
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     pub error_kind: Option<ErrorKind>,
 }
 
@@ -88,7 +88,7 @@ pub struct JsonListingFailure<'a> {
     pub source: String,
     pub file: &'a str,
     pub line: usize,
-    pub error: &'a str,
+    pub error: String,
     pub error_kind: ErrorKind,
 }
 
@@ -137,7 +137,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
                 source: f.source.clone(),
                 file: &f.origin.file,
                 line: f.origin.line,
-                error: &f.error.message,
+                error: f.error_text(),
                 error_kind: f.error.kind,
             })
             .collect(),

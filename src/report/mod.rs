@@ -1,8 +1,11 @@
 //! What a run tells the operator, as views of one model ([`outcome`]): the dry-run plan and
-//! the summary ([`text`]), the JSON report ([`json`]), and the live progress
+//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), the Prometheus metrics of a batch job ([`metrics`]), the plan diff of `check --diff` ([`diff`]), and the live progress
 //! ([`progress`], which reads only the run's [`crate::stats`]).
 
+pub mod diff;
 pub mod json;
+pub mod junit;
+pub mod metrics;
 pub mod outcome;
 pub mod progress;
 pub mod text;
@@ -36,6 +39,8 @@ pub struct RunResult {
     pub stats: Snapshot,
     /// How blobs went into each registry that received any, by registry name.
     pub uploads: BTreeMap<String, RegistryUploads>,
+    /// Requests, retries and 429s per registry.
+    pub registries: metrics::PerRegistry,
     pub elapsed: Duration,
     pub dry_run: bool,
     pub interrupted: bool,

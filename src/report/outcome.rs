@@ -7,6 +7,7 @@ use crate::model::diagnostics::Location;
 use crate::model::failure::Failure;
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
+use crate::redact::redact;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,9 +73,10 @@ impl Outcome {
         }
     }
 
-    /// The error's text, for views.
-    pub fn error_text(&self) -> Option<&str> {
-        self.error.as_ref().map(|e| e.message.as_str())
+    /// The error's text, for views: redacted once more on its way out, so no view can show
+    /// a secret that a message picked up from outside.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(|e| redact(&e.message))
     }
 }
 
@@ -85,6 +87,13 @@ pub struct ListingFailure {
     /// The wildcard source as written: a repository, or a repository pattern.
     pub source: String,
     pub error: Failure,
+}
+
+impl ListingFailure {
+    /// The error's text, for views (redacted, as [`Outcome::error_text`]).
+    pub fn error_text(&self) -> String {
+        redact(&self.error.message)
+    }
 }
 
 /// Images by status.

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::text::human_bytes;
+use crate::plural::count;
+use crate::redact::redact;
 use crate::stats::Stats;
 
 const TICK_EVERY: Duration = Duration::from_millis(200);
@@ -31,12 +33,12 @@ impl Progress {
     fn line(&self) -> String {
         let s = self.stats.snapshot();
         format!(
-            "{}/{} images ({} failed), {} uploaded, {} active transfers",
+            "{}/{} ({} failed), {} uploaded, {}",
             s.images_done,
-            s.images_planned,
+            count(s.images_planned, "image"),
             s.images_failed,
             human_bytes(s.bytes),
-            s.transfers
+            count(s.transfers, "active transfer")
         )
     }
 
@@ -58,9 +60,9 @@ impl Progress {
                 let s = self.stats.snapshot();
                 bar.set_position(s.images_done);
                 bar.set_message(format!(
-                    "{} uploaded, {} transfers",
+                    "{} uploaded, {}",
                     human_bytes(s.bytes),
-                    s.transfers
+                    count(s.transfers, "transfer")
                 ));
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -86,15 +88,19 @@ fn set_active_bar(bar: Option<ProgressBar>) {
     }
 }
 
-/// A tracing writer for stderr that hides the progress bar while a line is written.
+/// A tracing writer for stderr that hides the progress bar while a line is written, and
+/// passes every line through [`redact`]: whatever a log line quotes from outside (an error
+/// body, a challenge, a URL), at whatever level, loses its secrets before it is written.
 pub struct LogWriter;
 
 impl Write for LogWriter {
+    /// tracing's formatter hands over one whole event per call.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = redact(&String::from_utf8_lossy(buf));
         let bar = ACTIVE_BAR.lock().ok().and_then(|b| b.clone());
         match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(line.as_bytes()))?,
+            None => std::io::stderr().write_all(line.as_bytes())?,
         }
         Ok(buf.len())
     }

@@ -7,6 +7,7 @@ use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
 use crate::model::reference::Repository;
 use crate::plan::LineSelection;
+use crate::plural::{count, count_as};
 use crate::report::WildcardRepositories;
 
 /// The dry-run plan: per destination repository, each tag with its source digest and what
@@ -28,7 +29,11 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
             (Status::Failed | Status::Refused, _) => {
-                format!("{}: {}", o.status.label(), o.error_text().unwrap_or(""))
+                format!(
+                    "{}: {}",
+                    o.status.label(),
+                    o.error_text().unwrap_or_default()
+                )
             }
             (status, _) => status.label().to_owned(),
         };
@@ -96,7 +101,9 @@ pub fn summary(run: &RunResult) -> String {
             let _ = writeln!(
                 out,
                 "  {}:* ({}): listing tags failed: {}",
-                f.source, f.origin, f.error.message
+                f.source,
+                f.origin,
+                f.error_text()
             );
         }
         for o in run.outcomes.iter().filter(|o| o.status.fails_the_run()) {
@@ -111,15 +118,15 @@ pub fn summary(run: &RunResult) -> String {
                 o.job.source,
                 o.job.destination,
                 o.job.origin,
-                o.error_text().unwrap_or("unknown error")
+                o.error_text().as_deref().unwrap_or("unknown error")
             );
         }
     }
     if totals.cancelled > 0 {
         let _ = writeln!(
             out,
-            "interrupted: {} images not done; the next run picks them up",
-            totals.cancelled
+            "interrupted: {} not done; the next run picks them up",
+            count(totals.cancelled, "image")
         );
     }
     let secs = run.elapsed.as_secs_f64();
@@ -137,8 +144,8 @@ pub fn summary(run: &RunResult) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} images copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
-            totals.copied,
+            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
@@ -176,10 +183,14 @@ fn refused_note(refused: usize) -> String {
 fn retries_note(image_retries: u64, request_retries: u64) -> String {
     let mut parts = Vec::new();
     if image_retries > 0 {
-        parts.push(format!("{image_retries} retries"));
+        parts.push(count_as(image_retries, "retry", "retries"));
     }
     if request_retries > 0 {
-        parts.push(format!("{request_retries} request retries"));
+        parts.push(count_as(
+            request_retries,
+            "request retry",
+            "request retries",
+        ));
     }
     if parts.is_empty() {
         String::new()

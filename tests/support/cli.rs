@@ -7,7 +7,9 @@ use std::process::Output;
 use std::time::Duration;
 
 /// Environment variables the binary reads that a developer's or CI's shell may have set.
-pub const AMBIENT_ENV: [&str; 5] = [
+pub const AMBIENT_ENV: [&str; 7] = [
+    "ARTIFACTS",
+    "NO_COLOR",
     "dry_run",
     "DRY_RUN",
     "REGISTRY_AUTH_FILE",

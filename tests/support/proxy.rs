@@ -6,6 +6,10 @@
 //! Started with a [`Quirk`], the same proxy makes distribution behave like another registry
 //! implementation, one difference at a time, on every request (registries differ exactly in
 //! these corners, and the engine must mirror through each with identical digests).
+//! Two faults play a registry that keeps its blobs elsewhere: [`Fault::Redirect`] answers a
+//! blob GET with a redirect to another host (a second proxy, standing for a CDN or an object
+//! store) under a pre-signed query, and [`Fault::RefuseSigned`] is that host refusing the
+//! signed URL with an error that quotes it whole, as S3 and CDNs do.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -36,6 +40,13 @@ pub enum Fault {
     /// Forward without the target's query: a mount (`?mount=&from=`) becomes a plain upload
     /// start, as a registry without cross-repository mounts treats it.
     StripQuery,
+    /// Answer `307` with a `Location` on this host (`127.0.0.1:PORT`), the same path, and a
+    /// pre-signed query whose signature is [`SIGNATURE`] followed by a counter: each redirect
+    /// is signed afresh, as a registry's are.
+    Redirect(String),
+    /// Answer this status with a distribution-style JSON error whose message quotes the
+    /// request's full URL, signature included.
+    RefuseSigned(u16),
 }
 
 /// One way another registry implementation differs from distribution.
@@ -56,6 +67,13 @@ pub enum Quirk {
     /// `Range` is dropped from requests: downloads always start at byte 0.
     IgnoreRange,
 }
+/// What every signature [`Fault::Redirect`] makes starts with; a secret that must never
+/// appear in anything image-mirror writes.
+pub const SIGNATURE: &str = "5ec2e7519a7";
+/// The access key id in [`Fault::Redirect`]'s signed queries; a secret just the same.
+pub const ACCESS_KEY: &str = "AKIAIMAGEMIRRORTEST";
+
+static SIGNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -78,6 +96,8 @@ pub struct Seen {
     pub body_len: usize,
     /// The status answered (0: none, the connection was closed).
     pub status: u16,
+    /// Whether the request carried an `Authorization` header.
+    pub authorization: bool,
     pub fault: Option<Fault>,
 }
 
@@ -105,11 +125,12 @@ impl FaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s, st, up) = (
+        let (r, s, st, up, own) = (
             rules.clone(),
             seen.clone(),
             stop.clone(),
             upstream.to_owned(),
+            host.clone(),
         );
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -117,9 +138,10 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (r, s, up, q) = (r.clone(), s.clone(), up.clone(), quirk.clone());
+                let (r, s, up, own, q) =
+                    (r.clone(), s.clone(), up.clone(), own.clone(), quirk.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(client, &up, &r, &s, q.as_ref());
+                    let _ = serve(client, &up, &own, &r, &s, q.as_ref());
                 });
             }
         });
@@ -294,6 +316,7 @@ fn note(seen: &Mutex<Vec<Seen>>, method: &str, target: &str, request: &Message, 
             content_range: request.header("content-range").map(str::to_owned),
             body_len: len,
             status: 0,
+            authorization: request.header("authorization").is_some(),
             fault: None,
         });
     }
@@ -314,6 +337,7 @@ fn answered(seen: &Mutex<Vec<Seen>>, method: &str, target: &str, status: u16) {
 fn serve(
     client: TcpStream,
     upstream: &str,
+    own: &str,
     rules: &Mutex<Vec<Rule>>,
     seen: &Mutex<Vec<Seen>>,
     quirk: Option<&Quirk>,
@@ -381,6 +405,33 @@ fn serve(
             }
             answer.push_str("\r\n");
             answer.push_str(&body);
+            to_client.write_all(answer.as_bytes())?;
+            continue;
+        }
+        if let Some(Fault::Redirect(to)) = &fault {
+            let n = SIGNED.fetch_add(1, Ordering::Relaxed);
+            let path = target.split('?').next().unwrap_or("");
+            let location = format!(
+                "http://{to}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                 &X-Amz-Credential={ACCESS_KEY}%2F20261130%2Fus-east-1%2Fs3%2Faws4_request\
+                 &X-Amz-Date=20261130T060000Z&X-Amz-Expires=1200&X-Amz-SignedHeaders=host\
+                 &X-Amz-Signature={SIGNATURE}{n:08}"
+            );
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            to_client.write_all(answer.as_bytes())?;
+            continue;
+        }
+        if let Some(Fault::RefuseSigned(code)) = &fault {
+            let body = format!(
+                "{{\"errors\":[{{\"code\":\"DENIED\",\"message\":\"Request has expired or its \
+                 signature does not match: http://{own}{target}\"}}]}}"
+            );
+            let answer = format!(
+                "HTTP/1.1 {code} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             to_client.write_all(answer.as_bytes())?;
             continue;
         }

@@ -537,7 +537,8 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<RegistryCredential>> {
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("no message");
-        let first: String = first.chars().take(300).collect();
+        // A failing helper may still have printed part of a secret.
+        let first: String = crate::redact::redact(first).chars().take(300).collect();
         bail!("credential helper {program} failed for registry {host}: {first}")
     }
     let answer: Answer = serde_json::from_slice(&output.stdout).map_err(|_| {

@@ -12,8 +12,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use super::super::auth::Access;
-use super::super::client::RegistryClient;
-use super::super::error::{describe_http_error, transport_kind};
+use super::super::client::{RegistryClient, authority};
+use super::super::error::{describe_http_error, kind_of_status, registry_answer, transport_kind};
+use super::super::send::pause_request;
 use crate::model::failure::{ErrorKind, Failure, error_kind, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::{Digest, Repository};
@@ -34,43 +35,84 @@ impl RegistryClient {
         let access = Access::pull(repository.path());
         let what = format!("reading blob {digest} from {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
-        let (status, response, credential) = self
-            .exchange(
-                &access,
-                &what,
-                budget,
-                || {
-                    let request = self.http.get(url.clone());
-                    if offset > 0 {
-                        request.header(RANGE, format!("bytes={offset}-"))
-                    } else {
-                        request
-                    }
-                },
-                async |r: reqwest::Response| Ok(r),
-            )
-            .await?;
-        let from = |r: &reqwest::Response| {
-            r.headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split('-').next())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        match status {
-            StatusCode::OK => Ok((response, offset)),
-            StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
-                Ok((response, 0))
-            }
-            StatusCode::PARTIAL_CONTENT => Err(failure(
-                ErrorKind::Transient,
-                format!("{what}: the registry answered a range that was not asked for"),
-            )),
-            _ => {
+        loop {
+            let (status, response, credential) = self
+                .exchange(
+                    &access,
+                    &what,
+                    budget,
+                    || {
+                        let request = self.http.get(url.clone());
+                        if offset > 0 {
+                            request.header(RANGE, format!("bytes={offset}-"))
+                        } else {
+                            request
+                        }
+                    },
+                    async |r: reqwest::Response| Ok(r),
+                )
+                .await?;
+            if !status.is_success() && !self.is_ours(response.url()) {
+                // The registry granted access and redirected (a CDN, an object store);
+                // the host it sent us to refused. Blame that host, and ask the registry
+                // again: its next redirect carries a fresh signature.
+                let elsewhere = authority(response.url());
                 let body = response.bytes().await.unwrap_or_default();
-                Err(self.refused_with(&what, &access, status, &body, &credential))
+                let verb = if is_refused_redirect(status) {
+                    "refused it"
+                } else {
+                    "answered"
+                };
+                let why = format!(
+                    "the redirect host {elsewhere} {verb} ({}); {} granted access and sent the download there",
+                    registry_answer(status, &body),
+                    self.host,
+                );
+                if is_refused_redirect(status)
+                    && let Some(retry) = budget.take()
+                {
+                    let why = format!("{why}; asking {} for a new redirect", self.host);
+                    pause_request(
+                        &self.policy,
+                        &self.stats,
+                        self.host.as_str(),
+                        &what,
+                        (retry, None, why),
+                    )
+                    .await;
+                    continue;
+                }
+                let kind = if is_refused_redirect(status) {
+                    // Not the user's credentials: a pre-signed URL that expired or was
+                    // refused; a later try gets a new one.
+                    ErrorKind::Transient
+                } else {
+                    kind_of_status(status)
+                };
+                return Err(failure(kind, format!("{what}: {why}")));
             }
+            let from = |r: &reqwest::Response| {
+                r.headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            return match status {
+                StatusCode::OK => Ok((response, offset)),
+                StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
+                    Ok((response, 0))
+                }
+                StatusCode::PARTIAL_CONTENT => Err(failure(
+                    ErrorKind::Transient,
+                    format!("{what}: the registry answered a range that was not asked for"),
+                )),
+                _ => {
+                    let body = response.bytes().await.unwrap_or_default();
+                    Err(self.refused_with(&what, &access, status, &body, &credential))
+                }
+            };
         }
     }
 
@@ -105,6 +147,19 @@ impl RegistryClient {
             ResumeState::next,
         )))
     }
+}
+
+/// How a redirect host (a CDN, an object store) refuses a pre-signed URL that expired or
+/// whose signature it does not accept: S3 says 403, others 400, 401 or 410. Not a verdict on
+/// the user's credentials, which the registry accepted.
+fn is_refused_redirect(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::GONE
+    )
 }
 
 type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -163,10 +218,14 @@ impl ResumeState {
             self.body = None;
             self.resumes += 1;
             let Some(retry) = self.budget.take() else {
-                let why = format!("{why} (gave up after {} tries)", self.resumes);
+                let why = format!(
+                    "{why} (gave up after {})",
+                    crate::plural::count_as(self.resumes, "try", "tries")
+                );
                 return self.fail(ErrorKind::Transient, why);
             };
             let client = &self.client;
+            client.stats.retried(client.host.as_str());
             client
                 .policy
                 .pause(retry, None, &client.stats.request_retries, None, |wait| {

@@ -14,7 +14,6 @@ use super::auth::Access;
 use super::auth::credentials::RegistryCredential;
 use super::client::{Answer, RegistryClient};
 use crate::model::reference::{Digest, Repository};
-use crate::stats::Stats;
 use crate::store::{Mount, UploadSession};
 
 /// An upload session this registry opened: where to send the blob, with which credential,
@@ -122,7 +121,7 @@ impl RegistryClient {
         if let Ok(Some(a)) = self.authorization(&session.credential, access).await {
             request = self.authorize_if_ours(request, &a);
         }
-        Stats::bump(&self.stats.requests);
+        self.stats.request(self.host.as_str());
         let _ = request.send().await;
     }
 }

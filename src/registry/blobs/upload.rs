@@ -26,7 +26,7 @@ use crate::model::failure::{ErrorKind, Failure, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::Repository;
 use crate::retry::Budget;
-use crate::stats::{Stats, UploadMethod};
+use crate::stats::UploadMethod;
 use crate::store::{BlobStream, OpenBlob, UploadSession};
 
 /// Where the digest check leaves the failure that ended a body early.
@@ -175,8 +175,13 @@ impl RegistryClient {
         if let Some(a) = self.authorization(&session.credential, access).await? {
             request = self.authorize_if_ours(request, &a);
         }
-        Stats::bump(&self.stats.requests);
-        Ok(request.send().await)
+        self.stats.request(self.host.as_str());
+        let result = request.send().await;
+        if let Ok(response) = &result {
+            self.stats
+                .answered(self.host.as_str(), response.status().as_u16());
+        }
+        Ok(result)
     }
 
     /// The session's location with `?digest=`, for the `PUT` that commits the blob.

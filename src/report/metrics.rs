@@ -1,0 +1,331 @@
+//! Metrics for a batch job: a run lasts minutes and is gone, so nothing can scrape it. It
+//! leaves its numbers behind instead, in the Prometheus text format — in a file for
+//! node_exporter's textfile collector (`--metrics-file`), or pushed to a Pushgateway
+//! (`--pushgateway`) under job `image-mirror` (grouped by shard when sharded). An alert on
+//! `image_mirror_last_success_timestamp_seconds` then tells when mirroring stopped working,
+//! which no single run's exit code can.
+//!
+//! `last_success` must outlive failed runs: the file keeps the previous file's value, and a
+//! push leaves it out so the Pushgateway keeps the one it has (a POST replaces only the
+//! metrics it names). A dry run publishes nothing (see `commands::run`): a rehearsal with
+//! the same flags must not disturb the numbers of the job it rehearses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use super::RunResult;
+use super::outcome::Totals;
+use crate::redact::url_for_humans;
+
+/// The one metric carried over from a previous run when this one did not succeed.
+pub const LAST_SUCCESS: &str = "image_mirror_last_success_timestamp_seconds";
+
+/// The Pushgateway job name.
+pub const JOB: &str = "image-mirror";
+
+/// When a run ended and whether it counts as a success.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// Every image mirrored (nothing failed or interrupted).
+    pub success: bool,
+}
+
+impl Ending {
+    pub fn now(success: bool) -> Ending {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        Ending { at, success }
+    }
+}
+
+/// Writes one metric family: its help, its type, its samples.
+fn family(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// `{a="x",b="y"}` from label pairs (values escaped as the text format wants); empty for none.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The run's metrics in the Prometheus text format. `common` labels go on every sample (the
+/// shard, in a file; a push gets it from its grouping key instead). `last_success`: the
+/// value to write for [`LAST_SUCCESS`] (this run's end if it succeeded, else the previous
+/// one, if known); `None` leaves the family out.
+pub fn render(
+    run: &RunResult,
+    ending: Ending,
+    last_success: Option<f64>,
+    common: &[(&str, &str)],
+) -> String {
+    let one = |value: f64| vec![(labels(common), value)];
+    let with = |extra: (&str, &str), value: f64| {
+        let mut pairs = common.to_vec();
+        pairs.push(extra);
+        (labels(&pairs), value)
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let mut out = String::new();
+    family(
+        &mut out,
+        "image_mirror_last_run_timestamp_seconds",
+        "When the last run of image-mirror ended (Unix time).",
+        &one(ending.at),
+    );
+    if let Some(at) = last_success {
+        family(
+            &mut out,
+            LAST_SUCCESS,
+            "When a run last ended with every image mirrored (Unix time).",
+            &one(at),
+        );
+    }
+    family(
+        &mut out,
+        "image_mirror_run_success",
+        "1 if the last run mirrored every image, else 0.",
+        &one(flag(ending.success)),
+    );
+    family(
+        &mut out,
+        "image_mirror_run_duration_seconds",
+        "How long the last run took.",
+        &one(run.elapsed.as_secs_f64()),
+    );
+    family(
+        &mut out,
+        "image_mirror_run_interrupted",
+        "1 if the last run was stopped by a signal before it finished.",
+        &one(flag(run.interrupted)),
+    );
+    let t = Totals::of(&run.outcomes, run.listing_failures.len());
+    let by_status = [
+        ("copied", t.copied),
+        ("unchanged", t.unchanged),
+        ("failed", t.failed),
+        ("cancelled", t.cancelled),
+    ];
+    family(
+        &mut out,
+        "image_mirror_images",
+        "Destination tags of the last run, by what happened to them.",
+        &by_status
+            .iter()
+            .map(|(status, n)| with(("status", status), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    let s = &run.stats;
+    family(
+        &mut out,
+        "image_mirror_blobs",
+        "Blobs of the last run: uploaded, mounted from another repository, already present.",
+        &[
+            with(("result", "uploaded"), s.blobs_uploaded as f64),
+            with(("result", "mounted"), s.blobs_mounted as f64),
+            with(("result", "present"), s.blobs_present as f64),
+        ],
+    );
+    family(
+        &mut out,
+        "image_mirror_sent_bytes",
+        "Blob bytes the last run sent to destinations (failed attempts included).",
+        &one(s.bytes as f64),
+    );
+    family(
+        &mut out,
+        "image_mirror_image_retries",
+        "Image copies the last run started again after a transient failure.",
+        &one(s.image_retries as f64),
+    );
+    let per = |pick: fn(&crate::stats::RegistryCounts) -> u64| {
+        run.registries
+            .iter()
+            .map(|(registry, c)| with(("registry", registry), pick(c) as f64))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "image_mirror_requests",
+        "Requests the last run sent, per registry (token requests and retries included).",
+        &per(|c| c.requests),
+    );
+    family(
+        &mut out,
+        "image_mirror_request_retries",
+        "Requests the last run tried again after a transient failure, per registry.",
+        &per(|c| c.retries),
+    );
+    family(
+        &mut out,
+        "image_mirror_throttled_requests",
+        "Answers 429 Too Many Requests the last run got, per registry.",
+        &per(|c| c.throttled),
+    );
+    out
+}
+
+/// The [`LAST_SUCCESS`] value in a metrics file written before, if any.
+pub fn previous_last_success(text: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(LAST_SUCCESS)?;
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            return None;
+        }
+        rest.rsplit(' ').next()?.trim().parse().ok()
+    })
+}
+
+/// Writes the metrics file for node_exporter's textfile collector: to a temporary file in
+/// the same directory, then renamed over the old one, so the collector never reads half a
+/// file. The temporary name does not end in `.prom`, so the collector ignores it.
+pub fn write_textfile(
+    path: &Path,
+    run: &RunResult,
+    ending: Ending,
+    shard: Option<&str>,
+) -> Result<()> {
+    let last_success = if ending.success {
+        Some(ending.at)
+    } else {
+        std::fs::read_to_string(path)
+            .ok()
+            .as_deref()
+            .and_then(previous_last_success)
+    };
+    let common: Vec<(&str, &str)> = shard.map(|s| ("shard", s)).into_iter().collect();
+    let text = render(run, ending, last_success, &common);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "metrics".to_owned());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("renaming {} to {}", tmp.display(), path.display()))
+    })
+}
+
+/// `URL/metrics/job/image-mirror[/shard/I]`: where a push goes.
+pub fn push_url(base: &reqwest::Url, shard: Option<&str>) -> Result<reqwest::Url> {
+    let mut url = base.clone();
+    {
+        let Ok(mut segments) = url.path_segments_mut() else {
+            bail!("{} cannot take a path", url_for_humans(base));
+        };
+        segments.pop_if_empty().extend(["metrics", "job", JOB]);
+        if let Some(shard) = shard {
+            segments.extend(["shard", shard]);
+        }
+    }
+    Ok(url)
+}
+
+/// Pushes the run's metrics to a Pushgateway with a POST, which replaces the metrics it names
+/// in the group and keeps the others: a failed run leaves [`LAST_SUCCESS`] out, so the
+/// Pushgateway keeps the last success it was told of.
+pub async fn push(
+    base: &reqwest::Url,
+    run: &RunResult,
+    ending: Ending,
+    shard: Option<&str>,
+) -> Result<()> {
+    crate::registry::tls::install_tls_provider();
+    let url = push_url(base, shard)?;
+    let shown = url_for_humans(&url);
+    let text = render(run, ending, ending.success.then_some(ending.at), &[]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    let response = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(text)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "pushing metrics to {shown}: {}",
+                crate::registry::error::describe_http_error(&e, &shown)
+            )
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let said: String = crate::redact::redact(body.trim())
+            .chars()
+            .take(300)
+            .collect();
+        bail!("pushing metrics to {shown}: {status} {said}");
+    }
+    Ok(())
+}
+
+/// The per-registry counts a run collected, for [`RunResult`].
+pub type PerRegistry = BTreeMap<String, crate::stats::RegistryCounts>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_success_is_found_in_an_old_file() {
+        let old = "# HELP image_mirror_last_success_timestamp_seconds x\n\
+                   # TYPE image_mirror_last_success_timestamp_seconds gauge\n\
+                   image_mirror_last_success_timestamp_seconds{shard=\"1\"} 1764480000.5\n";
+        assert_eq!(previous_last_success(old), Some(1_764_480_000.5));
+        assert_eq!(
+            previous_last_success("image_mirror_last_success_timestamp_secondsX 1\n"),
+            None
+        );
+        assert_eq!(previous_last_success(""), None);
+    }
+
+    #[test]
+    fn pushes_go_to_the_job_and_shard_group() {
+        let base = reqwest::Url::parse("http://pgw:9091/").unwrap_or_else(|e| panic!("{e}"));
+        let url = |shard| {
+            push_url(&base, shard)
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(url(None), "http://pgw:9091/metrics/job/image-mirror");
+        assert_eq!(
+            url(Some("2")),
+            "http://pgw:9091/metrics/job/image-mirror/shard/2"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(labels(&[("a", "x\"y\\z")]), r#"{a="x\"y\\z"}"#);
+        assert_eq!(labels(&[]), "");
+    }
+}
