@@ -13,6 +13,7 @@
 use std::any::Any;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -152,27 +153,85 @@ impl UploadSession {
     }
 }
 
-/// A store's limit on requests in flight.
+/// A store's limit on requests in flight, which adapts when the store says it is
+/// overloaded: a `429` halves it ([`Slots::throttled`]), and each run of as many successful
+/// answers as the limit raises it by one again, up to the configured maximum (additive
+/// increase, multiplicative decrease, as TCP does).
 pub struct Slots {
-    semaphore: Semaphore,
+    semaphore: Arc<Semaphore>,
     max: u32,
+    /// The limit now (at most `max`).
+    limit: AtomicU32,
+    /// Successes since the limit last changed.
+    streak: AtomicU32,
 }
 
 impl Slots {
     pub fn new(max: usize) -> Slots {
         let max = max.clamp(1, Semaphore::MAX_PERMITS) as u32;
         Slots {
-            semaphore: Semaphore::new(max as usize),
+            semaphore: Arc::new(Semaphore::new(max as usize)),
             max,
+            limit: AtomicU32::new(max),
+            streak: AtomicU32::new(0),
         }
     }
 
-    /// Waits for `count` slots at once (at most all of them).
+    /// Waits for `count` slots at once (at most as many as the limit allows).
     pub async fn take(&self, count: u32) -> SemaphorePermit<'_> {
-        match self.semaphore.acquire_many(count.min(self.max)).await {
+        let count = count.min(self.limit.load(Ordering::Relaxed).max(1));
+        match self.semaphore.acquire_many(count).await {
             Ok(p) => p,
             Err(_) => unreachable!("the semaphore is never closed"),
         }
+    }
+
+    /// The limit now.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The store answered `429`: halve the limit. Slots in use are taken out of the pool as
+    /// they come back. Returns the new limit when it changed.
+    pub fn throttled(&self) -> Option<u32> {
+        let old = self.limit.load(Ordering::Relaxed);
+        let new = (old / 2).max(1);
+        if new == old
+            || self
+                .limit
+                .compare_exchange(old, new, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        self.streak.store(0, Ordering::Relaxed);
+        let surplus = old - new;
+        let semaphore = self.semaphore.clone();
+        // Waits for the slots in use to come back, and keeps them.
+        tokio::spawn(async move {
+            if let Ok(permits) = semaphore.acquire_many_owned(surplus).await {
+                permits.forget();
+            }
+        });
+        Some(new)
+    }
+
+    /// An answer that was no `429`: after as many in a row as the limit, raise it by one.
+    /// Returns the new limit when it changed.
+    pub fn succeeded(&self) -> Option<u32> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit >= self.max {
+            return None;
+        }
+        if self.streak.fetch_add(1, Ordering::Relaxed) + 1 < limit {
+            return None;
+        }
+        self.streak.store(0, Ordering::Relaxed);
+        self.limit
+            .compare_exchange(limit, limit + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        self.semaphore.add_permits(1);
+        Some(limit + 1)
     }
 }
 
@@ -191,5 +250,35 @@ pub async fn transfer_slots<'a>(
     } else {
         let b = dst.slots().take(1).await;
         (b, Some(src.slots().take(1).await))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_429_halves_the_limit_and_successes_win_it_back() {
+        let slots = Slots::new(8);
+        let held = slots.take(2).await;
+        assert_eq!(slots.throttled(), Some(4));
+        assert_eq!(slots.throttled(), Some(2));
+        assert_eq!(slots.throttled(), Some(1));
+        assert_eq!(slots.throttled(), None);
+        drop(held);
+        // The surplus is taken out of the pool once returned: one slot is left.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(slots.semaphore.available_permits(), 1);
+        // One success at limit 1 raises it to 2; two more to 3.
+        assert_eq!(slots.succeeded(), Some(2));
+        assert_eq!(slots.succeeded(), None);
+        assert_eq!(slots.succeeded(), Some(3));
+        assert_eq!(slots.semaphore.available_permits(), 3);
+        for _ in 0..100 {
+            slots.succeeded();
+        }
+        assert_eq!(slots.limit(), 8);
+        assert_eq!(slots.semaphore.available_permits(), 8);
     }
 }

@@ -154,9 +154,16 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub insecure: bool,
 
-    /// Most concurrent requests to one registry.
+    /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
+    /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
+
+    /// Most existence checks, manifest reads and tag or catalog lists in flight to one
+    /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
+    /// hide the network's round trips. Lowered for a while when the registry answers 429.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_checks_per_registry: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -242,9 +249,16 @@ pub struct RunArgs {
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
 
-    /// Most concurrent requests to one registry.
+    /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
+    /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
+
+    /// Most existence checks, manifest reads and tag or catalog lists in flight to one
+    /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
+    /// hide the network's round trips. Lowered for a while when the registry answers 429.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_checks_per_registry: u32,
 
     /// Most registries worked on at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]

@@ -101,6 +101,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             insecure: args.insecure,
             insecure_registries: args.insecure_registry.clone(),
             max_per_registry: args.max_per_registry as usize,
+            max_checks_per_registry: args.max_checks_per_registry as usize,
         },
         network,
         shard,

@@ -152,6 +152,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         insecure: args.insecure,
         insecure_registries: Vec::new(),
         max_per_registry: args.max_per_registry as usize,
+        max_checks_per_registry: args.max_checks_per_registry as usize,
     };
     super::on_runtime(async {
         let stats = Arc::new(Stats::default());

@@ -23,7 +23,7 @@ impl RegistryClient {
     /// Every repository path whose name starts with `prefix` (all of them for `""`), as far
     /// as the registry's catalog tells.
     pub async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>> {
-        let _permit = self.slots.take(1).await;
+        let _permit = self.checks.take(1).await;
         let access = Access::catalog();
         let what = format!("listing the repositories of {} (_catalog)", self.host);
         let mut found = Vec::new();

@@ -39,7 +39,13 @@ pub struct RegistryClient {
     pub(super) http: reqwest::Client,
     pub(super) credentials: Credentials,
     auth: Authenticator,
+    /// What loads the registry: blob transfers, manifest and mount writes
+    /// (`--max-per-registry`, oc's meaning).
     pub(super) slots: Slots,
+    /// What costs it little: existence checks, manifest reads, tag and catalog lists
+    /// (`--max-checks-per-registry`): an unchanged run is nothing but these, and its wall time
+    /// is their round trips, which many in flight hide.
+    pub(super) checks: Slots,
     pub(super) policy: RetryPolicy,
     pub(super) stats: Arc<Stats>,
     /// How this registry takes blob uploads, learned during the run.
@@ -112,6 +118,7 @@ impl RegistryClient {
             credentials,
             auth,
             slots: Slots::new(options.max_per_registry),
+            checks: Slots::new(options.max_checks_per_registry),
             policy,
             stats,
             uploads: UploadMethods::default(),
@@ -120,6 +127,26 @@ impl RegistryClient {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+
+    /// Adapts both limits to an answer: a `429` halves them, a run of other answers raises
+    /// them again (see [`Slots`]); each change is logged once.
+    fn adapt(&self, status: StatusCode) {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(limit) = self.slots.throttled() {
+                tracing::warn!(registry = %self.host, limit, "the registry answers 429: fewer transfers and writes at once");
+            }
+            if let Some(limit) = self.checks.throttled() {
+                tracing::warn!(registry = %self.host, limit, "the registry answers 429: fewer checks at once");
+            }
+        } else {
+            if let Some(limit) = self.slots.succeeded() {
+                tracing::info!(registry = %self.host, limit, "more transfers and writes at once again");
+            }
+            if let Some(limit) = self.checks.succeeded() {
+                tracing::info!(registry = %self.host, limit, "more checks at once again");
+            }
+        }
     }
 
     /// `scheme://api-host/v2/<repository>/<rest…>`; an empty last part makes a trailing
@@ -227,6 +254,9 @@ impl RegistryClient {
             if let Ok(response) = &sent {
                 self.stats
                     .answered(self.host.as_str(), response.status().as_u16());
+            }
+            if let Ok(response) = &sent {
+                self.adapt(response.status());
             }
             let retry = match sent {
                 Err(e) => {

@@ -39,7 +39,7 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Digest>> {
-        let permit = self.slots.take(1).await;
+        let permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("checking {repository}:{reference}");
         let answer = self
@@ -82,7 +82,7 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Manifest> {
-        let _permit = self.slots.take(1).await;
+        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("reading manifest {repository}:{reference}");
         let answer = self

@@ -84,6 +84,8 @@ pub struct RegistryOptions {
     /// The same, for these registries only (`host[:port]`, as written in references).
     pub insecure_registries: Vec<String>,
     pub max_per_registry: usize,
+    /// Checks, reads and lists in flight to one registry.
+    pub max_checks_per_registry: usize,
 }
 
 impl RegistryOptions {

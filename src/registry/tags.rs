@@ -16,7 +16,7 @@ const TAGS_PAGE_SIZE: usize = 1000;
 impl RegistryClient {
     /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`).
     pub async fn list_tags(&self, repository: &Repository) -> Result<Vec<String>> {
-        let _permit = self.slots.take(1).await;
+        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing tags of {repository}");
         let mut tags = Vec::new();
@@ -76,7 +76,7 @@ impl RegistryClient {
     /// without tag listing (a 404 that is no registry error) cannot tell: not empty, so
     /// every tag and blob is asked for.
     pub async fn repository_is_empty(&self, repository: &Repository) -> Result<bool> {
-        let _permit = self.slots.take(1).await;
+        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing tags of {repository}");
         let mut url = self.url(repository, &["tags", "list"]);

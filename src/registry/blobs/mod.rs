@@ -51,7 +51,7 @@ impl Session {
 
 impl RegistryClient {
     pub async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
-        let _permit = self.slots.take(1).await;
+        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("checking blob {digest} in {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
