@@ -163,7 +163,7 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
                     .iter()
                     .map(|t| {
                         (
-                            (t.value.repository.clone(), t.value.tag.to_string()),
+                            (t.value.repository.clone(), t.value.short()),
                             &t.location,
                             t.value.to_string(),
                         )
