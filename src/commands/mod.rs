@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod import;
 pub mod run;
+pub mod stores;
 pub mod verify;
 
 use std::io::Write;

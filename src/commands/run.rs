@@ -11,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::cli::{ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::stores::AnyStores;
 use super::{load_and_report, on_runtime};
+use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::mapping::Mapping;
-use crate::inputs::{MappingSet, registries_of};
+use crate::inputs::{MappingSet, registries_of, repositories_of};
 use crate::model::failure::Failure;
 use crate::model::reference::{Repository, TagPattern};
 use crate::plan::{LineSelection, Shard, plan, wildcard_sources};
@@ -25,6 +27,7 @@ use crate::report::outcome::ListingFailure;
 use crate::report::progress::Progress;
 use crate::report::{RunResult, json, text};
 use crate::stats::Stats;
+use crate::store::Stores;
 
 /// Everything decided before a registry is contacted.
 struct Prepared {
@@ -34,6 +37,7 @@ struct Prepared {
     options: ExecuteOptions,
     registry: RegistryOptions,
     network: NetworkOptions,
+    disk: DiskStores,
     shard: Option<Shard>,
     report: Option<PathBuf>,
     progress_every: std::time::Duration,
@@ -78,6 +82,14 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         );
         return Err(Usage);
     }
+    let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
+    let (sources, destinations) = repositories_of(&set.mappings);
+    let (sources, destinations): (Vec<_>, Vec<_>) = (
+        sources.into_iter().filter(|r| r.on_disk()).collect(),
+        destinations.into_iter().filter(|r| r.on_disk()).collect(),
+    );
+    disk.preflight(&sources, &destinations)
+        .map_err(|e| usage(format!("{e:#}")))?;
     let hosts = registries_of(&set.mappings);
     check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
     credentials
@@ -102,6 +114,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             max_per_registry: args.max_per_registry as usize,
         },
         network,
+        disk,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
         report: args.report.clone(),
@@ -178,6 +191,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         options,
         registry,
         network,
+        disk,
         shard,
         report: report_path,
         progress_every,
@@ -191,8 +205,9 @@ async fn mirror(prepared: Prepared) -> ExitCode {
         credentials,
         stats.clone(),
     ));
+    let stores = Arc::new(AnyStores { registries, disk });
 
-    let (listed, listing_failures) = list_wildcards(&registries, &set).await;
+    let (listed, listing_failures) = list_wildcards(stores.as_ref(), &set).await;
     let (mut plan, diagnostics) = plan(&set.mappings, &listed);
     for d in &diagnostics {
         eprintln!("{d}");
@@ -215,7 +230,7 @@ async fn mirror(prepared: Prepared) -> ExitCode {
     );
 
     let executor = Arc::new(Executor::new(
-        registries,
+        stores,
         options,
         stats.clone(),
         cancel.clone(),
@@ -285,15 +300,16 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing the report to {}", path.display()))
 }
 
-/// Lists the tags of every wildcard source repository, concurrently.
+/// Lists the tags of every wildcard source repository (a registry's or a directory's),
+/// concurrently.
 async fn list_wildcards(
-    registries: &Registries,
+    stores: &dyn Stores,
     set: &MappingSet,
 ) -> (HashMap<Repository, Vec<String>>, Vec<ListingFailure>) {
     let repos = wildcard_sources(&set.mappings);
     let results = futures_util::future::join_all(repos.iter().map(|repo| async move {
-        let client = registries.client(repo.registry()).await?;
-        client.list_tags(repo).await
+        let source = stores.source(repo).await?;
+        source.tags(repo).await
     }))
     .await;
     let mut listed = HashMap::new();

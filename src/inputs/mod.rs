@@ -223,30 +223,39 @@ fn describe(origin: &Origin) -> String {
 
 /// Every registry host the mappings read from or write to.
 pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
-    let mut hosts = BTreeSet::new();
+    let (sources, destinations) = repositories_of(mappings);
+    sources
+        .iter()
+        .chain(&destinations)
+        .filter(|r| !r.on_disk())
+        .map(|r| r.registry().clone())
+        .collect()
+}
+
+/// Every source repository and every destination repository the mappings name (wildcard
+/// sources by their repository), each set sorted.
+pub fn repositories_of(mappings: &[Mapping]) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
+    let mut sources = BTreeSet::new();
+    let mut destinations = BTreeSet::new();
     for m in mappings {
         match m {
             Mapping::Image {
                 source, targets, ..
             } => {
-                hosts.insert(source.value.repository.registry().clone());
-                for t in targets {
-                    hosts.insert(t.value.repository.registry().clone());
-                }
+                sources.insert(source.value.repository.clone());
+                destinations.extend(targets.iter().map(|t| t.value.repository.clone()));
             }
             Mapping::Wildcard {
                 repository,
                 targets,
                 ..
             } => {
-                hosts.insert(repository.value.registry().clone());
-                for t in targets {
-                    hosts.insert(t.value.registry().clone());
-                }
+                sources.insert(repository.value.clone());
+                destinations.extend(targets.iter().map(|t| t.value.clone()));
             }
         }
     }
-    hosts
+    (sources, destinations)
 }
 
 #[cfg(test)]
