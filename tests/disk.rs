@@ -180,6 +180,36 @@ fn registry_to_oci_layouts_and_back_keeps_every_digest() {
         .filter(|k| k.contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // verify walks a layout as it walks a registry's repository.
+    let verify = |target: &str| {
+        ws.command()
+            .current_dir(ws.dir())
+            .args(["verify", target])
+            .output()
+            .unwrap()
+    };
+    let ok = verify("oci:layouts/index");
+    expect_code(&ok, 0);
+    assert!(
+        text(&ok.stdout).contains("1 tags, all complete"),
+        "{}",
+        text(&ok.stdout)
+    );
+    let blobs = layout.join("blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .unwrap();
+    std::fs::remove_file(layer.path()).unwrap();
+    let bad = verify("oci:layouts/index");
+    expect_code(&bad, 1);
+    assert!(
+        text(&bad.stdout).contains("is missing"),
+        "{}",
+        text(&bad.stdout)
+    );
 }
 
 #[test]
@@ -335,4 +365,81 @@ fn bad_directories_are_refused_before_anything_is_written() {
         "oci:nowhere:v1 file://team/app:v1\nfile://x/y:v2 oci:/does/not/exist\n",
     );
     expect_code(&ws.command().args(["check", p(&file)]).output().unwrap(), 0);
+}
+
+/// SIGKILL while a blob is half written: no blob file holds bytes that are not its digest's,
+/// the tag is not there, and the rerun completes the image.
+#[test]
+fn a_killed_run_leaves_no_partial_blob_under_its_name() {
+    use support::proxy::{Fault, FaultProxy};
+    let src = Registry::start();
+    let big = layer(70, 4 * 1024 * 1024);
+    let seeded = seed_oci_image(&src, "team/big", "1.0", std::slice::from_ref(&big));
+    let big_digest = sha256_digest(&big);
+    let proxy = FaultProxy::start(&src.host());
+    let hex = big_digest.trim_start_matches("sha256:").to_owned();
+    // The download is cut after 1 MiB and its resume stalls: the run is stopped mid-blob.
+    proxy.add("GET", &hex, 1, Fault::CutAfter(1024 * 1024));
+    proxy.add(
+        "GET",
+        &hex,
+        1,
+        Fault::Stall(std::time::Duration::from_secs(8)),
+    );
+    let ws = Workspace::new();
+    let file = ws.write(
+        "mapping",
+        &format!("{}/team/big:1.0 oci:out:1.0\n", proxy.host()),
+    );
+    let mut child = image_mirror_process(ws.dir())
+        .current_dir(ws.dir())
+        .args(["run", "--insecure", p(&file)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let blobs = ws.path("out/blobs/sha256");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let partial = loop {
+        let found = std::fs::read_dir(&blobs).ok().and_then(|entries| {
+            entries.filter_map(|e| e.ok()).find(|e| {
+                e.file_name().to_string_lossy().starts_with(".tmp-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        });
+        if let Some(f) = found {
+            break f.path();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial blob appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(std::fs::metadata(&partial).unwrap().len() < big.len() as u64);
+    assert!(
+        !blobs.join(&hex).exists(),
+        "a partial blob under its final name"
+    );
+    for entry in std::fs::read_dir(&blobs).unwrap().filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".tmp-") {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert_eq!(sha256_digest(&bytes), format!("sha256:{name}"));
+        }
+    }
+    assert!(
+        !ws.path("out/index.json").exists(),
+        "the tag was written first"
+    );
+
+    let out = run(&ws, &["--insecure", p(&file)]);
+    expect_code(&out, 0);
+    assert_eq!(std::fs::read(blobs.join(&hex)).unwrap(), big);
+    let dst = Registry::start();
+    let back = ws.write("mapping_in", &format!("oci:out:1.0 {}/big\n", dst.host()));
+    expect_code(&run(&ws, &["--insecure", p(&back)]), 0);
+    assert_same(&dst, "big", "1.0", &seeded);
 }

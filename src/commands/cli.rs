@@ -108,9 +108,14 @@ pub enum ImportFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Repositories to walk, as `host[:port]/path`.
+    /// Repositories to walk, as `host[:port]/path`, or directories: `oci:PATH`,
+    /// `file://REPO` (under --dir).
     #[arg(value_name = "REPOSITORY", required = true)]
     pub repositories: Vec<String>,
+
+    /// Where `file://` repositories are (as for `run`). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 
     /// Docker config.json with registry credentials (as for `run`).
     #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
