@@ -10,11 +10,13 @@
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
 //! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
+//!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
 //! - [`report`]: the outcome model and its views (text, JSON, progress);
 //! - [`execute`]: the copy algorithm, over the [`store`] seam;
 //! - [`commands`]: `check`, `run`, `verify` — the glue.
 
 pub mod commands;
+pub mod disk;
 pub mod execute;
 pub mod inputs;
 pub mod model;

@@ -65,6 +65,10 @@ pub trait Source: Send + Sync {
         budget: Arc<Budget>,
     ) -> BoxFuture<'static, Result<BlobStream>>;
 
+    /// Every tag of a repository (none when it does not exist), for wildcards and tagless
+    /// sources.
+    fn tags<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Vec<String>>>;
+
     /// Whether a repository has no tag at all (or does not exist).
     fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>>;
 

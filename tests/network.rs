@@ -107,7 +107,8 @@ fn a_429_storm_lowers_concurrency_and_the_run_completes() {
         .lines()
         .filter(|l| l.contains("answers 429: fewer checks at once"))
         .count();
-    assert!((1..=5).contains(&lowered), "{stderr}");
+    // Once per change, never more than once per 429 (six of them).
+    assert!((1..=6).contains(&lowered), "{stderr}");
     for (i, image) in images.iter().enumerate() {
         assert_eq!(
             dst.manifest_digest("mirror/app", &format!("v{i}"))

@@ -142,9 +142,14 @@ pub enum ImportFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Repositories to walk, as `host[:port]/path`.
+    /// Repositories to walk, as `host[:port]/path`, or directories: `oci:PATH`,
+    /// `file://REPO` (under --dir).
     #[arg(value_name = "REPOSITORY", required = true)]
     pub repositories: Vec<String>,
+
+    /// Where `file://` repositories are (as for `run`). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 
     /// Docker config.json with registry credentials (as for `run`).
     #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
@@ -281,6 +286,16 @@ pub struct RunArgs {
     /// `# image-mirror:` options. Repeatable.
     #[arg(long = "immutable-tags", value_name = "GLOB")]
     pub immutable_tags: Vec<String>,
+
+    /// Where `file://REPO[:TAG]` destinations are written, in oc's layout
+    /// (`DIR/v2/REPO/manifests/…`, `DIR/v2/REPO/blobs/…`), and `file://` sources read from
+    /// unless --from-dir says otherwise (oc's flag). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Where `file://` sources are read from (oc's flag). Default: --dir.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
 
     /// Re-push blobs and manifests even when the destination already has them.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]

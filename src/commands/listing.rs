@@ -13,6 +13,7 @@ use crate::plan::repositories::expand;
 use crate::plan::wildcard_sources;
 use crate::registry::Registries;
 use crate::report::outcome::ListingFailure;
+use crate::store::Stores;
 
 /// The mappings with every repository wildcard replaced by the tag wildcards it expands to.
 pub struct Expanded {
@@ -123,15 +124,16 @@ pub async fn expand_repository_wildcards(
     out
 }
 
-/// Lists the tags of every wildcard source repository, concurrently.
+/// Lists the tags of every wildcard source repository (a registry's or a directory's),
+/// concurrently.
 pub async fn list_wildcards(
-    registries: &Registries,
+    stores: &dyn Stores,
     mappings: &[Mapping],
 ) -> (HashMap<Repository, Vec<String>>, Vec<ListingFailure>) {
     let repos = wildcard_sources(mappings);
     let results = futures_util::future::join_all(repos.iter().map(|repo| async move {
-        let client = registries.client(repo.registry()).await?;
-        client.list_tags(repo).await
+        let source = stores.source(repo).await?;
+        source.tags(repo).await
     }))
     .await;
     let mut listed = HashMap::new();

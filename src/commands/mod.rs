@@ -7,6 +7,7 @@ pub mod cli;
 pub mod import;
 pub mod listing;
 pub mod run;
+pub mod stores;
 pub mod verify;
 
 use std::io::Write;

@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
 use super::listing::{RepositoryMatch, expand_repository_wildcards, list_wildcards};
+use super::stores::AnyStores;
 use super::{block_on, load_and_report};
+use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
-use crate::inputs::{MappingSet, registries_of};
+use crate::inputs::{MappingSet, registries_of, repositories_of};
 use crate::model::reference::{Repository, TagPattern};
 use crate::plan::{LineSelection, Plan, Shard, plan};
 use crate::registry::auth::credentials::Credentials;
@@ -34,6 +36,7 @@ struct Prepared {
     options: ExecuteOptions,
     registry: RegistryOptions,
     network: NetworkOptions,
+    disk: DiskStores,
     shard: Option<Shard>,
     outputs: Outputs,
     progress_every: std::time::Duration,
@@ -78,6 +81,14 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         );
         return Err(Usage);
     }
+    let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
+    let (sources, destinations) = repositories_of(&set.mappings);
+    let (sources, destinations): (Vec<_>, Vec<_>) = (
+        sources.into_iter().filter(|r| r.on_disk()).collect(),
+        destinations.into_iter().filter(|r| r.on_disk()).collect(),
+    );
+    disk.preflight(&sources, &destinations)
+        .map_err(|e| usage(format!("{e:#}")))?;
     let hosts = registries_of(&set.mappings);
     check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
     credentials
@@ -104,6 +115,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             max_checks_per_registry: args.max_checks_per_registry as usize,
         },
         network,
+        disk,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
         outputs: Outputs {
@@ -281,6 +293,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         options,
         registry,
         network,
+        disk,
         shard,
         outputs: _,
         progress_every,
@@ -294,8 +307,9 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         credentials,
         stats.clone(),
     ));
+    let stores = Arc::new(AnyStores { registries, disk });
 
-    let expanded = expand_repository_wildcards(&registries, &set.mappings).await;
+    let expanded = expand_repository_wildcards(&stores.registries, &set.mappings).await;
     for d in &expanded.diagnostics {
         eprintln!("{d}");
     }
@@ -305,7 +319,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     }
     let mappings = expanded.mappings;
     let matched = expanded.matches;
-    let (listed, mut listing_failures) = list_wildcards(&registries, &mappings).await;
+    let (listed, mut listing_failures) = list_wildcards(stores.as_ref(), &mappings).await;
     listing_failures.extend(expanded.failures);
     let (mut plan, diagnostics) = plan(&mappings, &listed);
     for d in &diagnostics {
@@ -340,7 +354,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     );
 
     let executor = Arc::new(Executor::new(
-        registries,
+        stores,
         options,
         stats.clone(),
         cancel.clone(),

@@ -1,6 +1,7 @@
 //! `image-mirror verify`: walk every tag of destination repositories and check that each
 //! manifest and everything it references (index children too) exists — that no tag points
-//! at an incomplete image.
+//! at an incomplete image. Registries and directories alike: the walk goes through the
+//! store seam.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,13 +11,15 @@ use futures_util::future::join_all;
 
 use super::ExitCode;
 use super::cli::VerifyArgs;
+use super::stores::AnyStores;
+use crate::disk::DiskStores;
 use crate::model::manifest::Content;
-use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
+use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag, parse_name};
 use crate::plural::count;
 use crate::registry::auth::credentials::Credentials;
-use crate::registry::client::RegistryClient;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::stats::Stats;
+use crate::store::{Source, Stores};
 
 /// One problem found in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +30,11 @@ pub struct Problem {
 
 /// Checks every tag of `repository`; returns the number of tags checked and the problems.
 pub async fn verify_repository(
-    registries: &Registries,
+    stores: &dyn Stores,
     repository: &Repository,
 ) -> Result<(usize, Vec<Problem>)> {
-    let client = registries.client(repository.registry()).await?;
-    let tags = client.list_tags(repository).await?;
+    let client = stores.source(repository).await?;
+    let tags = client.tags(repository).await?;
     let checks = join_all(tags.iter().map(|tag| {
         let client = client.clone();
         async move {
@@ -66,7 +69,7 @@ const MAX_DEPTH: usize = 4;
 
 /// The walk from one tag through its manifests to its blobs.
 struct Walk<'a> {
-    client: &'a Arc<RegistryClient>,
+    client: &'a Arc<dyn Source>,
     repository: &'a Repository,
     tag: &'a str,
     /// Blobs and manifests already checked for this tag.
@@ -94,7 +97,7 @@ impl Walk<'_> {
                 ));
                 return;
             }
-            let manifest = match self.client.pull_manifest(self.repository, reference).await {
+            let manifest = match self.client.manifest(self.repository, reference).await {
                 Ok(m) => m,
                 Err(e) => return self.problem(format!("{e:#}")),
             };
@@ -127,10 +130,20 @@ impl Walk<'_> {
     }
 }
 
-/// Parses `host/path` repository arguments.
+/// Parses `host/path` repository arguments, or directories (`oci:PATH`, `file://REPO`).
 pub fn parse_repositories(args: &[String]) -> Result<Vec<Repository>, String> {
     args.iter()
-        .map(|a| parse_name(a).map_err(|e| format!("{a:?}: {e}")))
+        .map(|a| {
+            if a.starts_with("oci:") || a.starts_with("file://") {
+                match Reference::parse(a) {
+                    Ok(r) if r.tag.is_none() && r.digest.is_none() => Ok(r.repository),
+                    Ok(_) => Err(format!("{a:?}: name the repository, without tag or digest")),
+                    Err(e) => Err(format!("{a:?}: {e}")),
+                }
+            } else {
+                parse_name(a).map_err(|e| format!("{a:?}: {e}"))
+            }
+        })
         .collect()
 }
 
@@ -154,12 +167,17 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         max_per_registry: args.max_per_registry as usize,
         max_checks_per_registry: args.max_checks_per_registry as usize,
     };
+    let dir = args.dir.clone();
     super::on_runtime(async {
         let stats = Arc::new(Stats::default());
         let registries = Registries::new(options, NetworkOptions::default(), credentials, stats);
+        let stores = AnyStores {
+            registries: Arc::new(registries),
+            disk: DiskStores::new(dir, None),
+        };
         let mut code = ExitCode::Ok;
         for repository in &repositories {
-            match verify_repository(&registries, repository).await {
+            match verify_repository(&stores, repository).await {
                 Ok((tags, problems)) if problems.is_empty() => {
                     println!("{repository}: {}, all complete", count(tags, "tag"))
                 }

@@ -29,17 +29,22 @@ impl Executor {
         let key: SourceKey = (job.source.repository.clone(), job.source.reference());
         let shared = self.shared_sources.get().is_some_and(|s| s.contains(&key));
         let dst_repo = &job.destination.repository;
-        let tag = ManifestRef::Tag(job.destination.tag.clone());
+        // A tag, or the digest alone (push by digest): then asking the destination is a HEAD
+        // by digest, and an image already there is unchanged.
+        let tag = job.destination.reference.clone();
         let (force, dry_run) = (self.options.force, self.options.dry_run);
         let immutable = job.rules.immutable
-            || self
-                .options
-                .immutable_tags
-                .iter()
-                .any(|p| p.is_match(job.destination.tag.as_str()));
+            || self.options.immutable_tags.iter().any(|p| {
+                job.destination
+                    .tag()
+                    .is_some_and(|t| p.is_match(t.as_str()))
+            });
         let platforms = self.platform_filter(job);
-        // A repository with no tag yet has no tag to compare with either.
-        let fresh = !force && self.is_fresh(dst.as_ref(), dst_repo).await;
+        // A repository with no tag yet has no tag to compare with either. Not so for a push
+        // by digest: images pushed that way leave the repository without a tag.
+        let fresh = !force
+            && job.destination.tag().is_some()
+            && self.is_fresh(dst.as_ref(), dst_repo).await;
         // --force outside a dry run overwrites without looking, unless the tag is immutable.
         let look = !force || dry_run || immutable;
         // The source's digest comes first, from a HEAD sent together with the destination's:

@@ -182,6 +182,17 @@ impl Source for MemoryStore {
         .boxed()
     }
 
+    fn tags<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Vec<String>>> {
+        let mut tags: Vec<String> = self
+            .state()
+            .repos
+            .get(repository)
+            .map(|r| r.tags.keys().map(|t| t.to_string()).collect())
+            .unwrap_or_default();
+        tags.sort();
+        async move { Ok(tags) }.boxed()
+    }
+
     fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
         let empty = self
             .state()

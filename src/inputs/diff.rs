@@ -88,7 +88,7 @@ fn writes(mappings: &[Mapping]) -> Writes {
             } => {
                 for t in targets {
                     w.tags
-                        .entry((t.value.repository.clone(), t.value.tag.to_string()))
+                        .entry((t.value.repository.clone(), t.value.short()))
                         .or_insert_with(|| Side {
                             source: format!("{}{}", source.value, options(rules)),
                             location: t.location.clone(),

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use super::options::{ParsedOptions, parse_options};
 use super::repositories::{has_repository_wildcard, parse_repositories_mapping};
 use crate::model::diagnostics::{Diagnostic, Located, Location};
-use crate::model::image::{Pin, SourceImage, TagRef};
-use crate::model::reference::{ParseError, Reference, Repository, TagPattern, TagSpec};
+use crate::model::image::{Pin, SourceImage, Target};
+use crate::model::reference::{
+    ManifestRef, ParseError, Reference, Repository, TagPattern, TagSpec,
+};
 use crate::model::repo_pattern::{RepoPattern, RepoTemplate};
 use crate::model::rules::LineRules;
 
@@ -20,7 +22,7 @@ pub enum Mapping {
     /// One image to one or more destination tags.
     Image {
         source: Located<SourceImage>,
-        targets: Vec<Located<TagRef>>,
+        targets: Vec<Located<Target>>,
         rules: Arc<LineRules>,
     },
     /// Every tag of `repository` matching `pattern` (and its rules), each keeping its name in
@@ -395,12 +397,12 @@ fn image_target(
     token: Token,
     dst: Reference,
     out: &mut ParsedLine,
-) -> Option<Located<TagRef>> {
+) -> Option<Located<Target>> {
     if !check_destination_shape(ctx, token, &dst, out) {
         return None;
     }
-    let tag = match dst.tag {
-        Some(TagSpec::Literal(t)) => t,
+    let reference = match dst.tag {
+        Some(TagSpec::Literal(t)) => ManifestRef::Tag(t),
         Some(TagSpec::Pattern(_)) => {
             out.diagnostics.push(ctx.error(
                 token.offset,
@@ -411,18 +413,18 @@ fn image_target(
             ));
             return None;
         }
-        None => match image.tag() {
-            Some(t) => t.clone(),
-            None => {
-                out.diagnostics.push(ctx.error(
-                    token.offset,
-                    format!("{:?}: the source {image} is a digest, so this destination needs an explicit tag", token.text),
-                ));
-                return None;
-            }
+        // As oc: a tag next to the digest names the destination tag; a digest alone is
+        // pushed by digest, with no tag (oc's `digestCopies`).
+        None => match &image.pin {
+            Pin::Tag(t) | Pin::TagAndDigest(t, _) => ManifestRef::Tag(t.clone()),
+            Pin::Digest(d) => ManifestRef::Digest(d.clone()),
         },
     };
-    if dst.repository == image.repository && image.tag() == Some(&tag) {
+    let itself = match &reference {
+        ManifestRef::Tag(t) => image.tag() == Some(t),
+        ManifestRef::Digest(d) => image.digest() == Some(d),
+    };
+    if dst.repository == image.repository && itself {
         out.diagnostics.push(ctx.error(
             token.offset,
             format!("{:?}: the destination is the source itself", token.text),
@@ -430,9 +432,9 @@ fn image_target(
         return None;
     }
     Some(Located {
-        value: TagRef {
+        value: Target {
             repository: dst.repository,
-            tag,
+            reference,
         },
         location: ctx.location(token.offset),
     })
@@ -658,7 +660,11 @@ mod tests {
         assert!(err("quay.io/a/b:v1 reg.io/x/b:v*")[0].contains("cannot be a pattern"));
         assert!(err("quay.io/a/b:* reg.io/x/b:v*")[0].contains("cannot be a pattern"));
         assert!(err("quay.io/a/b:v1 reg.io/x/b:*")[0].contains("needs a wildcard source"));
-        assert!(err(&format!("quay.io/a/b@{d} reg.io/x/b"))[0].contains("explicit tag"));
+        // A digest alone with a repository destination is pushed by digest (oc's
+        // `digestCopies`); shown as `repo@digest`.
+        let m = ok(&format!("quay.io/a/b@{d} reg.io/x/b"));
+        assert_eq!(targets(&m[0]), [format!("reg.io/x/b@{d}")]);
+        assert!(err(&format!("quay.io/a/b@{d} quay.io/a/b"))[0].contains("source itself"));
         // A digest with a tag names the destination tag.
         let m = ok(&format!("quay.io/a/b:v1@{d} reg.io/x/b"));
         assert_eq!(targets(&m[0]), ["reg.io/x/b:v1"]);

@@ -167,7 +167,7 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
                     .iter()
                     .map(|t| {
                         (
-                            (t.value.repository.clone(), t.value.tag.to_string()),
+                            (t.value.repository.clone(), t.value.short()),
                             &t.location,
                             t.value.to_string(),
                         )
@@ -227,38 +227,51 @@ fn describe(origin: &Origin) -> String {
 
 /// Every registry host the mappings read from or write to.
 pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
-    let mut hosts = BTreeSet::new();
+    let (sources, destinations) = repositories_of(mappings);
+    let mut hosts: BTreeSet<Host> = sources
+        .iter()
+        .chain(&destinations)
+        .filter(|r| !r.on_disk())
+        .map(|r| r.registry().clone())
+        .collect();
+    for m in mappings {
+        if let Mapping::Repositories {
+            source, targets, ..
+        } = m
+        {
+            hosts.insert(source.value.registry().clone());
+            hosts.extend(targets.iter().map(|t| t.value.registry().clone()));
+        }
+    }
+    hosts
+}
+
+/// Every source repository and every destination repository the mappings name (wildcard
+/// sources by their repository), each set sorted.
+pub fn repositories_of(mappings: &[Mapping]) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
+    let mut sources = BTreeSet::new();
+    let mut destinations = BTreeSet::new();
     for m in mappings {
         match m {
             Mapping::Image {
                 source, targets, ..
             } => {
-                hosts.insert(source.value.repository.registry().clone());
-                for t in targets {
-                    hosts.insert(t.value.repository.registry().clone());
-                }
+                sources.insert(source.value.repository.clone());
+                destinations.extend(targets.iter().map(|t| t.value.repository.clone()));
             }
             Mapping::Wildcard {
                 repository,
                 targets,
                 ..
             } => {
-                hosts.insert(repository.value.registry().clone());
-                for t in targets {
-                    hosts.insert(t.value.registry().clone());
-                }
+                sources.insert(repository.value.clone());
+                destinations.extend(targets.iter().map(|t| t.value.clone()));
             }
-            Mapping::Repositories {
-                source, targets, ..
-            } => {
-                hosts.insert(source.value.registry().clone());
-                for t in targets {
-                    hosts.insert(t.value.registry().clone());
-                }
-            }
+            // Not repositories until listed: `registries_of` takes their hosts.
+            Mapping::Repositories { .. } => {}
         }
     }
-    hosts
+    (sources, destinations)
 }
 
 #[cfg(test)]

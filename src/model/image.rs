@@ -1,4 +1,5 @@
-//! The images a plan names: a source image (by tag, digest or both) and a destination tag.
+//! The images a plan names: a source image (by tag, digest or both) and where it goes, a
+//! destination tag or, for oc's push by digest, the destination repository by digest only.
 //! Pure values, built by the mapping parser and the planner, read by every later stage.
 
 use super::reference::{Digest, ManifestRef, Repository, Tag};
@@ -71,15 +72,36 @@ impl std::fmt::Display for SourceImage {
     }
 }
 
-/// A destination tag.
+/// Where one image goes: a tag, or only its digest (pushed by digest, no tag written).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TagRef {
+pub struct Target {
     pub repository: Repository,
-    pub tag: Tag,
+    pub reference: ManifestRef,
 }
 
-impl std::fmt::Display for TagRef {
+impl Target {
+    /// The tag written, if any.
+    pub fn tag(&self) -> Option<&Tag> {
+        match &self.reference {
+            ManifestRef::Tag(t) => Some(t),
+            ManifestRef::Digest(_) => None,
+        }
+    }
+
+    /// How the target is named inside its repository: `TAG` or `@sha256:…`.
+    pub fn short(&self) -> String {
+        match &self.reference {
+            ManifestRef::Tag(t) => t.to_string(),
+            ManifestRef::Digest(d) => format!("@{d}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.repository, self.tag)
+        match &self.reference {
+            ManifestRef::Tag(t) => write!(f, "{}:{t}", self.repository),
+            ManifestRef::Digest(d) => write!(f, "{}@{d}", self.repository),
+        }
     }
 }

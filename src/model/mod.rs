@@ -7,6 +7,7 @@ pub mod digest;
 pub mod failure;
 pub mod image;
 pub mod manifest;
+pub mod names;
 pub mod parse;
 pub mod reference;
 pub mod repo_pattern;

@@ -17,6 +17,14 @@ impl ParseError {
             message: message.into(),
         }
     }
+
+    /// The same error in a text that starts `by` bytes later.
+    pub fn shift(self, by: usize) -> Self {
+        Self {
+            offset: self.offset + by,
+            message: self.message,
+        }
+    }
 }
 
 impl fmt::Display for ParseError {

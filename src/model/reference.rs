@@ -9,16 +9,12 @@
 use std::fmt;
 
 pub use super::digest::{Algorithm, Digest, Hasher};
+pub use super::names::DOCKER_HUB;
+pub(crate) use super::names::normalize_host;
+use super::names::{validate_host, validate_path};
 pub use super::parse::ParseError;
 use super::parse::char_at;
 
-/// The canonical name of Docker Hub; its aliases are folded into it.
-pub const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_ALIASES: [&str; 3] = [
-    "index.docker.io",
-    "registry-1.docker.io",
-    "registry.hub.docker.com",
-];
 /// Where Docker Hub's registry API answers.
 pub const DOCKER_HUB_API: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
@@ -52,7 +48,32 @@ impl Host {
     pub fn is_docker_hub(&self) -> bool {
         self.0 == DOCKER_HUB
     }
+
+    /// Whether this names a registry or a kind of directory.
+    pub fn place(&self) -> Place {
+        match self.0.as_str() {
+            FILE_HOST => Place::File,
+            OCI_HOST => Place::Oci,
+            _ => Place::Registry,
+        }
+    }
 }
+
+/// Where a repository lives: a registry, or a directory on disk. The directory kinds have
+/// reserved host names no registry host can have (a `:` with no port), so a [`Repository`]
+/// stays one type through planning and reporting and only the stores tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Registry,
+    /// oc's `file://REPO` layout under `--dir`: `v2/REPO/manifests/…`, `v2/REPO/blobs/…`.
+    File,
+    /// An OCI image layout directory, `oci:PATH` (skopeo's transport name).
+    Oci,
+}
+
+const FILE_HOST: &str = "file:";
+const OCI_HOST: &str = "oci:";
+const FILE_PREFIX: &str = "file://";
 
 impl AsRef<str> for Host {
     fn as_ref(&self) -> &str {
@@ -94,9 +115,20 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Whether the repository is a directory rather than a registry's.
+    pub fn on_disk(&self) -> bool {
+        self.registry.place() != Place::Registry
+    }
+}
+
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.path)
+        match self.registry.place() {
+            Place::Registry => write!(f, "{}/{}", self.registry, self.path),
+            Place::File => write!(f, "{FILE_PREFIX}{}", self.path),
+            Place::Oci => write!(f, "{OCI_HOST}{}", self.path),
+        }
     }
 }
 
@@ -286,6 +318,18 @@ impl Reference {
         if text.is_empty() {
             return Err(ParseError::at(0, "empty reference"));
         }
+        if let Some(rest) = text.strip_prefix(FILE_PREFIX) {
+            return parse_file(rest).map_err(|e| e.shift(FILE_PREFIX.len()));
+        }
+        if let Some(rest) = text.strip_prefix(OCI_HOST) {
+            return parse_oci(rest).map_err(|e| e.shift(OCI_HOST.len()));
+        }
+        if text.starts_with("s3://") {
+            return Err(ParseError::at(
+                0,
+                "s3:// (oc's S3 destination) is not supported: mirror to a registry, file:// or oci:",
+            ));
+        }
         let (name_and_tag, digest) = match text.find('@') {
             Some(at) => {
                 let digest = Digest::parse(&text[at + 1..])
@@ -343,6 +387,74 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The tag and digest after a name: `[:tag][@digest]`, `offset` where `text` starts.
+fn parse_suffix(
+    text: &str,
+    offset: usize,
+) -> Result<(Option<TagSpec>, Option<Digest>), ParseError> {
+    let (tag_text, digest) = match text.find('@') {
+        Some(at) => {
+            let digest = Digest::parse(&text[at + 1..])
+                .map_err(|e| ParseError::at(offset + at + 1 + e.offset, e.message))?;
+            (&text[..at], Some(digest))
+        }
+        None => (text, None),
+    };
+    let Some(tag_text) = tag_text.strip_prefix(':') else {
+        return Ok((None, digest));
+    };
+    let shift = |e: ParseError| ParseError::at(offset + 1 + e.offset, e.message);
+    let spec = if tag_text
+        .bytes()
+        .any(|b| matches!(b, b'*' | b'?' | b'[' | b'{'))
+    {
+        TagSpec::Pattern(TagPattern::parse(tag_text).map_err(shift)?)
+    } else {
+        TagSpec::Literal(Tag::parse(tag_text).map_err(shift)?)
+    };
+    Ok((Some(spec), digest))
+}
+
+/// `file://REPO[:TAG][@DIGEST]`, after the prefix: as oc, the repository is a path of
+/// repository-name components under `--dir`, with no registry and no Docker Hub defaults.
+fn parse_file(text: &str) -> Result<Reference, ParseError> {
+    let end = text.rfind('/').map_or(0, |i| i + 1);
+    let name_end = text[end..].find([':', '@']).map_or(text.len(), |i| end + i);
+    let name = &text[..name_end];
+    if name.is_empty() {
+        return Err(ParseError::at(0, "missing repository name after file://"));
+    }
+    validate_path(name)?;
+    let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
+    Ok(Reference {
+        repository: Repository {
+            registry: Host(FILE_HOST.to_owned()),
+            path: name.to_owned(),
+        },
+        tag,
+        digest,
+    })
+}
+
+/// `oci:PATH[:TAG][@DIGEST]`, after the prefix, as skopeo splits it: the path ends at the
+/// first `:` (or `@`), and names a directory (relative to where the run starts).
+fn parse_oci(text: &str) -> Result<Reference, ParseError> {
+    let name_end = text.find([':', '@']).unwrap_or(text.len());
+    let path = &text[..name_end];
+    if path.is_empty() {
+        return Err(ParseError::at(0, "missing directory after oci:"));
+    }
+    let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
+    Ok(Reference {
+        repository: Repository {
+            registry: Host(OCI_HOST.to_owned()),
+            path: path.to_owned(),
+        },
+        tag,
+        digest,
+    })
+}
+
 /// Parses `[host[:port]/]path` into a normalized repository.
 pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
     if name.is_empty() {
@@ -373,135 +485,6 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
         registry: Host(registry),
         path,
     })
-}
-
-/// Host names are case-insensitive (DNS): fold them so `Quay.io` and `quay.io` are one
-/// registry; Docker Hub's many names are one.
-pub(crate) fn normalize_host(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
-        DOCKER_HUB.to_owned()
-    } else {
-        host
-    }
-}
-
-fn validate_host(host: &str) -> Result<(), ParseError> {
-    let bad = |offset: usize, what: &str| {
-        ParseError::at(offset, format!("invalid registry host {host:?}: {what}"))
-    };
-    let (hostname, port) = if let Some(rest) = host.strip_prefix('[') {
-        let Some(end) = rest.find(']') else {
-            return Err(bad(0, "unclosed '['"));
-        };
-        let addr = &rest[..end];
-        if addr.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad(1, "not an IPv6 address"));
-        }
-        let after = &rest[end + 1..];
-        match after.strip_prefix(':') {
-            Some(port) => (None, Some((port, end + 3))),
-            None if after.is_empty() => (None, None),
-            None => return Err(bad(end + 2, "unexpected text after ']'")),
-        }
-    } else {
-        match host.split_once(':') {
-            Some((h, p)) => (Some(h), Some((p, h.len() + 1))),
-            None => (Some(host), None),
-        }
-    };
-    if let Some(hostname) = hostname {
-        if hostname.is_empty() {
-            return Err(bad(0, "empty host name"));
-        }
-        let mut offset = 0;
-        for label in hostname.split('.') {
-            let ok = !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-');
-            if !ok {
-                return Err(bad(offset, &format!("bad host name label {label:?}")));
-            }
-            offset += label.len() + 1;
-        }
-    }
-    if let Some((port, offset)) = port
-        && (port.is_empty()
-            || port.len() > 5
-            || !port.bytes().all(|b| b.is_ascii_digit())
-            || port.parse::<u32>().map_or(true, |p| p > 65535))
-    {
-        return Err(bad(offset, &format!("bad port {port:?}")));
-    }
-    Ok(())
-}
-
-/// Path components: `[a-z0-9]+` joined by `.`, `_`, `__` or any run of `-`.
-fn validate_path(path: &str) -> Result<(), ParseError> {
-    let mut offset = 0;
-    for component in path.split('/') {
-        validate_component(component).map_err(|e| ParseError::at(offset + e.offset, e.message))?;
-        offset += component.len() + 1;
-    }
-    Ok(())
-}
-
-fn validate_component(component: &str) -> Result<(), ParseError> {
-    let bytes = component.as_bytes();
-    if bytes.is_empty() {
-        return Err(ParseError::at(0, "empty path component in repository name"));
-    }
-    let mut i = 0;
-    let mut after_separator = true;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii_lowercase() || b.is_ascii_digit() {
-            after_separator = false;
-            i += 1;
-            continue;
-        }
-        if b.is_ascii_uppercase() {
-            return Err(ParseError::at(
-                i,
-                format!("repository name {component:?} must be lowercase"),
-            ));
-        }
-        let sep_len = match b {
-            b'.' => 1,
-            b'_' if bytes.get(i + 1) == Some(&b'_') => 2,
-            b'_' => 1,
-            b'-' => bytes[i..].iter().take_while(|&&c| c == b'-').count(),
-            _ => {
-                return Err(ParseError::at(
-                    i,
-                    format!(
-                        "invalid character {:?} in repository name {component:?}",
-                        char_at(component, i)
-                    ),
-                ));
-            }
-        };
-        if after_separator {
-            return Err(ParseError::at(
-                i,
-                format!(
-                    "repository name component {component:?} must start and end with a letter or digit, and separators may not repeat"
-                ),
-            ));
-        }
-        after_separator = true;
-        i += sep_len;
-    }
-    if after_separator {
-        return Err(ParseError::at(
-            bytes.len() - 1,
-            format!("repository name component {component:?} must end with a letter or digit"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -644,6 +627,47 @@ mod tests {
         assert!(Reference::parse(&long_tag).is_err());
         let ok_tag = format!("quay.io/a:{}", "t".repeat(128));
         assert!(Reference::parse(&ok_tag).is_ok());
+    }
+
+    #[test]
+    fn directories_file_and_oci() {
+        let d = "sha256:".to_owned() + &"b".repeat(64);
+        let r = parse("file://local/app:v1");
+        assert_eq!(r.repository.registry().place(), Place::File);
+        assert_eq!(r.repository.path(), "local/app");
+        assert_eq!(r.to_string(), "file://local/app:v1");
+        assert_eq!(parse("file://app").repository.path(), "app");
+        assert_eq!(
+            parse(&format!("file://a/b@{d}"))
+                .digest
+                .map(|x| x.to_string()),
+            Some(d.clone())
+        );
+        let r = parse("oci:/tmp/My.Layout:v1.*");
+        assert_eq!(r.repository.registry().place(), Place::Oci);
+        assert_eq!(r.repository.path(), "/tmp/My.Layout");
+        assert!(matches!(r.tag, Some(TagSpec::Pattern(_))));
+        assert_eq!(parse("oci:out").to_string(), "oci:out");
+        assert_eq!(
+            parse(&format!("oci:out@{d}")).to_string(),
+            format!("oci:out@{d}")
+        );
+        for (bad, needle) in [
+            ("file://", "missing repository"),
+            ("file://Local/app", "lowercase"),
+            ("oci::v1", "missing directory"),
+            ("oci:x:bad tag", "invalid character"),
+            ("s3://bucket/a/b:v1", "not supported"),
+        ] {
+            match Reference::parse(bad) {
+                Ok(r) => panic!("{bad} parsed as {r}"),
+                Err(e) => assert!(e.message.contains(needle), "{bad}: {e}"),
+            }
+        }
+        assert_eq!(
+            Reference::parse("oci:x:bad tag").err().map(|e| e.offset),
+            Some(9)
+        );
     }
 
     #[test]

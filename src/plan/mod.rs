@@ -13,15 +13,15 @@ pub use self::shard::Shard;
 
 use crate::inputs::mapping::Mapping;
 use crate::model::diagnostics::{Diagnostic, Location};
-use crate::model::image::{SourceImage, TagRef};
-use crate::model::reference::{Repository, Tag};
+use crate::model::image::{SourceImage, Target};
+use crate::model::reference::{ManifestRef, Repository, Tag};
 use crate::model::rules::LineRules;
 
 /// One image to one destination tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyJob {
     pub source: SourceImage,
-    pub destination: TagRef,
+    pub destination: Target,
     /// The mapping line this copy comes from.
     pub origin: Location,
     /// What that line's options say (immutable tags, platforms).
@@ -65,7 +65,7 @@ pub fn plan(
 ) -> (Plan, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut selections = Vec::new();
-    let mut jobs: BTreeMap<TagRef, CopyJob> = BTreeMap::new();
+    let mut jobs: BTreeMap<Target, CopyJob> = BTreeMap::new();
     let mut add = |job: CopyJob, diagnostics: &mut Vec<Diagnostic>| match jobs.get(&job.destination)
     {
         None => {
@@ -119,9 +119,9 @@ pub fn plan(
                     matched += 1;
                     let source = SourceImage::tagged(repository.value.clone(), tag.clone());
                     for target in targets {
-                        let destination = TagRef {
+                        let destination = Target {
                             repository: target.value.clone(),
-                            tag: tag.clone(),
+                            reference: ManifestRef::Tag(tag.clone()),
                         };
                         add(
                             CopyJob {

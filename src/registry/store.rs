@@ -50,6 +50,10 @@ impl Source for RegistryClient {
         self.pull_blob(repository, blob, budget).boxed()
     }
 
+    fn tags<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Vec<String>>> {
+        self.list_tags(repository).boxed()
+    }
+
     fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
         self.repository_is_empty(repository).boxed()
     }

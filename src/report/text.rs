@@ -40,7 +40,8 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
         let _ = writeln!(
             out,
             "  {}  <- {}  {digest}  {what}",
-            o.job.destination.tag, o.job.source
+            o.job.destination.short(),
+            o.job.source
         );
     }
     out
