@@ -59,7 +59,8 @@
 # arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory;
 # BASELINE=PATH another image-mirror binary (say, the previous commit's release build)
 # measured as the tool "baseline" in the same rounds and the scale case, side by side;
-# SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison).
+# SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison); DELAY_MS=D puts both
+# registries behind proxies adding D ms each way (2D round trip), an emulated WAN.
 set -euo pipefail
 
 QUICK=0
@@ -175,6 +176,22 @@ DST_PORT=$(free_port)
 SRC="127.0.0.1:$SRC_PORT"
 DST="127.0.0.1:$DST_PORT"
 start_registry src "$SRC_PORT" "$W/src.storage"
+# The tools (and the floor) reach the registries as TSRC and TSDST: the registries
+# themselves, or with DELAY_MS, TCP proxies that delay each direction by that much
+# (bench/delay_proxy.py: latency without a bandwidth limit, as a WAN link). Seeding and
+# verification go direct.
+TSRC=$SRC
+TDST=$DST
+if [ "${DELAY_MS:-0}" != 0 ]; then
+  for side in src dst; do
+    port=$(free_port)
+    upstream=$([ $side = src ] && echo "$SRC" || echo "$DST")
+    python3 "$root/bench/delay_proxy.py" "$port" "$upstream" "$DELAY_MS" &
+    PID[delay-$side]=$!
+    if [ $side = src ]; then TSRC="127.0.0.1:$port"; else TDST="127.0.0.1:$port"; fi
+  done
+  say "registries behind proxies adding ${DELAY_MS} ms each way: $TSRC, $TDST"
+fi
 
 say "seeding $REPOS repositories x $TAGS tags into $SRC"
 "${rb[@]}" seed "$SRC" --ca "$CA" --out "$W/workload.json" --repos "$REPOS" --tags "$TAGS"
@@ -193,7 +210,7 @@ write_inputs() { # PREFIX SRC DST REPO...
     printf '    %s: []\n' "$r" >>"$prefix.yaml"
   done
 }
-write_inputs "$W/main" "$SRC" "$DST" "${REPO_LIST[@]}"
+write_inputs "$W/main" "$TSRC" "$TDST" "${REPO_LIST[@]}"
 
 # ------------------------------------------------------------------ measuring
 # How image-mirror trusts the test CA: SSL_CERT_FILE if its TLS stack honours it (then
@@ -201,7 +218,7 @@ write_inputs "$W/main" "$SRC" "$DST" "${REPO_LIST[@]}"
 IM_ENV=()
 IM_TLS=()
 start_registry dst "$DST_PORT" "$W/dst-probe.storage"
-printf '%s/%s:v1.0 %s/tlsprobe:v1.0\n' "$SRC" "${REPO_LIST[0]}" "$DST" >"$W/probe.mapping"
+printf '%s/%s:v1.0 %s/tlsprobe:v1.0\n' "$TSRC" "${REPO_LIST[0]}" "$TDST" >"$W/probe.mapping"
 if SSL_CERT_FILE="$CA" "$IM" run --dry-run "$W/probe.mapping" >"$W/probe.log" 2>&1; then
   IM_ENV=(SSL_CERT_FILE="$CA")
   TLS_NOTE="image-mirror TLS: certificates verified against the test CA via SSL_CERT_FILE"
@@ -284,9 +301,9 @@ for round in $(seq 1 "$ROUNDS"); do
         baseline) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/main.mapping" ;;
         floor)
           if [ $phase = cold ]; then
-            measure "$tool-$phase" "$round" -- "${rb[@]}" floor "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
+            measure "$tool-$phase" "$round" -- "${rb[@]}" floor "$TSRC" "$TDST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
           else
-            measure "$tool-$phase" "$round" -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/tags.txt"
+            measure "$tool-$phase" "$round" -- "${rb[@]}" noop "$TSRC" "$TDST" --ca "$CA" --jobs "$JOBS" --list "$W/tags.txt"
           fi
           ;;
       esac
@@ -315,13 +332,13 @@ if [ "${SKIP_SCALE:-0}" != 1 ]; then
   start_registry src "$SRC_PORT" "$W/scale-src.storage"
   start_registry dst "$DST_PORT" "$W/scale-dst.storage"
   mapfile -t SCALE_LIST < <(cut -d: -f1 "$W/scale.txt" | uniq)
-  write_inputs "$W/scale" "$SRC" "$DST" "${SCALE_LIST[@]}"
+  write_inputs "$W/scale" "$TSRC" "$TDST" "${SCALE_LIST[@]}"
   "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --list "$W/scale.txt" ||
     { echo "scale destination is not a mirror of the source" >&2; exit 1; }
   measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
   [ -z "${BASELINE:-}" ] || measure scale-baseline 1 -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/scale.mapping"
   [ "${SKIP_SKOPEO:-0}" = 1 ] || measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
-  measure scale-floor 1 -- "${rb[@]}" noop "$SRC" "$DST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
+  measure scale-floor 1 -- "${rb[@]}" noop "$TSRC" "$TDST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
   verify scale.r1 "$W/scale.txt"
 fi
 
