@@ -137,6 +137,36 @@ mod tests {
         assert_eq!(out.len(), 2);
     }
 
+    /// Two repository wildcards writing the same destination tag from different sources
+    /// conflict once expanded, as two tag wildcards would.
+    #[test]
+    fn expanded_destinations_are_checked_for_conflicts() {
+        let a = one("src.io/team/* dst.io/m/*\n");
+        let b = one("other.io/team/* dst.io/m/*\n");
+        let listed_paths = listed(&["team/app"]);
+        let (mut mappings, _) = expand(&a, &listed_paths);
+        mappings.extend(expand(&b, &listed_paths).0);
+        let tags = std::collections::HashMap::from([
+            (
+                crate::model::reference::parse_name("src.io/team/app")
+                    .unwrap_or_else(|e| panic!("{e}")),
+                vec!["v1".to_owned()],
+            ),
+            (
+                crate::model::reference::parse_name("other.io/team/app")
+                    .unwrap_or_else(|e| panic!("{e}")),
+                vec!["v1".to_owned()],
+            ),
+        ]);
+        let (_, diagnostics) = crate::plan::plan(&mappings, &tags);
+        assert!(
+            diagnostics.iter().any(|d| d.is_error()
+                && d.message
+                    .contains("dst.io/m/app:v1 is written by two different sources")),
+            "{diagnostics:?}"
+        );
+    }
+
     #[test]
     fn repos_regex_filters_further() {
         let m = one("src.io/team/* dst.io/t/*  # image-mirror: repos-regex=\"-(api|web)$\"\n");
