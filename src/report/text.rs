@@ -42,6 +42,13 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             "  {}  <- {}  {digest}  {what}",
             o.job.destination.tag, o.job.source
         );
+        for a in &o.attached {
+            let kind = match &a.artifact_type {
+                Some(t) => format!("{} ({t})", a.kind.label()),
+                None => a.kind.label().to_owned(),
+            };
+            let _ = writeln!(out, "      + {kind} {}  (of {})", a.digest, a.subject);
+        }
     }
     out
 }
@@ -144,7 +151,7 @@ pub fn summary(run: &RunResult) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
             count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
@@ -152,6 +159,7 @@ pub fn summary(run: &RunResult) -> String {
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
+            attached_note(stats.attached_copied),
             human_bytes(stats.bytes),
             retries_note(stats.image_retries, stats.request_retries)
         );
@@ -223,5 +231,14 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
+
+/// The attached manifests a run wrote, when it wrote any.
+fn attached_note(copied: u64) -> String {
+    if copied == 0 {
+        String::new()
+    } else {
+        format!(" {} (signatures, attestations, SBOMs, referrers) copied;", count(copied, "attached manifest"))
     }
 }
