@@ -137,7 +137,11 @@ impl Executor {
     /// listing the repository again.
     pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
         let cell = self.source_tags.cell(repository.clone());
-        let set = tags.iter().filter(|t| is_attachment_tag(t)).cloned().collect();
+        let set = tags
+            .iter()
+            .filter(|t| is_attachment_tag(t))
+            .cloned()
+            .collect();
         let _ = cell.set(Some(Arc::new(set)));
     }
 
@@ -159,12 +163,15 @@ impl Executor {
                 }
                 if let Some((digest, copied)) = self.carry_tag(route, &tag, how.dry_run).await? {
                     if copied {
-                        push(out, Attachment {
-                            digest: digest.clone(),
-                            kind,
-                            artifact_type: None,
-                            subject: subject.clone(),
-                        });
+                        push(
+                            out,
+                            Attachment {
+                                digest: digest.clone(),
+                                kind,
+                                artifact_type: None,
+                                subject: subject.clone(),
+                            },
+                        );
                     }
                     found.push(digest);
                 }
@@ -193,13 +200,19 @@ impl Executor {
                 None => (Vec::new(), None),
             };
             for referrer in &referrers {
-                if self.carry_digest(route, &referrer.digest, how.dry_run).await? {
-                    push(out, Attachment {
-                        digest: referrer.digest.clone(),
-                        kind: Kind::Referrer,
-                        artifact_type: referrer.artifact_type.clone(),
-                        subject: subject.clone(),
-                    });
+                if self
+                    .carry_digest(route, &referrer.digest, how.dry_run)
+                    .await?
+                {
+                    push(
+                        out,
+                        Attachment {
+                            digest: referrer.digest.clone(),
+                            kind: Kind::Referrer,
+                            artifact_type: referrer.artifact_type.clone(),
+                            subject: subject.clone(),
+                        },
+                    );
                 }
                 found.push(referrer.digest.clone());
             }
@@ -229,7 +242,10 @@ impl Executor {
         }
         let listed = store.referrers(repository, subject).await?;
         if listed.is_none() {
-            tracing::debug!(registry = store.name(), "no referrers API: using the fallback tags");
+            tracing::debug!(
+                registry = store.name(),
+                "no referrers API: using the fallback tags"
+            );
             if let Ok(mut absent) = self.no_referrers_api.lock() {
                 absent.insert(store.name().to_owned());
             }
@@ -274,7 +290,12 @@ impl Executor {
 
     /// A referrer made present at the destination by digest; true when it was (or would be)
     /// written.
-    async fn carry_digest(&self, route: &Route<'_>, digest: &Digest, dry_run: bool) -> Result<bool> {
+    async fn carry_digest(
+        &self,
+        route: &Route<'_>,
+        digest: &Digest,
+        dry_run: bool,
+    ) -> Result<bool> {
         let reference = ManifestRef::Digest(digest.clone());
         if route
             .dst
@@ -331,14 +352,20 @@ impl Executor {
         }
         let tag = digest_tag(subject);
         let reference = ManifestRef::Tag(tag_of(&tag)?);
-        let held = route.dst.manifest_digest(route.dst_repo, &reference).await?;
+        let held = route
+            .dst
+            .manifest_digest(route.dst_repo, &reference)
+            .await?;
         let bytes = match (held, source_index) {
             (Some(held), Some(index)) if held == index.digest => return Ok(()),
             (Some(_), _) => {
                 let existing = route.dst.manifest(route.dst_repo, &reference).await?;
-                match merge_index(&existing.bytes, referrers)
-                    .map_err(|e| failure(ErrorKind::Permanent, format!("{}:{tag}: {e:#}", route.dst_repo)))?
-                {
+                match merge_index(&existing.bytes, referrers).map_err(|e| {
+                    failure(
+                        ErrorKind::Permanent,
+                        format!("{}:{tag}: {e:#}", route.dst_repo),
+                    )
+                })? {
                     Some(merged) => merged,
                     None => return Ok(()),
                 }

@@ -176,8 +176,10 @@ mod tests {
     #[test]
     fn merging_keeps_what_the_destination_lists() {
         let dst = index(&[('a', "application/x-one"), ('b', "application/x-two")]);
-        let src = parse_index(index(&[('b', "application/x-two"), ('c', "application/x-three")]).as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let src = parse_index(
+            index(&[('b', "application/x-two"), ('c', "application/x-three")]).as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(src[1].artifact_type.as_deref(), Some("application/x-three"));
         let merged = merge_index(dst.as_bytes(), &src)
             .unwrap_or_else(|e| panic!("{e}"))

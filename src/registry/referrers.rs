@@ -47,9 +47,8 @@ impl RegistryClient {
             if !answer.status.is_success() {
                 return Err(self.refused(&what, &access, &answer));
             }
-            let page = parse_index(&answer.body).map_err(|e| {
-                failure(ErrorKind::Permanent, format!("{what}: {e:#}"))
-            })?;
+            let page = parse_index(&answer.body)
+                .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))?;
             for r in page {
                 if !referrers.iter().any(|known| known.digest == r.digest) {
                     referrers.push(r);

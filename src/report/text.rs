@@ -222,6 +222,18 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// The attached manifests a run wrote, when it wrote any.
+fn attached_note(copied: u64) -> String {
+    if copied == 0 {
+        String::new()
+    } else {
+        format!(
+            " {} (signatures, attestations, SBOMs, referrers) copied;",
+            count(copied, "attached manifest")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,14 +243,5 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
-    }
-}
-
-/// The attached manifests a run wrote, when it wrote any.
-fn attached_note(copied: u64) -> String {
-    if copied == 0 {
-        String::new()
-    } else {
-        format!(" {} (signatures, attestations, SBOMs, referrers) copied;", count(copied, "attached manifest"))
     }
 }
