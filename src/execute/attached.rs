@@ -230,33 +230,39 @@ impl Executor {
         })
     }
 
-    /// The referrers API's answer, unless `store` showed earlier that it has none.
+    /// The referrers API's answer, unless `store` showed that it has none. The first copy
+    /// to ask a store finds out for all: the others wait for its answer rather than each
+    /// sending a request that a registry without the API answers 404.
     async fn api_referrers(
         &self,
         store: &dyn Source,
         repository: &Repository,
         subject: &Digest,
     ) -> Result<Option<Vec<Referrer>>> {
-        if self.lacks_referrers_api(store.name()) {
+        let cell = self.referrers_api.cell(store.name().to_owned());
+        if cell.get() == Some(&false) {
             return Ok(None);
         }
-        let listed = store.referrers(repository, subject).await?;
-        if listed.is_none() {
-            tracing::debug!(
-                registry = store.name(),
-                "no referrers API: using the fallback tags"
-            );
-            if let Ok(mut absent) = self.no_referrers_api.lock() {
-                absent.insert(store.name().to_owned());
-            }
+        let mut first = None;
+        let has_api = *cell
+            .get_or_try_init(|| async {
+                let listed = store.referrers(repository, subject).await?;
+                let has = listed.is_some();
+                if !has {
+                    tracing::debug!(
+                        registry = store.name(),
+                        "no referrers API: using the fallback tags"
+                    );
+                }
+                first = Some(listed);
+                Ok::<_, anyhow::Error>(has)
+            })
+            .await?;
+        match first {
+            Some(listed) => Ok(listed),
+            None if has_api => store.referrers(repository, subject).await,
+            None => Ok(None),
         }
-        Ok(listed)
-    }
-
-    fn lacks_referrers_api(&self, name: &str) -> bool {
-        self.no_referrers_api
-            .lock()
-            .is_ok_and(|absent| absent.contains(name))
     }
 
     /// A cosign tag made the same at the destination: `(digest, written)`, or `None` when the

@@ -18,6 +18,8 @@ mod memo;
 mod memory;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -79,8 +81,8 @@ pub struct Executor {
     /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
     /// when it cannot be listed.
     source_tags: Memo<Repository, Option<Arc<HashSet<String>>>>,
-    /// Stores that answered that they have no referrers API: not asked again.
-    no_referrers_api: std::sync::Mutex<HashSet<String>>,
+    /// Per store name, whether it has the referrers API (asked once, by the first copy).
+    referrers_api: Memo<String, bool>,
     cancel: CancellationToken,
 }
 
@@ -102,7 +104,7 @@ impl Executor {
             blobs_in_repo: Memo::new(),
             fresh_repos: Memo::new(),
             source_tags: Memo::new(),
-            no_referrers_api: std::sync::Mutex::new(HashSet::new()),
+            referrers_api: Memo::new(),
             cancel,
         }
     }
