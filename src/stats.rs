@@ -21,6 +21,8 @@ pub struct Stats {
     pub blobs_uploaded: AtomicU64,
     pub blobs_mounted: AtomicU64,
     pub blobs_present: AtomicU64,
+    /// Attached manifests (signatures, attestations, SBOMs, referrers) written.
+    pub attached_copied: AtomicU64,
     /// Image copies started again after a transient failure.
     pub image_retries: AtomicU64,
     /// Images the plan holds, and those finished (failed included).
@@ -81,6 +83,7 @@ pub struct Snapshot {
     pub blobs_uploaded: u64,
     pub blobs_mounted: u64,
     pub blobs_present: u64,
+    pub attached_copied: u64,
     pub image_retries: u64,
     pub images_planned: u64,
     pub images_done: u64,
@@ -104,6 +107,7 @@ impl Stats {
             blobs_uploaded: get(&self.blobs_uploaded),
             blobs_mounted: get(&self.blobs_mounted),
             blobs_present: get(&self.blobs_present),
+            attached_copied: get(&self.attached_copied),
             image_retries: get(&self.image_retries),
             images_planned: get(&self.images_planned),
             images_done: get(&self.images_done),

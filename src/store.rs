@@ -21,6 +21,7 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
@@ -78,6 +79,16 @@ pub trait Source: Send + Sync {
         repository: &'a Repository,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<bool>>;
+
+    /// The manifests whose `subject` is `digest`, from the store's referrers API; `None`
+    /// when the store has no such API (then the fallback tag is what lists them).
+    fn referrers<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Where images are written. A destination can be read too: the copy algorithm asks it

@@ -196,6 +196,27 @@ fn a_second_run_moves_nothing_and_writes_nothing() {
         "{}",
         text(&out.stdout)
     );
+    // Beyond authentication, only the repository's tag list, once: it says whether anything
+    // is attached to the image (signatures added since the copy are copied too).
+    let at_source = src.tool_requests_since(src_mark);
+    assert!(
+        at_source
+            .iter()
+            .all(|r| r.path() == "/v2/" || r.path() == "/v2/team/app/tags/list"),
+        "{at_source:?}"
+    );
+    assert!(
+        at_source
+            .iter()
+            .filter(|r| r.path().ends_with("/tags/list"))
+            .count()
+            <= 1,
+        "{at_source:?}"
+    );
+    // With --attached=false, not even that.
+    let src_mark = src.mark();
+    let out = ws.run(&["--insecure", "--attached=false", p(&pinned)]);
+    expect_code(&out, 0);
     let at_source = src.tool_requests_since(src_mark);
     assert!(
         at_source.iter().all(|r| r.path() == "/v2/"),

@@ -297,6 +297,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
 
+    /// Copy what is attached to each image with it (on by default): cosign's signatures,
+    /// attestations and SBOMs (`sha256-<hex>.sig`/`.att`/`.sbom` tags) and OCI referrers,
+    /// byte for byte. `--attached=false` copies the images alone.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_bool)]
+    pub attached: bool,
+
     /// Re-push blobs and manifests even when the destination already has them.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub force: bool,

@@ -105,6 +105,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             max_registry: args.max_registry as usize,
             filter_by_os,
             immutable_tags,
+            attached: args.attached,
             retries: args.retries,
             request_policy: network.request_policy(),
         },
@@ -359,6 +360,10 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         stats.clone(),
         cancel.clone(),
     ));
+    // Wildcard sources were listed already: attachments are found in those lists.
+    for (repository, tags) in &listed {
+        executor.know_tags(repository, tags);
+    }
     let stop_progress = CancellationToken::new();
     let progress_task =
         tokio::spawn(Progress::new(stats.clone()).report(progress_every, stop_progress.clone()));

@@ -6,8 +6,10 @@ use std::sync::atomic::AtomicU64;
 
 use anyhow::Result;
 
+use super::attached::Subjects;
 use super::content::Route;
 use super::{Executor, SourceKey};
+use crate::model::attached::Attachment;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::image::SourceImage;
 use crate::model::manifest::Manifest;
@@ -22,6 +24,7 @@ impl Executor {
         job: &CopyJob,
         source_digest: &mut Option<Digest>,
         previous: &mut Option<Digest>,
+        attached: &mut Vec<Attachment>,
         moved: &AtomicU64,
     ) -> Result<Status> {
         let src = self.stores.source(&job.source.repository).await?;
@@ -73,11 +76,22 @@ impl Executor {
         )
         .await;
         let (known, current) = (known?, current?);
+        let route = Route {
+            src: &src,
+            dst: &dst,
+            src_repo: &job.source.repository,
+            dst_repo,
+            moved,
+            fresh,
+        };
         if let Some(known) = &known
             && current.as_ref() == Some(known)
             && !force
         {
             *source_digest = Some(known.clone());
+            // Signatures may have come after the image: what is attached is looked for on
+            // every run, by the repository's tag list (no request when there is none).
+            *attached = self.attached_unchanged(&route, known, dry_run).await?;
             return Ok(Status::Unchanged);
         }
         let mut manifest = if shared {
@@ -85,13 +99,20 @@ impl Executor {
         } else {
             Arc::new(src.manifest(&key.0, &key.1).await?)
         };
+        let mut rewritten = false;
         if let Some((filter, named)) = &platforms
             && let Some(filtered) = manifest.filter_platforms(filter, named)?
         {
+            tracing::info!(source = %job.source, original = %manifest.digest, rewritten = %filtered.digest, "{named} rewrites the index: signatures of the original index do not apply to the rewritten one (its images' signatures do, and are copied)");
             manifest = Arc::new(filtered);
+            rewritten = true;
         }
         *source_digest = Some(manifest.digest.clone());
+        let subjects = |ask_api| Subjects::of(&manifest, rewritten, ask_api, dry_run);
         if current.as_ref() == Some(&manifest.digest) && !force {
+            if self.options.attached {
+                *attached = self.carry_attached(&route, &subjects(false)).await?;
+            }
             return Ok(Status::Unchanged);
         }
         if immutable && let Some(held) = &current {
@@ -107,17 +128,17 @@ impl Executor {
         }
         *previous = current.clone();
         if dry_run {
+            if self.options.attached {
+                *attached = self.carry_attached(&route, &subjects(true)).await?;
+            }
             return Ok(would(&current));
         }
-        let route = Route {
-            src: &src,
-            dst: &dst,
-            src_repo: &job.source.repository,
-            dst_repo,
-            moved,
-            fresh,
-        };
         self.ensure_content(&route, manifest.clone()).await?;
+        // What is attached goes before the tag: an image whose signatures could not be
+        // copied fails, and the next run completes it.
+        if self.options.attached {
+            *attached = self.carry_attached(&route, &subjects(true)).await?;
+        }
         dst.put_manifest(dst_repo, &tag, &manifest).await?;
         Ok(Status::Copied)
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
+use crate::model::attached::Referrer;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, Tag};
@@ -47,6 +48,8 @@ pub struct MemoryStore {
     name: Host,
     slots: Slots,
     state: Mutex<State>,
+    /// Whether the store answers the referrers API (else it is a registry without it).
+    referrers_api: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
@@ -55,6 +58,7 @@ impl MemoryStore {
             name: name.clone(),
             slots: Slots::new(6),
             state: Mutex::default(),
+            referrers_api: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -85,6 +89,21 @@ impl MemoryStore {
         if let (Ok(tag), Some(top)) = (Tag::parse(tag), manifests.last()) {
             repo.tags.insert(tag, top.digest.clone());
         }
+    }
+
+    /// The store answers the referrers API from the `subject` of the manifests it holds.
+    pub fn enable_referrers_api(&self) {
+        self.referrers_api
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A manifest's exact bytes, by tag or digest.
+    pub fn manifest_bytes(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Option<Bytes> {
+        self.resolve(repository, reference).map(|m| m.bytes)
     }
 
     pub fn writes(&self) -> Vec<Write> {
@@ -209,6 +228,60 @@ impl Source for MemoryStore {
     ) -> BoxFuture<'a, Result<bool>> {
         let found = self.has_blob(repository, digest);
         async move { Ok(found) }.boxed()
+    }
+
+    fn referrers<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {
+        async move {
+            if !self
+                .referrers_api
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Ok(None);
+            }
+            Ok(Some(self.referrers_of(repository, digest)))
+        }
+        .boxed()
+    }
+}
+
+impl MemoryStore {
+    /// What the referrers API answers: every manifest of the repository whose `subject` is
+    /// `digest`, described as a referrers index lists it.
+    fn referrers_of(&self, repository: &Repository, digest: &Digest) -> Vec<Referrer> {
+        let state = self.state();
+        let Some(repo) = state.repos.get(repository) else {
+            return Vec::new();
+        };
+        let mut found: Vec<Referrer> = repo
+            .manifests
+            .values()
+            .filter_map(|m| {
+                let doc: serde_json::Value = serde_json::from_slice(&m.bytes).ok()?;
+                let subject = doc.get("subject")?.get("digest")?.as_str()?;
+                (subject == digest.as_str()).then(|| {
+                    let artifact_type = doc
+                        .get("artifactType")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned);
+                    Referrer {
+                        digest: m.digest.clone(),
+                        descriptor: serde_json::json!({
+                            "mediaType": m.media_type,
+                            "digest": m.digest.as_str(),
+                            "size": m.bytes.len(),
+                            "artifactType": artifact_type,
+                        }),
+                        artifact_type,
+                    }
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        found
     }
 }
 

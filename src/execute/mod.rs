@@ -10,6 +10,7 @@
 //! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
+mod attached;
 mod content;
 mod copy;
 mod memo;
@@ -17,6 +18,8 @@ mod memo;
 mod memory;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub struct ExecuteOptions {
     /// Destination tags never overwritten (`--immutable-tags`), besides the lines marked
     /// `immutable`.
     pub immutable_tags: Vec<TagPattern>,
+    /// Copy signatures, attestations, SBOMs and referrers with each image (`--attached`).
+    pub attached: bool,
 }
 
 /// Copies of one registry worked on at once. Requests are bounded per registry anyway; this
@@ -73,6 +78,11 @@ pub struct Executor {
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
     fresh_repos: Memo<Repository, bool>,
+    /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
+    /// when it cannot be listed.
+    source_tags: Memo<Repository, Option<Arc<HashSet<String>>>>,
+    /// Per store name, whether it has the referrers API (asked once, by the first copy).
+    referrers_api: Memo<String, bool>,
     cancel: CancellationToken,
 }
 
@@ -93,6 +103,8 @@ impl Executor {
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
             fresh_repos: Memo::new(),
+            source_tags: Memo::new(),
+            referrers_api: Memo::new(),
             cancel,
         }
     }
@@ -208,7 +220,7 @@ impl Executor {
             outcome.attempts += 1;
             let moved = AtomicU64::new(0);
             let attempt = tokio::select! {
-                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &moved) => Some(result),
+                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &mut outcome.attached, &moved) => Some(result),
                 _ = self.cancel.cancelled() => None,
             };
             outcome.bytes += moved.load(Ordering::Relaxed);

@@ -22,15 +22,15 @@ use crate::stats::Stats;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-fn repo(name: &str) -> Repository {
+pub(super) fn repo(name: &str) -> Repository {
     parse_name(name).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn blob(text: &str) -> Bytes {
+pub(super) fn blob(text: &str) -> Bytes {
     Bytes::from(format!("blob {text}"))
 }
 
-fn descriptor(media_type: &str, bytes: &[u8]) -> String {
+pub(super) fn descriptor(media_type: &str, bytes: &[u8]) -> String {
     format!(
         r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
         Digest::of(bytes),
@@ -38,13 +38,13 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> String {
     )
 }
 
-fn manifest(json: String) -> Manifest {
+pub(super) fn manifest(json: String) -> Manifest {
     let bytes = Bytes::from(json);
     Manifest::parse(bytes.clone(), Digest::of(&bytes)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// An OCI image whose config and layers are `blobs` (the first is the config).
-fn image(blobs: &[&Bytes]) -> Manifest {
+pub(super) fn image(blobs: &[&Bytes]) -> Manifest {
     let config = descriptor("application/vnd.oci.image.config.v1+json", blobs[0]);
     let layers: Vec<String> = blobs[1..]
         .iter()
@@ -74,7 +74,7 @@ fn index(children: &[&Manifest]) -> Manifest {
     ))
 }
 
-fn options() -> ExecuteOptions {
+pub(super) fn options() -> ExecuteOptions {
     ExecuteOptions {
         dry_run: false,
         force: false,
@@ -83,11 +83,16 @@ fn options() -> ExecuteOptions {
         retries: 0,
         request_policy: RetryPolicy::requests(3, Duration::from_secs(1)),
         immutable_tags: Vec::new(),
+        attached: true,
     }
 }
 
 /// Plans `mapping` (no wildcards) and runs it against `stores`; outcomes by destination.
-async fn run(stores: &Arc<MemoryStores>, mapping: &str, options: ExecuteOptions) -> Vec<Outcome> {
+pub(super) async fn run(
+    stores: &Arc<MemoryStores>,
+    mapping: &str,
+    options: ExecuteOptions,
+) -> Vec<Outcome> {
     let parsed = parse_text(&Arc::from("mapping"), mapping);
     assert!(
         parsed.diagnostics.iter().all(|d| !d.is_error()),

@@ -2,6 +2,7 @@
 //! diagnostics tied to `file:line:column`, and the kinds of failure. Depends on nothing else
 //! in the crate; does no I/O.
 
+pub mod attached;
 pub mod diagnostics;
 pub mod digest;
 pub mod failure;

@@ -28,6 +28,7 @@ pub mod client;
 pub mod error;
 pub mod listers;
 pub mod manifests;
+pub mod referrers;
 pub mod send;
 pub mod store;
 pub mod tags;

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::Registries;
 use super::client::RegistryClient;
+use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
@@ -64,6 +65,14 @@ impl Source for RegistryClient {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<bool>> {
         RegistryClient::blob_exists(self, repository, digest).boxed()
+    }
+
+    fn referrers<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {
+        self.list_referrers(repository, digest).boxed()
     }
 }
 

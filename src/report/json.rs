@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::RunResult;
 use super::outcome::Totals;
+use crate::model::attached::Kind;
 use crate::model::failure::ErrorKind;
 use crate::report::outcome::Status;
 
@@ -62,6 +63,8 @@ pub struct JsonTotals {
     pub blobs_uploaded: u64,
     pub blobs_mounted: u64,
     pub blobs_present: u64,
+    /// Signatures, attestations, SBOMs and referrers written.
+    pub attached_copied: u64,
     pub bytes: u64,
     pub retries: u64,
     pub request_retries: u64,
@@ -81,6 +84,19 @@ pub struct JsonImage<'a> {
     pub attempts: u32,
     pub error: Option<String>,
     pub error_kind: Option<ErrorKind>,
+    /// What was copied (would be, in a dry run) with the image.
+    pub attached: Vec<JsonAttached<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonAttached<'a> {
+    pub digest: &'a str,
+    pub kind: Kind,
+    /// A referrer's `artifactType`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<&'a str>,
+    /// What it is attached to: the image, one of its children, or another attachment.
+    pub subject: &'a str,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -110,6 +126,16 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             attempts: o.attempts,
             error: o.error_text(),
             error_kind: o.error.as_ref().map(|e| e.kind),
+            attached: o
+                .attached
+                .iter()
+                .map(|a| JsonAttached {
+                    digest: a.digest.as_str(),
+                    kind: a.kind,
+                    artifact_type: a.artifact_type.as_deref(),
+                    subject: a.subject.as_str(),
+                })
+                .collect(),
         })
         .collect();
     images.sort_by(|a, b| a.destination.cmp(&b.destination));
@@ -125,6 +151,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             blobs_uploaded: stats.blobs_uploaded,
             blobs_mounted: stats.blobs_mounted,
             blobs_present: stats.blobs_present,
+            attached_copied: stats.attached_copied,
             bytes: stats.bytes,
             retries: stats.image_retries,
             request_retries: stats.request_retries,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::model::attached::Attachment;
 use crate::model::diagnostics::Location;
 use crate::model::failure::Failure;
 use crate::model::reference::Digest;
@@ -56,6 +57,9 @@ pub struct Outcome {
     /// Blob bytes this copy uploaded (blobs found, mounted or uploaded by another copy: 0).
     pub bytes: u64,
     pub attempts: u32,
+    /// Signatures, attestations, SBOMs and referrers copied with the image (would be, in a
+    /// dry run).
+    pub attached: Vec<Attachment>,
 }
 
 impl Outcome {
@@ -70,6 +74,7 @@ impl Outcome {
             duration: Duration::ZERO,
             bytes: 0,
             attempts: 0,
+            attached: Vec::new(),
         }
     }
 

@@ -43,6 +43,13 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             o.job.destination.short(),
             o.job.source
         );
+        for a in &o.attached {
+            let kind = match &a.artifact_type {
+                Some(t) => format!("{} ({t})", a.kind.label()),
+                None => a.kind.label().to_owned(),
+            };
+            let _ = writeln!(out, "      + {kind} {}  (of {})", a.digest, a.subject);
+        }
     }
     out
 }
@@ -145,7 +152,7 @@ pub fn summary(run: &RunResult) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present; {} moved in {secs:.1}s{}",
+            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
             count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
@@ -153,6 +160,7 @@ pub fn summary(run: &RunResult) -> String {
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
+            attached_note(stats.attached_copied),
             human_bytes(stats.bytes),
             retries_note(stats.image_retries, stats.request_retries)
         );
@@ -212,6 +220,18 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The attached manifests a run wrote, when it wrote any.
+fn attached_note(copied: u64) -> String {
+    if copied == 0 {
+        String::new()
+    } else {
+        format!(
+            " {} (signatures, attestations, SBOMs, referrers) copied;",
+            count(copied, "attached manifest")
+        )
     }
 }
 
