@@ -2,6 +2,12 @@
 //! cuts or shortens bodies, flips bytes, stalls — on the requests a rule selects, a given
 //! number of times. Everything else passes through unchanged. The Host header is passed
 //! through, so the registry's upload `Location`s point back at the proxy.
+//!
+//! [`FaultProxy::start_with`] adds standing behaviours ([`Behaviour`]): send the client's
+//! `Location`s and `Link`s to another authority, replace the client's credentials with the
+//! harness's own, page `tags/list` answers, redirect blob downloads to a pre-signed URL. Every
+//! request is recorded with the `Authorization` it came with, and the most requests in flight
+//! at once is kept ([`FaultProxy::max_in_flight`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -32,6 +38,36 @@ pub enum Fault {
     /// Forward without the target's query: a mount (`?mount=&from=`) becomes a plain upload
     /// start, as a registry without cross-repository mounts treats it.
     StripQuery,
+    /// Hold the request until one whose target contains this text has been answered (then a
+    /// further half second), at most 30 s; then forward it.
+    HoldUntilAnswered(String),
+}
+
+/// How a proxy answers `GET /v2/NAME/tags/list` (asking the registry for the whole list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// Pages of at most this many tags (whatever `n` asks), sorted, after `last`, each with a
+    /// `Link: <...?n=N&last=T>; rel="next"` while more follow (Docker Hub, quay.io).
+    Link(usize),
+    /// `n` and `last` honoured, never a `Link` (a registry that pages only by `last=`).
+    LastOnly,
+}
+
+/// Standing behaviours of a proxy, for every request.
+#[derive(Clone, Default)]
+pub struct Behaviour {
+    /// Rewrite `Location` and `Link` answer headers so that they name this authority
+    /// (`127.0.0.1:PORT`) instead of the proxy: another host, as a CDN or bucket would be.
+    pub send_elsewhere: Option<String>,
+    /// Forward every request with a harness token for what it touches instead of the
+    /// credentials it came with (a storage service that needs no registry token: its URL is
+    /// its credential).
+    pub sign_with: Option<Arc<super::token::TokenIssuer>>,
+    /// Answer tag listings in pages.
+    pub paging: Option<Paging>,
+    /// Answer blob GETs with `307` to `http://AUTHORITY/v2/.../blobs/DIGEST?X-Amz-Signature=SIG`
+    /// (authority, signature): a pre-signed URL whose query is a credential.
+    pub redirect_blobs: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,39 +85,70 @@ pub struct Seen {
     pub target: String,
     /// The request's `Range` header.
     pub range: Option<String>,
+    /// The request's `Authorization` header, as the client sent it.
+    pub authorization: Option<String>,
     pub fault: Option<Fault>,
+}
+
+/// Requests being served now, and the most ever at once.
+#[derive(Default)]
+struct InFlight {
+    now: usize,
+    max: usize,
 }
 
 pub struct FaultProxy {
     host: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     stop: Arc<AtomicBool>,
+}
+
+/// What every connection's thread shares.
+struct Shared {
+    upstream: String,
+    own_host: String,
+    behaviour: Behaviour,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    answered: Mutex<Vec<String>>,
+    in_flight: Arc<Mutex<InFlight>>,
 }
 
 impl FaultProxy {
     /// Starts a proxy on a free loopback port forwarding to `upstream` ("127.0.0.1:PORT").
     pub fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::start_with(upstream, Behaviour::default())
+    }
+
+    /// [`FaultProxy::start`] with standing behaviours.
+    pub fn start_with(upstream: &str, behaviour: Behaviour) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s, st, up) = (
-            rules.clone(),
-            seen.clone(),
-            stop.clone(),
-            upstream.to_owned(),
-        );
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_owned(),
+            own_host: host.clone(),
+            behaviour,
+            rules: rules.clone(),
+            seen: seen.clone(),
+            answered: Mutex::default(),
+            in_flight: in_flight.clone(),
+        });
+        let st = stop.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (r, s, up) = (r.clone(), s.clone(), up.clone());
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(client, &up, &r, &s);
+                    let _ = serve(client, &shared);
                 });
             }
         });
@@ -89,8 +156,15 @@ impl FaultProxy {
             host,
             rules,
             seen,
+            in_flight,
             stop,
         }
+    }
+
+    /// The most requests this proxy was serving at the same moment (from the end of a
+    /// request's head to the end of its answer).
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.lock().expect("in flight").max
     }
 
     pub fn host(&self) -> String {
@@ -237,111 +311,263 @@ fn take_fault(rules: &Mutex<Vec<Rule>>, method: &str, target: &str) -> Option<Fa
     Some(rule.fault.clone())
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: &str,
-    rules: &Mutex<Vec<Rule>>,
-    seen: &Mutex<Vec<Seen>>,
-) -> std::io::Result<()> {
+/// Counts a request in flight until dropped.
+struct Flying<'a>(&'a Mutex<InFlight>);
+
+impl<'a> Flying<'a> {
+    fn start(counter: &'a Mutex<InFlight>) -> Self {
+        if let Ok(mut c) = counter.lock() {
+            c.now += 1;
+            c.max = c.max.max(c.now);
+        }
+        Flying(counter)
+    }
+}
+
+impl Drop for Flying<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.0.lock() {
+            c.now -= 1;
+        }
+    }
+}
+
+fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
     while let Some(head) = read_head(&mut from_client)? {
-        let mut request = Message {
-            head,
-            body: Vec::new(),
-        };
-        let mut parts = request.head[0].split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let target = parts.next().unwrap_or("").to_owned();
-        request.body = read_body(&mut from_client, &request, true)?;
-        let fault = take_fault(rules, &method, &target);
-        if let Ok(mut s) = seen.lock() {
-            s.push(Seen {
-                method: method.clone(),
-                target: target.clone(),
-                range: request.header("range").map(str::to_owned),
-                fault: fault.clone(),
-            });
+        let _flying = Flying::start(&shared.in_flight);
+        let result = serve_one(head, &mut from_client, &mut to_client, shared);
+        if let Ok(mut answered) = shared.answered.lock()
+            && let Ok((target, _)) = &result
+        {
+            answered.push(target.clone());
         }
-        if fault == Some(Fault::Drop) {
-            let _ = to_client.shutdown(Shutdown::Both);
+        if !result?.1 {
             return Ok(());
         }
-        if let Some(Fault::Status { code, retry_after }) = &fault {
-            let body = format!(
-                "{{\"errors\":[{{\"code\":\"INJECTED\",\"message\":\"fault injected: {code}\"}}]}}"
-            );
-            let mut answer = format!(
-                "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            );
-            if let Some(after) = retry_after {
-                answer.push_str(&format!("Retry-After: {after}\r\n"));
-            }
-            answer.push_str("\r\n");
-            answer.push_str(&body);
-            to_client.write_all(answer.as_bytes())?;
-            continue;
-        }
-        if let Some(Fault::Stall(d)) = &fault {
-            std::thread::sleep(*d);
-        }
-        if fault == Some(Fault::StripQuery) {
-            let path = target.split('?').next().unwrap_or("");
-            request.head[0] = request.head[0].replacen(&target, path, 1);
-        }
-        // Forward on a fresh upstream connection, framed by Content-Length.
-        let upstream_conn = TcpStream::connect(upstream)?;
-        let mut to_upstream = upstream_conn.try_clone()?;
-        let mut from_upstream = BufReader::new(upstream_conn);
-        request.set_content_length(request.body.len());
-        request
-            .head
-            .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
-        request.head.push("Connection: close".to_owned());
-        to_upstream.write_all(&request.head_bytes())?;
-        to_upstream.write_all(&request.body)?;
-        let Some(head) = read_head(&mut from_upstream)? else {
-            return Ok(());
-        };
-        let mut response = Message {
-            head,
-            body: Vec::new(),
-        };
-        let status: u16 = response.head[0]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let has_body = method != "HEAD" && status != 204 && status != 304;
-        response.body = read_body(&mut from_upstream, &response, has_body)?;
-        response
-            .head
-            .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
-        if has_body {
-            response.set_content_length(response.body.len());
-        }
-        match fault {
-            Some(Fault::CutAfter(n)) => {
-                to_client.write_all(&response.head_bytes())?;
-                to_client.write_all(&response.body[..n.min(response.body.len())])?;
-                to_client.flush()?;
-                let _ = to_client.shutdown(Shutdown::Both);
-                return Ok(());
-            }
-            Some(Fault::ShortBody(n)) => {
-                response.body.truncate(n);
-                response.set_content_length(response.body.len());
-            }
-            Some(Fault::FlipByte(offset)) => {
-                if let Some(b) = response.body.get_mut(offset) {
-                    *b ^= 0xff;
-                }
-            }
-            _ => {}
-        }
-        to_client.write_all(&response.head_bytes())?;
-        to_client.write_all(&response.body)?;
     }
     Ok(())
+}
+
+/// Serves one request; returns its target and whether the connection stays open.
+fn serve_one(
+    head: Vec<String>,
+    from_client: &mut BufReader<TcpStream>,
+    to_client: &mut TcpStream,
+    shared: &Shared,
+) -> std::io::Result<(String, bool)> {
+    let (upstream, rules, seen) = (shared.upstream.as_str(), &shared.rules, &shared.seen);
+    let behaviour = &shared.behaviour;
+    let mut request = Message {
+        head,
+        body: Vec::new(),
+    };
+    let mut parts = request.head[0].split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("").to_owned();
+    request.body = read_body(from_client, &request, true)?;
+    let fault = take_fault(rules, &method, &target);
+    if let Ok(mut s) = seen.lock() {
+        s.push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            range: request.header("range").map(str::to_owned),
+            authorization: request.header("authorization").map(str::to_owned),
+            fault: fault.clone(),
+        });
+    }
+    if fault == Some(Fault::Drop) {
+        let _ = to_client.shutdown(Shutdown::Both);
+        return Ok((target, false));
+    }
+    if let Some(Fault::HoldUntilAnswered(what)) = &fault {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline
+            && !shared
+                .answered
+                .lock()
+                .is_ok_and(|a| a.iter().any(|t| t.contains(what.as_str())))
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let path = target.split('?').next().unwrap_or("").to_owned();
+    if let Some((authority, signature)) = &behaviour.redirect_blobs
+        && method == "GET"
+        && path.contains("/blobs/sha256:")
+    {
+        let answer = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{authority}{path}?X-Amz-Signature={signature}\r\nContent-Length: 0\r\n\r\n"
+        );
+        to_client.write_all(answer.as_bytes())?;
+        return Ok((target, true));
+    }
+    let paging = behaviour
+        .paging
+        .filter(|_| method == "GET" && path.ends_with("/tags/list"));
+    if paging.is_some() {
+        request.head[0] = request.head[0].replacen(&target, &path, 1);
+    }
+    if let Some(issuer) = &behaviour.sign_with {
+        let query = target.split_once('?').map(|(_, q)| q);
+        let token = issuer.mint("harness", &super::harness_access(&path, query));
+        request
+            .head
+            .retain(|l| !l.to_ascii_lowercase().starts_with("authorization:"));
+        request.head.push(format!("Authorization: Bearer {token}"));
+    }
+    if let Some(Fault::Status { code, retry_after }) = &fault {
+        let body = format!(
+            "{{\"errors\":[{{\"code\":\"INJECTED\",\"message\":\"fault injected: {code}\"}}]}}"
+        );
+        let mut answer = format!(
+            "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(after) = retry_after {
+            answer.push_str(&format!("Retry-After: {after}\r\n"));
+        }
+        answer.push_str("\r\n");
+        answer.push_str(&body);
+        to_client.write_all(answer.as_bytes())?;
+        return Ok((target, true));
+    }
+    if let Some(Fault::Stall(d)) = &fault {
+        std::thread::sleep(*d);
+    }
+    if fault == Some(Fault::StripQuery) {
+        let path = target.split('?').next().unwrap_or("");
+        request.head[0] = request.head[0].replacen(&target, path, 1);
+    }
+    // Forward on a fresh upstream connection, framed by Content-Length.
+    let upstream_conn = TcpStream::connect(upstream)?;
+    let mut to_upstream = upstream_conn.try_clone()?;
+    let mut from_upstream = BufReader::new(upstream_conn);
+    request.set_content_length(request.body.len());
+    request
+        .head
+        .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+    request.head.push("Connection: close".to_owned());
+    to_upstream.write_all(&request.head_bytes())?;
+    to_upstream.write_all(&request.body)?;
+    let Some(head) = read_head(&mut from_upstream)? else {
+        return Ok((target, false));
+    };
+    let mut response = Message {
+        head,
+        body: Vec::new(),
+    };
+    let status: u16 = response.head[0]
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let has_body = method != "HEAD" && status != 204 && status != 304;
+    response.body = read_body(&mut from_upstream, &response, has_body)?;
+    response
+        .head
+        .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+    if let Some(mode) = paging
+        && status == 200
+    {
+        page_tags(&mut response, &target, mode);
+    }
+    if let Some(elsewhere) = &behaviour.send_elsewhere {
+        send_elsewhere(&mut response, &shared.own_host, elsewhere);
+    }
+    if has_body {
+        response.set_content_length(response.body.len());
+    }
+    match fault {
+        Some(Fault::CutAfter(n)) => {
+            to_client.write_all(&response.head_bytes())?;
+            to_client.write_all(&response.body[..n.min(response.body.len())])?;
+            to_client.flush()?;
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok((target, false));
+        }
+        Some(Fault::ShortBody(n)) => {
+            response.body.truncate(n);
+            response.set_content_length(response.body.len());
+        }
+        Some(Fault::FlipByte(offset)) => {
+            if let Some(b) = response.body.get_mut(offset) {
+                *b ^= 0xff;
+            }
+        }
+        _ => {}
+    }
+    to_client.write_all(&response.head_bytes())?;
+    to_client.write_all(&response.body)?;
+    Ok((target, true))
+}
+
+/// A query parameter of `target`, not decoded.
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Cuts the registry's whole tag list down to the page `target` asks for.
+fn page_tags(response: &mut Message, target: &str, mode: Paging) {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
+        return;
+    };
+    let mut tags: Vec<String> = doc["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    if let Some(last) = query_param(target, "last") {
+        tags.retain(|t| t.as_str() > last);
+    }
+    let asked: Option<usize> = query_param(target, "n").and_then(|n| n.parse().ok());
+    let size = match mode {
+        Paging::Link(size) => asked.map_or(size, |n| n.min(size)),
+        Paging::LastOnly => asked.unwrap_or(tags.len()),
+    };
+    let more = tags.len() > size;
+    tags.truncate(size);
+    response
+        .head
+        .retain(|l| !l.to_ascii_lowercase().starts_with("link:"));
+    if let (Paging::Link(_), true, Some(last)) = (mode, more, tags.last()) {
+        let path = target.split('?').next().unwrap_or("");
+        response
+            .head
+            .push(format!("Link: <{path}?n={size}&last={last}>; rel=\"next\""));
+    }
+    doc["tags"] = serde_json::json!(tags);
+    response.body = doc.to_string().into_bytes();
+}
+
+/// `Location` and `Link` headers that name the proxy (or only a path) name `elsewhere`.
+fn send_elsewhere(response: &mut Message, own_host: &str, elsewhere: &str) {
+    for line in response.head.iter_mut().skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let lower = name.trim().to_ascii_lowercase();
+        if lower != "location" && lower != "link" {
+            continue;
+        }
+        let value = value.trim();
+        let value = if value.starts_with('/') {
+            format!("http://{elsewhere}{value}")
+        } else if let Some(path) = value.strip_prefix("</") {
+            format!("<http://{elsewhere}/{path}")
+        } else {
+            value.replace(own_host, elsewhere)
+        };
+        *line = format!("{}: {value}", name.trim());
+    }
 }
