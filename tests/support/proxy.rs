@@ -333,6 +333,9 @@ impl Drop for Flying<'_> {
 }
 
 fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    // Heads and bodies are written separately: without this, Nagle's algorithm and delayed
+    // ACKs add tens of milliseconds to every answer.
+    client.set_nodelay(true)?;
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
     while let Some(head) = read_head(&mut from_client)? {
@@ -443,6 +446,7 @@ fn serve_one(
     }
     // Forward on a fresh upstream connection, framed by Content-Length.
     let upstream_conn = TcpStream::connect(upstream)?;
+    upstream_conn.set_nodelay(true)?;
     let mut to_upstream = upstream_conn.try_clone()?;
     let mut from_upstream = BufReader::new(upstream_conn);
     request.set_content_length(request.body.len());
