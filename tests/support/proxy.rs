@@ -161,6 +161,11 @@ impl FaultProxy {
         }
     }
 
+    /// Requests being served now (read, not yet answered in full).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().expect("in flight").now
+    }
+
     /// The most requests this proxy was serving at the same moment (from the end of a
     /// request's head to the end of its answer).
     pub fn max_in_flight(&self) -> usize {
