@@ -68,6 +68,9 @@ pub struct Behaviour {
     /// Answer blob GETs with `307` to `http://AUTHORITY/v2/.../blobs/DIGEST?X-Amz-Signature=SIG`
     /// (authority, signature): a pre-signed URL whose query is a credential.
     pub redirect_blobs: Option<(String, String)>,
+    /// Forward without the `Range` header (recorded in [`Seen::range`] all the same): a
+    /// source that answers every download whole, from its first byte.
+    pub ignore_range: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +420,11 @@ fn serve_one(
         .filter(|_| method == "GET" && path.ends_with("/tags/list"));
     if paging.is_some() {
         request.head[0] = request.head[0].replacen(&target, &path, 1);
+    }
+    if behaviour.ignore_range {
+        request
+            .head
+            .retain(|l| !l.to_ascii_lowercase().starts_with("range:"));
     }
     if let Some(issuer) = &behaviour.sign_with {
         let query = target.split_once('?').map(|(_, q)| q);
