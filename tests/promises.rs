@@ -86,10 +86,10 @@ fn token_registry() -> (Registry, Arc<TokenIssuer>) {
     (reg, issuer)
 }
 
-/// Row 1: `authorize_if_ours`. The registry's upload `Location` names another authority (a
-/// CDN or bucket, played by a second proxy in front of the same registry that records the
-/// `Authorization` it receives and forwards with a token of its own): the blob goes there,
-/// without the registry token.
+/// Row 1: `authorize_if_ours`. The registry's upload `Location`s and its tag list's `Link`s
+/// name another authority (a CDN or bucket, played by a second proxy in front of the same
+/// registry that records the `Authorization` it receives and forwards with a token of its
+/// own): the blobs and the second page go there, without the registry token.
 #[test]
 fn credentials_never_follow_a_location_to_another_host() {
     let plain = Registry::start();
@@ -98,6 +98,7 @@ fn credentials_never_follow_a_location_to_another_host() {
         &reg.host(),
         Behaviour {
             sign_with: Some(issuer.clone()),
+            paging: Some(Paging::Link(1)),
             ..Default::default()
         },
     );
@@ -105,14 +106,20 @@ fn credentials_never_follow_a_location_to_another_host() {
         &reg.host(),
         Behaviour {
             send_elsewhere: Some(elsewhere.host()),
+            paging: Some(Paging::Link(1)),
             ..Default::default()
         },
     );
     let (s, f) = (plain.host(), front.host());
     let image = seed_docker_image(&plain, "team/app", "1", &[layer(101, 3000)]);
+    seed_docker_image(&reg, "src/lib", "a", &[layer(114, 300)]);
+    seed_docker_image(&reg, "src/lib", "b", &[layer(115, 300)]);
     let ws = Workspace::new();
     let config = ws.basic_config(&f, "pusher", "pusher-pass");
-    let mapping = ws.write("m", &format!("{s}/team/app:1 {f}/dst/app:1\n"));
+    let mapping = ws.write(
+        "m",
+        &format!("{s}/team/app:1 {f}/dst/app:1\n{f}/src/lib:* {s}/copy/lib\n"),
+    );
     let (out, _) = ws.run_report(&mapping, &["--insecure", "-a", p(&config)], &[]);
     expect_code(&out, 0);
     assert_eq!(
@@ -120,7 +127,16 @@ fn credentials_never_follow_a_location_to_another_host() {
         Some(image.digest.as_str())
     );
     reg.assert_complete("dst/app", "1");
+    assert_eq!(plain.tags("copy/lib"), ["a", "b"], "both pages were read");
     let there = elsewhere.seen();
+    assert_eq!(
+        there
+            .iter()
+            .filter(|r| r.method == "GET" && r.target.contains("/src/lib/tags/list"))
+            .count(),
+        1,
+        "the second page came from the Link's host: {there:#?}"
+    );
     assert_eq!(
         there
             .iter()
