@@ -146,10 +146,12 @@ fn shards_split_the_work_and_together_cover_it() {
         let report = dir.path().join(format!("r{index}.json"));
         let out = base_command(dir.path())
             .env("JOB_COMPLETION_INDEX", index.to_string())
+            .env("RUST_LOG", "info")
             .args([
                 "run",
                 "--insecure",
                 "--shard-count=3",
+                "--log-format=json",
                 "--report",
                 p(&report),
                 p(&file),
@@ -157,6 +159,15 @@ fn shards_split_the_work_and_together_cover_it() {
             .output()
             .expect("run");
         expect_code(&out, 0);
+        // The log names the shard the pod took.
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.lines().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|j| j["fields"]["shard"] == format!("{index}/3").as_str())
+            }),
+            "{stderr}"
+        );
         let json = read_json(&report);
         let copied = json["totals"]["copied"].as_u64().unwrap_or(0);
         assert_eq!(
