@@ -256,14 +256,15 @@ fn expired_tokens_are_refreshed_mid_run() {
         .count();
     assert!(refused >= 1, "the dead token was used and refused");
 
-    // 2. Tokens that live 2 s, a run that lasts longer: the source token service answers
-    //    slowly for one repository (3 s), so the destination's token, fetched for the first
-    //    image, has expired by the time the second image is written; the tool fetches a new
-    //    one before using it (expires_in), not after a refusal.
+    // 2. Tokens that live 4 s (the registry refuses them after that: see
+    //    `TokenIssuer::set_lifetime`), a run that lasts longer: the source token service
+    //    answers slowly for one repository (6 s), so the destination's token, fetched for the
+    //    first image, is dead by the time the second image is written; the tool fetches a
+    //    new one before using it (expires_in), not after a refusal.
     seed_docker_image(&reg, "src/fast", "1", &[layer(30, 2000)]);
     seed_docker_image(&reg, "src/slow", "1", &[layer(31, 2000)]);
-    issuer.set_lifetime(2);
-    issuer.delay("src/slow", Duration::from_secs(3));
+    issuer.set_lifetime(4);
+    issuer.delay("src/slow", Duration::from_secs(6));
     let mapping = ws.write(
         "m2",
         &format!("{t}/src/fast:1 {t}/dst/b:fast\n{t}/src/slow:1 {t}/dst/b:slow\n"),

@@ -730,17 +730,25 @@ fn a_file_that_is_not_utf8_exits_2_and_names_it() {
         .stderr(predicate::str::contains("latin1").and(predicate::str::contains("UTF-8")));
 }
 
+/// Without a path, `check` reads `/etc/imagemirror`: where it is missing, exit 2 naming it;
+/// where it exists, exactly what `check /etc/imagemirror` says.
 #[test]
 fn without_paths_it_reads_etc_imagemirror() {
-    if Path::new("/etc/imagemirror").exists() {
-        eprintln!("skipped: /etc/imagemirror exists on this machine");
+    let tmp = TempDir::new().expect("temp dir");
+    let implicit = run(&mut check_in(tmp.path()));
+    if !Path::new("/etc/imagemirror").exists() {
+        assert_eq!(implicit.code, Some(2), "{}", implicit.stderr);
+        assert!(
+            implicit.stderr.contains("/etc/imagemirror"),
+            "{}",
+            implicit.stderr
+        );
         return;
     }
-    let tmp = TempDir::new().expect("temp dir");
-    check_in(tmp.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("/etc/imagemirror"));
+    let explicit = run(check_in(tmp.path()).arg("/etc/imagemirror"));
+    assert_eq!(implicit.code, explicit.code);
+    assert_eq!(implicit.stdout, explicit.stdout);
+    assert_eq!(implicit.stderr, explicit.stderr);
 }
 
 // ---------------------------------------------------------------------------------------------

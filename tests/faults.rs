@@ -30,10 +30,21 @@ impl Workspace {
     /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
     /// and the report.
     fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        self.run_logging(mapping, args, "warn")
+    }
+
+    /// [`Workspace::run`] with `RUST_LOG=level`.
+    fn run_logging(
+        &self,
+        mapping: &Path,
+        args: &[&str],
+        level: &str,
+    ) -> (Output, serde_json::Value) {
         let report = self.path("report.json");
         let _ = std::fs::remove_file(&report);
         let out = self
             .command()
+            .env("RUST_LOG", level)
             .arg("run")
             .args(FAST)
             .args(args)
@@ -156,15 +167,22 @@ fn rate_limits_are_waited_out_as_retry_after_says_within_the_longest_wait() {
             retry_after: Some("3600".into()),
         },
     );
-    let started = Instant::now();
-    let (out, report) = ws.run(&s.mapping(&ws), &[]);
-    let took = started.elapsed();
+    let (out, report) = ws.run_logging(&s.mapping(&ws), &[], "info");
     expect_code(&out, 0);
     assert_eq!(s.proxy.injected(), 2);
-    assert!(
-        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
-        "1 s + 2 s (capped) of waiting, took {took:?}"
+    assert_eq!(
+        s.proxy.count("GET", "/manifests/1"),
+        3,
+        "asked a third time"
     );
+    // The waits, as the tool logs them before sleeping: 1 s, then 2 s (capped).
+    let stderr = text(&out.stderr);
+    let waits: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split_once("retrying in "))
+        .filter_map(|(_, w)| w.split_whitespace().next())
+        .collect();
+    assert_eq!(waits, ["1s", "2s"], "{stderr}");
     assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
     assert_eq!(total(&report, "retries"), 0, "no image retried: {report:#}");
     assert!(
@@ -297,13 +315,9 @@ fn a_flipped_byte_is_never_committed_and_the_tag_stays_as_it_was() {
     let old = seed_docker_image(&s.dst, "app", "1", &[layer(9, 1000)]);
     let blob = format!("/blobs/{}", s.big_layer);
     s.proxy.add("GET", &blob, 100, Fault::FlipByte(40_000));
-    let started = Instant::now();
     let (out, report) = ws.run(&s.mapping(&ws), &[]);
     expect_code(&out, 1);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "corrupt data is not retried"
-    );
+    assert_eq!(total(&report, "retries"), 0, "corrupt data is not retried");
     let error = report["images"][0]["error"].as_str().unwrap_or("");
     assert!(
         error.contains("digest mismatch")
@@ -355,15 +369,12 @@ fn a_stalled_registry_times_out_and_is_asked_again() {
         1,
         Fault::Stall(Duration::from_secs(6)),
     );
-    let started = Instant::now();
     let (out, report) = ws.run(&s.mapping(&ws), &[]);
     expect_code(&out, 0);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "--read-timeout=1 gives up on each stall: {:?}",
-        started.elapsed()
-    );
+    // --read-timeout=1 gives up on each stall (6 s) and asks again.
     assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
+    assert_eq!(s.proxy.count("GET", "/manifests/1"), 2);
+    assert_eq!(total(&report, "retries"), 0, "no image retried: {report:#}");
     s.assert_copied(&ws);
 
     // Stalled for good: the run ends, with a timeout, instead of hanging.
@@ -379,10 +390,14 @@ fn a_stalled_registry_times_out_and_is_asked_again() {
         100,
         Fault::Stall(Duration::from_secs(3)),
     );
-    let started = Instant::now();
+    let asked = s.proxy.count("GET", "/manifests/1");
     let (out, report) = ws.run(&mapping, &["--request-attempts=2", "--retries=0"]);
     expect_code(&out, 1);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        s.proxy.count("GET", "/manifests/1") - asked,
+        2,
+        "two attempts"
+    );
     let error = report["images"][0]["error"].as_str().unwrap_or("");
     assert!(error.contains("timed out"), "{error}");
 }
@@ -486,16 +501,19 @@ fn permanent_failures_fail_at_once_with_the_registrys_words() {
         s.src.host(),
         s.dst.host()
     ));
-    let started = Instant::now();
+    let mark = s.src.mark();
     let (out, report) = ws.run(&mapping, &[]);
     expect_code(&out, 1);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "no backoff: {:?}",
-        started.elapsed()
-    );
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
     assert_eq!(total(&report, "request_retries"), 0);
+    assert_eq!(total(&report, "retries"), 0);
+    let asked: Vec<_> = s
+        .src
+        .tool_requests_since(mark)
+        .into_iter()
+        .filter(|r| r.path().ends_with("/manifests/missing"))
+        .collect();
+    assert_eq!(asked.len(), 1, "asked once: {asked:#?}");
     let error = report["images"][0]["error"].as_str().unwrap_or("");
     assert!(error.contains("MANIFEST_UNKNOWN"), "{error}");
 
@@ -527,24 +545,21 @@ fn permanent_failures_fail_at_once_with_the_registrys_words() {
     assert_eq!(s.dst.manifest_digest("app", "1"), None, "no tag written");
 }
 
-/// Deterministic xorshift64* numbers for the kill times.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
+/// Runs killed with SIGKILL mid-run: each killed run reads the source through a proxy that
+/// holds one layer of `team/c:v3` (so it cannot finish) and writes through a proxy that counts
+/// requests in flight; it is killed once `k` tags are done at the destination (a different
+/// `k` each round), and looked at once the destination has answered every request it got.
 #[test]
-fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
+fn runs_killed_with_sigkill_mid_run_complete_when_started_again() {
     let src = Registry::start();
     let repos = ["a", "b", "c"];
     let mut lines = String::new();
     let mut expected = Vec::new();
+    let mut last_layer = String::new();
     for (r, repo) in repos.iter().enumerate() {
         for t in 0..4u64 {
             let seed = 100 * r as u64 + t;
-            seed_docker_image(
+            let image = seed_docker_image(
                 &src,
                 &format!("team/{repo}"),
                 &format!("v{t}"),
@@ -554,6 +569,7 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
                     layer(seed + 50, 8 * 1024),
                 ],
             );
+            last_layer = image.blobs[2].clone();
             expected.push((repo.to_string(), format!("v{t}")));
         }
         // An index too: its children must be complete before it is tagged.
@@ -565,53 +581,84 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
             500 + r as u64,
         );
         expected.push((repo.to_string(), "vmulti".to_owned()));
-        lines.push_str(&format!("{}/team/{repo}:v* DST/{repo}\n", src.host()));
+        lines.push_str(&format!("SRC/team/{repo}:v* DST/{repo}\n"));
     }
+    let held = FaultProxy::start(&src.host());
+    held.add(
+        "GET",
+        &format!("/team/c/blobs/{last_layer}"),
+        usize::MAX,
+        Fault::HoldUntilAnswered("never asked".to_owned()),
+    );
     let ws = Workspace::new();
-    let start_run = |dst: &Registry, report: &Path| {
-        let mapping = ws.mapping(&lines.replace("DST", &dst.host()));
-        image_mirror_process(ws.dir())
-            .args(["run", "--insecure", "--max-per-registry=4", "--report"])
-            .arg(report)
+    let tags_done = |dst: &Registry| -> Vec<String> {
+        repos
+            .iter()
+            .flat_map(|repo| {
+                dst.tags(repo)
+                    .into_iter()
+                    .map(move |tag| format!("{}/{repo}:{tag}", dst.host()))
+            })
+            .collect()
+    };
+    for (round, k) in [1, 3, 5, 8].into_iter().enumerate() {
+        let dst = Registry::start();
+        let counted = FaultProxy::start(&dst.host());
+        let mapping = ws.write(
+            &format!("killed-{round}"),
+            &lines
+                .replace("SRC", &held.host())
+                .replace("DST", &counted.host()),
+        );
+        let mut child = image_mirror_process(ws.dir())
+            .args(["run", "--insecure", "--max-per-registry=4"])
             .arg(&mapping)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start image-mirror")
-    };
-    // How long a whole run takes here: the kills land within it.
-    let full = {
-        let dst = Registry::start();
-        let started = Instant::now();
-        let status = start_run(&dst, &ws.path("full.json")).wait().expect("wait");
-        assert!(status.success());
-        started.elapsed()
-    };
-    let mut state = 0x5EED_u64;
-    for seed in 0..4 {
-        let dst = Registry::start();
-        let report = ws.path(&format!("kill-{seed}.json"));
-        let delay =
-            Duration::from_millis(next(&mut state) % (full.as_millis() as u64).max(20) + 5 * seed);
-        let mut child = start_run(&dst, &report);
-        std::thread::sleep(delay);
+            .expect("start image-mirror");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while tags_done(&dst).len() < k {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("round {round}: the run ended ({status}) before {k} tags were done");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {k} tags never done"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         child.kill().expect("SIGKILL");
         let _ = child.wait();
-        // A request the process sent whole just before it died may still be finishing in
-        // the registry; let it land before looking.
-        std::thread::sleep(Duration::from_millis(200));
-        // Whatever the moment, no tag points at an incomplete image.
-        let mut present = Vec::new();
+        // A request the process sent whole just before it died may still be served: wait
+        // until the destination has answered all of them.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while counted.in_flight() > 0 {
+            assert!(Instant::now() < deadline, "the destination never went idle");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Killed mid-run: some tags done, not all; none points at an incomplete image.
+        let present = tags_done(&dst);
+        assert!(
+            present.len() >= k && present.len() < expected.len(),
+            "round {round}: {} of {} tags done",
+            present.len(),
+            expected.len()
+        );
         for repo in repos {
             for tag in dst.tags(repo) {
                 dst.assert_complete(repo, &tag);
-                present.push(format!("{}/{repo}:{tag}", dst.host()));
             }
         }
-        // Started again: everything is mirrored, and what the killed run finished is not
-        // copied again.
-        let (out, json) = ws.run(&ws.mapping(&lines.replace("DST", &dst.host())), &[]);
+        // Started again (straight to the registries): everything is mirrored, and what the
+        // killed run finished is not copied again.
+        let mapping = ws.mapping(
+            &lines
+                .replace("SRC", &src.host())
+                .replace("DST", &dst.host()),
+        );
+        let (out, json) = ws.run(&mapping, &[]);
         expect_code(&out, 0);
         for image in json["images"].as_array().expect("images") {
             let dest = image["destination"].as_str().unwrap_or("");
@@ -623,7 +670,7 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
                 } else {
                     status == "copied"
                 },
-                "seed {seed}, killed after {delay:?}, done before: {done_before}: {image}"
+                "round {round}, killed after {k} tags, done before: {done_before}: {image}"
             );
         }
         assert_eq!(total(&json, "images"), expected.len() as u64);
@@ -635,10 +682,6 @@ fn runs_killed_with_sigkill_at_random_moments_complete_when_started_again() {
             .map(|r| format!("{}/{r}", dst.host()))
             .collect();
         ws.assert_verified(&repos);
-        eprintln!(
-            "seed {seed}: killed after {delay:?} (a full run takes {full:?}); {} tags were done",
-            present.len()
-        );
     }
 }
 

@@ -646,11 +646,21 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
     dst.assert_complete("app", "2");
 }
 
+/// A registry that pages `tags/list` by `n` and `last=` without a `Link` header (played by a
+/// proxy: Debian's registry ignores `n` and never pages): a full page of 1000 is followed by
+/// a request for what comes after its last tag.
 #[test]
 fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
     let src = Registry::start();
     let dst = Registry::start();
-    let (s, d) = (src.host(), dst.host());
+    let pager = support::proxy::FaultProxy::start_with(
+        &src.host(),
+        support::proxy::Behaviour {
+            paging: Some(support::proxy::Paging::LastOnly),
+            ..Default::default()
+        },
+    );
+    let (s, d) = (pager.host(), dst.host());
     let image = seed_docker_image(&src, "team/many", "t0000", &[layer(3, 100)]);
     let (media_type, body) = src.manifest("team/many", "t0000").expect("manifest");
     for i in 1..1001 {
@@ -659,10 +669,8 @@ fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
     let ws = Workspace::new();
     let file = ws.write("m", &format!("{s}/team/many:* {d}/many\n"));
     let report = ws.dir().join("report.json");
-    let started = std::time::Instant::now();
     let out = ws.run(&["--insecure", "--dry-run", "--report", p(&report), p(&file)]);
     expect_code(&out, 0);
-    assert!(started.elapsed() < std::time::Duration::from_secs(60));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     let images = json["images"].as_array().expect("images");
@@ -672,4 +680,14 @@ fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
             .iter()
             .all(|i| i["status"] == "would-copy" && i["source_digest"] == image.digest.as_str())
     );
+    let listings: Vec<String> = pager
+        .seen()
+        .into_iter()
+        .filter(|r| r.target.contains("/tags/list"))
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(listings.len(), 2, "{listings:#?}");
+    assert!(listings[1].contains("last=t0999"), "{listings:#?}");
+    // Each tag's manifest asked once, none twice.
+    assert_eq!(pager.count("GET", "/manifests/"), 1001);
 }

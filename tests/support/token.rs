@@ -29,6 +29,8 @@ use super::tls::TestCa;
 
 pub const SERVICE: &str = "image-mirror-test-registry";
 pub const ISSUER: &str = "image-mirror-test-issuer";
+/// How long past its `exp` distribution 2.8 still accepts a token (`token.Leeway`).
+pub const LEEWAY: u64 = 60;
 
 /// One token request, as the issuer saw it.
 #[derive(Debug, Clone)]
@@ -169,7 +171,9 @@ impl TokenIssuer {
             .insert(token.to_owned(), user.to_owned());
     }
 
-    /// Tokens live this long (`expires_in` and the JWT's `exp`). Default 300 s.
+    /// Tokens live this long. Default 300 s. `expires_in` says so, and the registry refuses
+    /// a token once it has run out (within the second after): distribution accepts a token
+    /// up to [`LEEWAY`] past its `exp`, so `exp` is set that much earlier.
     pub fn set_lifetime(&self, seconds: u64) {
         *self.shared.lifetime.lock().unwrap() = seconds;
     }
@@ -474,10 +478,12 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
         }
     }
+    // `now()` is whole seconds: `+ 1` makes the token live at least `lifetime` (at most a
+    // second more), refused after that.
     let exp = if grant.expired {
         now().saturating_sub(120)
     } else {
-        now() + lifetime
+        (now() + lifetime + 1).saturating_sub(LEEWAY)
     };
     let subject = if user.is_empty() {
         "anonymous"
