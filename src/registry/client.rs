@@ -196,9 +196,12 @@ impl RegistryClient {
         self.auth.authorization(credential, access).await
     }
 
-    /// Whether `url` is this registry's (not a CDN or storage host a redirect led to).
+    /// Whether `url` is this registry's (not a CDN or storage host a redirect led to), on the
+    /// scheme it was reached by: a `Location` that drops from HTTPS to HTTP on the same host
+    /// would otherwise carry the token in clear text (to port 80, which `authority` cannot
+    /// tell from 443).
     pub(super) fn is_ours(&self, url: &Url) -> bool {
-        authority(url) == self.api_host
+        same_registry(&self.base, url, &self.api_host)
     }
 
     /// Credentials go only to this registry: a `Location` or `Link` it sends may name another
@@ -403,6 +406,12 @@ impl RegistryClient {
 }
 
 /// `host[:port]` of a URL, as registries are named.
+/// Whether `url` names the registry at `base` (whose authority is `api_host`): the same
+/// scheme and the same `host[:port]`.
+fn same_registry(base: &Url, url: &Url, api_host: &str) -> bool {
+    url.scheme() == base.scheme() && authority(url) == api_host
+}
+
 pub(super) fn authority(url: &Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -465,5 +474,10 @@ mod tests {
             authority(&url("https://bucket.s3.amazonaws.com/blob")),
             "quay.io"
         );
+        // A redirect from HTTPS to plain HTTP on the same host is not the registry.
+        let base = url("https://quay.io/");
+        assert!(same_registry(&base, &url("https://quay.io/v2/a"), "quay.io"));
+        assert!(!same_registry(&base, &url("http://quay.io/v2/a"), "quay.io"));
+        assert!(!same_registry(&base, &url("https://cdn.quay.io/v2/a"), "quay.io"));
     }
 }
