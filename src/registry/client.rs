@@ -36,7 +36,13 @@ pub struct RegistryClient {
     /// `scheme://api-host/`: Docker Hub's API host is not `docker.io`.
     base: Url,
     api_host: String,
+    /// Every request but blob bodies: HTTP/2 where the registry offers it, so that many
+    /// checks share one connection.
     pub(super) http: reqwest::Client,
+    /// Blob downloads and uploads, over HTTP/1.1, a connection each: multiplexed on one
+    /// HTTP/2 connection they would share its flow-control window (1 MiB on Go's servers,
+    /// distribution's among them), which caps a cold copy at about 1 MiB per round trip.
+    pub(super) bulk: reqwest::Client,
     pub(super) credentials: Credentials,
     auth: Authenticator,
     /// What loads the registry: blob transfers, manifest and mount writes
@@ -83,14 +89,20 @@ impl RegistryClient {
     ) -> Result<Self> {
         let api_host = host.api_host().to_owned();
         let insecure = options.insecure_for(host);
-        let http = http_client(&ClientSettings {
+        let settings = |http1_only| ClientSettings {
             host: host.as_str(),
             api_host: &api_host,
             insecure,
             connect_timeout: network.connect_timeout,
             read_timeout: network.read_timeout,
-        })
-        .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))?;
+            http1_only,
+        };
+        let built = |http1_only| {
+            http_client(&settings(http1_only))
+                .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
+        };
+        let http = built(false)?;
+        let bulk = built(true)?;
         let scheme = if insecure {
             probe_scheme(&http, &api_host, &stats, host.as_str()).await
         } else {
@@ -115,6 +127,7 @@ impl RegistryClient {
             base,
             api_host,
             http,
+            bulk,
             credentials,
             auth,
             slots: Slots::new(options.max_per_registry),
@@ -476,8 +489,20 @@ mod tests {
         );
         // A redirect from HTTPS to plain HTTP on the same host is not the registry.
         let base = url("https://quay.io/");
-        assert!(same_registry(&base, &url("https://quay.io/v2/a"), "quay.io"));
-        assert!(!same_registry(&base, &url("http://quay.io/v2/a"), "quay.io"));
-        assert!(!same_registry(&base, &url("https://cdn.quay.io/v2/a"), "quay.io"));
+        assert!(same_registry(
+            &base,
+            &url("https://quay.io/v2/a"),
+            "quay.io"
+        ));
+        assert!(!same_registry(
+            &base,
+            &url("http://quay.io/v2/a"),
+            "quay.io"
+        ));
+        assert!(!same_registry(
+            &base,
+            &url("https://cdn.quay.io/v2/a"),
+            "quay.io"
+        ));
     }
 }

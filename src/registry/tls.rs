@@ -210,6 +210,9 @@ pub struct ClientSettings<'a> {
     pub insecure: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// HTTP/1.1 only (no HTTP/2 offered): for blob transfers, each on a connection of its
+    /// own (see `RegistryClient::bulk`).
+    pub http1_only: bool,
 }
 
 /// The HTTP client for one registry: the system's roots plus its certs.d CA certificates,
@@ -226,6 +229,9 @@ pub fn http_client(settings: &ClientSettings) -> Result<reqwest::Client> {
     builder = builder.tls_certs_merge(tls_files.roots);
     if let Some(client) = tls_files.client {
         builder = builder.identity(client.identity);
+    }
+    if settings.http1_only {
+        builder = builder.http1_only();
     }
     builder
         .build()

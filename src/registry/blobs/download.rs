@@ -42,7 +42,7 @@ impl RegistryClient {
                     &what,
                     budget,
                     || {
-                        let request = self.http.get(url.clone());
+                        let request = self.bulk.get(url.clone());
                         if offset > 0 {
                             request.header(RANGE, format!("bytes={offset}-"))
                         } else {

@@ -53,7 +53,7 @@ impl RegistryClient {
         let start = self.url(repository, &["blobs", "uploads", ""]);
         let answer = self
             .fetch_within(access, what, budget, || {
-                self.http.post(start.clone()).header(CONTENT_LENGTH, 0)
+                self.bulk.post(start.clone()).header(CONTENT_LENGTH, 0)
             })
             .await?;
         if answer.status != StatusCode::ACCEPTED {
@@ -222,7 +222,7 @@ impl RegistryClient {
             self.stats.clone(),
         );
         let request = self
-            .http
+            .bulk
             .put(target)
             .header(CONTENT_LENGTH, blob.size)
             .header(CONTENT_TYPE, "application/octet-stream")
@@ -397,7 +397,7 @@ impl RegistryClient {
             .absolute(location)
             .map_err(|e| e.context(format!("{what}: unusable upload location")))?;
         let mut request = self
-            .http
+            .bulk
             .patch(target)
             .header(CONTENT_LENGTH, len)
             .header(CONTENT_TYPE, "application/octet-stream");
@@ -438,7 +438,7 @@ impl RegistryClient {
         location: &str,
     ) -> Result<()> {
         let target = self.commit_target(what, location, blob)?;
-        let request = self.http.put(target).header(CONTENT_LENGTH, 0);
+        let request = self.bulk.put(target).header(CONTENT_LENGTH, 0);
         match self.send_part(access, session, request).await? {
             Ok(response) if response.status() == StatusCode::CREATED => Ok(()),
             Ok(response) => {
