@@ -105,3 +105,33 @@ impl std::fmt::Display for Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reference::parse_name;
+
+    /// Survivors of the issue-18 mutation audit, each caught here.
+    #[test]
+    fn sources_name_their_content_by_digest_first() {
+        let repo = |n: &str| parse_name(n).unwrap_or_else(|e| panic!("{e}"));
+        let digest = Digest::of(b"x");
+        let tag = Tag::parse("v1").unwrap_or_else(|e| panic!("{e}"));
+        let pinned = SourceImage {
+            repository: repo("r.io/a"),
+            pin: Pin::TagAndDigest(tag.clone(), digest.clone()),
+        };
+        assert_eq!(pinned.reference(), ManifestRef::Digest(digest.clone()));
+        assert_eq!(
+            SourceImage::tagged(repo("r.io/a"), tag.clone()).reference(),
+            ManifestRef::Tag(tag)
+        );
+        // The same digest in another repository is other content (to pull, at least).
+        let elsewhere = SourceImage {
+            repository: repo("r.io/b"),
+            pin: Pin::Digest(digest),
+        };
+        assert!(!pinned.same_content_as(&elsewhere));
+        assert!(pinned.same_content_as(&pinned.clone()));
+    }
+}

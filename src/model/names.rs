@@ -140,3 +140,42 @@ fn validate_component(component: &str) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each case names the mutation of `validate_host` it would catch (cargo-mutants
+    /// survivors of the issue-18 audit).
+    #[test]
+    fn hosts_and_ports_follow_the_reference_grammar() {
+        for good in [
+            "quay.io",
+            "localhost",
+            "registry-1.docker.io",
+            "127.0.0.1:5000",
+            "host:65535",
+            "[::1]",
+            "[::1]:5000",
+            "a-b.c",
+        ] {
+            assert_eq!(validate_host(good), Ok(()), "{good}");
+        }
+        let offset = |host: &str| validate_host(host).err().map(|e| e.offset);
+        assert_eq!(offset("[::1"), Some(0), "unclosed bracket");
+        assert_eq!(offset("[zz]"), Some(1), "not IPv6");
+        // After `]`: only `:PORT`; its offset points past the bracket.
+        assert_eq!(offset("[::1]x"), Some(5));
+        assert_eq!(offset("[::1]:x"), Some(6));
+        assert_eq!(offset("[::1]:"), Some(6));
+        assert_eq!(offset(""), Some(0));
+        assert_eq!(offset("-a.io"), Some(0), "label starting with -");
+        assert_eq!(offset("a.b-"), Some(2), "label ending with -");
+        assert_eq!(offset("a..b"), Some(2), "empty label");
+        assert_eq!(offset("ab.c_d"), Some(3), "bad character");
+        assert_eq!(offset("host:"), Some(5), "empty port");
+        assert_eq!(offset("host:123456"), Some(5), "port too long");
+        assert_eq!(offset("host:65536"), Some(5), "port too large");
+        assert_eq!(offset("host:5a"), Some(5), "port not a number");
+    }
+}

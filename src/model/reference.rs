@@ -491,6 +491,33 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
 mod tests {
     use super::*;
 
+    /// Survivors of the issue-18 mutation audit, each caught here.
+    #[test]
+    fn what_the_mutation_audit_found_untested() {
+        // sha512 digests parse.
+        let long = format!("sha512:{}", "ab".repeat(64));
+        assert!(Digest::parse(&long).is_ok());
+        // The longest name is allowed, one more character is not.
+        let name = |n: usize| format!("r.io/{}", "a".repeat(n - 5));
+        assert!(parse_name(&name(255)).is_ok());
+        assert!(parse_name(&name(256)).is_err());
+        // A bad digest's offset points into the digest, after the `@`.
+        let e = Reference::parse("r.io/a@sha256:xyz").err();
+        assert!(e.as_ref().is_some_and(|e| e.offset >= 7), "{e:?}");
+        // A parse error shows its message.
+        let e = ParseError::at(3, "what is wrong");
+        assert_eq!(e.to_string(), "what is wrong");
+        // Tag patterns are equal and hash alike only when written alike.
+        let (a, b) = (
+            TagPattern::parse("v1.*").unwrap_or_else(|e| panic!("{e}")),
+            TagPattern::parse("v2.*").unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert_ne!(a, b);
+        let set: std::collections::HashSet<TagPattern> = [a.clone(), b, a.clone()].into();
+        assert_eq!(set.len(), 2);
+        assert!(format!("{a:?}").contains("v1.*"));
+    }
+
     fn parse(s: &str) -> Reference {
         match Reference::parse(s) {
             Ok(r) => r,
