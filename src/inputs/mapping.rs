@@ -87,12 +87,13 @@ pub(super) struct LineContext<'a> {
 impl LineContext<'_> {
     /// The rules every mapping of this line carries.
     pub(super) fn rules(&self) -> Arc<LineRules> {
-        Arc::new(
-            self.options
-                .as_ref()
-                .map(|o| o.rules.clone())
-                .unwrap_or_default(),
-        )
+        // Most lines have none: they share one empty set (100,000 lines, 100,000 fewer
+        // allocations).
+        static NONE: std::sync::LazyLock<Arc<LineRules>> = std::sync::LazyLock::new(Arc::default);
+        match &self.options {
+            Some(o) => Arc::new(o.rules.clone()),
+            None => NONE.clone(),
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use rayon::prelude::*;
 
 use self::mapping::{Mapping, parse_text};
 use crate::model::diagnostics::{Diagnostic, Location};
-use crate::model::image::SourceImage;
-use crate::model::reference::{Host, Repository};
+use crate::model::image::{SourceImage, Target};
+use crate::model::reference::{Host, ManifestRef, Repository};
 
 /// Where the Prow jobs mount the mappings ConfigMap.
 pub const DEFAULT_MAPPING_DIR: &str = "/etc/imagemirror";
@@ -134,13 +134,13 @@ pub fn load(files: &[PathBuf]) -> Result<MappingSet, InputError> {
 }
 
 /// The identity of what a destination receives, to tell a conflict from a duplicate.
-#[derive(Clone)]
-enum Origin {
-    Image(SourceImage),
-    Wildcard(Repository),
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Image(&'a SourceImage),
+    Wildcard(&'a Repository),
 }
 
-impl Origin {
+impl Origin<'_> {
     fn same_as(&self, other: &Origin) -> bool {
         match (self, other) {
             (Origin::Image(a), Origin::Image(b)) => a.same_content_as(b),
@@ -150,72 +150,103 @@ impl Origin {
     }
 }
 
+/// What a mapping writes into a destination repository: a tag (or digest), or a pattern's
+/// tags.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Written<'a> {
+    Target(&'a ManifestRef),
+    Pattern(&'a str),
+}
+
 /// Destination tags (or, for wildcards, destination repository + pattern) written twice:
 /// from different sources it is a conflict, from the same source a harmless duplicate.
+/// Keys and origins are borrowed, and a destination's text is made only for a diagnostic: a
+/// 100,000-line check allocates nothing here per line.
 pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
-    let mut seen: HashMap<(Repository, String), (Origin, Location)> = HashMap::new();
+    let mut seen: Seen = HashMap::with_capacity_and_hasher(mappings.len(), Default::default());
     let mut out = Vec::new();
     for mapping in mappings {
-        let (origin, keys): (Origin, Vec<_>) = match mapping {
+        match mapping {
             // Checked once expanded, by the planner.
-            Mapping::Repositories { .. } => continue,
+            Mapping::Repositories { .. } => {}
             Mapping::Image {
                 source, targets, ..
-            } => (
-                Origin::Image(source.value.clone()),
-                targets
-                    .iter()
-                    .map(|t| {
-                        (
-                            (t.value.repository.clone(), t.value.short()),
-                            &t.location,
-                            t.value.to_string(),
-                        )
-                    })
-                    .collect(),
-            ),
+            } => {
+                for t in targets {
+                    check(
+                        &mut seen,
+                        &mut out,
+                        (&t.value.repository, Written::Target(&t.value.reference)),
+                        Origin::Image(&source.value),
+                        &t.location,
+                    );
+                }
+            }
             Mapping::Wildcard {
                 repository,
                 pattern,
                 targets,
                 ..
-            } => (
-                Origin::Wildcard(repository.value.clone()),
-                targets
-                    .iter()
-                    .map(|t| {
-                        (
-                            (t.value.clone(), format!("pattern {}", pattern.as_str())),
-                            &t.location,
-                            format!("{}:{}", t.value, pattern.as_str()),
-                        )
-                    })
-                    .collect(),
-            ),
-        };
-        for (key, location, shown) in keys {
-            match seen.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert((origin.clone(), location.clone()));
-                }
-                Entry::Occupied(o) => {
-                    let (first_origin, first_location) = o.get();
-                    if first_origin.same_as(&origin) {
-                        out.push(Diagnostic::warning(
-                            location.clone(),
-                            format!("duplicate mapping to {shown} (also at {first_location})"),
-                        ));
-                    } else {
-                        out.push(Diagnostic::error(
-                            location.clone(),
-                            format!("{shown} is written by two different sources: {} here and {} at {first_location}", describe(&origin), describe(first_origin)),
-                        ));
-                    }
+            } => {
+                for t in targets {
+                    check(
+                        &mut seen,
+                        &mut out,
+                        (&t.value, Written::Pattern(pattern.as_str())),
+                        Origin::Wildcard(&repository.value),
+                        &t.location,
+                    );
                 }
             }
         }
     }
     out
+}
+
+/// Who first wrote each destination, and where.
+type Seen<'a> =
+    HashMap<(&'a Repository, Written<'a>), (Origin<'a>, &'a Location), foldhash::fast::RandomState>;
+
+/// Records that `origin` writes `key` at `location`, or what is wrong with it being written
+/// again.
+fn check<'a>(
+    seen: &mut Seen<'a>,
+    out: &mut Vec<Diagnostic>,
+    key: (&'a Repository, Written<'a>),
+    origin: Origin<'a>,
+    location: &'a Location,
+) {
+    match seen.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert((origin, location));
+        }
+        Entry::Occupied(o) => {
+            let (first_origin, first_location) = o.get();
+            let shown = match key.1 {
+                Written::Target(r) => Target {
+                    repository: key.0.clone(),
+                    reference: r.clone(),
+                }
+                .to_string(),
+                Written::Pattern(p) => format!("{}:{p}", key.0),
+            };
+            if first_origin.same_as(&origin) {
+                out.push(Diagnostic::warning(
+                    location.clone(),
+                    format!("duplicate mapping to {shown} (also at {first_location})"),
+                ));
+            } else {
+                out.push(Diagnostic::error(
+                    location.clone(),
+                    format!(
+                        "{shown} is written by two different sources: {} here and {} at {first_location}",
+                        describe(&origin),
+                        describe(first_origin)
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 fn describe(origin: &Origin) -> String {
