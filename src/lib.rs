@@ -11,9 +11,9 @@
 //! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
 //!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
-//! - [`report`]: the outcome model and its views (text, JSON, progress);
+//! - [`report`]: the outcome model and its views (text, JSON, JUnit, metrics, progress);
 //! - [`execute`]: the copy algorithm, over the [`store`] seam;
-//! - [`commands`]: `check`, `run`, `verify` — the glue.
+//! - [`commands`]: `check`, `run`, `verify`, `import` — the glue.
 
 pub mod commands;
 pub mod disk;
