@@ -286,6 +286,16 @@ mod tests {
         )
         .expect_err("another digest");
         assert!(err.contains("signs sha256:bbb"), "{err}");
+        let mut other_type: Value =
+            serde_json::from_slice(&payload("quay.io/org/app", &d)).expect("json");
+        other_type["critical"]["type"] = Value::from("atomic container signature");
+        let err = check_payload(
+            other_type.to_string().as_bytes(),
+            &image,
+            &Identity::MatchRepository,
+        )
+        .expect_err("another type");
+        assert!(err.contains("not a cosign"), "{err}");
         assert!(check_payload(b"{}", &image, &Identity::MatchRepository).is_err());
         assert!(check_payload(b"nope", &image, &Identity::MatchRepository).is_err());
     }
