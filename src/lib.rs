@@ -7,6 +7,8 @@
 //!   text, counters and pure data (references, manifests, diagnostics,
 //!   kinds of failure);
 //! - [`inputs`]: mapping files found and parsed (pure but for reading the files);
+//! - [`policy`]: `--policy`, a containers-policy.json and cosign signature checks (pure
+//!   but for reading its key files);
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
 //! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
@@ -22,6 +24,7 @@ pub mod inputs;
 pub mod model;
 pub mod plan;
 pub mod plural;
+pub mod policy;
 pub mod redact;
 pub mod registry;
 pub mod report;

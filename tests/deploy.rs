@@ -222,6 +222,20 @@ fn check_container(place: &str, pod: &Value, container: &Value) {
             "{place}: nothing mounted at the default {DEFAULT_MAPPING_DIR}"
         );
     }
+    // The signature policy, and the keys it names, come from a mounted ConfigMap or Secret.
+    if let Some(policy) = &run.policy {
+        let path = policy.to_str().unwrap_or("");
+        let mount = mounts
+            .iter()
+            .find(|m| path.starts_with(&format!("{}/", m.path)))
+            .unwrap_or_else(|| panic!("{place}: --policy {path} is not mounted"));
+        assert!(
+            mount.volume.get("configMap").is_some() || mount.volume.get("secret").is_some(),
+            "{place}: {} is not a ConfigMap or Secret",
+            mount.path
+        );
+        policy_keys_are_mounted(place, &mount.path, &mount.volume);
+    }
     // The credentials file is where -a points, inside a mounted Secret.
     let config = run
         .registry_config
@@ -357,4 +371,31 @@ fn presubmits_check_and_diff_the_mapping_files() {
         }
     }
     assert_eq!(diffs, 1, "one presubmit runs check --diff");
+}
+
+/// The policy's ConfigMap, when deploy/ defines it, parses with the binary and names only
+/// keys under the policy's mount.
+fn policy_keys_are_mounted(place: &str, mount: &str, volume: &Value) {
+    let Some(name) = volume["configMap"]["name"].as_str() else {
+        return;
+    };
+    let mut files = Vec::new();
+    yaml_files(&root().join("deploy"), &mut files);
+    for doc in files.iter().flat_map(|f| documents(f)) {
+        if doc["kind"] != "ConfigMap" || doc["metadata"]["name"] != name {
+            continue;
+        }
+        let policy = doc["data"]["policy.json"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{place}: ConfigMap {name} has no policy.json"));
+        image_mirror::policy::file::parse(policy)
+            .unwrap_or_else(|e| panic!("{place}: ConfigMap {name}: policy.json: {e}"));
+        let text: Value = serde_json::from_str(policy).unwrap_or(Value::Null);
+        for key in text.to_string().split('"').filter(|s| s.ends_with(".pub")) {
+            assert!(
+                key.starts_with(&format!("{mount}/")),
+                "{place}: key {key} is not under {mount}"
+            );
+        }
+    }
 }

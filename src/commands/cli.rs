@@ -287,6 +287,13 @@ pub struct RunArgs {
     #[arg(long = "immutable-tags", value_name = "GLOB")]
     pub immutable_tags: Vec<String>,
 
+    /// Copy only images whose cosign signatures meet this containers-policy.json (the file
+    /// skopeo and podman read): `sigstoreSigned` with public keys, `reject`,
+    /// `insecureAcceptAnything`, scoped by source registry, namespace and repository. An
+    /// image it refuses is `refused` (exit 1); a policy that cannot be read is exit 2.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Option<PathBuf>,
+
     /// Where `file://REPO[:TAG]` destinations are written, in oc's layout
     /// (`DIR/v2/REPO/manifests/…`, `DIR/v2/REPO/blobs/…`), and `file://` sources read from
     /// unless --from-dir says otherwise (oc's flag). Default: the current directory.

@@ -67,6 +67,13 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         .iter()
         .map(|g| TagPattern::parse(g).map_err(|e| usage(format!("--immutable-tags {g:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    // Before anything is contacted: a policy that cannot be enforced is the user's to fix.
+    let policy = match &args.policy {
+        Some(path) => Some(Arc::new(
+            crate::policy::Policy::load(path).map_err(|e| usage(format!("{e:#}")))?,
+        )),
+        None => None,
+    };
     let shard = resolve_shard(args, |name| std::env::var(name).ok()).map_err(usage)?;
     let credentials = Credentials::locate(args.registry_config.clone());
     credentials
@@ -106,6 +113,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             filter_by_os,
             immutable_tags,
             attached: args.attached,
+            policy,
             retries: args.retries,
             request_policy: network.request_policy(),
         },

@@ -99,6 +99,8 @@ impl Executor {
         } else {
             Arc::new(src.manifest(&key.0, &key.1).await?)
         };
+        // What the tag points at is what is signed: an index's own digest, before any filter.
+        let signed = manifest.digest.clone();
         let mut rewritten = false;
         if let Some((filter, named)) = &platforms
             && let Some(filtered) = manifest.filter_platforms(filter, named)?
@@ -115,6 +117,8 @@ impl Executor {
             }
             return Ok(Status::Unchanged);
         }
+        // Before any write, and in a dry run too.
+        self.check_policy(&src, &job.source, &signed).await?;
         if immutable && let Some(held) = &current {
             // In a dry run too: the rehearsal fails where the run would.
             *previous = Some(held.clone());

@@ -16,6 +16,7 @@ mod copy;
 mod memo;
 #[cfg(test)]
 mod memory;
+mod signed;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -56,6 +57,8 @@ pub struct ExecuteOptions {
     pub immutable_tags: Vec<TagPattern>,
     /// Copy signatures, attestations, SBOMs and referrers with each image (`--attached`).
     pub attached: bool,
+    /// `--policy`: only images whose signatures meet it are copied.
+    pub policy: Option<Arc<crate::policy::Policy>>,
 }
 
 /// Copies of one registry worked on at once. Requests are bounded per registry anyway; this

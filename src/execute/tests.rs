@@ -83,6 +83,7 @@ pub(super) fn options() -> ExecuteOptions {
         retries: 0,
         request_policy: RetryPolicy::requests(3, Duration::from_secs(1)),
         immutable_tags: Vec::new(),
+        policy: None,
         attached: true,
     }
 }

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod cosign;
 pub mod junit;
 pub mod other;
 pub mod proxy;

@@ -1,0 +1,392 @@
+//! `--policy` mirrors only what is signed, with real cosign signatures: the images a
+//! containers-policy.json accepts are copied, the others are `refused` (exit 1) and nothing of
+//! them is written; a policy that cannot be enforced is exit 2 before any request.
+
+mod support;
+
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::Value;
+use support::cli::*;
+use support::cosign::*;
+use support::*;
+
+/// A policy whose scopes (`scope`, requirements JSON) sit under `transports.docker`, with
+/// `default` rejecting everything else.
+fn policy(ws: &Workspace, scopes: &[(String, String)]) -> std::path::PathBuf {
+    let scopes: Vec<String> = scopes
+        .iter()
+        .map(|(scope, reqs)| format!("{scope:?}: {reqs}"))
+        .collect();
+    ws.write(
+        "policy.json",
+        &format!(
+            r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{{}}}}}}}"#,
+            scopes.join(", ")
+        ),
+    )
+}
+
+/// `sigstoreSigned` with the workspace's cosign.pub and a `signedIdentity` (none: the default).
+fn signed_by(dir: &Path, identity: Option<&str>) -> String {
+    let identity = identity
+        .map(|t| format!(r#", "signedIdentity": {{"type": "{t}"}}"#))
+        .unwrap_or_default();
+    format!(
+        r#"[{{"type": "sigstoreSigned", "keyPath": {:?}{identity}}}]"#,
+        p(&dir.join("cosign.pub"))
+    )
+}
+
+/// Runs image-mirror with the policy; the exit code and the report's images by destination.
+fn run(ws: &Workspace, mapping: &str, policy: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let mapping = ws.write("mapping", mapping);
+    let report = ws.path("report.json");
+    let out = ws
+        .command()
+        .args([
+            "run",
+            "--insecure",
+            "--policy",
+            p(policy),
+            "-f",
+            p(&mapping),
+        ])
+        .args(["--report", p(&report)])
+        .args(extra)
+        .output()
+        .expect("run");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
+    (out.status.code(), json)
+}
+
+fn entry<'a>(report: &'a Value, destination: &str) -> &'a Value {
+    report["images"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["destination"] == destination))
+        .unwrap_or_else(|| panic!("{destination} not in {report:#}"))
+}
+
+fn assert_refused(report: &Value, destination: &str, reason: &str) {
+    let image = entry(report, destination);
+    assert_eq!(image["status"], "refused", "{image:#}");
+    let error = image["error"].as_str().unwrap_or_default();
+    assert!(error.contains(reason), "{destination}: {error}");
+}
+
+/// The `.sig` manifest of `digest` in `repo`, as JSON.
+fn sig_manifest(reg: &Registry, repo: &str, digest: &str) -> Value {
+    let tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    let (_, bytes) = reg.manifest(repo, &tag).expect("a .sig manifest");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+fn put_sig(reg: &Registry, repo: &str, digest: &str, manifest: &Value) {
+    let tag = format!("sha256-{}.sig", digest.trim_start_matches("sha256:"));
+    let media_type = manifest["mediaType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    reg.push_manifest(
+        repo,
+        &tag,
+        &media_type,
+        &serde_json::to_vec(manifest).expect("json"),
+    );
+}
+
+#[test]
+fn only_images_signed_for_what_is_mirrored_are_copied() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let at = |seeded: &Seeded| format!("{s}/org/app@{}", seeded.digest);
+
+    // Signed for its tag (matchRepoDigestOrExact wants the exact tag of a tagged source).
+    let tagged = seed_oci_image(&src, "org/app", "tagged", &[layer(1, 900)]);
+    let identity = format!("{s}/org/app:tagged");
+    sign(dir, &at(&tagged), &["--sign-container-identity", &identity]);
+    // Signed as cosign does by default (the repository alone), mirrored by digest.
+    let pinned = seed_oci_image(&src, "org/app", "pinned", &[layer(2, 900)]);
+    sign(dir, &at(&pinned), &[]);
+    // An index: its own digest is signed, not its children (no --recursive).
+    let multi = seed_oci_index(
+        &src,
+        "org/app",
+        "multi",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        3,
+    );
+    let identity = format!("{s}/org/app:multi");
+    sign(dir, &at(&multi), &["--sign-container-identity", &identity]);
+    let unsigned = seed_oci_image(&src, "org/app", "unsigned", &[layer(4, 900)]);
+    // Another image's signature under this one's .sig tag.
+    let retagged = seed_oci_image(&src, "org/app", "retagged", &[layer(5, 900)]);
+    put_sig(
+        &src,
+        "org/app",
+        &retagged.digest,
+        &sig_manifest(&src, "org/app", &tagged.digest),
+    );
+    // A signature with one byte flipped.
+    let flipped = seed_oci_image(&src, "org/app", "flipped", &[layer(6, 900)]);
+    let identity = format!("{s}/org/app:flipped");
+    sign(
+        dir,
+        &at(&flipped),
+        &["--sign-container-identity", &identity],
+    );
+    let mut sig = sig_manifest(&src, "org/app", &flipped.digest);
+    let annotation = &mut sig["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64
+        .decode(annotation.as_str().expect("signature"))
+        .expect("base64");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    *annotation = Value::String(b64.encode(&bytes));
+    put_sig(&src, "org/app", &flipped.digest, &sig);
+
+    let policy = policy(&ws, &[(format!("{s}/org/app"), signed_by(dir, None))]);
+    let mapping = format!(
+        "{s}/org/app:tagged {d}/mirror/app:tagged\n{s}/org/app@{} {d}/mirror/app:pinned\n{s}/org/app:multi {d}/mirror/app:multi\n{s}/org/app:unsigned {d}/mirror/app:unsigned\n{s}/org/app:retagged {d}/mirror/app:retagged\n{s}/org/app:flipped {d}/mirror/app:flipped\n",
+        pinned.digest
+    );
+    let check = |report: &Value| {
+        let key = p(&dir.join("cosign.pub")).to_owned();
+        assert_refused(
+            report,
+            &format!("{d}/mirror/app:unsigned"),
+            &format!(
+                "no signature of {s}/org/app@{} verifies with key {key}",
+                unsigned.digest
+            ),
+        );
+        assert_refused(
+            report,
+            &format!("{d}/mirror/app:retagged"),
+            &format!("signs {}", tagged.digest),
+        );
+        assert_refused(
+            report,
+            &format!("{d}/mirror/app:flipped"),
+            "verifies with key",
+        );
+    };
+
+    // The rehearsal refuses the same images and writes nothing.
+    let (code, report) = run(&ws, &mapping, &policy, &["--dry-run"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    check(&report);
+    for tag in ["tagged", "pinned", "multi"] {
+        assert_eq!(
+            entry(&report, &format!("{d}/mirror/app:{tag}"))["status"],
+            "would-copy"
+        );
+    }
+    assert!(dst.tags("mirror/app").is_empty());
+
+    let (code, report) = run(&ws, &mapping, &policy, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    check(&report);
+    let mut tags: Vec<String> = dst
+        .tags("mirror/app")
+        .into_iter()
+        .filter(|t| !t.starts_with("sha256-"))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["multi", "pinned", "tagged"]);
+    for (tag, seeded) in [("tagged", &tagged), ("pinned", &pinned), ("multi", &multi)] {
+        assert_eq!(
+            entry(&report, &format!("{d}/mirror/app:{tag}"))["status"],
+            "copied"
+        );
+        assert_eq!(
+            dst.manifest_digest("mirror/app", tag).as_deref(),
+            Some(seeded.digest.as_str())
+        );
+    }
+    // Nothing of a refused image was written: not its manifest, not its signature.
+    for seeded in [&unsigned, &retagged, &flipped] {
+        assert!(dst.manifest_digest("mirror/app", &seeded.digest).is_none());
+    }
+}
+
+#[test]
+fn a_signature_for_another_tag_passes_only_match_repository() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let image = seed_oci_image(&src, "org/app", "v1", &[layer(1, 900)]);
+    let identity = format!("{s}/org/app:v2");
+    sign(
+        dir,
+        &format!("{s}/org/app@{}", image.digest),
+        &["--sign-container-identity", &identity],
+    );
+    let mapping = format!("{s}/org/app:v1 {d}/mirror/app:v1\n");
+
+    let exact = policy(
+        &ws,
+        &[(
+            format!("{s}/org/app"),
+            signed_by(dir, Some("matchRepoDigestOrExact")),
+        )],
+    );
+    let (code, report) = run(&ws, &mapping, &exact, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_refused(
+        &report,
+        &format!("{d}/mirror/app:v1"),
+        &format!("signed for {s}/org/app:v2"),
+    );
+    assert!(dst.tags("mirror/app").is_empty());
+
+    let repository = policy(
+        &ws,
+        &[(
+            format!("{s}/org/app"),
+            signed_by(dir, Some("matchRepository")),
+        )],
+    );
+    let (code, report) = run(&ws, &mapping, &repository, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1").as_deref(),
+        Some(image.digest.as_str())
+    );
+
+    // matchExact wants the tag too.
+    let exact = policy(
+        &ws,
+        &[(format!("{s}/org/app"), signed_by(dir, Some("matchExact")))],
+    );
+    let (code, report) = run(
+        &ws,
+        &format!("{s}/org/app:v1 {d}/mirror/app:again\n"),
+        &exact,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_refused(&report, &format!("{d}/mirror/app:again"), "signed for");
+}
+
+#[test]
+fn the_most_specific_scope_wins_and_reject_refuses() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    for (i, repo) in [
+        "org/app",
+        "org/open/app",
+        "org/closed/app",
+        "org/closed/app2",
+    ]
+    .iter()
+    .enumerate()
+    {
+        seed_oci_image(&src, repo, "v1", &[layer(i as u64 + 1, 900)]);
+    }
+    let policy = policy(
+        &ws,
+        &[
+            (s.clone(), signed_by(dir, None)),
+            (
+                format!("{s}/org/open"),
+                r#"[{"type": "insecureAcceptAnything"}]"#.into(),
+            ),
+            (
+                format!("{s}/org/closed"),
+                r#"[{"type": "insecureAcceptAnything"}]"#.into(),
+            ),
+            (
+                format!("{s}/org/closed/app"),
+                r#"[{"type": "reject"}]"#.into(),
+            ),
+        ],
+    );
+    let mapping = format!(
+        "{s}/org/app:v1 {d}/m/app:v1\n{s}/org/open/app:v1 {d}/m/open:v1\n{s}/org/closed/app:v1 {d}/m/closed:v1\n{s}/org/closed/app2:v1 {d}/m/closed2:v1\n"
+    );
+    let (code, report) = run(&ws, &mapping, &policy, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    // The registry's scope wants a signature; the namespace's, more specific, accepts all,
+    // and the repository's, more specific still, rejects.
+    assert_refused(
+        &report,
+        &format!("{d}/m/app:v1"),
+        &format!("(policy scope {s})"),
+    );
+    assert_eq!(
+        entry(&report, &format!("{d}/m/open:v1"))["status"],
+        "copied"
+    );
+    assert_eq!(
+        entry(&report, &format!("{d}/m/closed2:v1"))["status"],
+        "copied"
+    );
+    assert_refused(&report, &format!("{d}/m/closed:v1"), "the policy rejects");
+    assert!(dst.tags("m/app").is_empty());
+    assert!(dst.tags("m/closed").is_empty());
+}
+
+#[test]
+fn a_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
+    let (src, ws) = (Registry::start(), Workspace::new());
+    let s = src.host();
+    let mapping = ws.write("mapping", &format!("{s}/org/app:v1 {s}/mirror/app:v1\n"));
+    let cases = [
+        ("{ not json", "not JSON"),
+        (
+            r#"{"default": [{"type": "acceptAll"}]}"#,
+            "unknown requirement type",
+        ),
+        (
+            r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "/ca.pem", "oidcIssuer": "https://x", "subjectEmail": "a@b"}, "rekorPublicKeyPath": "/r.pub"}]}"#,
+            "keyless verification",
+        ),
+        (
+            r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/nonexistent/cosign.pub"}]}"#,
+            "/nonexistent/cosign.pub",
+        ),
+    ];
+    let mark = src.mark();
+    for (written, expected) in cases {
+        let policy = ws.write("policy.json", written);
+        let out = ws
+            .command()
+            .args([
+                "run",
+                "--insecure",
+                "--policy",
+                p(&policy),
+                "-f",
+                p(&mapping),
+            ])
+            .output()
+            .expect("run");
+        expect_code(&out, 2);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{written}: {stderr}");
+    }
+    let unreadable = ws.path("no-such-policy.json");
+    let out = ws
+        .command()
+        .args([
+            "run",
+            "--insecure",
+            "--policy",
+            p(&unreadable),
+            "-f",
+            p(&mapping),
+        ])
+        .output()
+        .expect("run");
+    expect_code(&out, 2);
+    assert!(src.requests_since(mark).is_empty());
+}
