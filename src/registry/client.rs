@@ -115,10 +115,13 @@ impl RegistryClient {
             )
         })?;
         let policy = network.request_policy();
+        // The first contact (`GET /v2/`) and token requests over HTTP/1.1: a registry that
+        // refuses our TLS (a client certificate it wants) says so in an alert that HTTP/1.1
+        // reads back, where an HTTP/2 connection is just closed and the reason lost.
         let auth = Authenticator::new(
             host.as_str(),
             base.clone(),
-            http.clone(),
+            bulk.clone(),
             policy.clone(),
             stats.clone(),
         );
