@@ -30,7 +30,7 @@ impl Workspace {
     /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
     /// and the report.
     fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        self.run_logging(mapping, args, "warn")
+        self.run_report(mapping, &[FAST, args].concat())
     }
 
     /// [`Workspace::run`] with `RUST_LOG=level`.

@@ -22,23 +22,10 @@ impl Workspace {
     /// `image-mirror run --insecure ARGS... --report report.json MAPPING` with the
     /// workspace's `config.json`: the output and the report.
     fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let out = self
-            .command()
-            .arg("run")
-            .args(["--insecure", "--max-retry-wait=1", "--retries=0"])
-            .args(args)
-            .arg("--report")
-            .arg(&report)
-            .arg(mapping)
-            .output()
-            .expect("run image-mirror");
-        let json = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        (out, json)
+        self.run_report(
+            mapping,
+            &[&["--insecure", "--max-retry-wait=1", "--retries=0"], args].concat(),
+        )
     }
 }
 

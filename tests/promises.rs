@@ -17,9 +17,8 @@ use support::token::TokenIssuer;
 use support::*;
 
 impl Workspace {
-    /// `image-mirror run ARGS... --report report.json MAPPING` with `env` on top; returns the
-    /// output and the report (`Null` if none was written).
-    fn run_report(
+    /// [`Workspace::run_report`] with `env` on top and the workspace's certs.d.
+    fn run_with_env(
         &self,
         mapping: &Path,
         args: &[&str],
@@ -38,11 +37,7 @@ impl Workspace {
             cmd.env(k, v);
         }
         let out = cmd.output().expect("run image-mirror");
-        let json = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        (out, json)
+        (out, read_report(&report))
     }
 
     /// A `config.json` giving `user:password` for `host`; returns its path.
@@ -120,7 +115,7 @@ fn credentials_never_follow_a_location_to_another_host() {
         "m",
         &format!("{s}/team/app:1 {f}/dst/app:1\n{f}/src/lib:* {s}/copy/lib\n"),
     );
-    let (out, _) = ws.run_report(&mapping, &["--insecure", "-a", p(&config)], &[]);
+    let (out, _) = ws.run_with_env(&mapping, &["--insecure", "-a", p(&config)], &[]);
     expect_code(&out, 0);
     assert_eq!(
         reg.manifest_digest("dst/app", "1").as_deref(),
@@ -172,7 +167,7 @@ fn url_queries_stay_out_of_errors_and_reports() {
     seed_docker_image(&src, "team/app", "1", &[layer(102, 2000)]);
     let ws = Workspace::new();
     let mapping = ws.write("m", &format!("{s}/team/app:1 {d}/app:1\n"));
-    let (out, report) = ws.run_report(&mapping, &["--insecure", "--retries=0"], &[]);
+    let (out, report) = ws.run_with_env(&mapping, &["--insecure", "--retries=0"], &[]);
     expect_code(&out, 1);
     let error = images(&report)[0]["error"].as_str().unwrap_or_default();
     assert!(
@@ -221,7 +216,7 @@ fn tokens_are_asked_once_per_scope() {
             plain.host()
         ),
     );
-    let (out, _) = ws.run_report(&mapping, &["--insecure", "-a", p(&config)], &[]);
+    let (out, _) = ws.run_with_env(&mapping, &["--insecure", "-a", p(&config)], &[]);
     expect_code(&out, 0);
     reg.assert_complete("dst/app", "3");
     let mut per_scope: HashMap<String, usize> = HashMap::new();
@@ -261,7 +256,7 @@ fn a_wildcard_follows_link_pagination() {
         "m",
         &format!("{}/team/many:* {}/many\n", proxy.host(), dst.host()),
     );
-    let (out, report) = ws.run_report(&mapping, &["--insecure", "--dry-run"], &[]);
+    let (out, report) = ws.run_with_env(&mapping, &["--insecure", "--dry-run"], &[]);
     expect_code(&out, 0);
     let tags: Vec<&str> = images(&report)
         .iter()
@@ -306,7 +301,7 @@ fn a_failed_wildcard_listing_fails_the_run_and_is_reported() {
         "m",
         &format!("{x}/team/gone:* {d}/gone\n{s}/team/app:1 {d}/app:1\n"),
     );
-    let (out, report) = ws.run_report(&mapping, &["--insecure"], &[]);
+    let (out, report) = ws.run_with_env(&mapping, &["--insecure"], &[]);
     expect_code(&out, 1);
     let failures = report["listing_failures"]
         .as_array()
@@ -343,7 +338,7 @@ fn refused_credentials_are_not_retried() {
     let config = ws.basic_config(&d, "pusher", "wrong-pass");
     let mapping = ws.write("m", &format!("{s}/team/app:1 {d}/app:1\n"));
     let mark = dst.mark();
-    let (out, report) = ws.run_report(&mapping, &["--insecure", "-a", p(&config)], &[]);
+    let (out, report) = ws.run_with_env(&mapping, &["--insecure", "-a", p(&config)], &[]);
     expect_code(&out, 1);
     let image = &images(&report)[0];
     assert_eq!(image["status"], "failed", "{report:#}");
@@ -380,7 +375,7 @@ fn a_source_manifest_is_fetched_once_for_every_destination() {
         &format!("{s}/team/app:1 {d}/a:1 {d}/b:1 {o}/c:1\n{s}/team/app:1={d}/a:2\n"),
     );
     let mark = src.mark();
-    let (out, _) = ws.run_report(&mapping, &["--insecure"], &[]);
+    let (out, _) = ws.run_with_env(&mapping, &["--insecure"], &[]);
     expect_code(&out, 0);
     for (reg, repo, tag) in [(&dst, "a", "1"), (&dst, "b", "1"), (&other, "c", "1")] {
         assert_eq!(
@@ -418,12 +413,12 @@ fn an_unchanged_filtered_list_is_recognised_as_unchanged() {
     let ws = Workspace::new();
     let mapping = ws.write("m", &format!("{s}/team/multi:1 {d}/multi:1\n"));
     let args = ["--insecure", "--filter-by-os=linux/amd64"];
-    let (out, first) = ws.run_report(&mapping, &args, &[]);
+    let (out, first) = ws.run_with_env(&mapping, &args, &[]);
     expect_code(&out, 0);
     assert_eq!(images(&first)[0]["status"], "copied", "{first:#}");
     let written = dst.manifest_digest("multi", "1");
     let mark = dst.mark();
-    let (out, second) = ws.run_report(&mapping, &args, &[]);
+    let (out, second) = ws.run_with_env(&mapping, &args, &[]);
     expect_code(&out, 0);
     assert_eq!(images(&second)[0]["status"], "unchanged", "{second:#}");
     assert_eq!(
@@ -461,7 +456,7 @@ fn library_logs_stay_under_their_caps_at_trace() {
         "m",
         &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
     );
-    let (out, _) = ws.run_report(
+    let (out, _) = ws.run_with_env(
         &mapping,
         &["--insecure", "--log-format", "json"],
         &[("RUST_LOG", "trace")],
@@ -536,7 +531,7 @@ fn when_one_blob_fails_its_siblings_finish() {
         "m",
         &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
     );
-    let (out, report) = ws.run_report(&mapping, &["--insecure", "--retries=0"], &[]);
+    let (out, report) = ws.run_with_env(&mapping, &["--insecure", "--retries=0"], &[]);
     expect_code(&out, 1);
     assert_eq!(images(&report)[0]["status"], "failed", "{report:#}");
     assert!(dst.manifest_digest("app", "1").is_none());

@@ -23,23 +23,7 @@ impl Workspace {
     /// `image-mirror run FAST... ARGS... --report report.json MAPPING`: the output and the
     /// report.
     fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let out = self
-            .command()
-            .arg("run")
-            .args(FAST)
-            .args(args)
-            .arg("--report")
-            .arg(&report)
-            .arg(mapping)
-            .output()
-            .expect("run image-mirror");
-        let json = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        (out, json)
+        self.run_report(mapping, &[FAST, args].concat())
     }
 
     /// `image-mirror verify` of `repos` exits 0.

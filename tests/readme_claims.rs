@@ -4,39 +4,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cli::*;
 use support::proxy::{Behaviour, Fault, FaultProxy};
 use support::token::TokenIssuer;
 use support::*;
-
-impl Workspace {
-    /// `image-mirror run ARGS... --report report.json MAPPING`; the output and the report.
-    fn run_report(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let out = self
-            .command()
-            .arg("run")
-            .args(args)
-            .arg("--report")
-            .arg(&report)
-            .arg(mapping)
-            .output()
-            .expect("run image-mirror");
-        (out, read_report(&report))
-    }
-}
-
-fn read_report(path: &Path) -> serde_json::Value {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
 
 fn images(report: &serde_json::Value) -> &Vec<serde_json::Value> {
     report["images"]

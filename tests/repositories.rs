@@ -34,21 +34,7 @@ fn source() -> Registry {
 
 fn run(ws: &Workspace, text: &str, args: &[&str]) -> (std::process::Output, serde_json::Value) {
     let mapping = ws.write("mapping", text);
-    let report = ws.path("report.json");
-    let _ = std::fs::remove_file(&report);
-    let out = ws
-        .command()
-        .args(["run", "--insecure", "--report"])
-        .arg(&report)
-        .args(args)
-        .arg(&mapping)
-        .output()
-        .expect("run image-mirror");
-    let json = std::fs::read(&report)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (out, json)
+    ws.run_report(&mapping, &[&["--insecure"], args].concat())
 }
 
 /// `repo:tag` for every tag of every repository of `dst`.

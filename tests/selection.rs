@@ -41,20 +41,7 @@ struct Run {
 }
 
 fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> Run {
-    let report = ws.path("report.json");
-    let _ = std::fs::remove_file(&report);
-    let out = ws
-        .command()
-        .args(["run", "--insecure", "--report"])
-        .arg(&report)
-        .args(args)
-        .arg(mapping)
-        .output()
-        .expect("run image-mirror");
-    let report = std::fs::read(&report)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let (out, report) = ws.run_report(mapping, &[&["--insecure"], args].concat());
     Run { out, report }
 }
 

@@ -95,3 +95,30 @@ impl Workspace {
         image_mirror(self.dir.path())
     }
 }
+
+impl Workspace {
+    /// `image-mirror run ARGS... --report report.json MAPPING`: the output and the report
+    /// (`Null` when none was written).
+    pub fn run_report(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        let report = self.path("report.json");
+        let _ = std::fs::remove_file(&report);
+        let out = self
+            .command()
+            .arg("run")
+            .args(args)
+            .arg("--report")
+            .arg(&report)
+            .arg(mapping)
+            .output()
+            .expect("run image-mirror");
+        (out, read_report(&report))
+    }
+}
+
+/// A JSON report, or `Null` when there is none to read.
+pub fn read_report(path: &Path) -> serde_json::Value {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
