@@ -103,12 +103,15 @@ pub trait Destination: Source {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Mount>>;
 
-    /// Gives back a session a mount opened and nothing used (best effort).
+    /// Gives back a session a mount opened and nothing used (best effort). Stores whose
+    /// mounts never open sessions have nothing to give back.
     fn cancel_session<'a>(
         &'a self,
-        repository: &'a Repository,
-        session: UploadSession,
-    ) -> BoxFuture<'a, ()>;
+        _repository: &'a Repository,
+        _session: UploadSession,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 
     /// Writes a blob from a stream `open` gives (opened while the upload is prepared), into
     /// `session` when a mount opened one. Nothing is committed unless all of `blob.size`

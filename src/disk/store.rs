@@ -315,14 +315,6 @@ impl Destination for DiskStore {
         .boxed()
     }
 
-    fn cancel_session<'a>(
-        &'a self,
-        _repository: &'a Repository,
-        _session: UploadSession,
-    ) -> BoxFuture<'a, ()> {
-        async {}.boxed()
-    }
-
     fn upload<'a>(
         &'a self,
         repository: &'a Repository,

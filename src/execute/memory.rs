@@ -312,14 +312,6 @@ impl Destination for MemoryStore {
         async move { Ok(mount) }.boxed()
     }
 
-    fn cancel_session<'a>(
-        &'a self,
-        _repository: &'a Repository,
-        _session: UploadSession,
-    ) -> BoxFuture<'a, ()> {
-        async {}.boxed()
-    }
-
     fn upload<'a>(
         &'a self,
         repository: &'a Repository,
