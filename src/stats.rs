@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Counters shared by everything a run does; cheap to bump from any task.
 #[derive(Debug, Default)]
@@ -38,6 +39,18 @@ pub struct Stats {
     uploads: Mutex<BTreeMap<String, RegistryUploads>>,
     /// Per registry (`host[:port]`): requests, retries, 429s.
     per_registry: Mutex<BTreeMap<String, RegistryCounts>>,
+    /// The run's sequential round trips, see [`Stats::round_trips`].
+    chain: Mutex<Chain>,
+}
+
+/// The longest chain of requests each sent after the previous one was answered, kept as
+/// answers arrive: answers come in the order they end, and taking every request sent after
+/// the last one taken was answered is the greedy choice that makes the chain longest (the
+/// interval-scheduling argument). No request is stored.
+#[derive(Debug, Default)]
+struct Chain {
+    last_answer: Option<Instant>,
+    length: u64,
 }
 
 /// What was sent to one registry (its token service and the hosts it redirects to included).
@@ -90,6 +103,8 @@ pub struct Snapshot {
     pub images_failed: u64,
     pub transfers: u64,
     pub lost_workers: u64,
+    /// See [`Stats::round_trips`].
+    pub round_trips: u64,
 }
 
 impl Stats {
@@ -114,6 +129,7 @@ impl Stats {
             images_failed: get(&self.images_failed),
             transfers: get(&self.transfers),
             lost_workers: get(&self.lost_workers),
+            round_trips: self.round_trips(),
         }
     }
 
@@ -147,10 +163,12 @@ impl Stats {
         self.uploads.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
-    /// Counts a request to `registry` (in the total too).
-    pub fn request(&self, registry: &str) {
+    /// Counts a request to `registry` (in the total too); returns when it was sent, for
+    /// [`Stats::answered`].
+    pub fn request(&self, registry: &str) -> Instant {
         Stats::bump(&self.requests);
         self.for_registry(registry, |c| c.requests += 1);
+        Instant::now()
     }
 
     /// Counts a retry of a request to `registry`; the total is counted where the retry waits
@@ -159,11 +177,27 @@ impl Stats {
         self.for_registry(registry, |c| c.retries += 1);
     }
 
-    /// Notes an answer's status from `registry`: a 429 is counted.
-    pub fn answered(&self, registry: &str, status: u16) {
+    /// Notes an answer (its status line and headers) from `registry` to a request sent at
+    /// `sent`: a 429 is counted, and so is the round trip.
+    pub fn answered(&self, registry: &str, status: u16, sent: Instant) {
         if status == 429 {
             self.for_registry(registry, |c| c.throttled += 1);
         }
+        if let Ok(mut chain) = self.chain.lock() {
+            let now = Instant::now();
+            if chain.last_answer.is_none_or(|last| sent >= last) {
+                chain.length += 1;
+                chain.last_answer = Some(now);
+            }
+        }
+    }
+
+    /// Round trips the run waited for one after another: the longest chain of requests in
+    /// which each was sent after the previous one was answered. Requests in flight together
+    /// count once; over a link of R seconds of round trip, the run spent at least this many
+    /// times R waiting. Unanswered requests (a refused connection) are not counted.
+    pub fn round_trips(&self) -> u64 {
+        self.chain.lock().map(|c| c.length).unwrap_or(0)
     }
 
     fn for_registry(&self, registry: &str, bump: impl FnOnce(&mut RegistryCounts)) {
@@ -202,11 +236,11 @@ mod tests {
     #[test]
     fn per_registry_counts_add_up_to_the_total() {
         let stats = Stats::default();
-        stats.request("a:5000");
+        let sent = stats.request("a:5000");
         stats.request("a:5000");
         stats.request("b");
-        stats.answered("a:5000", 429);
-        stats.answered("a:5000", 200);
+        stats.answered("a:5000", 429, sent);
+        stats.answered("a:5000", 200, sent);
         stats.retried("a:5000");
         let per = stats.registries();
         assert_eq!(
@@ -219,5 +253,26 @@ mod tests {
         );
         assert_eq!(per.get("b").map(|c| c.requests), Some(1));
         assert_eq!(stats.snapshot().requests, 3);
+    }
+
+    #[test]
+    fn requests_in_flight_together_are_one_round_trip() {
+        let stats = Stats::default();
+        // Three requests sent together, answered one after the other: one round trip.
+        let together: Vec<Instant> = (0..3).map(|_| stats.request("a")).collect();
+        for sent in &together {
+            stats.answered("a", 200, *sent);
+        }
+        assert_eq!(stats.round_trips(), 1);
+        // Then two, each sent after the previous answer: two more.
+        for _ in 0..2 {
+            let sent = stats.request("b");
+            stats.answered("b", 200, sent);
+        }
+        assert_eq!(stats.round_trips(), 3);
+        // One sent before the last answer came overlaps it: no more.
+        let early = together[0];
+        stats.answered("a", 200, early);
+        assert_eq!(stats.snapshot().round_trips, 3);
     }
 }

@@ -42,6 +42,13 @@ pub trait Source: Send + Sync {
     /// The store's limit on work in flight; a blob transfer holds a slot at both ends.
     fn slots(&self) -> &Slots;
 
+    /// Opens what the store's first requests will need (connections, how it wants to be
+    /// asked), ahead of them and at most once; best effort: a failure shows on the request
+    /// that needed it.
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// The digest `reference` resolves to, or `None` when the store does not have it.
     fn manifest_digest<'a>(
         &'a self,
@@ -70,8 +77,13 @@ pub trait Source: Send + Sync {
     /// sources.
     fn tags<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<Vec<String>>>;
 
-    /// Whether a repository has no tag at all (or does not exist).
-    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>>;
+    /// The tags a repository holds (none when it does not exist), asked of a destination
+    /// once per repository: a tag it does not list cannot be unchanged, and a repository with
+    /// no tag has nothing to compare with. `None` when the store cannot list tags.
+    fn held_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>>>;
 
     /// Whether the repository holds the blob.
     fn blob_exists<'a>(

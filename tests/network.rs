@@ -103,8 +103,11 @@ fn a_429_storm_lowers_concurrency_and_the_run_completes() {
         },
     );
     let ws = Workspace::new();
-    // A destination that already has a tag, so that the source is asked with HEADs.
-    seed_docker_image(&dst, "mirror/app", "old", &[layer(99, 100)]);
+    // A destination that holds the tags (an older image), so that the source is asked with
+    // HEADs: tags the destination does not list are copied without asking.
+    for i in 0..8 {
+        seed_docker_image(&dst, "mirror/app", &format!("v{i}"), &[layer(99, 100)]);
+    }
     let mapping = ws.write(
         "m",
         &format!("{}/team/app:v* {}/mirror/app\n", proxy.host(), dst.host()),
@@ -131,4 +134,91 @@ fn a_429_storm_lowers_concurrency_and_the_run_completes() {
             Some(image.digest.as_str())
         );
     }
+}
+
+/// A tag the destination repository does not list is copied without asking for it: the
+/// destination's tags are listed once per repository, then only the tags it holds are
+/// asked for by a HEAD (at both ends).
+#[test]
+fn only_tags_the_destination_holds_are_asked_for() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    for i in 0..4 {
+        seed_docker_image(&src, "team/app", &format!("v{i}"), &[layer(120 + i, 800)]);
+    }
+    // The destination holds v0 (the same image) and an unrelated tag.
+    seed_docker_image(&dst, "mirror/app", "v0", &[layer(120, 800)]);
+    seed_docker_image(&dst, "mirror/app", "other", &[layer(129, 100)]);
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{}/team/app:v* {}/mirror/app\n", src.host(), dst.host()),
+    );
+    let (src_mark, dst_mark) = (src.mark(), dst.mark());
+    let (out, report) = ws.run_report(&mapping, &["--insecure"]);
+    expect_code(&out, 0);
+    assert_eq!(report["totals"]["copied"], 3, "{report:#}");
+    assert_eq!(report["totals"]["unchanged"], 1, "{report:#}");
+    let heads = |requests: Vec<Request>| -> Vec<String> {
+        requests
+            .into_iter()
+            .filter(|r| r.method == "HEAD" && r.path().contains("/manifests/"))
+            .map(|r| r.path().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        heads(dst.tool_requests_since(dst_mark)),
+        ["/v2/mirror/app/manifests/v0"]
+    );
+    assert_eq!(
+        heads(src.tool_requests_since(src_mark)),
+        ["/v2/team/app/manifests/v0"]
+    );
+    let listings = dst
+        .tool_requests_since(dst_mark)
+        .into_iter()
+        .filter(|r| r.path().ends_with("/tags/list"))
+        .count();
+    assert_eq!(listings, 1, "the destination's tags are listed once");
+}
+
+/// An unchanged run waits for a few round trips, however many tags it checks: the checks
+/// go out together. The report counts the round trips one after another; with one check at
+/// a time they are one per tag.
+#[test]
+fn an_unchanged_run_waits_for_a_few_round_trips() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    for i in 0..24 {
+        seed_docker_image(&src, "team/app", &format!("v{i}"), &[layer(140, 500)]);
+    }
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{}/team/app:v* {}/mirror/app\n", src.host(), dst.host()),
+    );
+    let (out, _) = ws.run_report(&mapping, &["--insecure"]);
+    expect_code(&out, 0);
+    let (out, report) = ws.run_report(&mapping, &["--insecure"]);
+    expect_code(&out, 0);
+    assert_eq!(report["totals"]["unchanged"], 24, "{report:#}");
+    let trips = report["totals"]["round_trips"].as_u64().unwrap_or(0);
+    let requests = report["totals"]["requests"].as_u64().unwrap_or(0);
+    // Per registry: the scheme probe, the first contact, the tag list, one wave of HEADs.
+    assert!((1..=8).contains(&trips), "{trips} round trips: {report:#}");
+    assert!(requests >= 48, "a HEAD per tag at each end: {report:#}");
+    let summary = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        summary.contains(&format!(
+            "{requests} requests in {trips} round trips one after another"
+        )),
+        "{summary}"
+    );
+    let (out, report) = ws.run_report(&mapping, &["--insecure", "--max-checks-per-registry=1"]);
+    expect_code(&out, 0);
+    let one_at_a_time = report["totals"]["round_trips"].as_u64().unwrap_or(0);
+    assert!(
+        one_at_a_time >= 24,
+        "{one_at_a_time} round trips: {report:#}"
+    );
 }

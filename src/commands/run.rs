@@ -1,6 +1,6 @@
 //! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use super::stores::AnyStores;
 use super::{block_on, load_and_report};
 use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
+use crate::inputs::mapping::Mapping;
 use crate::inputs::{MappingSet, registries_of, repositories_of};
 use crate::model::reference::{Repository, TagPattern};
 use crate::plan::{LineSelection, Plan, Shard, plan};
@@ -290,6 +291,47 @@ async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
     }
 }
 
+/// The source and destination repositories the mappings name (the destinations this shard
+/// owns), known before any tag is listed: their stores are opened and the destinations'
+/// tags listed while the sources' tags are.
+fn repositories_named(
+    mappings: &[Mapping],
+    shard: Option<Shard>,
+) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
+    let mut sources = BTreeSet::new();
+    let mut destinations = BTreeSet::new();
+    let mut add = |source: &Repository, targets: &mut dyn Iterator<Item = &Repository>| {
+        let mut owned = false;
+        for target in targets {
+            if shard.is_none_or(|s| s.owns(target)) {
+                destinations.insert(target.clone());
+                owned = true;
+            }
+        }
+        if owned {
+            sources.insert(source.clone());
+        }
+    };
+    for mapping in mappings {
+        match mapping {
+            Mapping::Image {
+                source, targets, ..
+            } => add(
+                &source.value.repository,
+                &mut targets.iter().map(|t| &t.value.repository),
+            ),
+            Mapping::Wildcard {
+                repository,
+                targets,
+                ..
+            } => add(&repository.value, &mut targets.iter().map(|t| &t.value)),
+            // Expanded into wildcards before this is asked.
+            Mapping::Repositories { .. } => {}
+        }
+    }
+    (sources, destinations)
+}
+
 /// The run itself; `Err` is an exit code that ends it before any copy (conflicts found once
 /// wildcards are expanded).
 async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
@@ -328,6 +370,14 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     }
     let mappings = expanded.mappings;
     let matched = expanded.matches;
+    let executor = Arc::new(Executor::new(
+        stores.clone(),
+        options,
+        stats.clone(),
+        cancel.clone(),
+    ));
+    let (sources, destinations) = repositories_named(&mappings, shard);
+    executor.prefetch(sources, destinations);
     let (listed, mut listing_failures) = list_wildcards(stores.as_ref(), &mappings).await;
     listing_failures.extend(expanded.failures);
     let (mut plan, diagnostics) = plan(&mappings, &listed);
@@ -362,12 +412,6 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         "plan ready"
     );
 
-    let executor = Arc::new(Executor::new(
-        stores,
-        options,
-        stats.clone(),
-        cancel.clone(),
-    ));
     // Wildcard sources were listed already: attachments are found in those lists.
     for (repository, tags) in &listed {
         executor.know_tags(repository, tags);

@@ -273,8 +273,11 @@ impl Source for DiskStore {
         .boxed()
     }
 
-    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
-        async move { Ok(self.list(repository).await?.is_empty()) }.boxed()
+    fn held_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
+        async move { Ok(Some(self.list(repository).await?)) }.boxed()
     }
 
     fn blob_exists<'a>(

@@ -1,6 +1,7 @@
 //! One destination tag: is it unchanged, would it be copied (dry run), or copy it — its
 //! content first, the tag last.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -43,20 +44,30 @@ impl Executor {
                     .is_some_and(|t| p.is_match(t.as_str()))
             });
         let platforms = self.platform_filter(job);
-        // A repository with no tag yet has no tag to compare with either. Not so for a push
-        // by digest: images pushed that way leave the repository without a tag.
-        let fresh = !force
-            && job.destination.tag().is_some()
-            && self.is_fresh(dst.as_ref(), dst_repo).await;
+        // What the destination repository holds, listed once per repository (usually while
+        // the sources were listed): nothing in a repository without tags can be unchanged,
+        // and a tag it does not list cannot be either. Not so for a push by digest (images
+        // pushed that way leave no tag), and an immutable tag is always asked for by a HEAD:
+        // a listing that missed it (a registry capping its pages) must not let it be
+        // overwritten.
+        let held = match (force, job.destination.tag()) {
+            (false, Some(tag)) => self
+                .held_tags(dst.as_ref(), dst_repo)
+                .await
+                .map(|held| (held.is_empty(), !immutable && !held.contains(tag.as_str()))),
+            _ => None,
+        };
+        let (fresh, unlisted) = held.unwrap_or((false, false));
         // --force outside a dry run overwrites without looking, unless the tag is immutable.
         let look = !force || dry_run || immutable;
         // The source's digest comes first, from a HEAD sent together with the destination's:
         // an unchanged tag then costs no manifest GET at the source (Docker Hub counts GETs
-        // against its pull rate limit, not HEADs). Not into a fresh repository (nothing can
-        // be unchanged there), and not with --filter-by-os (the digest that counts is the
-        // filtered manifest's, known only from its body). A tag that differs is fetched and
-        // parsed, in a dry run too, so the rehearsal fails where the run would.
-        let digest_first = look && !fresh && platforms.is_none();
+        // against its pull rate limit, not HEADs). Not for a tag the destination does not
+        // hold (nothing to compare with), and not with --filter-by-os (the digest that counts
+        // is the filtered manifest's, known only from its body). A tag that differs is fetched
+        // and parsed, in a dry run too, so the rehearsal fails where the run would.
+        let ask_destination = look && !fresh && !unlisted;
+        let digest_first = ask_destination && platforms.is_none();
         let (known, current) = futures_util::future::join(
             async {
                 if digest_first {
@@ -67,7 +78,7 @@ impl Executor {
                 }
             },
             async {
-                if look && !fresh {
+                if ask_destination {
                     dst.manifest_digest(dst_repo, &tag).await
                 } else {
                     Ok(None)
@@ -163,13 +174,25 @@ impl Executor {
         ))
     }
 
-    /// Whether the destination repository was empty when the run first needed to know; asked
-    /// once per repository. Not knowing counts as not empty.
-    async fn is_fresh(&self, dst: &dyn Destination, repository: &Repository) -> bool {
-        let cell = self.fresh_repos.cell(repository.clone());
-        *cell
-            .get_or_init(|| async { dst.is_empty(repository).await.unwrap_or(false) })
-            .await
+    /// The tags a destination repository held when the run first needed to know, listed
+    /// once per repository. `None` when they cannot be listed: then every tag is asked for.
+    pub(super) async fn held_tags(
+        &self,
+        dst: &dyn Destination,
+        repository: &Repository,
+    ) -> Option<Arc<HashSet<String>>> {
+        let cell = self.held.cell(repository.clone());
+        cell.get_or_init(|| async {
+            match dst.held_tags(repository).await {
+                Ok(tags) => tags.map(|t| Arc::new(t.into_iter().collect())),
+                Err(e) => {
+                    tracing::debug!(repository = %repository, error = %format!("{e:#}"), "the destination's tags could not be listed; every tag is asked for");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
     }
 
     /// The source's digest without its manifest: the pinned digest, a manifest this run

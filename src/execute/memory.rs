@@ -41,6 +41,9 @@ struct State {
     broken: HashMap<Digest, ErrorKind>,
     /// Downloads asked for, per blob.
     opened: HashMap<Digest, usize>,
+    /// Tags whose digest was asked for without the manifest (a registry's HEAD), per
+    /// repository.
+    heads: HashMap<Repository, usize>,
 }
 
 /// One registry, in memory.
@@ -106,6 +109,11 @@ impl MemoryStore {
         self.resolve(repository, reference).map(|m| m.bytes)
     }
 
+    /// How many tags of `repository` were asked for without their manifest (HEADs).
+    pub fn heads(&self, repository: &Repository) -> usize {
+        self.state().heads.get(repository).copied().unwrap_or(0)
+    }
+
     pub fn writes(&self) -> Vec<Write> {
         self.state().writes.clone()
     }
@@ -156,6 +164,9 @@ impl Source for MemoryStore {
         repository: &'a Repository,
         reference: &'a ManifestRef,
     ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        if matches!(reference, ManifestRef::Tag(_)) {
+            *self.state().heads.entry(repository.clone()).or_default() += 1;
+        }
         let found = self.resolve(repository, reference).map(|m| m.digest);
         async move { Ok(found) }.boxed()
     }
@@ -212,13 +223,12 @@ impl Source for MemoryStore {
         async move { Ok(tags) }.boxed()
     }
 
-    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
-        let empty = self
-            .state()
-            .repos
-            .get(repository)
-            .is_none_or(|r| r.tags.is_empty());
-        async move { Ok(empty) }.boxed()
+    fn held_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
+        let tags = self.tags(repository);
+        async move { Ok(Some(tags.await?)) }.boxed()
     }
 
     fn blob_exists<'a>(

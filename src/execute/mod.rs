@@ -16,6 +16,7 @@ mod copy;
 mod memo;
 #[cfg(test)]
 mod memory;
+mod prefetch;
 mod signed;
 #[cfg(test)]
 mod tests;
@@ -80,7 +81,9 @@ pub struct Executor {
     /// Where each blob was uploaded in each destination store this run.
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
-    fresh_repos: Memo<Repository, bool>,
+    /// Per destination repository, the tags it held when the run first asked (`None` when
+    /// its store cannot list them); see [`Executor::held_tags`].
+    held: Memo<Repository, Option<Arc<HashSet<String>>>>,
     /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
     /// when it cannot be listed.
     source_tags: Memo<Repository, Option<Arc<HashSet<String>>>>,
@@ -105,7 +108,7 @@ impl Executor {
             content: Memo::new(),
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
-            fresh_repos: Memo::new(),
+            held: Memo::new(),
             source_tags: Memo::new(),
             referrers_api: Memo::new(),
             cancel,

@@ -242,6 +242,35 @@ async fn an_unchanged_tag_makes_no_write() {
 }
 
 #[tokio::test]
+async fn only_tags_the_destination_lists_are_asked_for() {
+    let s = seeded();
+    run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+        options(),
+    )
+    .await;
+    let dst = repo("dst.io/mirror/app");
+    let before = s.dst.heads(&dst);
+    // Tag 1 is held (one HEAD says it is unchanged); tag 2 is not listed, so it is copied
+    // without asking; tag 3 is immutable and not listed: asked for all the same, since a
+    // registry's listing may miss what an immutable tag must never overwrite.
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1 dst.io/mirror/app:2\n\
+         src.io/team/app:1 dst.io/mirror/app:3 # image-mirror: immutable\n",
+        options(),
+    )
+    .await;
+    assert_eq!(
+        statuses(&outcomes),
+        [Status::Unchanged, Status::Copied, Status::Copied]
+    );
+    assert_eq!(s.dst.heads(&dst) - before, 2, "HEADs for tags 1 and 3 only");
+    assert_eq!(s.dst.tag(&dst, "2"), Some(s.top.digest.clone()));
+}
+
+#[tokio::test]
 async fn a_failed_blob_leaves_no_tag_and_its_siblings_land() {
     let s = seeded();
     let broken = Digest::of(&blob("b"));

@@ -56,6 +56,11 @@ pub struct RegistryClient {
     pub(super) stats: Arc<Stats>,
     /// How this registry takes blob uploads, learned during the run.
     pub(super) uploads: UploadMethods,
+    /// Set once [`Self::warm_up`] has run.
+    warmed: tokio::sync::OnceCell<()>,
+    /// The HTTP/2-capable connection was opened already, by the scheme probe of an
+    /// `--insecure` registry.
+    probed: bool,
 }
 
 /// What a registry has shown of blob uploads in this run. Registries differ: most take a
@@ -138,7 +143,36 @@ impl RegistryClient {
             policy,
             stats,
             uploads: UploadMethods::default(),
+            warmed: tokio::sync::OnceCell::new(),
+            probed: insecure,
         })
+    }
+
+    /// Opens both connections at once, before the first request needs them (once; best
+    /// effort): the HTTP/1.1 one of the first contact, which learns how the registry wants to
+    /// be asked, and the HTTP/2 one checks and lists share, each with its own TLS handshake.
+    /// Opened one after the other, as the first requests would, they cost a round trip more
+    /// before the first answer. The HTTP/2 connection is opened by a `GET /v2/` whose answer
+    /// is not read: a failure there shows again, explained, on the first contact.
+    pub async fn warm_up(&self) {
+        self.warmed
+            .get_or_init(|| async {
+                let open_http2 = async {
+                    if self.probed {
+                        return;
+                    }
+                    let sent = self.stats.request(self.host.as_str());
+                    if let Ok(answer) = self.http.get(self.url_at(&["v2", ""])).send().await {
+                        self.stats
+                            .answered(self.host.as_str(), answer.status().as_u16(), sent);
+                    }
+                };
+                let (_, challenge) = futures_util::future::join(open_http2, self.auth.challenge()).await;
+                if let Err(e) = challenge {
+                    tracing::debug!(registry = %self.host, error = %format!("{e:#}"), "first contact failed; the first request will say why");
+                }
+            })
+            .await;
     }
 
     pub fn host(&self) -> &Host {
@@ -264,7 +298,7 @@ impl RegistryClient {
         let mut authorization = self.authorization(&credential, access).await?;
         let mut reauthorized = false;
         loop {
-            self.stats.request(self.host.as_str());
+            let sent_at = self.stats.request(self.host.as_str());
             let mut request = build();
             if let Some(a) = &authorization {
                 request = self.authorize_if_ours(request, a);
@@ -272,7 +306,7 @@ impl RegistryClient {
             let sent = request.send().await;
             if let Ok(response) = &sent {
                 self.stats
-                    .answered(self.host.as_str(), response.status().as_u16());
+                    .answered(self.host.as_str(), response.status().as_u16(), sent_at);
             }
             if let Ok(response) = &sent {
                 self.adapt(response.status());

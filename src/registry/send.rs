@@ -77,10 +77,10 @@ pub async fn send_plain(
 ) -> Result<reqwest::Response> {
     let budget = policy.budget();
     loop {
-        stats.request(host);
+        let sent_at = stats.request(host);
         let sent = build().send().await;
         if let Ok(r) = &sent {
-            stats.answered(host, r.status().as_u16());
+            stats.answered(host, r.status().as_u16(), sent_at);
         }
         let retry = match sent {
             Ok(r) => match retry_for_status(&r, &budget) {

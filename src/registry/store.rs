@@ -26,6 +26,10 @@ impl Source for RegistryClient {
         &self.slots
     }
 
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        self.warm_up().boxed()
+    }
+
     fn manifest_digest<'a>(
         &'a self,
         repository: &'a Repository,
@@ -55,8 +59,11 @@ impl Source for RegistryClient {
         self.list_tags(repository).boxed()
     }
 
-    fn is_empty<'a>(&'a self, repository: &'a Repository) -> BoxFuture<'a, Result<bool>> {
-        self.repository_is_empty(repository).boxed()
+    fn held_tags<'a>(
+        &'a self,
+        repository: &'a Repository,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>>> {
+        RegistryClient::held_tags(self, repository).boxed()
     }
 
     fn blob_exists<'a>(

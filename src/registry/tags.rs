@@ -1,5 +1,5 @@
 //! Tag lists: every tag of a repository, following `Link` pagination (or `last=` for
-//! registries that page without it), and the one-tag question "is this repository empty?".
+//! registries that page without it) — for wildcards, and for what a destination holds.
 
 use anyhow::Result;
 use reqwest::StatusCode;
@@ -13,9 +13,46 @@ use crate::model::reference::Repository;
 
 const TAGS_PAGE_SIZE: usize = 1000;
 
+/// What a tag listing came to.
+enum Listing {
+    Tags(Vec<String>),
+    /// The registry said the repository does not exist (a 404 with a registry error): the
+    /// error, for a caller that needed tags from it.
+    NoRepository(anyhow::Error),
+    /// A 404 that is no registry error: the registry has no tag listing at all.
+    Unsupported,
+}
+
 impl RegistryClient {
-    /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`).
+    /// Every tag of a repository, following pagination (`Link: <...>; rel="next"`). A
+    /// repository that does not exist, or a registry without tag listing, is an error: a
+    /// wildcard or a tagless source needs the list.
     pub async fn list_tags(&self, repository: &Repository) -> Result<Vec<String>> {
+        match self.tag_listing(repository).await? {
+            Listing::Tags(tags) => Ok(tags),
+            Listing::NoRepository(e) => Err(e),
+            Listing::Unsupported => Err(failure(
+                ErrorKind::Permanent,
+                format!(
+                    "listing tags of {repository}: {} has no tag listing (GET /v2/{}/tags/list answered 404 without a registry error); a wildcard or a source without tag needs it, so name the tags instead",
+                    self.host,
+                    repository.path()
+                ),
+            )),
+        }
+    }
+
+    /// The tags a destination repository holds: none when it does not exist yet; `None` when
+    /// the registry has no tag listing (then every tag is asked for by a HEAD).
+    pub async fn held_tags(&self, repository: &Repository) -> Result<Option<Vec<String>>> {
+        Ok(match self.tag_listing(repository).await? {
+            Listing::Tags(tags) => Some(tags),
+            Listing::NoRepository(_) => Some(Vec::new()),
+            Listing::Unsupported => None,
+        })
+    }
+
+    async fn tag_listing(&self, repository: &Repository) -> Result<Listing> {
         let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing tags of {repository}");
@@ -26,15 +63,12 @@ impl RegistryClient {
             let answer = self
                 .fetch(&access, &what, || self.http.get(url.clone()))
                 .await?;
-            if answer.status == StatusCode::NOT_FOUND && !is_registry_error(&answer.body) {
-                return Err(failure(
-                    ErrorKind::Permanent,
-                    format!(
-                        "{what}: {} has no tag listing (GET /v2/{}/tags/list answered 404 without a registry error); a wildcard or a source without tag needs it, so name the tags instead",
-                        self.host,
-                        repository.path()
-                    ),
-                ));
+            if answer.status == StatusCode::NOT_FOUND && tags.is_empty() {
+                return Ok(if is_registry_error(&answer.body) {
+                    Listing::NoRepository(self.refused(&what, &access, &answer))
+                } else {
+                    Listing::Unsupported
+                });
             }
             if !answer.status.is_success() {
                 return Err(self.refused(&what, &access, &answer));
@@ -68,31 +102,7 @@ impl RegistryClient {
                 _ => break,
             }
         }
-        Ok(tags)
-    }
-
-    /// Whether a repository has no tag at all (or does not exist yet): then nothing in it
-    /// can be assumed present, and a first copy need not ask blob by blob. A registry
-    /// without tag listing (a 404 that is no registry error) cannot tell: not empty, so
-    /// every tag and blob is asked for.
-    pub async fn repository_is_empty(&self, repository: &Repository) -> Result<bool> {
-        let _permit = self.checks.take(1).await;
-        let access = Access::pull(repository.path());
-        let what = format!("listing tags of {repository}");
-        let mut url = self.url(repository, &["tags", "list"]);
-        url.set_query(Some("n=1"));
-        let answer = self
-            .fetch(&access, &what, || self.http.get(url.clone()))
-            .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(is_registry_error(&answer.body));
-        }
-        if !answer.status.is_success() {
-            return Err(self.refused(&what, &access, &answer));
-        }
-        let page: TagsPage =
-            serde_json::from_slice(&answer.body).unwrap_or(TagsPage { tags: None });
-        Ok(page.tags.is_none_or(|t| t.is_empty()))
+        Ok(Listing::Tags(tags))
     }
 
     /// The first page of a tag list, or the page after `last`.

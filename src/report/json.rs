@@ -67,7 +67,12 @@ pub struct JsonTotals {
     pub attached_copied: u64,
     pub bytes: u64,
     pub retries: u64,
+    /// Requests sent (token requests and retries included).
+    pub requests: u64,
     pub request_retries: u64,
+    /// Round trips waited for one after another: the longest chain of requests each sent
+    /// after the previous one was answered.
+    pub round_trips: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -154,7 +159,9 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             attached_copied: stats.attached_copied,
             bytes: stats.bytes,
             retries: stats.image_retries,
+            requests: stats.requests,
             request_retries: stats.request_retries,
+            round_trips: stats.round_trips,
         },
         images,
         listing_failures: run

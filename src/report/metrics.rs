@@ -176,6 +176,12 @@ pub fn render(
     );
     family(
         &mut out,
+        "image_mirror_round_trips",
+        "Round trips the last run waited for one after another (requests in flight together count once).",
+        &one(s.round_trips as f64),
+    );
+    family(
+        &mut out,
         "image_mirror_request_retries",
         "Requests the last run tried again after a transient failure, per registry.",
         &per(|c| c.retries),

@@ -139,6 +139,14 @@ pub fn summary(run: &RunResult) -> String {
     }
     let secs = run.elapsed.as_secs_f64();
     let stats = &run.stats;
+    // What a run over a slow link pays for is round trips, not requests (see
+    // Stats::round_trips). Before the summary, which stays the last line.
+    let _ = writeln!(
+        out,
+        "{} in {} one after another",
+        count(stats.requests, "request"),
+        count(stats.round_trips, "round trip")
+    );
     if run.dry_run {
         let _ = writeln!(
             out,

@@ -175,11 +175,11 @@ impl RegistryClient {
         if let Some(a) = self.authorization(&session.credential, access).await? {
             request = self.authorize_if_ours(request, &a);
         }
-        self.stats.request(self.host.as_str());
+        let sent = self.stats.request(self.host.as_str());
         let result = request.send().await;
         if let Ok(response) = &result {
             self.stats
-                .answered(self.host.as_str(), response.status().as_u16());
+                .answered(self.host.as_str(), response.status().as_u16(), sent);
         }
         Ok(result)
     }
