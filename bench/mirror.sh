@@ -59,8 +59,10 @@
 # arguments for image-mirror (e.g. "--max-per-registry 12"); KEEP=1 keeps the work directory;
 # BASELINE=PATH another image-mirror binary (say, the previous commit's release build)
 # measured as the tool "baseline" in the same rounds and the scale case, side by side;
-# SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison); DELAY_MS=D puts both
-# registries behind proxies adding D ms each way (2D round trip), an emulated WAN.
+# SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison); SKOPEO_SCALE=0 leaves
+# it out of the scale case only (at 20 ms RTT and more it takes most of an hour there);
+# DELAY_MS=D puts both registries behind proxies adding D ms each way (2D round trip), an
+# emulated WAN; RESULTS=PATH keeps the per-run figures (a TSV) there (bench/wan.sh reads it).
 set -euo pipefail
 
 QUICK=0
@@ -337,12 +339,14 @@ if [ "${SKIP_SCALE:-0}" != 1 ]; then
     { echo "scale destination is not a mirror of the source" >&2; exit 1; }
   measure scale-image-mirror 1 -- "${IMAGE_MIRROR[@]}" "$W/scale.mapping"
   [ -z "${BASELINE:-}" ] || measure scale-baseline 1 -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/scale.mapping"
-  [ "${SKIP_SKOPEO:-0}" = 1 ] || measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
+  [ "${SKIP_SKOPEO:-0}" = 1 ] || [ "${SKOPEO_SCALE:-1}" = 0 ] ||
+    measure scale-skopeo 1 -- "${SKOPEO[@]}" "$W/scale.yaml" "$DST"
   measure scale-floor 1 -- "${rb[@]}" noop "$TSRC" "$TDST" --ca "$CA" --jobs "$JOBS" --list "$W/scale.txt"
   verify scale.r1 "$W/scale.txt"
 fi
 
 # ------------------------------------------------------------------ report
+[ -z "${RESULTS:-}" ] || cp "$W/results.tsv" "$RESULTS"
 python3 - "$W/results.tsv" "$W/workload.json" "$NTAGS" "$SCALE_N" "$REPOS" "$TAGS" "$W" <<'EOF'
 import collections, csv, json, re, statistics, sys
 runs = collections.defaultdict(list)
