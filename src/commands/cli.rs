@@ -166,8 +166,9 @@ pub struct VerifyArgs {
 
     /// Most existence checks, manifest reads and tag or catalog lists in flight to one
     /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
-    /// hide the network's round trips. Lowered for a while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
+    /// while when the registry answers 429.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
 }
 
@@ -261,8 +262,9 @@ pub struct RunArgs {
 
     /// Most existence checks, manifest reads and tag or catalog lists in flight to one
     /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
-    /// hide the network's round trips. Lowered for a while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
+    /// while when the registry answers 429.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
 
     /// Most registries worked on at once.
