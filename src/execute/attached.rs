@@ -264,6 +264,30 @@ impl Executor {
         }
     }
 
+    /// Whether `store` has the referrers API, asked once per registry and run: a destination
+    /// that has it lists what was written there by its `subject`, and is not asked again.
+    async fn has_referrers_api(
+        &self,
+        store: &dyn Source,
+        repository: &Repository,
+        subject: &Digest,
+    ) -> Result<bool> {
+        let cell = self.referrers_api.cell(store.name().to_owned());
+        let has = cell
+            .get_or_try_init(|| async {
+                let has = store.referrers(repository, subject).await?.is_some();
+                if !has {
+                    tracing::debug!(
+                        registry = store.name(),
+                        "no referrers API: writing the fallback tags"
+                    );
+                }
+                Ok::<_, anyhow::Error>(has)
+            })
+            .await?;
+        Ok(*has)
+    }
+
     /// A cosign tag made the same at the destination: `(digest, written)`, or `None` when the
     /// source no longer has it.
     async fn carry_tag(
@@ -349,9 +373,8 @@ impl Executor {
         source_index: Option<&Manifest>,
     ) -> Result<()> {
         if self
-            .api_referrers(route.dst.as_ref(), route.dst_repo, subject)
+            .has_referrers_api(route.dst.as_ref(), route.dst_repo, subject)
             .await?
-            .is_some()
         {
             return Ok(());
         }
