@@ -37,10 +37,24 @@ fn default_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/ferro-oci-server")
 }
 
+fn missing(what: &str) -> ! {
+    panic!(
+        "{what}; install it with:\n  {}\n(or set FERRO_OCI_SERVER_BIN; bash .ci/run does both)",
+        install_command()
+    )
+}
+
 /// The binary: `$FERRO_OCI_SERVER_BIN`, the default install path, or `PATH`.
 fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("FERRO_OCI_SERVER_BIN") {
-        return PathBuf::from(bin);
+        let bin = PathBuf::from(bin);
+        if !bin.exists() {
+            missing(&format!(
+                "FERRO_OCI_SERVER_BIN={} does not exist",
+                bin.display()
+            ));
+        }
+        return bin;
     }
     let default = default_root().join("bin/ferro-oci-server");
     if default.exists() {
@@ -51,12 +65,7 @@ fn binary() -> PathBuf {
             .map(|dir| dir.join("ferro-oci-server"))
             .find(|p| p.exists())
     });
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "the ferro-oci-server binary is missing; install it with:\n  {}\n(or set FERRO_OCI_SERVER_BIN; bash .ci/run does both)",
-            install_command()
-        )
-    })
+    on_path.unwrap_or_else(|| missing("the ferro-oci-server binary is missing"))
 }
 
 /// Requests a registry served, by (method, handler, status): handler is ferro's name for
