@@ -6,7 +6,8 @@
 //! Finding them must not cost the hourly no-op a request per tag: the source repository's tag
 //! list (listed once per repository and run, or taken from the wildcard listing) says which
 //! `sha256-*` tags exist; only those are asked for. The referrers API is asked once per
-//! digest actually copied, and never again at a registry that showed it has none.
+//! digest actually copied, and never again at a registry that showed it has none; a
+//! destination is asked once per run whether it has it (then it needs no fallback tag).
 
 use std::collections::HashSet;
 use std::sync::Arc;
