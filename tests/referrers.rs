@@ -7,10 +7,12 @@
 //! - API source -> fallback destination: the fallback index lists them at the destination.
 //! - fallback source -> API destination: found through the API at the destination.
 //!
-//! Each image carries an SBOM referrer (`artifactType: application/spdx+json`), cosign
-//! signatures written in OCI 1.1 mode, a signature on the SBOM (a referrer of a referrer), and
-//! a cosign attestation (`.att` tag) signed in turn; the dry run lists all of them, and
-//! `cosign verify` / `verify-attestation` pass against the destination.
+//! Each image carries an SBOM referrer (`artifactType: application/spdx+json`, as ORAS pushes
+//! one), what cosign writes in OCI 1.1 mode (`cosign sign` and `cosign attach sbom` with
+//! `--registry-referrers-mode=oci-1-1`; cosign 2.5's `attest` has no such mode), a signature
+//! on the SBOM (a referrer of a referrer), and a cosign attestation (`.att` tag) signed in
+//! turn; the dry run lists all of them, and `cosign verify` / `verify-attestation` pass
+//! against the destination.
 
 mod support;
 
@@ -21,6 +23,7 @@ use support::*;
 
 const SPDX: &str = "application/spdx+json";
 const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const COSIGN_SBOM: &str = "application/vnd.dev.cosign.artifact.sbom.v1+json";
 
 fn hex(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
@@ -68,6 +71,8 @@ struct Attached {
     sbom: String,
     /// cosign's OCI 1.1 signature of the image (a referrer).
     signature: String,
+    /// cosign's SBOM attached in OCI 1.1 mode (`cosign attach sbom`, a referrer).
+    cosign_sbom: String,
     /// cosign's OCI 1.1 signature of the SBOM: a referrer of a referrer.
     sbom_signature: String,
     /// cosign's attestation of the image (`sha256-<image>.att`).
@@ -82,6 +87,7 @@ impl Attached {
         vec![
             &self.sbom,
             &self.signature,
+            &self.cosign_sbom,
             &self.sbom_signature,
             &self.attestation,
             &self.attestation_signature,
@@ -110,6 +116,25 @@ fn seed_attached(
         &["--registry-referrers-mode=oci-1-1"],
     );
     let signature = only_new(&listed(&image.digest), &[&sbom]);
+    std::fs::write(
+        dir.join("sbom.spdx.json"),
+        r#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+    )
+    .expect("sbom");
+    cosign_ok(
+        dir,
+        &[
+            "attach",
+            "sbom",
+            "--sbom",
+            "sbom.spdx.json",
+            "--type",
+            "spdx",
+            "--registry-referrers-mode=oci-1-1",
+            &at(&image.digest),
+        ],
+    );
+    let cosign_sbom = only_new(&listed(&image.digest), &[&sbom, &signature]);
     sign(dir, &at(&sbom), &["--registry-referrers-mode=oci-1-1"]);
     let sbom_signature = only_new(&listed(&sbom), &[]);
     std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
@@ -138,6 +163,7 @@ fn seed_attached(
         image,
         sbom,
         signature,
+        cosign_sbom,
         sbom_signature,
         attestation,
         attestation_signature,
@@ -191,6 +217,11 @@ fn dry_run_lists_everything(
             image,
         ),
         line(
+            &format!("referrer ({COSIGN_SBOM})"),
+            &attached.cosign_sbom,
+            image,
+        ),
+        line(
             &format!("referrer ({COSIGN_SIG})"),
             &attached.sbom_signature,
             &attached.sbom,
@@ -209,12 +240,12 @@ fn dry_run_lists_everything(
     }
     assert!(
         plan.contains(
-            "5 attached manifests (signatures, attestations, SBOMs, referrers) would be copied;"
+            "6 attached manifests (signatures, attestations, SBOMs, referrers) would be copied;"
         ),
         "{plan}"
     );
     let listed = reported(&report);
-    assert_eq!(listed.len(), 5, "{report:#}");
+    assert_eq!(listed.len(), 6, "{report:#}");
     listed
 }
 
@@ -269,7 +300,11 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
     // The premise: the source lists them by its API and has no fallback tag.
     assert_eq!(
         src.referrer_digests("org/app", image),
-        sorted(vec![attached.sbom.clone(), attached.signature.clone()])
+        sorted(vec![
+            attached.sbom.clone(),
+            attached.signature.clone(),
+            attached.cosign_sbom.clone()
+        ])
     );
     assert!(
         !src.tags("org/app")
@@ -326,11 +361,11 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
         rehearsed,
         "the run copied what the dry run listed"
     );
-    assert_eq!(report["totals"]["attached_copied"], 5, "{report:#}");
+    assert_eq!(report["totals"]["attached_copied"], 6, "{report:#}");
 
     // The source's referrers API was asked once per digest copied (the image and each of
-    // the five attached manifests); the destination's once in the run, to learn it has one.
-    assert_eq!(src_seen.count(Some("GET"), "referrers"), 6, "{src_seen:?}");
+    // the six attached manifests); the destination's once in the run, to learn it has one.
+    assert_eq!(src_seen.count(Some("GET"), "referrers"), 7, "{src_seen:?}");
     assert_eq!(dst_seen.count(Some("GET"), "referrers"), 1, "{dst_seen:?}");
 
     // cosign checks the copies at the destination.
@@ -371,7 +406,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
     assert_eq!(src_seen.count(None, "referrers"), 0, "{src_seen:?}");
     assert_eq!(
         dst.referrer_digests("mirror/app", image).len(),
-        2,
+        3,
         "nothing listed twice"
     );
 }
