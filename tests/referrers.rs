@@ -555,3 +555,45 @@ fn fallback_tags_to_a_referrers_api_are_listed_by_it() {
     assert_eq!(seen.writes(), 0, "{seen:?}");
     assert_eq!(dst.referrer_digests("mirror/app", image), listed(image));
 }
+
+#[test]
+fn referrers_api_pages_are_followed() {
+    let (src, dst) = (Ferro::start(), Ferro::start());
+    let s = src.host();
+    let ws = Workspace::new();
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let attached = seed_attached(
+        &src,
+        false,
+        &s,
+        dir,
+        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
+        &|digest| src.referrer_digests("org/app", digest),
+    );
+    let image = &attached.image.digest;
+    // The source's referrers answered one descriptor per page, each page linking the next.
+    let pager = support::proxy::FaultProxy::start_with(
+        &s,
+        support::proxy::Behaviour {
+            referrer_pages: Some(1),
+            ..Default::default()
+        },
+    );
+    let (p_host, d) = (pager.host(), dst.host());
+    let mapping = ws.write(
+        "mapping",
+        &format!("{p_host}/org/app:v1 {d}/mirror/app:v1\n"),
+    );
+    let (out, report) = run(&ws, &mapping, &[]);
+    expect_code(&out, 0);
+    let listed = src.referrer_digests("org/app", image);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(dst.referrer_digests("mirror/app", image), listed);
+    assert_eq!(report["totals"]["attached_copied"], 6, "{report:#}");
+    assert_eq!(
+        pager.count("GET", &format!("/referrers/{image}")),
+        3,
+        "three pages of one, each asked once"
+    );
+}
