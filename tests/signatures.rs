@@ -86,6 +86,9 @@ fn signatures_attestations_sboms_and_referrers_arrive_byte_identical() {
         "mapping",
         &format!("{s}/org/app:signed {d}/mirror/app:signed\n{s}/org/app:unsigned {d}/mirror/app:unsigned\n{s}/org/app:multi {d}/mirror/app:multi\n{s}/org/app:referred {d}/mirror/app:referred\n"),
     );
+    // The dry run lists what the run then copies, attachments of attachments included.
+    let (rehearsal, rehearsed) = ws.run_report(&mapping, &["--insecure", "--dry-run"]);
+    expect_code(&rehearsal, 0);
     let report = ws.path("report.json");
     let out = ws
         .command()
@@ -193,6 +196,22 @@ fn signatures_attestations_sboms_and_referrers_arrive_byte_identical() {
         "application/vnd.dev.cosign.artifact.sig.v1+json"
     );
     assert_eq!(json["totals"]["attached_copied"], 7);
+    let attached_of = |report: &serde_json::Value| -> Vec<serde_json::Value> {
+        let mut images: Vec<serde_json::Value> = report["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|i| serde_json::json!([i["destination"], i["attached"]]))
+            .collect();
+        images.sort_by_key(|i| i.to_string());
+        images
+    };
+    assert_eq!(attached_of(&rehearsed), attached_of(&json));
+    assert!(
+        text(&rehearsal.stdout).contains("7 attached manifests"),
+        "{}",
+        text(&rehearsal.stdout)
+    );
 
     // The no-op: nothing written, and no request for attachments of the unsigned image.
     let mark = dst.mark();

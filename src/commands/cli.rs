@@ -233,7 +233,8 @@ pub struct RunArgs {
 
     /// Resolve and print the plan, write nothing. Also set by env `dry_run` or `DRY_RUN`
     /// (`true`/`false`). Unlike oc, the dry run asks the destinations, so it shows what would
-    /// really be copied, overwritten or left unchanged.
+    /// really be copied, overwritten or left unchanged, and under each image what is attached
+    /// to it and would be copied with it (attachments of attachments too).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub dry_run: Option<bool>,
 

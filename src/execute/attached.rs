@@ -6,7 +6,8 @@
 //! Finding them must not cost the hourly no-op a request per tag: the source repository's tag
 //! list (listed once per repository and run, or taken from the wildcard listing) says which
 //! `sha256-*` tags exist; only those are asked for. The referrers API is asked once per
-//! digest actually copied, and never again at a registry that showed it has none.
+//! digest actually copied, and never again at a registry that showed it has none; a
+//! destination is asked once per run whether it has it (then it needs no fallback tag).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -264,6 +265,30 @@ impl Executor {
         }
     }
 
+    /// Whether `store` has the referrers API, asked once per registry and run: a destination
+    /// that has it lists what was written there by its `subject`, and is not asked again.
+    async fn has_referrers_api(
+        &self,
+        store: &dyn Source,
+        repository: &Repository,
+        subject: &Digest,
+    ) -> Result<bool> {
+        let cell = self.referrers_api.cell(store.name().to_owned());
+        let has = cell
+            .get_or_try_init(|| async {
+                let has = store.referrers(repository, subject).await?.is_some();
+                if !has {
+                    tracing::debug!(
+                        registry = store.name(),
+                        "no referrers API: writing the fallback tags"
+                    );
+                }
+                Ok::<_, anyhow::Error>(has)
+            })
+            .await?;
+        Ok(*has)
+    }
+
     /// A cosign tag made the same at the destination: `(digest, written)`, or `None` when the
     /// source no longer has it.
     async fn carry_tag(
@@ -349,9 +374,8 @@ impl Executor {
         source_index: Option<&Manifest>,
     ) -> Result<()> {
         if self
-            .api_referrers(route.dst.as_ref(), route.dst_repo, subject)
+            .has_referrers_api(route.dst.as_ref(), route.dst_repo, subject)
             .await?
-            .is_some()
         {
             return Ok(());
         }

@@ -53,6 +53,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Whether the store answers the referrers API (else it is a registry without it).
     referrers_api: std::sync::atomic::AtomicBool,
+    /// Requests to the referrers API, answered or not.
+    referrers_asked: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
@@ -62,6 +64,7 @@ impl MemoryStore {
             slots: Slots::new(6),
             state: Mutex::default(),
             referrers_api: std::sync::atomic::AtomicBool::new(false),
+            referrers_asked: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -98,6 +101,12 @@ impl MemoryStore {
     pub fn enable_referrers_api(&self) {
         self.referrers_api
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times the referrers API was asked (a store without it is asked too).
+    pub fn referrers_asked(&self) -> usize {
+        self.referrers_asked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A manifest's exact bytes, by tag or digest.
@@ -246,6 +255,8 @@ impl Source for MemoryStore {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {
         async move {
+            self.referrers_asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !self
                 .referrers_api
                 .load(std::sync::atomic::Ordering::Relaxed)

@@ -41,6 +41,83 @@ fn with_referrer(dst_api: bool) -> (Arc<MemoryStores>, Manifest, Manifest) {
     (stores, img, referrer)
 }
 
+/// A referrer of `subject` (with `artifactType`), as ORAS or cosign in OCI 1.1 mode push one.
+fn referrer_of(subject: &Manifest, payload: &bytes::Bytes) -> Manifest {
+    let empty = bytes::Bytes::from_static(b"{}");
+    manifest(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"{ARTIFACT}","config":{},"layers":[{}],"subject":{{"mediaType":"{}","digest":"{}","size":{}}}}}"#,
+        descriptor("application/vnd.oci.empty.v1+json", &empty),
+        descriptor("text/plain", payload),
+        subject.media_type,
+        subject.digest,
+        subject.bytes.len()
+    ))
+}
+
+/// [`with_referrer`] plus a referrer of that referrer (a signature on the SBOM).
+fn with_nested_referrer(dst_api: bool) -> (Arc<MemoryStores>, Manifest, Manifest, Manifest) {
+    let (stores, img, referrer) = with_referrer(dst_api);
+    let payload = blob("signature of the sbom");
+    let nested = referrer_of(&referrer, &payload);
+    let src = stores.store(repo("src.io/team/app").registry());
+    src.seed(
+        &repo("src.io/team/app"),
+        "",
+        &[&nested],
+        &[bytes::Bytes::from_static(b"{}"), payload],
+    );
+    (stores, img, referrer, nested)
+}
+
+#[tokio::test]
+async fn a_referrer_of_a_referrer_comes_too_and_each_registry_is_asked_once_per_digest() {
+    let (stores, img, referrer, nested) = with_nested_referrer(true);
+    let outcomes = run(&stores, "src.io/team/app:1 dst.io/x/app:1", options()).await;
+    assert_eq!(
+        outcomes[0].status,
+        Status::Copied,
+        "{:?}",
+        outcomes[0].error
+    );
+    let digests: Vec<_> = outcomes[0].attached.iter().map(|a| &a.digest).collect();
+    assert_eq!(digests, [&referrer.digest, &nested.digest]);
+    assert_eq!(outcomes[0].attached[1].subject, referrer.digest);
+    let (src, dst) = (
+        stores.store(repo("src.io/team/app").registry()),
+        stores.store(repo("dst.io/x").registry()),
+    );
+    let x = repo("dst.io/x/app");
+    assert!(
+        dst.manifest_bytes(&x, &ManifestRef::Digest(nested.digest.clone()))
+            .is_some()
+    );
+    // The source's API once per digest copied (the image, the referrer, its referrer); the
+    // destination's once, to learn that it lists what is put there with a subject.
+    assert_eq!(src.referrers_asked(), 3);
+    assert_eq!(dst.referrers_asked(), 1);
+    assert_eq!(dst.tag(&x, &digest_tag(&img.digest)), None);
+    assert_eq!(dst.tag(&x, &digest_tag(&referrer.digest)), None);
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_a_referrer_of_a_referrer() {
+    let (stores, _, referrer, nested) = with_nested_referrer(false);
+    let dry = super::ExecuteOptions {
+        dry_run: true,
+        ..options()
+    };
+    let outcomes = run(&stores, "src.io/team/app:1 dst.io/x/app:1", dry).await;
+    assert_eq!(outcomes[0].status, Status::WouldCopy);
+    let digests: Vec<_> = outcomes[0].attached.iter().map(|a| &a.digest).collect();
+    assert_eq!(digests, [&referrer.digest, &nested.digest]);
+    assert!(
+        stores
+            .store(repo("dst.io/x").registry())
+            .writes()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn referrers_api_to_a_destination_without_it_writes_the_fallback_index() {
     let (stores, img, referrer) = with_referrer(false);

@@ -150,12 +150,13 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}; nothing was written ({secs:.1}s)",
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{};{} nothing was written ({secs:.1}s)",
             totals.would_copy,
             totals.would_overwrite,
             totals.unchanged,
             totals.failed,
-            refused_note(totals.refused)
+            refused_note(totals.refused),
+            attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum())
         );
     } else {
         let _ = writeln!(
@@ -228,6 +229,18 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The attached manifests a dry run lists (nested ones included), when it lists any.
+fn attached_would_note(listed: usize) -> String {
+    if listed == 0 {
+        String::new()
+    } else {
+        format!(
+            " {} (signatures, attestations, SBOMs, referrers) would be copied;",
+            count(listed, "attached manifest")
+        )
     }
 }
 

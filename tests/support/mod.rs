@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod cosign;
+pub mod ferro;
 pub mod junit;
 pub mod other;
 pub mod proxy;
@@ -151,6 +152,35 @@ pub struct Seeded {
     pub blobs: Vec<String>,
     /// Digests of child manifests of an index / manifest list (empty for a single image).
     pub children: Vec<String>,
+}
+
+/// A registry the seeding helpers push into: distribution ([`Registry`]) or another
+/// implementation (e.g. [`ferro::Ferro`], which has the referrers API).
+pub trait Push {
+    /// Uploads a blob; returns its digest.
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String;
+    /// `PUT /v2/<repo>/manifests/<reference>`; returns the digest of `body`.
+    fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String;
+}
+
+impl Push for Registry {
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        Registry::push_blob(self, repo, data)
+    }
+
+    fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+        Registry::push_manifest(self, repo, reference, media_type, body)
+    }
+}
+
+impl<T: Push + ?Sized> Push for &T {
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        (**self).push_blob(repo, data)
+    }
+
+    fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+        (**self).push_manifest(repo, reference, media_type, body)
+    }
 }
 
 /// One running `docker-registry` process. Dropping it kills the process and removes its storage.
@@ -1180,7 +1210,7 @@ const OCI: Kind = Kind {
 
 /// Pushes config and layers, returns (manifest bytes, blob digests). Does not push the manifest.
 fn build_image(
-    reg: &Registry,
+    reg: &impl Push,
     repo: &str,
     kind: &Kind,
     os: &str,
@@ -1211,7 +1241,7 @@ fn build_image(
     (manifest.into_bytes(), blobs)
 }
 
-fn seed_image(reg: &Registry, repo: &str, tag: &str, kind: &Kind, layers: &[Vec<u8>]) -> Seeded {
+fn seed_image(reg: &impl Push, repo: &str, tag: &str, kind: &Kind, layers: &[Vec<u8>]) -> Seeded {
     let (manifest, blobs) = build_image(reg, repo, kind, "linux", "amd64", layers);
     let digest = reg.push_manifest(repo, tag, kind.manifest, &manifest);
     Seeded {
@@ -1223,12 +1253,12 @@ fn seed_image(reg: &Registry, repo: &str, tag: &str, kind: &Kind, layers: &[Vec<
 }
 
 /// Docker v2 schema 2 image (linux/amd64) with the given layers, tagged `tag`.
-pub fn seed_docker_image(reg: &Registry, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Seeded {
+pub fn seed_docker_image(reg: &impl Push, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Seeded {
     seed_image(reg, repo, tag, &DOCKER, layers)
 }
 
 /// OCI image manifest (with `mediaType` set; linux/amd64) with the given layers, tagged `tag`.
-pub fn seed_oci_image(reg: &Registry, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Seeded {
+pub fn seed_oci_image(reg: &impl Push, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Seeded {
     seed_image(reg, repo, tag, &OCI, layers)
 }
 
@@ -1242,7 +1272,7 @@ pub fn platform_layers(layer_seed: u64, i: usize) -> Vec<Vec<u8>> {
 }
 
 fn seed_multi(
-    reg: &Registry,
+    reg: &impl Push,
     repo: &str,
     tag: &str,
     list_type: &str,
@@ -1287,7 +1317,7 @@ fn seed_multi(
 /// OCI image index of OCI image manifests, one per (os, arch); children pushed by digest
 /// first, then the index tagged `tag`. Layers: see [`platform_layers`].
 pub fn seed_oci_index(
-    reg: &Registry,
+    reg: &impl Push,
     repo: &str,
     tag: &str,
     platforms: &[(&str, &str)],
@@ -1299,7 +1329,7 @@ pub fn seed_oci_index(
 /// Docker manifest list of Docker v2 schema 2 manifests, one per (os, arch); children pushed
 /// by digest first, then the list tagged `tag`. Layers: see [`platform_layers`].
 pub fn seed_docker_list(
-    reg: &Registry,
+    reg: &impl Push,
     repo: &str,
     tag: &str,
     platforms: &[(&str, &str)],

@@ -107,6 +107,10 @@ pub struct Behaviour {
     pub sign_with: Option<Arc<super::token::TokenIssuer>>,
     /// Answer tag listings in pages.
     pub paging: Option<Paging>,
+    /// Answer referrers listings (`GET /v2/NAME/referrers/DIGEST`) in pages of at most this
+    /// many descriptors, each with a `Link: <...?page=K>; rel="next"` while more follow, as
+    /// the OCI distribution spec allows a registry to.
+    pub referrer_pages: Option<usize>,
     /// Answer blob GETs with `307` to `http://AUTHORITY/v2/.../blobs/DIGEST?X-Amz-Signature=SIG`
     /// (authority, signature): a pre-signed URL whose query is a credential.
     pub redirect_blobs: Option<(String, String)>,
@@ -503,7 +507,10 @@ fn serve_one(
     let paging = behaviour
         .paging
         .filter(|_| method == "GET" && path.ends_with("/tags/list"));
-    if paging.is_some() {
+    let referrer_pages = behaviour
+        .referrer_pages
+        .filter(|_| method == "GET" && path.contains("/referrers/"));
+    if paging.is_some() || referrer_pages.is_some() {
         request.head[0] = request.head[0].replacen(&target, &path, 1);
     }
     if behaviour.ignore_range || quirk == Some(&Quirk::IgnoreRange) {
@@ -605,6 +612,11 @@ fn serve_one(
     {
         page_tags(&mut response, &target, mode);
     }
+    if let Some(size) = referrer_pages
+        && status == 200
+    {
+        page_referrers(&mut response, &target, size);
+    }
     if let Some(elsewhere) = &behaviour.send_elsewhere {
         send_elsewhere(&mut response, &shared.own_host, elsewhere);
     }
@@ -678,6 +690,31 @@ fn page_tags(response: &mut Message, target: &str, mode: Paging) {
             .push(format!("Link: <{path}?n={size}&last={last}>; rel=\"next\""));
     }
     doc["tags"] = serde_json::json!(tags);
+    response.body = doc.to_string().into_bytes();
+}
+
+/// Cuts the registry's whole referrers index down to page `?page=K` (0 when not asked) of
+/// `size` descriptors, in the registry's order.
+fn page_referrers(response: &mut Message, target: &str, size: usize) {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
+        return;
+    };
+    let all = doc["manifests"].as_array().cloned().unwrap_or_default();
+    let page: usize = query_param(target, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let start = (page * size).min(all.len());
+    let end = (start + size).min(all.len());
+    response
+        .head
+        .retain(|l| !l.to_ascii_lowercase().starts_with("link:"));
+    if end < all.len() {
+        let path = target.split('?').next().unwrap_or("");
+        response
+            .head
+            .push(format!("Link: <{path}?page={}>; rel=\"next\"", page + 1));
+    }
+    doc["manifests"] = serde_json::json!(all[start..end]);
     response.body = doc.to_string().into_bytes();
 }
 
