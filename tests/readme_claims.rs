@@ -140,13 +140,18 @@ fn max_per_registry_bounds_the_requests_in_flight() {
     for i in 0..12 {
         dst.assert_complete(&format!("r{i}"), "1");
     }
+    // The proxy counts a request until it has written the answer's last byte, and the client
+    // may have read that byte and sent its next request before the proxy's count goes down:
+    // one more at a boundary is the measurement, not the client (unbounded, 24 stalled blob
+    // GETs would be in flight at once).
+    let slack = 1;
     assert!(
-        src_proxy.max_in_flight() <= 3 + 1,
+        src_proxy.max_in_flight() <= 3 + 1 + slack,
         "{} in flight at the source",
         src_proxy.max_in_flight()
     );
     assert!(
-        dst_proxy.max_in_flight() <= 3 + 1,
+        dst_proxy.max_in_flight() <= 3 + 1 + slack,
         "{} in flight at the destination",
         dst_proxy.max_in_flight()
     );
