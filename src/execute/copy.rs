@@ -44,20 +44,7 @@ impl Executor {
                     .is_some_and(|t| p.is_match(t.as_str()))
             });
         let platforms = self.platform_filter(job);
-        // What the destination repository holds, listed once per repository (usually while
-        // the sources were listed): nothing in a repository without tags can be unchanged,
-        // and a tag it does not list cannot be either. Not so for a push by digest (images
-        // pushed that way leave no tag), and an immutable tag is always asked for by a HEAD:
-        // a listing that missed it (a registry capping its pages) must not let it be
-        // overwritten.
-        let held = match (force, job.destination.tag()) {
-            (false, Some(tag)) => self
-                .held_tags(dst.as_ref(), dst_repo)
-                .await
-                .map(|held| (held.is_empty(), !immutable && !held.contains(tag.as_str()))),
-            _ => None,
-        };
-        let (fresh, unlisted) = held.unwrap_or((false, false));
+        let (fresh, unlisted) = self.listed(dst.as_ref(), job, immutable).await;
         // --force outside a dry run overwrites without looking, unless the tag is immutable.
         let look = !force || dry_run || immutable;
         // The source's digest comes first, from a HEAD sent together with the destination's:
@@ -156,6 +143,22 @@ impl Executor {
         }
         dst.put_manifest(dst_repo, &tag, &manifest).await?;
         Ok(Status::Copied)
+    }
+
+    /// Whether the destination repository holds no tag at all (`fresh`: nothing in it can be
+    /// unchanged, nor assumed present), and whether it does not list this job's tag
+    /// (`unlisted`: it cannot be unchanged), from its tags listed once per repository (usually
+    /// while the sources were listed). Neither for a push by digest (images pushed that way
+    /// leave no tag) nor with `--force`; and an immutable tag is never taken as unlisted: a
+    /// listing that missed it (a registry capping its pages) must not let it be overwritten.
+    async fn listed(&self, dst: &dyn Destination, job: &CopyJob, immutable: bool) -> (bool, bool) {
+        let Some(tag) = job.destination.tag().filter(|_| !self.options.force) else {
+            return (false, false);
+        };
+        match self.held_tags(dst, &job.destination.repository).await {
+            Some(held) => (held.is_empty(), !immutable && !held.contains(tag.as_str())),
+            None => (false, false),
+        }
     }
 
     /// The platforms to keep of an index, and how the filter was written: the line's
