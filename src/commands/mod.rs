@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod import;
 pub mod listing;
+pub mod planning;
 pub mod run;
 pub mod stores;
 pub mod verify;

@@ -10,18 +10,18 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
+use super::block_on;
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
-use super::listing::{RepositoryMatch, expand_repository_wildcards, list_wildcards};
+use super::listing::RepositoryMatch;
+use super::planning::{Planned, expand, list_and_plan, load_valid, preflight};
 use super::stores::AnyStores;
-use super::{block_on, load_and_report};
 use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
+use crate::inputs::MappingSet;
 use crate::inputs::mapping::Mapping;
-use crate::inputs::{MappingSet, registries_of, repositories_of};
 use crate::model::reference::{Repository, TagPattern};
-use crate::plan::{LineSelection, Plan, Shard, plan};
+use crate::plan::{LineSelection, Plan, Shard};
 use crate::registry::auth::credentials::Credentials;
-use crate::registry::tls::check_certificate_files;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::progress::Progress;
 use crate::report::{RunResult, WildcardRepositories, json, junit, metrics, text};
@@ -80,28 +80,9 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     credentials
         .validate()
         .map_err(|e| usage(format!("{e:#}")))?;
-    let set = load_and_report(&args.mappings.input_spec(), &mut stderr.lock()).ok_or(Usage)?;
-    if set.has_errors() {
-        let _ = writeln!(
-            stderr.lock(),
-            "{} in the mapping files; nothing was copied",
-            crate::plural::count(set.error_count(), "error")
-        );
-        return Err(Usage);
-    }
+    let set = load_valid(&args.mappings.input_spec(), "nothing was copied")?;
     let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
-    let (sources, destinations) = repositories_of(&set.mappings);
-    let (sources, destinations): (Vec<_>, Vec<_>) = (
-        sources.into_iter().filter(|r| r.on_disk()).collect(),
-        destinations.into_iter().filter(|r| r.on_disk()).collect(),
-    );
-    disk.preflight(&sources, &destinations)
-        .map_err(|e| usage(format!("{e:#}")))?;
-    let hosts = registries_of(&set.mappings);
-    check_certificate_files(&hosts).map_err(|e| usage(format!("{e:#}")))?;
-    credentials
-        .resolve_all(hosts)
-        .map_err(|e| usage(format!("{e:#}")))?;
+    preflight(&set, &disk, &credentials).map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
         max_images: args.max_images,
         set,
@@ -360,38 +341,21 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     ));
     let stores = Arc::new(AnyStores { registries, disk });
 
-    let expanded = expand_repository_wildcards(&stores.registries, &set.mappings).await;
-    for d in &expanded.diagnostics {
-        eprintln!("{d}");
-    }
-    if expanded.diagnostics.iter().any(|d| d.is_error()) {
-        eprintln!("repository wildcards lead to unusable destinations; nothing was copied");
-        return Err(Usage);
-    }
-    let mappings = expanded.mappings;
-    let matched = expanded.matches;
+    let expanded = expand(&stores, &set, "nothing was copied").await?;
     let executor = Arc::new(Executor::new(
         stores.clone(),
         options,
         stats.clone(),
         cancel.clone(),
     ));
-    let (sources, destinations) = repositories_named(&mappings, shard);
+    let (sources, destinations) = repositories_named(&expanded.mappings, shard);
     executor.prefetch(sources, destinations);
-    let (listed, mut listing_failures) = list_wildcards(stores.as_ref(), &mappings).await;
-    listing_failures.extend(expanded.failures);
-    let (mut plan, diagnostics) = plan(&mappings, &listed);
-    for d in &diagnostics {
-        eprintln!("{d}");
-    }
-    if diagnostics.iter().any(|d| d.is_error()) {
-        eprintln!("conflicting destinations after expanding wildcards; nothing was copied");
-        return Err(Usage);
-    }
-    if let Some(shard) = shard {
-        plan = plan.shard(shard);
-        tracing::info!(%shard, "working on one shard");
-    }
+    let Planned {
+        mut plan,
+        listed,
+        listing_failures,
+        matched,
+    } = list_and_plan(&stores, expanded, shard, "nothing was copied").await?;
     log_selections(&plan.selections);
     let selections = std::mem::take(&mut plan.selections);
     let repository_wildcards = tags_per_repository(&matched, &plan);
