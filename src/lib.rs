@@ -15,8 +15,11 @@
 //!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
 //! - [`report`]: the outcome model and its views (text, JSON, JUnit, metrics, progress);
 //! - [`execute`]: the copy algorithm, over the [`store`] seam;
+//! - [`audit`]: `verify`'s read-only checks over the same seam (a plan against its sources,
+//!   or every tag of a repository);
 //! - [`commands`]: `check`, `run`, `verify`, `import` — the glue.
 
+pub mod audit;
 pub mod commands;
 pub mod disk;
 pub mod execute;

@@ -104,8 +104,11 @@ pub enum Command {
         resume where they were cut (oc retries no upload)."
     )]
     Run(Box<RunArgs>),
-    /// Check that every tag of the given repositories points at a complete image: the
-    /// manifest, its index children and every blob exist. Exit 0 if so, 1 if not.
+    /// Check a mirror, reading only: with REPOSITORY arguments, that every tag of them points
+    /// at a complete image (the manifest, its index children and every blob exist); with -f
+    /// mapping files, that each image they name is at its destination as at its source —
+    /// same digest, complete, and everything attached at the source (signatures,
+    /// attestations, SBOMs, referrers) there with the same digest. Exit 0 if so, 1 if not.
     Verify(VerifyArgs),
     /// Print the mapping lines (with `# image-mirror:` options) equivalent to another
     /// mirroring tool's configuration file. Whatever cannot be translated is an error naming
@@ -143,13 +146,47 @@ pub enum ImportFormat {
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     /// Repositories to walk, as `host[:port]/path`, or directories: `oci:PATH`,
-    /// `file://REPO` (under --dir).
-    #[arg(value_name = "REPOSITORY", required = true)]
+    /// `file://REPO` (under --dir). Or, instead, mapping files with -f.
+    #[arg(
+        value_name = "REPOSITORY",
+        required_unless_present = "filenames",
+        conflicts_with = "filenames"
+    )]
     pub repositories: Vec<String>,
+
+    /// A mapping file or directory of them, as `run` takes them (repeatable): every image
+    /// it names is compared with its source — the destination holds the source's digest,
+    /// the image is complete, and everything attached at the source (signatures,
+    /// attestations, SBOMs, referrers) is at the destination with the same digest.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filenames: Vec<PathBuf>,
+
+    /// In directories given with -f, read only files whose names start with this (as for
+    /// `run`).
+    #[arg(long, env = ENV_MAPPING_FILE_PREFIX, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// With -f: the --filter-by-os `run` was given. A destination index rewritten by it (or
+    /// by a line's `platforms=`) is compared with the source's index rewritten the same way.
+    #[arg(long, value_name = "REGEX", requires = "filenames")]
+    pub filter_by_os: Option<String>,
+
+    /// With -f: compare what is attached to each image (on by default); `--attached=false`
+    /// when `run` was given it.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_bool)]
+    pub attached: bool,
+
+    /// Write what was found as JSON here (schema in README).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
 
     /// Where `file://` repositories are (as for `run`). Default: the current directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    /// Where `file://` sources are read from (as for `run`). Default: --dir.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
 
     /// Docker config.json with registry credentials (as for `run`).
     #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
@@ -158,6 +195,10 @@ pub struct VerifyArgs {
     /// Allow plain HTTP and unverified TLS for every registry.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub insecure: bool,
+
+    /// Allow plain HTTP and unverified TLS for this registry only (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
 
     /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
     /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
@@ -170,6 +211,19 @@ pub struct VerifyArgs {
     /// while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
+}
+
+impl VerifyArgs {
+    /// The mapping files, when verify compares them with their sources.
+    pub fn input_spec(&self) -> Option<InputSpec> {
+        if self.filenames.is_empty() {
+            return None;
+        }
+        Some(InputSpec {
+            paths: self.filenames.clone(),
+            prefix: self.prefix.clone().filter(|p| !p.is_empty()),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -59,6 +59,13 @@ pub fn load_and_report(spec: &InputSpec, err: &mut dyn Write) -> Option<MappingS
     Some(set)
 }
 
+/// Runs a command's async part to its value, or the exit code that ended it early.
+pub fn on_runtime_value<T>(
+    command: impl Future<Output = Result<T, ExitCode>>,
+) -> Result<T, ExitCode> {
+    block_on(command).and_then(|value| value)
+}
+
 /// Runs a command's async part to its exit code on a multi-threaded runtime.
 pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
     block_on(command).unwrap_or_else(|code| code)

@@ -1,134 +1,26 @@
-//! `image-mirror verify`: walk every tag of destination repositories and check that each
-//! manifest and everything it references (index children too) exists — that no tag points
-//! at an incomplete image. Registries and directories alike: the walk goes through the
-//! store seam.
+//! `image-mirror verify`, read-only, in two modes: walk every tag of destination repositories
+//! (each must point at a complete image), or, given the mapping files `run` takes, compare
+//! each image they name with its source (digest, completeness, what is attached). Glue only:
+//! the plan is `run`'s ([`super::planning`]), the checks are [`crate::audit`]'s, the views
+//! [`crate::report::verified`]'s.
 
-use std::collections::HashSet;
+use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::Result;
-use futures_util::future::join_all;
+use anyhow::{Context, Result};
 
 use super::ExitCode;
 use super::cli::VerifyArgs;
+use super::planning::{Planned, expand_and_plan, load_valid, preflight};
 use super::stores::AnyStores;
+use crate::audit::{AuditOptions, Auditor, walk_repository};
 use crate::disk::DiskStores;
-use crate::model::manifest::Content;
-use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag, parse_name};
-use crate::plural::count;
+use crate::inputs::InputSpec;
+use crate::model::reference::{Reference, Repository, parse_name};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
+use crate::report::verified::{self, VerifyResult};
 use crate::stats::Stats;
-use crate::store::{Source, Stores};
-
-/// One problem found in a repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub tag: String,
-    pub message: String,
-}
-
-/// Checks every tag of `repository`; returns the number of tags checked and the problems.
-pub async fn verify_repository(
-    stores: &dyn Stores,
-    repository: &Repository,
-) -> Result<(usize, Vec<Problem>)> {
-    let client = stores.source(repository).await?;
-    let tags = client.tags(repository).await?;
-    let checks = join_all(tags.iter().map(|tag| {
-        let client = client.clone();
-        async move {
-            let mut problems = Vec::new();
-            let mut seen = HashSet::new();
-            match Tag::parse(tag) {
-                Ok(parsed) => {
-                    let reference = ManifestRef::Tag(parsed);
-                    let mut walk = Walk {
-                        client: &client,
-                        repository,
-                        tag,
-                        seen: &mut seen,
-                        problems: &mut problems,
-                    };
-                    walk.manifest(&reference, 0).await;
-                }
-                Err(e) => problems.push(Problem {
-                    tag: tag.clone(),
-                    message: format!("the registry lists an invalid tag: {e}"),
-                }),
-            }
-            problems
-        }
-    }))
-    .await;
-    Ok((tags.len(), checks.into_iter().flatten().collect()))
-}
-
-/// Index nesting deeper than this is reported rather than followed.
-const MAX_DEPTH: usize = 4;
-
-/// The walk from one tag through its manifests to its blobs.
-struct Walk<'a> {
-    client: &'a Arc<dyn Source>,
-    repository: &'a Repository,
-    tag: &'a str,
-    /// Blobs and manifests already checked for this tag.
-    seen: &'a mut HashSet<Digest>,
-    problems: &'a mut Vec<Problem>,
-}
-
-impl Walk<'_> {
-    fn problem(&mut self, message: String) {
-        self.problems.push(Problem {
-            tag: self.tag.to_owned(),
-            message,
-        });
-    }
-
-    fn manifest<'b>(
-        &'b mut self,
-        reference: &'b ManifestRef,
-        depth: usize,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'b>> {
-        Box::pin(async move {
-            if depth > MAX_DEPTH {
-                self.problem(format!(
-                    "{reference}: indexes nested deeper than {MAX_DEPTH}"
-                ));
-                return;
-            }
-            let manifest = match self.client.manifest(self.repository, reference).await {
-                Ok(m) => m,
-                Err(e) => return self.problem(format!("{e:#}")),
-            };
-            match &manifest.content {
-                Content::Image { blobs } => {
-                    for blob in blobs {
-                        if !self.seen.insert(blob.digest.clone()) {
-                            continue;
-                        }
-                        match self.client.blob_exists(self.repository, &blob.digest).await {
-                            Ok(true) => {}
-                            Ok(false) => self.problem(format!(
-                                "blob {} of {} is missing",
-                                blob.digest, manifest.digest
-                            )),
-                            Err(e) => self.problem(format!("{e:#}")),
-                        }
-                    }
-                }
-                Content::Index { children } => {
-                    for child in children {
-                        if self.seen.insert(child.digest.clone()) {
-                            let reference = ManifestRef::Digest(child.digest.clone());
-                            self.manifest(&reference, depth + 1).await;
-                        }
-                    }
-                }
-            }
-        })
-    }
-}
 
 /// Parses `host/path` repository arguments, or directories (`oci:PATH`, `file://REPO`).
 pub fn parse_repositories(args: &[String]) -> Result<Vec<Repository>, String> {
@@ -147,57 +39,152 @@ pub fn parse_repositories(args: &[String]) -> Result<Vec<Repository>, String> {
         .collect()
 }
 
+/// What a mode needs, read and checked before any registry is contacted.
+enum Mode {
+    Walk(Vec<Repository>),
+    Compare {
+        set: crate::inputs::MappingSet,
+        options: AuditOptions,
+    },
+}
+
+/// Reads and checks the arguments; any problem is exit 2 with nothing contacted.
+fn prepare(
+    args: &VerifyArgs,
+    disk: &DiskStores,
+    credentials: &Credentials,
+) -> Result<Mode, ExitCode> {
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::Usage
+    };
+    credentials
+        .validate()
+        .map_err(|e| usage(format!("{e:#}")))?;
+    let Some(spec) = args.input_spec() else {
+        return parse_repositories(&args.repositories)
+            .map(Mode::Walk)
+            .map_err(usage);
+    };
+    let filter_by_os = match &args.filter_by_os {
+        Some(re) => {
+            Some(regex::Regex::new(re).map_err(|e| usage(format!("--filter-by-os {re:?}: {e}")))?)
+        }
+        None => None,
+    };
+    let set = load(&spec)?;
+    preflight(&set, disk, credentials).map_err(|e| usage(format!("{e:#}")))?;
+    Ok(Mode::Compare {
+        set,
+        options: AuditOptions {
+            filter_by_os,
+            attached: args.attached,
+        },
+    })
+}
+
+fn load(spec: &InputSpec) -> Result<crate::inputs::MappingSet, ExitCode> {
+    load_valid(spec, "nothing was verified")
+}
+
 /// Runs `verify`.
 pub fn run(args: &VerifyArgs) -> ExitCode {
-    let repositories = match parse_repositories(&args.repositories) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
     let credentials = Credentials::locate(args.registry_config.clone());
-    if let Err(e) = credentials.validate() {
-        eprintln!("error: {e:#}");
-        return ExitCode::Usage;
-    }
+    let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
+    let mode = match prepare(args, &disk, &credentials) {
+        Ok(mode) => mode,
+        Err(code) => return code,
+    };
     let options = RegistryOptions {
         insecure: args.insecure,
-        insecure_registries: Vec::new(),
+        insecure_registries: args.insecure_registry.clone(),
         max_per_registry: args.max_per_registry as usize,
         max_checks_per_registry: args.max_checks_per_registry as usize,
     };
-    let dir = args.dir.clone();
-    super::on_runtime(async {
+    let found = super::on_runtime_value(async {
         let stats = Arc::new(Stats::default());
-        let registries = Registries::new(options, NetworkOptions::default(), credentials, stats);
-        let stores = AnyStores {
+        let registries = Registries::new(
+            options,
+            NetworkOptions::default(),
+            credentials,
+            stats.clone(),
+        );
+        let stores = Arc::new(AnyStores {
             registries: Arc::new(registries),
-            disk: DiskStores::new(dir, None),
+            disk,
+        });
+        let mut result = match mode {
+            Mode::Walk(repositories) => walk(stores, &repositories).await,
+            Mode::Compare { set, options } => compare(stores, &set, options).await?,
         };
-        let mut code = ExitCode::Ok;
-        for repository in &repositories {
-            match verify_repository(&stores, repository).await {
-                Ok((tags, problems)) if problems.is_empty() => {
-                    println!("{repository}: {}, all complete", count(tags, "tag"))
-                }
-                Ok((tags, problems)) => {
-                    code = ExitCode::Failed;
-                    println!(
-                        "{repository}: {}, {}",
-                        count(tags, "tag"),
-                        count(problems.len(), "problem")
-                    );
-                    for p in problems {
-                        println!("  {}: {}", p.tag, p.message);
-                    }
-                }
-                Err(e) => {
-                    code = ExitCode::Failed;
-                    println!("{repository}: {e:#}");
-                }
-            }
-        }
-        code
+        result.requests = stats.snapshot().requests;
+        Ok(result)
+    });
+    let result = match found {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
+    let mut code = if result.failed() {
+        ExitCode::Failed
+    } else {
+        ExitCode::Ok
+    };
+    if let Some(path) = &args.report
+        && let Err(e) = write_report(path, &result)
+    {
+        eprintln!("error: {e:#}");
+        code = ExitCode::Failed;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", verified::text(&result));
+    let _ = out.flush();
+    code
+}
+
+async fn walk(stores: Arc<AnyStores>, repositories: &[Repository]) -> VerifyResult {
+    let checks = futures_util::future::join_all(
+        repositories
+            .iter()
+            .map(|r| walk_repository(stores.as_ref(), r)),
+    )
+    .await;
+    VerifyResult {
+        repositories: checks,
+        ..VerifyResult::default()
+    }
+}
+
+/// `run`'s plan, each image compared with its source.
+async fn compare(
+    stores: Arc<AnyStores>,
+    set: &crate::inputs::MappingSet,
+    options: AuditOptions,
+) -> Result<VerifyResult, ExitCode> {
+    let Planned {
+        plan,
+        listed,
+        listing_failures,
+        matched: _,
+    } = expand_and_plan(&stores, set, None, "nothing was verified").await?;
+    tracing::info!(
+        images = plan.job_count(),
+        repositories = plan.batches.len(),
+        "verifying against the sources"
+    );
+    let auditor = Auditor::new(stores, options);
+    for (repository, tags) in &listed {
+        auditor.know_tags(repository, tags);
+    }
+    let images = auditor.audit(plan).await;
+    Ok(VerifyResult {
+        listing_failures,
+        ..VerifyResult::from_images(images)
     })
+}
+
+fn write_report(path: &std::path::Path, result: &VerifyResult) -> Result<()> {
+    let text = serde_json::to_vec_pretty(&verified::json(result))
+        .context("serializing the verify report")?;
+    std::fs::write(path, text)
+        .with_context(|| format!("writing the verify report to {}", path.display()))
 }

@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 
 use super::Executor;
 use super::content::Route;
+use super::memo::Memo;
 use crate::model::attached::{
     Attachment, Kind, Referrer, build_index, cosign_tag, digest_tag, is_attachment_tag,
     merge_index, parse_index,
@@ -109,40 +110,19 @@ impl Executor {
         Ok(out)
     }
 
-    /// The source repository's tags, once per run; `None` when they cannot be listed
-    /// (nothing attached by tag is found there then, which is logged, not an error: the
-    /// image itself can still be copied).
+    /// The source repository's attachment tags, once per run (see [`attachment_tags_once`]).
     pub(super) async fn source_tags(
         &self,
         src: &dyn Source,
         repository: &Repository,
     ) -> Option<Arc<HashSet<String>>> {
-        let cell = self.source_tags.cell(repository.clone());
-        cell.get_or_init(|| async {
-            match src.tags(repository).await {
-                Ok(tags) => Some(Arc::new(
-                    tags.into_iter().filter(|t| is_attachment_tag(t)).collect(),
-                )),
-                Err(e) => {
-                    tracing::warn!(repository = %repository, error = %format!("{e:#}"), "cannot list tags: signatures and other attachments by tag are not copied from this repository");
-                    None
-                }
-            }
-        })
-        .await
-        .clone()
+        attachment_tags_once(&self.source_tags, src, repository).await
     }
 
     /// Tags a wildcard listing already fetched: attachments are found in them without
     /// listing the repository again.
     pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
-        let cell = self.source_tags.cell(repository.clone());
-        let set = tags
-            .iter()
-            .filter(|t| is_attachment_tag(t))
-            .cloned()
-            .collect();
-        let _ = cell.set(Some(Arc::new(set)));
+        know_attachment_tags(&self.source_tags, repository, tags);
     }
 
     fn attached_to<'a>(
@@ -230,39 +210,15 @@ impl Executor {
         })
     }
 
-    /// The referrers API's answer, unless `store` showed that it has none. The first copy
-    /// to ask a store finds out for all: the others wait for its answer rather than each
-    /// sending a request that a registry without the API answers 404.
+    /// The referrers API's answer, unless `store` showed that it has none (see
+    /// [`referrers_once`]).
     async fn api_referrers(
         &self,
         store: &dyn Source,
         repository: &Repository,
         subject: &Digest,
     ) -> Result<Option<Vec<Referrer>>> {
-        let cell = self.referrers_api.cell(store.name().to_owned());
-        if cell.get() == Some(&false) {
-            return Ok(None);
-        }
-        let mut first = None;
-        let has_api = *cell
-            .get_or_try_init(|| async {
-                let listed = store.referrers(repository, subject).await?;
-                let has = listed.is_some();
-                if !has {
-                    tracing::debug!(
-                        registry = store.name(),
-                        "no referrers API: using the fallback tags"
-                    );
-                }
-                first = Some(listed);
-                Ok::<_, anyhow::Error>(has)
-            })
-            .await?;
-        match first {
-            Some(listed) => Ok(listed),
-            None if has_api => store.referrers(repository, subject).await,
-            None => Ok(None),
-        }
+        referrers_once(&self.referrers_api, store, repository, subject).await
     }
 
     /// Whether `store` has the referrers API, asked once per registry and run: a destination
@@ -427,6 +383,83 @@ fn push(out: &mut Vec<Attachment>, attachment: Attachment) {
     }
 }
 
-fn tag_of(text: &str) -> Result<Tag> {
+pub(crate) fn tag_of(text: &str) -> Result<Tag> {
     Tag::parse(text).map_err(|e| failure(ErrorKind::Permanent, format!("tag {text:?}: {e}")))
+}
+
+/// Per repository, its attachment tags (`sha256-*`); `None` when it cannot be listed.
+pub(crate) type AttachmentTags = Memo<Repository, Option<Arc<HashSet<String>>>>;
+
+/// A repository's attachment tags, listed once per run; `None` when they cannot be listed
+/// (nothing attached by tag is found there then, which is logged, not an error: the image
+/// itself can still be copied or checked).
+pub(crate) async fn attachment_tags_once(
+    memo: &AttachmentTags,
+    src: &dyn Source,
+    repository: &Repository,
+) -> Option<Arc<HashSet<String>>> {
+    let cell = memo.cell(repository.clone());
+    cell.get_or_init(|| async {
+        match src.tags(repository).await {
+            Ok(tags) => Some(Arc::new(
+                tags.into_iter().filter(|t| is_attachment_tag(t)).collect(),
+            )),
+            Err(e) => {
+                tracing::warn!(repository = %repository, error = %format!("{e:#}"), "cannot list tags: signatures and other attachments by tag are not looked for in this repository");
+                None
+            }
+        }
+    })
+    .await
+    .clone()
+}
+
+/// Tags a wildcard listing already fetched, remembered so the repository is not listed again.
+pub(crate) fn know_attachment_tags(
+    memo: &AttachmentTags,
+    repository: &Repository,
+    tags: &[String],
+) {
+    let cell = memo.cell(repository.clone());
+    let set = tags
+        .iter()
+        .filter(|t| is_attachment_tag(t))
+        .cloned()
+        .collect();
+    let _ = cell.set(Some(Arc::new(set)));
+}
+
+/// The referrers API's answer, unless `store` showed that it has none (remembered in `memo`
+/// per store name). The first caller to ask a store finds out for all: the others wait for
+/// its answer rather than each sending a request that a registry without the API answers 404.
+pub(crate) async fn referrers_once(
+    memo: &Memo<String, bool>,
+    store: &dyn Source,
+    repository: &Repository,
+    subject: &Digest,
+) -> Result<Option<Vec<Referrer>>> {
+    let cell = memo.cell(store.name().to_owned());
+    if cell.get() == Some(&false) {
+        return Ok(None);
+    }
+    let mut first = None;
+    let has_api = *cell
+        .get_or_try_init(|| async {
+            let listed = store.referrers(repository, subject).await?;
+            let has = listed.is_some();
+            if !has {
+                tracing::debug!(
+                    registry = store.name(),
+                    "no referrers API: using the fallback tags"
+                );
+            }
+            first = Some(listed);
+            Ok::<_, anyhow::Error>(has)
+        })
+        .await?;
+    match first {
+        Some(listed) => Ok(listed),
+        None if has_api => store.referrers(repository, subject).await,
+        None => Ok(None),
+    }
 }

@@ -161,20 +161,11 @@ impl Executor {
         }
     }
 
-    /// The platforms to keep of an index, and how the filter was written: the line's
-    /// `platforms=`, else `--filter-by-os`.
+    /// The platforms to keep of an index, and how the filter was written (the line's
+    /// `platforms=`, else `--filter-by-os`): [`CopyJob::platform_filter`], which `verify`
+    /// shares.
     fn platform_filter(&self, job: &CopyJob) -> Option<(Arc<regex::Regex>, String)> {
-        if let Some(p) = &job.rules.platforms {
-            return Some((
-                p.matcher.clone(),
-                format!("platforms={}", p.listed.join(",")),
-            ));
-        }
-        let re = self.options.filter_by_os.as_ref()?;
-        Some((
-            Arc::new(re.clone()),
-            format!("--filter-by-os {:?}", re.as_str()),
-        ))
+        job.platform_filter(self.options.filter_by_os.as_ref())
     }
 
     /// The tags a destination repository held when the run first needed to know, listed

@@ -10,10 +10,10 @@
 //! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
-mod attached;
+pub(crate) mod attached;
 mod content;
 mod copy;
-mod memo;
+pub(crate) mod memo;
 #[cfg(test)]
 mod memory;
 mod prefetch;
@@ -86,7 +86,7 @@ pub struct Executor {
     held: Memo<Repository, Option<Arc<HashSet<String>>>>,
     /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
     /// when it cannot be listed.
-    source_tags: Memo<Repository, Option<Arc<HashSet<String>>>>,
+    source_tags: attached::AttachmentTags,
     /// Per store name, whether it has the referrers API (asked once, by the first copy).
     referrers_api: Memo<String, bool>,
     cancel: CancellationToken,

@@ -28,6 +28,27 @@ pub struct CopyJob {
     pub rules: Arc<LineRules>,
 }
 
+impl CopyJob {
+    /// The platforms to keep of an index, and how the filter was written: the line's
+    /// `platforms=`, else `--filter-by-os` (given as `filter_by_os`). `None`: no rewrite.
+    pub fn platform_filter(
+        &self,
+        filter_by_os: Option<&regex::Regex>,
+    ) -> Option<(Arc<regex::Regex>, String)> {
+        if let Some(p) = &self.rules.platforms {
+            return Some((
+                p.matcher.clone(),
+                format!("platforms={}", p.listed.join(",")),
+            ));
+        }
+        let re = filter_by_os?;
+        Some((
+            Arc::new(re.clone()),
+            format!("--filter-by-os {:?}", re.as_str()),
+        ))
+    }
+}
+
 /// Every copy into one destination repository: the unit of progress and reporting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {

@@ -1,5 +1,5 @@
 //! What a run tells the operator, as views of one model ([`outcome`]): the dry-run plan and
-//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), the Prometheus metrics of a batch job ([`metrics`]), the plan diff of `check --diff` ([`diff`]), and the live progress
+//! the summary ([`text`]), the JSON report ([`json`]), the JUnit XML for Prow ([`junit`]), the Prometheus metrics of a batch job ([`metrics`]), the plan diff of `check --diff` ([`diff`]), what `verify` found ([`verified`]), and the live progress
 //! ([`progress`], which reads only the run's [`crate::stats`]).
 
 pub mod diff;
@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod progress;
 pub mod text;
+pub mod verified;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
