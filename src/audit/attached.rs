@@ -220,7 +220,7 @@ impl Auditor {
                 ends,
                 ProblemKind::AttachedMissing,
                 format!(
-                    "{shown} of {subject} is at {} but not listed there (no referrers API, and the fallback index {} does not name it)",
+                    "{shown} of {subject} is at {} but not listed there (neither by its referrers API nor in its fallback index {}): clients will not find it",
                     ends.dst_repo,
                     digest_tag(subject)
                 ),

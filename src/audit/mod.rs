@@ -11,6 +11,8 @@
 //! wildcard listing) says which attachment tags exist, as it does for `run`.
 
 mod attached;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 use std::sync::Arc;

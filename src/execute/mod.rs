@@ -15,13 +15,13 @@ mod content;
 mod copy;
 pub(crate) mod memo;
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
 mod prefetch;
 mod signed;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
-mod tests_attached;
+pub(crate) mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -22,15 +22,15 @@ use crate::stats::Stats;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-pub(super) fn repo(name: &str) -> Repository {
+pub(crate) fn repo(name: &str) -> Repository {
     parse_name(name).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-pub(super) fn blob(text: &str) -> Bytes {
+pub(crate) fn blob(text: &str) -> Bytes {
     Bytes::from(format!("blob {text}"))
 }
 
-pub(super) fn descriptor(media_type: &str, bytes: &[u8]) -> String {
+pub(crate) fn descriptor(media_type: &str, bytes: &[u8]) -> String {
     format!(
         r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
         Digest::of(bytes),
@@ -38,13 +38,13 @@ pub(super) fn descriptor(media_type: &str, bytes: &[u8]) -> String {
     )
 }
 
-pub(super) fn manifest(json: String) -> Manifest {
+pub(crate) fn manifest(json: String) -> Manifest {
     let bytes = Bytes::from(json);
     Manifest::parse(bytes.clone(), Digest::of(&bytes)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// An OCI image whose config and layers are `blobs` (the first is the config).
-pub(super) fn image(blobs: &[&Bytes]) -> Manifest {
+pub(crate) fn image(blobs: &[&Bytes]) -> Manifest {
     let config = descriptor("application/vnd.oci.image.config.v1+json", blobs[0]);
     let layers: Vec<String> = blobs[1..]
         .iter()
@@ -74,7 +74,7 @@ fn index(children: &[&Manifest]) -> Manifest {
     ))
 }
 
-pub(super) fn options() -> ExecuteOptions {
+pub(crate) fn options() -> ExecuteOptions {
     ExecuteOptions {
         dry_run: false,
         force: false,
@@ -89,7 +89,7 @@ pub(super) fn options() -> ExecuteOptions {
 }
 
 /// Plans `mapping` (no wildcards) and runs it against `stores`; outcomes by destination.
-pub(super) async fn run(
+pub(crate) async fn run(
     stores: &Arc<MemoryStores>,
     mapping: &str,
     options: ExecuteOptions,

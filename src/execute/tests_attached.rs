@@ -11,11 +11,11 @@ use crate::model::manifest::Manifest;
 use crate::model::reference::{ManifestRef, Tag};
 use crate::report::outcome::Status;
 
-const ARTIFACT: &str = "application/vnd.example.sbom";
+pub(crate) const ARTIFACT: &str = "application/vnd.example.sbom";
 
 /// A source `src.io/team/app:1` with the referrers API and one referrer of the image; the
 /// destination `dst.io` without it unless `dst_api`.
-fn with_referrer(dst_api: bool) -> (Arc<MemoryStores>, Manifest, Manifest) {
+pub(crate) fn with_referrer(dst_api: bool) -> (Arc<MemoryStores>, Manifest, Manifest) {
     let stores = Arc::new(MemoryStores::default());
     let src = stores.store(repo("src.io/team/app").registry());
     let dst = stores.store(repo("dst.io/x").registry());
