@@ -390,3 +390,114 @@ fn a_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
     expect_code(&out, 2);
     assert!(src.requests_since(mark).is_empty());
 }
+
+/// The run's report without a policy (`run` above always passes one).
+fn run_without_policy(ws: &Workspace, mapping: &str) -> (Option<i32>, Value) {
+    let mapping = ws.write("mapping", mapping);
+    let (out, report) = ws.run_report(&mapping, &["--insecure"]);
+    (out.status.code(), report)
+}
+
+fn requests(report: &Value) -> u64 {
+    report["totals"]["requests"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.requests in {report:#}"))
+}
+
+/// An image already at the destination is checked against `--policy` on every run: once its
+/// signature is removed at the source, or the policy refuses its scope, it is `refused`
+/// (exit 1) and left as it is at the destination. The re-check costs two GETs per signed
+/// image (its `.sig` manifest and payload: the tag list says the tag exists); without
+/// `--policy` an unchanged re-run sends nothing more.
+#[test]
+fn unchanged_images_are_rechecked_against_the_policy() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let one = seed_oci_image(&src, "org/app", "one", &[layer(1, 900)]);
+    let two = seed_oci_image(&src, "org/app", "two", &[layer(2, 900)]);
+    for seeded in [&one, &two] {
+        sign(dir, &format!("{s}/org/app@{}", seeded.digest), &[]);
+    }
+    let accept = policy(
+        &ws,
+        &[(
+            format!("{s}/org/app"),
+            signed_by(dir, Some("matchRepository")),
+        )],
+    );
+    let mapping =
+        format!("{s}/org/app:one {d}/mirror/app:one\n{s}/org/app:two {d}/mirror/app:two\n");
+    let (code, report) = run(&ws, &mapping, &accept, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+
+    // Unchanged, with and without the policy: what the re-check costs.
+    let (code, without) = run_without_policy(&ws, &mapping);
+    assert_eq!(code, Some(0), "{without:#}");
+    let mark = src.mark();
+    let (code, with) = run(&ws, &mapping, &accept, &[]);
+    assert_eq!(code, Some(0), "{with:#}");
+    for tag in ["one", "two"] {
+        assert_eq!(
+            entry(&with, &format!("{d}/mirror/app:{tag}"))["status"],
+            "unchanged"
+        );
+    }
+    assert_eq!(
+        requests(&with) - requests(&without),
+        4,
+        "a .sig manifest and a payload per image: {without:#} {with:#}"
+    );
+    let sig_gets = src
+        .tool_requests_since(mark)
+        .iter()
+        .filter(|r| r.to_string().contains("GET") && r.path().ends_with(".sig"))
+        .count();
+    assert_eq!(sig_gets, 2);
+
+    // The signature of `one` removed at the source: refused, and left at the destination.
+    let sig = src
+        .manifest_digest(
+            "org/app",
+            &format!("sha256-{}.sig", one.digest.trim_start_matches("sha256:")),
+        )
+        .expect("a signature");
+    assert!(src.delete_manifest("org/app", &sig));
+    let dst_mark = dst.mark();
+    let (code, report) = run(&ws, &mapping, &accept, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_refused(
+        &report,
+        &format!("{d}/mirror/app:one"),
+        &format!(
+            "no signature of {s}/org/app@{} verifies with key {} (it has no signature) (policy scope {s}/org/app); {d}/mirror/app:one already holds it and is left as it is",
+            one.digest,
+            p(&dir.join("cosign.pub"))
+        ),
+    );
+    assert_eq!(
+        entry(&report, &format!("{d}/mirror/app:two"))["status"],
+        "unchanged"
+    );
+    assert_eq!(report["totals"]["refused"], 1);
+    assert!(dst.tool_writes_since(dst_mark).is_empty());
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "one").as_deref(),
+        Some(one.digest.as_str())
+    );
+
+    // A stricter policy: the repository rejected.
+    let reject = policy(
+        &ws,
+        &[(format!("{s}/org/app"), r#"[{"type": "reject"}]"#.into())],
+    );
+    let (code, report) = run(&ws, &mapping, &reject, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_refused(
+        &report,
+        &format!("{d}/mirror/app:two"),
+        "the policy rejects",
+    );
+    assert!(dst.tool_writes_since(dst_mark).is_empty());
+}

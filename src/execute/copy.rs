@@ -87,6 +87,7 @@ impl Executor {
             && !force
         {
             *source_digest = Some(known.clone());
+            self.recheck_policy(&src, job, known).await?;
             // Signatures may have come after the image: what is attached is looked for on
             // every run, by the repository's tag list (no request when there is none).
             *attached = self.attached_unchanged(&route, known, dry_run).await?;
@@ -110,6 +111,7 @@ impl Executor {
         *source_digest = Some(manifest.digest.clone());
         let subjects = |ask_api| Subjects::of(&manifest, rewritten, ask_api, dry_run);
         if current.as_ref() == Some(&manifest.digest) && !force {
+            self.recheck_policy(&src, job, &signed).await?;
             if self.options.attached {
                 *attached = self.carry_attached(&route, &subjects(false)).await?;
             }

@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::Executor;
 use crate::model::attached::cosign_tag;
-use crate::model::failure::{ErrorKind, failure};
+use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::image::SourceImage;
 use crate::model::manifest::BlobRef;
 use crate::model::reference::{Digest, ManifestRef, Tag};
+use crate::plan::CopyJob;
 use crate::policy::verify::{Intended, normalize};
 use crate::policy::{Signature, evaluate, needs_signatures};
 use crate::store::Source;
@@ -63,7 +64,33 @@ impl Executor {
         })
     }
 
-    /// The image's cosign signatures at the source: none when it has no `.sig` tag.
+    /// `--policy` for an image already at the destination (unchanged): one the policy no
+    /// longer accepts (its signature removed, the policy made stricter) is refused — the
+    /// run fails so that the hourly job notices — and left as it is at the destination:
+    /// nothing is deleted or written. Without `--policy`, no request.
+    pub(super) async fn recheck_policy(
+        &self,
+        src: &Arc<dyn Source>,
+        job: &CopyJob,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.check_policy(src, &job.source, digest)
+            .await
+            .map_err(|e| match error_kind(&e) {
+                Some(ErrorKind::Refused) => failure(
+                    ErrorKind::Refused,
+                    format!(
+                        "{e:#}; {} already holds it and is left as it is",
+                        job.destination
+                    ),
+                ),
+                _ => e,
+            })
+    }
+
+    /// The image's cosign signatures at the source: none when it has no `.sig` tag. The
+    /// source's tag list (listed once per repository and run, as for attachments) says
+    /// whether it has one, so no HEAD is sent for it.
     async fn signatures(
         &self,
         src: &Arc<dyn Source>,
@@ -75,8 +102,15 @@ impl Executor {
         let tag = Tag::parse(&tag_text)
             .map_err(|e| failure(ErrorKind::Permanent, format!("tag {tag_text:?}: {e}")))?;
         let reference = ManifestRef::Tag(tag);
-        if src.manifest_digest(repo, &reference).await?.is_none() {
-            return Ok(Vec::new());
+        let listed = self.source_tags(src.as_ref(), repo).await;
+        match listed {
+            Some(tags) if !tags.contains(&tag_text) => return Ok(Vec::new()),
+            Some(_) => {}
+            None => {
+                if src.manifest_digest(repo, &reference).await?.is_none() {
+                    return Ok(Vec::new());
+                }
+            }
         }
         let manifest = src.manifest(repo, &reference).await?;
         let doc: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| {
