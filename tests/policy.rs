@@ -501,3 +501,154 @@ fn unchanged_images_are_rechecked_against_the_policy() {
     );
     assert!(dst.tool_writes_since(dst_mark).is_empty());
 }
+
+/// `openssl` in `dir`, checked.
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Signs `image` with the RSA key `rsa.pem` the way cosign documents for keys it does not
+/// hold: cosign writes the simple-signing payload (`cosign generate`), openssl signs it
+/// (RSA PKCS#1 v1.5 with SHA-256, what cosign's RSA signer makes), cosign attaches the
+/// signature (`cosign attach signature`). (`cosign import-key-pair` would let cosign sign
+/// itself, but Debian's cosign 2.5 refuses every key it is given to import — "error
+/// validating rsa key: unsupported public key type", EC keys alike.)
+fn sign_with_rsa(dir: &Path, image: &str) {
+    let out = cosign(dir, &["generate", image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(dir.join("payload.json"), &out.stdout).expect("payload");
+    openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            "rsa.pem",
+            "-out",
+            "payload.sig",
+            "payload.json",
+        ],
+    );
+    let signature = std::fs::read(dir.join("payload.sig")).expect("signature");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(signature);
+    std::fs::write(dir.join("payload.sig.b64"), b64).expect("signature");
+    cosign_ok(
+        dir,
+        &[
+            "attach",
+            "signature",
+            "--payload",
+            "payload.json",
+            "--signature",
+            "payload.sig.b64",
+            image,
+        ],
+    );
+}
+
+/// An RSA key made by openssl, end to end: `--policy` with `keyPath` to its public key
+/// accepts the image signed with it and refuses the unsigned one and one whose signature
+/// was tampered with; `cosign verify --key` agrees on each, at the source and at the
+/// destination.
+#[test]
+fn an_rsa_key_accepts_what_it_signed_and_refuses_the_rest() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:3072",
+            "-out",
+            "rsa.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &["pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub"],
+    );
+    let (s, d) = (src.host(), dst.host());
+    let signed = seed_oci_image(&src, "org/app", "signed", &[layer(1, 900)]);
+    let unsigned = seed_oci_image(&src, "org/app", "unsigned", &[layer(2, 900)]);
+    let tampered = seed_oci_image(&src, "org/app", "tampered", &[layer(3, 900)]);
+    sign_with_rsa(dir, &format!("{s}/org/app@{}", signed.digest));
+    sign_with_rsa(dir, &format!("{s}/org/app@{}", tampered.digest));
+    let mut sig = sig_manifest(&src, "org/app", &tampered.digest);
+    let annotation = &mut sig["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64
+        .decode(annotation.as_str().expect("signature"))
+        .expect("base64");
+    bytes[10] ^= 1;
+    *annotation = Value::String(b64.encode(&bytes));
+    put_sig(&src, "org/app", &tampered.digest, &sig);
+
+    let rsa_verifies = |image: &str| {
+        cosign(
+            dir,
+            &[
+                "verify",
+                "--key",
+                "rsa.pub",
+                "--insecure-ignore-tlog",
+                image,
+            ],
+        )
+        .status
+        .success()
+    };
+    let at = |reg: &str, repo: &str, seeded: &Seeded| format!("{reg}/{repo}@{}", seeded.digest);
+    assert!(rsa_verifies(&at(&s, "org/app", &signed)));
+    assert!(!rsa_verifies(&at(&s, "org/app", &unsigned)));
+    assert!(!rsa_verifies(&at(&s, "org/app", &tampered)));
+
+    let policy = ws.write(
+        "policy.json",
+        &format!(
+            r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{"{s}/org/app": [{{"type": "sigstoreSigned", "keyPath": {:?}, "signedIdentity": {{"type": "matchRepository"}}}}]}}}}}}"#,
+            p(&dir.join("rsa.pub"))
+        ),
+    );
+    let mapping = format!(
+        "{s}/org/app:signed {d}/mirror/app:signed\n{s}/org/app:unsigned {d}/mirror/app:unsigned\n{s}/org/app:tampered {d}/mirror/app:tampered\n"
+    );
+    let (code, report) = run(&ws, &mapping, &policy, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        entry(&report, &format!("{d}/mirror/app:signed"))["status"],
+        "copied"
+    );
+    let key = p(&dir.join("rsa.pub")).to_owned();
+    assert_refused(
+        &report,
+        &format!("{d}/mirror/app:unsigned"),
+        &format!(
+            "no signature of {s}/org/app@{} verifies with key {key} (it has no signature)",
+            unsigned.digest
+        ),
+    );
+    assert_refused(
+        &report,
+        &format!("{d}/mirror/app:tampered"),
+        &format!(
+            "no signature of {s}/org/app@{} verifies with key {key}",
+            tampered.digest
+        ),
+    );
+    assert!(rsa_verifies(&at(&d, "mirror/app", &signed)));
+    assert!(dst.manifest_digest("mirror/app", "unsigned").is_none());
+    assert!(dst.manifest_digest("mirror/app", "tampered").is_none());
+}
