@@ -172,7 +172,7 @@ pub fn text(result: &VerifyResult) -> String {
             "all as at the source".to_owned()
         };
         out.push_str(&format!(
-            "verified {} against their sources ({} checked): {verdict}; {} sent\n",
+            "verified {} against the sources ({} checked): {verdict}; {} sent\n",
             count(result.images.len(), "image"),
             count(attached, "attached manifest"),
             count(result.requests as usize, "request")
