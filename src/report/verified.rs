@@ -318,3 +318,71 @@ pub fn json(result: &VerifyResult) -> JsonVerify<'_> {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reference::{ManifestRef, Tag, parse_name};
+
+    fn check(destination: &str, tag: &str, problems: usize, attached: usize) -> ImageCheck {
+        let repository = parse_name(destination).unwrap_or_else(|e| panic!("{e}"));
+        let tag = Tag::parse(tag).unwrap_or_else(|e| panic!("{e}"));
+        let digest = Digest::of(b"image");
+        let attachment = Attachment {
+            digest: Digest::of(b"signature"),
+            kind: Kind::Signature,
+            artifact_type: None,
+            subject: digest.clone(),
+        };
+        ImageCheck {
+            destination: Target {
+                repository: repository.clone(),
+                reference: ManifestRef::Tag(tag.clone()),
+            },
+            source: SourceImage::tagged(repository, tag.clone()),
+            origin: Location {
+                file: "mapping".into(),
+                line: 1,
+                column: 1,
+            },
+            source_digest: Some(digest.clone()),
+            destination_digest: Some(digest),
+            rewritten: None,
+            attached: vec![attachment.clone(); attached],
+            problems: (0..problems)
+                .map(|i| Problem {
+                    tag: tag.to_string(),
+                    kind: ProblemKind::AttachedMissing,
+                    message: format!("problem {i}"),
+                    attachment: Some(attachment.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn images_are_grouped_by_destination_repository_and_counted() {
+        let result = VerifyResult::from_images(vec![
+            check("r.io/a", "1", 0, 2),
+            check("r.io/b", "1", 1, 0),
+            check("r.io/a", "2", 0, 1),
+        ]);
+        assert!(result.failed());
+        assert_eq!(
+            text(&result),
+            "r.io/a: 2 tags, all complete, 3 attached manifests as at the source\n\
+             r.io/b: 1 tag, 1 problem\n  1: problem 0\n\
+             verified 3 images against the sources (3 attached manifests checked): 1 problem; 0 requests sent\n"
+        );
+        let json = json(&result);
+        assert_eq!(json.totals.tags, 3);
+        assert_eq!(json.totals.problems, 1);
+        assert_eq!(json.totals.attached_checked, 3);
+        assert_eq!(
+            json.repositories[1].problems[0].kind,
+            ProblemKind::AttachedMissing
+        );
+        let all_well = VerifyResult::from_images(vec![check("r.io/a", "1", 0, 0)]);
+        assert!(!all_well.failed());
+    }
+}
