@@ -328,3 +328,32 @@ fn verify_against_the_sources_with_the_other_registry() {
         [("moved".into(), String::new(), String::new())]
     );
 }
+
+/// Into an OCI layout: `verify -f` reads the directory through the same seam; a blob file
+/// removed from it is an incomplete image.
+#[test]
+fn verify_against_the_sources_into_a_directory() {
+    let (src, ws) = (Registry::start(), Workspace::new());
+    let s = src.host();
+    let image = seed_oci_image(&src, "team/app", "1", &[layer(1, 2000)]);
+    let layout = ws.path("layout");
+    let mapping = ws.write("mapping", &format!("{s}/team/app:1 oci:{}:1\n", p(&layout)));
+    let out = ws
+        .command()
+        .args(["run", "--insecure", "-f", p(&mapping)])
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    let (code, out, report) = verify_mapping(&ws, &mapping, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(report["images"][0]["destination_digest"], image.digest);
+    let layer = image.blobs.last().expect("a layer");
+    std::fs::remove_file(layout.join("blobs/sha256").join(hex(layer))).expect("blob file");
+    let (code, out, report) = verify_mapping(&ws, &mapping, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("blob {layer} of {} is missing", image.digest)),
+        "{out}"
+    );
+    assert_eq!(report["images"][0]["problems"][0]["kind"], "incomplete");
+}
