@@ -597,3 +597,79 @@ fn referrers_api_pages_are_followed() {
         "three pages of one, each asked once"
     );
 }
+
+/// `verify -f` after a run from a registry with the referrers API to one with it and one
+/// without: every referrer (a referrer of a referrer too), the attestation and its signature
+/// are found the same at both destinations — listed by the API there, or by the fallback
+/// index — reading only. A referrer deleted at the destination without the API is then named.
+#[test]
+fn verify_finds_referrers_through_the_api_and_the_fallback_index() {
+    let (src, api, plain) = (Ferro::start(), Ferro::start(), Registry::start());
+    let (s, a, p_) = (src.host(), api.host(), plain.host());
+    let ws = Workspace::new();
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let attached = seed_attached(
+        &src,
+        false,
+        &s,
+        dir,
+        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
+        &|digest| src.referrer_digests("org/app", digest),
+    );
+    let mapping = ws.write(
+        "mapping",
+        &format!("{s}/org/app:v1 {a}/mirror/app:v1 {p_}/mirror/app:v1\n"),
+    );
+    let (out, _) = run(&ws, &mapping, &[]);
+    expect_code(&out, 0);
+
+    let verify = || {
+        let report = ws.path("verify.json");
+        let out = ws
+            .command()
+            .args([
+                "verify",
+                "--insecure",
+                "-f",
+                p(&mapping),
+                "--report",
+                p(&report),
+            ])
+            .output()
+            .expect("verify");
+        (out, read_report(&report))
+    };
+    let (src_before, api_before, mark) = (src.requests(), api.requests(), plain.mark());
+    let (out, report) = verify();
+    expect_code(&out, 0);
+    assert_eq!(src.requests().since(&src_before).writes(), 0);
+    assert_eq!(api.requests().since(&api_before).writes(), 0);
+    assert!(plain.tool_writes_since(mark).is_empty());
+    let mut expected = sorted(attached.all().into_iter().map(str::to_owned).collect());
+    for image in report["images"].as_array().expect("images") {
+        let mut found: Vec<String> = image["attached"]
+            .as_array()
+            .expect("attached")
+            .iter()
+            .map(|a| a["digest"].as_str().expect("digest").to_owned())
+            .collect();
+        found.sort();
+        assert_eq!(found, expected, "{image:#}");
+    }
+
+    assert!(plain.delete_manifest("mirror/app", &attached.sbom_signature));
+    let (out, report) = verify();
+    expect_code(&out, 1);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "referrer {} ({COSIGN_SIG}) of {} is missing at {p_}/mirror/app",
+            attached.sbom_signature, attached.sbom
+        )),
+        "{stdout}"
+    );
+    assert_eq!(report["totals"]["problems"], 1, "{report:#}");
+    expected.retain(|d| *d != attached.sbom_signature);
+    assert_eq!(report["totals"]["attached_checked"], expected.len() + 6);
+}
