@@ -15,7 +15,7 @@ use super::planning::{Planned, expand_and_plan, load_valid, preflight};
 use super::stores::AnyStores;
 use crate::audit::{AuditOptions, Auditor, walk_repository};
 use crate::disk::DiskStores;
-use crate::inputs::InputSpec;
+use crate::inputs::MappingSet;
 use crate::model::reference::{Reference, Repository, parse_name};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
@@ -43,7 +43,7 @@ pub fn parse_repositories(args: &[String]) -> Result<Vec<Repository>, String> {
 enum Mode {
     Walk(Vec<Repository>),
     Compare {
-        set: crate::inputs::MappingSet,
+        set: MappingSet,
         options: AuditOptions,
     },
 }
@@ -72,7 +72,7 @@ fn prepare(
         }
         None => None,
     };
-    let set = load(&spec)?;
+    let set = load_valid(&spec, "nothing was verified")?;
     preflight(&set, disk, credentials).map_err(|e| usage(format!("{e:#}")))?;
     Ok(Mode::Compare {
         set,
@@ -81,10 +81,6 @@ fn prepare(
             attached: args.attached,
         },
     })
-}
-
-fn load(spec: &InputSpec) -> Result<crate::inputs::MappingSet, ExitCode> {
-    load_valid(spec, "nothing was verified")
 }
 
 /// Runs `verify`.
@@ -157,7 +153,7 @@ async fn walk(stores: Arc<AnyStores>, repositories: &[Repository]) -> VerifyResu
 /// `run`'s plan, each image compared with its source.
 async fn compare(
     stores: Arc<AnyStores>,
-    set: &crate::inputs::MappingSet,
+    set: &MappingSet,
     options: AuditOptions,
 ) -> Result<VerifyResult, ExitCode> {
     let Planned {
