@@ -275,6 +275,54 @@ fn a_signature_for_another_tag_passes_only_match_repository() {
     assert_refused(&report, &format!("{d}/mirror/app:again"), "signed for");
 }
 
+/// `remapIdentity`: mirrored from a mirror, an image still verifies with the signature made
+/// for its original name, once the policy maps the mirror's prefix back to it; without the
+/// remap the default identity refuses it.
+#[test]
+fn remap_identity_accepts_a_signature_made_for_the_original_name() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let image = seed_oci_image(&src, "org/app", "v1", &[layer(7, 900)]);
+    sign(
+        dir,
+        &format!("{s}/org/app@{}", image.digest),
+        &["--sign-container-identity", &format!("{s}/org/app:v1")],
+    );
+    // A first mirror, signatures and all: the signature still names org/app.
+    let (code, report) = run_without_policy(&ws, &format!("{s}/org/app:v1 {s}/mirror/app:v1\n"));
+    assert_eq!(code, Some(0), "{report:#}");
+    let mapping = format!("{s}/mirror/app:v1 {d}/final/app:v1\n");
+
+    let plain = policy(&ws, &[(format!("{s}/mirror"), signed_by(dir, None))]);
+    let (code, report) = run(&ws, &mapping, &plain, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_refused(
+        &report,
+        &format!("{d}/final/app:v1"),
+        &format!("signed for {s}/org/app:v1"),
+    );
+    assert!(dst.tags("final/app").is_empty());
+
+    let remapped = policy(
+        &ws,
+        &[(
+            format!("{s}/mirror"),
+            format!(
+                r#"[{{"type": "sigstoreSigned", "keyPath": {:?}, "signedIdentity": {{"type": "remapIdentity", "prefix": "{s}/mirror", "signedPrefix": "{s}/org"}}}}]"#,
+                p(&dir.join("cosign.pub"))
+            ),
+        )],
+    );
+    let (code, report) = run(&ws, &mapping, &remapped, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("final/app", "v1").as_deref(),
+        Some(image.digest.as_str())
+    );
+}
+
 #[test]
 fn the_most_specific_scope_wins_and_reject_refuses() {
     let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());

@@ -41,6 +41,14 @@ pub enum Identity {
     MatchExact,
     ExactReference(String),
     ExactRepository(String),
+    /// An image whose name starts with `prefix` (a host, a namespace or a repository, on
+    /// path-segment boundaries) is looked for as if it were named under `signed_prefix`
+    /// instead, then matched as [`Identity::MatchRepoDigestOrExact`]: signatures made for the
+    /// original name verify on a mirror of it.
+    RemapIdentity {
+        prefix: String,
+        signed_prefix: String,
+    },
 }
 
 /// The fields that would need Fulcio certificates or a Rekor log: keyless verification.
@@ -174,7 +182,20 @@ fn identity(value: &Value, at: &str) -> Result<Identity, String> {
         Some("matchExact") => Ok(Identity::MatchExact),
         Some("exactReference") => Ok(Identity::ExactReference(field("dockerReference")?)),
         Some("exactRepository") => Ok(Identity::ExactRepository(field("dockerRepository")?)),
-        Some("remapIdentity") => Err(format!("{at}: \"remapIdentity\" is not supported")),
+        Some("remapIdentity") => {
+            let (prefix, signed_prefix) = (field("prefix")?, field("signedPrefix")?);
+            for (name, value) in [("prefix", &prefix), ("signedPrefix", &signed_prefix)] {
+                if value.is_empty() || value.contains('@') || value.ends_with('/') {
+                    return Err(format!(
+                        "{at}: {name} {value:?} must be a host, a namespace or a repository (no tag or digest)"
+                    ));
+                }
+            }
+            Ok(Identity::RemapIdentity {
+                prefix,
+                signed_prefix,
+            })
+        }
         Some(other) => Err(format!("{at}: unknown signedIdentity type {other:?}")),
         None => Err(format!("{at}: \"type\" is missing")),
     }
@@ -249,8 +270,12 @@ mod tests {
                 "not base64",
             ),
             (
-                r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "signedIdentity": {"type": "remapIdentity"}}]}"#,
-                "remapIdentity",
+                r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "signedIdentity": {"type": "remapIdentity", "prefix": "quay.io/org"}}]}"#,
+                "\"signedPrefix\" is missing",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "signedIdentity": {"type": "remapIdentity", "prefix": "quay.io/org/app:v1@sha256:00", "signedPrefix": "x.io/a"}}]}"#,
+                "no tag or digest",
             ),
             (
                 r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "signedIdentity": {"type": "exactReference"}}]}"#,

@@ -191,6 +191,26 @@ fn identity_matches(signed: &Named, image: &Intended, identity: &Identity) -> bo
         }
         Identity::ExactReference(r) => *signed == Named::parse(r),
         Identity::ExactRepository(r) => signed.name == normalize(r),
+        Identity::RemapIdentity {
+            prefix,
+            signed_prefix,
+        } => {
+            let remapped = Intended {
+                name: remap(&image.name, prefix, signed_prefix),
+                ..image.clone()
+            };
+            identity_matches(signed, &remapped, &Identity::MatchRepoDigestOrExact)
+        }
+    }
+}
+
+/// `name` with `prefix` replaced by `signed_prefix`, when `prefix` is the whole name or ends
+/// at one of its `/`s (containers/image's rule: the host and port must match exactly); else
+/// `name` unchanged.
+fn remap(name: &str, prefix: &str, signed_prefix: &str) -> String {
+    match name.strip_prefix(prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{signed_prefix}{rest}"),
+        _ => name.to_owned(),
     }
 }
 
@@ -268,6 +288,39 @@ mod tests {
             ExactReference("x.io/a:b".into())
         ));
         assert!(check("x.io/a:c", &tagged, ExactRepository("x.io/a".into())));
+        // A mirror's name mapped back to the name the signature was made for.
+        let remap = |prefix: &str, signed_prefix: &str| RemapIdentity {
+            prefix: prefix.into(),
+            signed_prefix: signed_prefix.into(),
+        };
+        assert!(check(
+            "registry.internal/team/app:v1",
+            &tagged,
+            remap("quay.io/org", "registry.internal/team")
+        ));
+        assert!(check(
+            "registry.internal/app:v1",
+            &tagged,
+            remap("quay.io/org/app", "registry.internal/app")
+        ));
+        // Still matchRepoDigestOrExact: another tag does not do.
+        assert!(!check(
+            "registry.internal/team/app:v2",
+            &tagged,
+            remap("quay.io/org", "registry.internal/team")
+        ));
+        // Prefixes end at a `/`: quay.io/or is no prefix of quay.io/org/app, and a name that
+        // does not start with the prefix is compared as it is.
+        assert!(!check(
+            "registry.internal/team/app:v1",
+            &tagged,
+            remap("quay.io/or", "registry.internal/team")
+        ));
+        assert!(check(
+            "quay.io/org/app:v1",
+            &tagged,
+            remap("docker.io/x", "registry.internal/team")
+        ));
     }
 
     #[test]
