@@ -7,6 +7,7 @@ pub mod diagnostics;
 pub mod digest;
 pub mod failure;
 pub mod image;
+pub mod intern;
 pub mod manifest;
 pub mod names;
 pub mod parse;
