@@ -6,8 +6,9 @@
 //! it. A hand-written parser: the regex-based one in oci-spec costs ~10 µs a reference, which
 //! dominates a 100,000-line check.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 pub use super::digest::{Algorithm, Digest, Hasher};
 use super::intern::Interner;
@@ -107,37 +108,53 @@ impl fmt::Display for Host {
     }
 }
 
-/// A repository: registry host (normalized) and path, e.g. `quay.io` + `openshift/ci`. Both
-/// parts are shared: a clone costs no copy, and one mapping file's lines naming the same
-/// repository hold one copy of it (see [`super::intern`]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository {
+/// A repository: registry host (normalized) and path, e.g. `quay.io` + `openshift/ci`.
+/// Shared: one pointer wide, a clone copies nothing (the planner puts one in every copy it
+/// plans), and one mapping file's lines naming the same repository hold one copy of it (see
+/// [`super::intern`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository(Arc<RepositoryParts>);
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RepositoryParts {
     registry: Host,
-    path: Arc<str>,
+    path: Box<str>,
 }
 
 impl Repository {
+    fn new(registry: Host, path: Box<str>) -> Repository {
+        Repository(Arc::new(RepositoryParts { registry, path }))
+    }
     pub fn registry(&self) -> &Host {
-        &self.registry
+        &self.0.registry
     }
     pub fn path(&self) -> &str {
-        &self.path
+        &self.0.path
+    }
+}
+
+impl fmt::Debug for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("registry", self.registry())
+            .field("path", &self.path())
+            .finish()
     }
 }
 
 impl Repository {
     /// Whether the repository is a directory rather than a registry's.
     pub fn on_disk(&self) -> bool {
-        self.registry.place() != Place::Registry
+        self.registry().place() != Place::Registry
     }
 }
 
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.registry.place() {
-            Place::Registry => write!(f, "{}/{}", self.registry, self.path),
-            Place::File => write!(f, "{FILE_PREFIX}{}", self.path),
-            Place::Oci => write!(f, "{OCI_HOST}{}", self.path),
+        match self.registry().place() {
+            Place::Registry => write!(f, "{}/{}", self.registry(), self.path()),
+            Place::File => write!(f, "{FILE_PREFIX}{}", self.path()),
+            Place::Oci => write!(f, "{OCI_HOST}{}", self.path()),
         }
     }
 }
@@ -229,10 +246,9 @@ pub enum TagSpec {
 #[derive(Clone)]
 pub struct TagPattern {
     text: Box<str>,
-    /// Compiled on first use: compiling costs far more than validating, `check` never
-    /// matches, and a compiled glob is ten times the size of its text (100,000 patterns
-    /// held by a large check).
-    matcher: std::sync::OnceLock<Option<Box<globset::GlobMatcher>>>,
+    /// Compiled on first use (compiling costs far more than validating, and `check` never
+    /// matches), and shared with every pattern written alike: see [`compiled`].
+    matcher: std::sync::OnceLock<Option<Arc<globset::GlobMatcher>>>,
 }
 
 impl TagPattern {
@@ -272,8 +288,7 @@ impl TagPattern {
 
     pub fn is_match(&self, tag: &str) -> bool {
         self.matcher
-            // It parsed once, so it parses again: `None` (matching nothing) is never reached.
-            .get_or_init(|| glob(&self.text).ok().map(|g| Box::new(g.compile_matcher())))
+            .get_or_init(|| compiled(&self.text))
             .as_ref()
             .is_some_and(|m| m.is_match(tag))
     }
@@ -283,6 +298,22 @@ impl TagPattern {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+}
+
+/// The compiled glob of `text`, shared by every [`TagPattern`] written alike. A mapping set
+/// repeats a few patterns (`*`, `v4.*`) over thousands of lines, and each compiled glob is a
+/// regex of some 9 KB: compiled per line, planning 20,000 wildcard lines took 180 MB and most
+/// of a second. `None` for a text that is no glob, which a parsed pattern never is.
+fn compiled(text: &str) -> Option<Arc<globset::GlobMatcher>> {
+    type Cache = HashMap<Box<str>, Arc<globset::GlobMatcher>, foldhash::fast::RandomState>;
+    static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(matcher) = cache.get(text) {
+        return Some(matcher.clone());
+    }
+    let matcher = Arc::new(glob(text).ok()?.compile_matcher());
+    cache.insert(text.into(), matcher.clone());
+    Some(matcher)
 }
 
 /// A tag glob as the pattern grammar reads it: `*` crosses every character (tags have no
@@ -451,10 +482,7 @@ fn parse_file<'t>(text: &'t str, names: &mut Interner<'t>) -> Result<Reference, 
     validate_path(name)?;
     let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
     Ok(Reference {
-        repository: Repository {
-            registry: names.host(FILE_HOST),
-            path: name.into(),
-        },
+        repository: Repository::new(names.host(FILE_HOST), name.into()),
         tag,
         digest,
     })
@@ -470,10 +498,7 @@ fn parse_oci<'t>(text: &'t str, names: &mut Interner<'t>) -> Result<Reference, P
     }
     let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
     Ok(Reference {
-        repository: Repository {
-            registry: names.host(OCI_HOST),
-            path: path.into(),
-        },
+        repository: Repository::new(names.host(OCI_HOST), path.into()),
         tag,
         digest,
     })
@@ -514,7 +539,7 @@ pub(super) fn parse_name_with<'t>(
     } else {
         path.into()
     };
-    Ok(Repository { registry, path })
+    Ok(Repository::new(registry, path))
 }
 
 #[cfg(test)]
