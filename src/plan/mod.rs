@@ -181,6 +181,9 @@ struct Batches {
     by_destination: HashTable<(usize, usize)>,
 }
 
+/// Up to how many copies a batch grows one at a time.
+const SMALL_BATCH: usize = 8;
+
 impl Batches {
     /// Adds `job`, unless its destination is planned already: from the same content that is
     /// a harmless duplicate (the first is kept), from other content a conflict.
@@ -214,7 +217,13 @@ impl Batches {
         by_destination.insert_unique(hash, place, |at| {
             hasher.hash_one((at.0, destination_of(at)))
         });
-        batches[batch].jobs.push(job);
+        let jobs = &mut batches[batch].jobs;
+        // Most batches hold a few copies (a repository per line): grown one at a time, they
+        // keep no room for four (a Vec's first growth; 5 MB of bench/parse.sh's plan).
+        if jobs.len() == jobs.capacity() && jobs.len() < SMALL_BATCH {
+            jobs.reserve_exact(1);
+        }
+        jobs.push(job);
     }
 
     /// The index of `repository`'s batch, a new one if it has none yet.
