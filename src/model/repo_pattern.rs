@@ -9,7 +9,7 @@ use super::parse::ParseError;
 use super::reference::{Host, Repository, parse_name};
 
 /// Repositories of one registry whose paths match a glob. Boxed: rare, and held in a
-/// [`crate::inputs::mapping::Mapping`] variant that would otherwise set the size of every
+/// variant of the mapping-file parser's `Mapping` that would otherwise set the size of every
 /// mapping.
 #[derive(Debug, Clone)]
 pub struct RepoPattern(Box<Parts>);
