@@ -14,3 +14,4 @@ pub mod parse;
 pub mod reference;
 pub mod repo_pattern;
 pub mod rules;
+pub mod short_text;

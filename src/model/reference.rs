@@ -17,6 +17,7 @@ pub(crate) use super::names::normalize_host;
 use super::names::{validate_host, validate_path};
 pub use super::parse::ParseError;
 use super::parse::char_at;
+use super::short_text::ShortText;
 
 /// Where Docker Hub's registry API answers.
 pub const DOCKER_HUB_API: &str = "index.docker.io";
@@ -159,10 +160,10 @@ impl fmt::Display for Repository {
     }
 }
 
-/// A literal tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Shared: the planner copies a tag into
-/// every job naming it.
+/// A literal tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Inline when short (nearly always):
+/// the planner copies a tag into every copy naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(Arc<str>);
+pub struct Tag(ShortText);
 
 impl Tag {
     pub fn parse(text: &str) -> Result<Tag, ParseError> {
@@ -185,16 +186,16 @@ impl Tag {
                 ));
             }
         }
-        Ok(Tag(text.into()))
+        Ok(Tag(ShortText::new(text)))
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
