@@ -509,7 +509,8 @@ pub fn parse_text(file: &Arc<str>, text: &str) -> ParsedLine {
     for (i, line) in text.split('\n').enumerate() {
         parse_line_into(file, i + 1, line, &names, &mut out);
     }
-    // Every file's mappings are held until all are parsed: without the spare capacity.
+    // Held until the window of files it is parsed with is moved into the set: without the
+    // spare capacity.
     out.mappings.shrink_to_fit();
     out
 }
