@@ -318,7 +318,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     ));
     let stores = Arc::new(AnyStores { registries, disk });
 
-    let expanded = expand_repository_wildcards(&stores.registries, set.mappings).await;
+    let expanded = expand_repository_wildcards(&stores.registries, &set.mappings).await;
     for d in &expanded.diagnostics {
         eprintln!("{d}");
     }
