@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use super::parse::ParseError;
-use super::reference::{Host, Repository, parse_name_with};
+use super::reference::{Host, Repository, TagPattern, parse_name_with};
 
 /// The hosts and repositories parsed so far, by their text as written: parsing is a pure
 /// function of the text, so a name seen before needs no second look. Keys borrow the text
@@ -17,6 +17,8 @@ use super::reference::{Host, Repository, parse_name_with};
 pub struct Interner<'t> {
     repositories: HashMap<&'t str, Repository, RandomState>,
     hosts: HashMap<&'t str, Host, RandomState>,
+    /// Tag patterns: validating one builds a glob, a dozen allocations.
+    patterns: HashMap<&'t str, TagPattern, RandomState>,
 }
 
 impl<'t> Interner<'t> {
@@ -39,12 +41,23 @@ impl<'t> Interner<'t> {
         self.repositories.insert(name, repository.clone());
         Ok(repository)
     }
+
+    /// The tag pattern `text` is, as [`TagPattern::parse`] reads it, shared with earlier
+    /// patterns written alike.
+    pub fn pattern(&mut self, text: &'t str) -> Result<TagPattern, ParseError> {
+        if let Some(known) = self.patterns.get(text) {
+            return Ok(known.clone());
+        }
+        let pattern = TagPattern::parse(text)?;
+        self.patterns.insert(text, pattern.clone());
+        Ok(pattern)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::reference::{Reference, parse_name};
+    use crate::model::reference::{Reference, TagSpec, parse_name};
 
     /// Whether two names are one copy in memory, not two equal ones.
     fn same_copy(a: &str, b: &str) -> bool {
@@ -72,6 +85,22 @@ mod tests {
         // A reference shares its repository with names parsed before it.
         let r = Reference::parse_in("quay.io/org/app:v1", &mut names);
         assert!(r.is_ok_and(|r| same_copy(r.repository.path(), parsed[1].path())));
+        // Tag patterns written alike are one copy too, and parse as alone.
+        let mut pattern = |text| match Reference::parse_in(text, &mut names).map(|r| r.tag) {
+            Ok(Some(TagSpec::Pattern(p))) => p,
+            other => panic!("{text}: {other:?}"),
+        };
+        let (a, b, c) = (
+            pattern("r.io/a:v1.*"),
+            pattern("r.io/b:v1.*"),
+            pattern("r.io/a:v2.*"),
+        );
+        assert!(same_copy(a.as_str(), b.as_str()) && !same_copy(a.as_str(), c.as_str()));
+        assert_eq!(c.as_str(), "v2.*");
+        assert!(c.is_match("v2.0") && !c.is_match("v1.0"));
+        let bad = Reference::parse_in("r.io/a:[a-", &mut names).err();
+        assert_eq!(bad, Reference::parse("r.io/a:[a-").err());
+        assert!(bad.is_some());
         // Errors are those of parsing alone, and not remembered as names.
         for bad in ["quay.io/Org/app", "quay.io/Org/app", ""] {
             assert_eq!(names.repository(bad).err(), parse_name(bad).err(), "{bad}");

@@ -246,7 +246,8 @@ pub enum TagSpec {
 /// `* ? [ {`, so any of those marks a pattern.
 #[derive(Clone)]
 pub struct TagPattern {
-    text: Box<str>,
+    /// Shared: a mapping file repeats a few patterns (see [`super::intern`]).
+    text: Arc<str>,
     /// Compiled on first use (compiling costs far more than validating, and `check` never
     /// matches), and shared with every pattern written alike: see [`compiled`].
     matcher: std::sync::OnceLock<Option<Arc<globset::GlobMatcher>>>,
@@ -405,7 +406,7 @@ impl Reference {
                     .bytes()
                     .any(|b| matches!(b, b'*' | b'?' | b'[' | b'{'))
                 {
-                    TagSpec::Pattern(TagPattern::parse(tag_text).map_err(shift)?)
+                    TagSpec::Pattern(names.pattern(tag_text).map_err(shift)?)
                 } else {
                     TagSpec::Literal(Tag::parse(tag_text).map_err(shift)?)
                 };
