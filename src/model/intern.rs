@@ -1,7 +1,8 @@
-//! Equal names parsed once and shared. A mapping file names the same few registries and
-//! destination repositories on line after line; parsed through one [`Interner`], each
-//! distinct name is validated, normalized and stored once, and every later reference to it
-//! shares that copy (a 100,000-line check held a copy of its host and path per reference).
+//! Equal names parsed once and shared. A mapping file names the same few registries,
+//! destination repositories and tag patterns on line after line; parsed through one
+//! [`Interner`], each distinct one is validated, normalized and stored once, and every later
+//! reference to it shares that copy (a 100,000-line check held a copy of its host and path
+//! per reference).
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use foldhash::fast::RandomState;
 use super::parse::ParseError;
 use super::reference::{Host, Repository, TagPattern, parse_name_with};
 
-/// The hosts and repositories parsed so far, by their text as written: parsing is a pure
+/// The hosts, repositories and tag patterns parsed so far, by their text as written: parsing is a pure
 /// function of the text, so a name seen before needs no second look. Keys borrow the text
 /// (a file's contents), so an interner lives as long as one file is being parsed.
 #[derive(Default)]
