@@ -82,7 +82,8 @@ pub(super) struct LineContext<'a> {
     file: &'a Arc<str>,
     line_no: usize,
     line: &'a str,
-    /// The hosts and repositories of the file's lines so far: each parsed and stored once.
+    /// The hosts, repositories and tag patterns of the file's lines so far: each parsed and
+    /// stored once.
     names: &'a RefCell<Interner<'a>>,
     /// The line's `# image-mirror:` options, if it has any.
     pub(super) options: Option<ParsedOptions>,
