@@ -4,12 +4,14 @@
 //! a comment. Each source becomes one [`Mapping`], which only holds combinations that can be
 //! mirrored: a wildcard source goes to repositories, a single image to explicit tags.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::options::{ParsedOptions, parse_options};
 use super::repositories::{has_repository_wildcard, parse_repositories_mapping};
 use crate::model::diagnostics::{Diagnostic, Located, Location};
 use crate::model::image::{Pin, SourceImage, Target};
+use crate::model::intern::Interner;
 use crate::model::reference::{
     ManifestRef, ParseError, Reference, Repository, TagPattern, TagSpec,
 };
@@ -80,6 +82,9 @@ pub(super) struct LineContext<'a> {
     file: &'a Arc<str>,
     line_no: usize,
     line: &'a str,
+    /// The hosts, repositories and tag patterns of the file's lines so far: each parsed and
+    /// stored once.
+    names: &'a RefCell<Interner<'a>>,
     /// The line's `# image-mirror:` options, if it has any.
     pub(super) options: Option<ParsedOptions>,
 }
@@ -117,6 +122,19 @@ impl LineContext<'_> {
 
 /// Parses one line (without its line end; a trailing `\r` is ignored).
 pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
+    let mut out = ParsedLine::default();
+    parse_line_into(file, line_no, line, &RefCell::default(), &mut out);
+    out
+}
+
+/// Parses one line into `out`, after what earlier lines put there, sharing names with them.
+fn parse_line_into<'a>(
+    file: &'a Arc<str>,
+    line_no: usize,
+    line: &'a str,
+    names: &'a RefCell<Interner<'a>>,
+    out: &mut ParsedLine,
+) {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let hash = line.find('#');
     let content = hash.map_or(line, |i| &line[..i]);
@@ -124,10 +142,10 @@ pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
         file,
         line_no,
         line,
+        names,
         options: hash.and_then(|i| parse_options(&line[i + 1..], i + 1)),
     };
     let tokens = tokenize(content);
-    let mut out = ParsedLine::default();
     if let Some(options) = &ctx.options {
         for (offset, message) in &options.errors {
             out.diagnostics.push(ctx.error(*offset, message.clone()));
@@ -140,7 +158,7 @@ pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
         }
     }
     if tokens.is_empty() {
-        return out;
+        return;
     }
     let pairs: Vec<&Token> = tokens.iter().filter(|t| t.text.contains('=')).collect();
     if pairs.is_empty() {
@@ -152,10 +170,10 @@ pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
                     tokens[0].text
                 ),
             ));
-            return out;
+            return;
         }
-        parse_mapping(&ctx, tokens[0], &tokens[1..], &mut out);
-        return out;
+        parse_mapping(&ctx, tokens[0], &tokens[1..], out);
+        return;
     }
     if pairs.len() != tokens.len() {
         for bare in tokens.iter().filter(|t| !t.text.contains('=')) {
@@ -167,7 +185,7 @@ pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
                 ),
             ));
         }
-        return out;
+        return;
     }
     for pair in pairs {
         let (src, dst) = pair.text.split_once('=').unwrap_or((pair.text, ""));
@@ -186,9 +204,8 @@ pub fn parse_line(file: &Arc<str>, line_no: usize, line: &str) -> ParsedLine {
             text: dst,
             offset: pair.offset + src.len() + 1,
         };
-        parse_mapping(&ctx, src_tok, &[dst_tok], &mut out);
+        parse_mapping(&ctx, src_tok, &[dst_tok], out);
     }
-    out
 }
 
 fn tokenize(content: &str) -> Vec<Token<'_>> {
@@ -217,8 +234,13 @@ fn tokenize(content: &str) -> Vec<Token<'_>> {
     tokens
 }
 
-fn parse_reference(ctx: &LineContext, token: Token, out: &mut ParsedLine) -> Option<Reference> {
-    match Reference::parse(token.text) {
+fn parse_reference<'a>(
+    ctx: &LineContext<'a>,
+    token: Token<'a>,
+    out: &mut ParsedLine,
+) -> Option<Reference> {
+    let parsed = Reference::parse_in(token.text, &mut ctx.names.borrow_mut());
+    match parsed {
         Ok(r) => Some(r),
         Err(ParseError { offset, message }) => {
             out.diagnostics.push(ctx.error(
@@ -235,7 +257,12 @@ enum ParsedSource {
     Wildcard(Repository, TagPattern),
 }
 
-fn parse_mapping(ctx: &LineContext, src: Token, dsts: &[Token], out: &mut ParsedLine) {
+fn parse_mapping<'a>(
+    ctx: &LineContext<'a>,
+    src: Token<'a>,
+    dsts: &[Token<'a>],
+    out: &mut ParsedLine,
+) {
     if has_repository_wildcard(src.text) {
         parse_repositories_mapping(ctx, src, dsts, out);
         return;
@@ -479,11 +506,13 @@ pub fn parse_text(file: &Arc<str>, text: &str) -> ParsedLine {
     // Editors on some systems start files with a byte-order mark; it is not part of a line.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = ParsedLine::default();
+    let names = RefCell::default();
     for (i, line) in text.split('\n').enumerate() {
-        let parsed = parse_line(file, i + 1, line);
-        out.mappings.extend(parsed.mappings);
-        out.diagnostics.extend(parsed.diagnostics);
+        parse_line_into(file, i + 1, line, &names, &mut out);
     }
+    // Held until the window of files it is parsed with is moved into the set: without the
+    // spare capacity.
+    out.mappings.shrink_to_fit();
     out
 }
 

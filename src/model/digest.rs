@@ -5,8 +5,9 @@ use std::fmt;
 use super::parse::ParseError;
 
 /// A content digest, `sha256:` followed by 64 lowercase hex digits (or sha512 with 128).
+/// Shared: a clone (one per job, blob and report line naming it) copies no text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+pub struct Digest(std::sync::Arc<str>);
 
 impl Digest {
     pub fn parse(text: &str) -> Result<Digest, ParseError> {
@@ -40,7 +41,7 @@ impl Digest {
                 ),
             ));
         }
-        Ok(Digest(text.to_owned()))
+        Ok(Digest(text.into()))
     }
 
     /// The digest of `bytes` (sha256, the canonical algorithm).
@@ -102,8 +103,8 @@ impl Hasher {
     pub fn finish(self) -> Digest {
         use sha2::Digest as _;
         match self {
-            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize()))),
-            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize()))),
+            Hasher::Sha256(h) => Digest(format!("sha256:{}", hex(&h.finalize())).into()),
+            Hasher::Sha512(h) => Digest(format!("sha512:{}", hex(&h.finalize())).into()),
         }
     }
 }

@@ -6,14 +6,18 @@
 //! it. A hand-written parser: the regex-based one in oci-spec costs ~10 µs a reference, which
 //! dominates a 100,000-line check.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 pub use super::digest::{Algorithm, Digest, Hasher};
+use super::intern::Interner;
 pub use super::names::DOCKER_HUB;
 pub(crate) use super::names::normalize_host;
 use super::names::{validate_host, validate_path};
 pub use super::parse::ParseError;
 use super::parse::char_at;
+use super::short_text::ShortText;
 
 /// Where Docker Hub's registry API answers.
 pub const DOCKER_HUB_API: &str = "index.docker.io";
@@ -21,15 +25,21 @@ const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
 /// A registry as references name it, `host[:port]`: lower-case, Docker Hub's aliases folded
-/// into `docker.io`.
+/// into `docker.io`. Shared, not copied: a mapping file names a few registries on every line
+/// (see [`super::intern`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Host(String);
+pub struct Host(Arc<str>);
 
 impl Host {
     /// Parses and normalizes `host[:port]` (as `--insecure-registry` takes it).
     pub fn parse(text: &str) -> Result<Host, ParseError> {
         validate_host(text)?;
-        Ok(Host(normalize_host(text)))
+        Ok(Host::normalized(text))
+    }
+
+    /// A host already validated (or one of the directory kinds' names), normalized.
+    pub(super) fn normalized(text: &str) -> Host {
+        Host(normalize_host(text).into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -38,7 +48,7 @@ impl Host {
 
     /// Where the registry's API lives: Docker Hub's is not `docker.io`.
     pub fn api_host(&self) -> &str {
-        if self.0 == DOCKER_HUB {
+        if &*self.0 == DOCKER_HUB {
             DOCKER_HUB_API
         } else {
             &self.0
@@ -46,12 +56,12 @@ impl Host {
     }
 
     pub fn is_docker_hub(&self) -> bool {
-        self.0 == DOCKER_HUB
+        &*self.0 == DOCKER_HUB
     }
 
     /// Whether this names a registry or a kind of directory.
     pub fn place(&self) -> Place {
-        match self.0.as_str() {
+        match &*self.0 {
             FILE_HOST => Place::File,
             OCI_HOST => Place::Oci,
             _ => Place::Registry,
@@ -83,13 +93,13 @@ impl AsRef<str> for Host {
 
 impl PartialEq<str> for Host {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for Host {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }
 
@@ -100,41 +110,60 @@ impl fmt::Display for Host {
 }
 
 /// A repository: registry host (normalized) and path, e.g. `quay.io` + `openshift/ci`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository {
+/// Shared: one pointer wide, a clone copies nothing (the planner puts one in every copy it
+/// plans), and one mapping file's lines naming the same repository hold one copy of it (see
+/// [`super::intern`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository(Arc<RepositoryParts>);
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RepositoryParts {
     registry: Host,
-    path: String,
+    path: Box<str>,
 }
 
 impl Repository {
+    fn new(registry: Host, path: Box<str>) -> Repository {
+        Repository(Arc::new(RepositoryParts { registry, path }))
+    }
     pub fn registry(&self) -> &Host {
-        &self.registry
+        &self.0.registry
     }
     pub fn path(&self) -> &str {
-        &self.path
+        &self.0.path
+    }
+}
+
+impl fmt::Debug for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("registry", self.registry())
+            .field("path", &self.path())
+            .finish()
     }
 }
 
 impl Repository {
     /// Whether the repository is a directory rather than a registry's.
     pub fn on_disk(&self) -> bool {
-        self.registry.place() != Place::Registry
+        self.registry().place() != Place::Registry
     }
 }
 
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.registry.place() {
-            Place::Registry => write!(f, "{}/{}", self.registry, self.path),
-            Place::File => write!(f, "{FILE_PREFIX}{}", self.path),
-            Place::Oci => write!(f, "{OCI_HOST}{}", self.path),
+        match self.registry().place() {
+            Place::Registry => write!(f, "{}/{}", self.registry(), self.path()),
+            Place::File => write!(f, "{FILE_PREFIX}{}", self.path()),
+            Place::Oci => write!(f, "{OCI_HOST}{}", self.path()),
         }
     }
 }
 
-/// A literal tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+/// A literal tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. Inline when short (nearly always):
+/// the planner copies a tag into every copy naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
+pub struct Tag(ShortText);
 
 impl Tag {
     pub fn parse(text: &str) -> Result<Tag, ParseError> {
@@ -157,16 +186,16 @@ impl Tag {
                 ));
             }
         }
-        Ok(Tag(text.to_owned()))
+        Ok(Tag(ShortText::new(text)))
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -217,11 +246,11 @@ pub enum TagSpec {
 /// `* ? [ {`, so any of those marks a pattern.
 #[derive(Clone)]
 pub struct TagPattern {
-    text: String,
-    glob: globset::Glob,
-    /// Compiled on first use: compiling costs far more than validating, and `check` never
-    /// matches.
-    matcher: std::sync::OnceLock<globset::GlobMatcher>,
+    /// Shared: a mapping file repeats a few patterns (see [`super::intern`]).
+    text: Arc<str>,
+    /// Compiled on first use (compiling costs far more than validating, and `check` never
+    /// matches), and shared with every pattern written alike: see [`compiled`].
+    matcher: std::sync::OnceLock<Option<Arc<globset::GlobMatcher>>>,
 }
 
 impl TagPattern {
@@ -241,17 +270,12 @@ impl TagPattern {
                 ),
             ));
         }
-        let glob = globset::GlobBuilder::new(text)
-            .case_insensitive(false)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| {
-                ParseError::at(0, format!("invalid tag pattern {text:?}: {}", e.kind()))
-            })?;
+        // Parsed to be validated, then dropped: kept, it would be most of a mapping's size.
+        glob(text).map_err(|e| {
+            ParseError::at(0, format!("invalid tag pattern {text:?}: {}", e.kind()))
+        })?;
         Ok(TagPattern {
-            text: text.to_owned(),
-            glob,
+            text: text.into(),
             matcher: std::sync::OnceLock::new(),
         })
     }
@@ -266,15 +290,42 @@ impl TagPattern {
 
     pub fn is_match(&self, tag: &str) -> bool {
         self.matcher
-            .get_or_init(|| self.glob.compile_matcher())
-            .is_match(tag)
+            .get_or_init(|| compiled(&self.text))
+            .as_ref()
+            .is_some_and(|m| m.is_match(tag))
     }
     pub fn is_all(&self) -> bool {
-        self.text == "*"
+        &*self.text == "*"
     }
     pub fn as_str(&self) -> &str {
         &self.text
     }
+}
+
+/// The compiled glob of `text`, shared by every [`TagPattern`] written alike. A mapping set
+/// repeats a few patterns (`*`, `v4.*`) over thousands of lines, and each compiled glob is a
+/// regex of some 9 KB: compiled per line, planning 20,000 wildcard lines took 180 MB and most
+/// of a second. `None` for a text that is no glob, which a parsed pattern never is.
+fn compiled(text: &str) -> Option<Arc<globset::GlobMatcher>> {
+    type Cache = HashMap<Box<str>, Arc<globset::GlobMatcher>, foldhash::fast::RandomState>;
+    static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(matcher) = cache.get(text) {
+        return Some(matcher.clone());
+    }
+    let matcher = Arc::new(glob(text).ok()?.compile_matcher());
+    cache.insert(text.into(), matcher.clone());
+    Some(matcher)
+}
+
+/// A tag glob as the pattern grammar reads it: `*` crosses every character (tags have no
+/// `/`), a backslash escapes, case matters.
+fn glob(text: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(text)
+        .case_insensitive(false)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
 }
 
 impl PartialEq for TagPattern {
@@ -315,14 +366,20 @@ pub struct Reference {
 
 impl Reference {
     pub fn parse(text: &str) -> Result<Reference, ParseError> {
+        Reference::parse_in(text, &mut Interner::default())
+    }
+
+    /// [`Reference::parse`], sharing hosts and repositories with the references `names`
+    /// parsed before (a mapping file's).
+    pub fn parse_in<'t>(text: &'t str, names: &mut Interner<'t>) -> Result<Reference, ParseError> {
         if text.is_empty() {
             return Err(ParseError::at(0, "empty reference"));
         }
         if let Some(rest) = text.strip_prefix(FILE_PREFIX) {
-            return parse_file(rest).map_err(|e| e.shift(FILE_PREFIX.len()));
+            return parse_file(rest, names).map_err(|e| e.shift(FILE_PREFIX.len()));
         }
         if let Some(rest) = text.strip_prefix(OCI_HOST) {
-            return parse_oci(rest).map_err(|e| e.shift(OCI_HOST.len()));
+            return parse_oci(rest, names).map_err(|e| e.shift(OCI_HOST.len()));
         }
         if text.starts_with("s3://") {
             return Err(ParseError::at(
@@ -349,7 +406,7 @@ impl Reference {
                     .bytes()
                     .any(|b| matches!(b, b'*' | b'?' | b'[' | b'{'))
                 {
-                    TagSpec::Pattern(TagPattern::parse(tag_text).map_err(shift)?)
+                    TagSpec::Pattern(names.pattern(tag_text).map_err(shift)?)
                 } else {
                     TagSpec::Literal(Tag::parse(tag_text).map_err(shift)?)
                 };
@@ -357,7 +414,7 @@ impl Reference {
             }
             None => (name_and_tag, None),
         };
-        let repository = parse_name(name)?;
+        let repository = names.repository(name)?;
         Ok(Reference {
             repository,
             tag,
@@ -417,7 +474,7 @@ fn parse_suffix(
 
 /// `file://REPO[:TAG][@DIGEST]`, after the prefix: as oc, the repository is a path of
 /// repository-name components under `--dir`, with no registry and no Docker Hub defaults.
-fn parse_file(text: &str) -> Result<Reference, ParseError> {
+fn parse_file<'t>(text: &'t str, names: &mut Interner<'t>) -> Result<Reference, ParseError> {
     let end = text.rfind('/').map_or(0, |i| i + 1);
     let name_end = text[end..].find([':', '@']).map_or(text.len(), |i| end + i);
     let name = &text[..name_end];
@@ -427,10 +484,7 @@ fn parse_file(text: &str) -> Result<Reference, ParseError> {
     validate_path(name)?;
     let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
     Ok(Reference {
-        repository: Repository {
-            registry: Host(FILE_HOST.to_owned()),
-            path: name.to_owned(),
-        },
+        repository: Repository::new(names.host(FILE_HOST), name.into()),
         tag,
         digest,
     })
@@ -438,7 +492,7 @@ fn parse_file(text: &str) -> Result<Reference, ParseError> {
 
 /// `oci:PATH[:TAG][@DIGEST]`, after the prefix, as skopeo splits it: the path ends at the
 /// first `:` (or `@`), and names a directory (relative to where the run starts).
-fn parse_oci(text: &str) -> Result<Reference, ParseError> {
+fn parse_oci<'t>(text: &'t str, names: &mut Interner<'t>) -> Result<Reference, ParseError> {
     let name_end = text.find([':', '@']).unwrap_or(text.len());
     let path = &text[..name_end];
     if path.is_empty() {
@@ -446,10 +500,7 @@ fn parse_oci(text: &str) -> Result<Reference, ParseError> {
     }
     let (tag, digest) = parse_suffix(&text[name_end..], name_end)?;
     Ok(Reference {
-        repository: Repository {
-            registry: Host(OCI_HOST.to_owned()),
-            path: path.to_owned(),
-        },
+        repository: Repository::new(names.host(OCI_HOST), path.into()),
         tag,
         digest,
     })
@@ -457,6 +508,14 @@ fn parse_oci(text: &str) -> Result<Reference, ParseError> {
 
 /// Parses `[host[:port]/]path` into a normalized repository.
 pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
+    parse_name_with(name, Host::normalized)
+}
+
+/// [`parse_name`], the host (validated, as written, or Docker Hub's) made by `host`.
+pub(super) fn parse_name_with<'t>(
+    name: &'t str,
+    host: impl FnOnce(&'t str) -> Host,
+) -> Result<Repository, ParseError> {
     if name.is_empty() {
         return Err(ParseError::at(0, "missing repository name"));
     }
@@ -471,20 +530,18 @@ pub fn parse_name(name: &str) -> Result<Repository, ParseError> {
             if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
         {
             validate_host(first)?;
-            (normalize_host(first), rest, first.len() + 1)
+            (first, rest, first.len() + 1)
         }
-        _ => (DOCKER_HUB.to_owned(), name, 0),
+        _ => (DOCKER_HUB, name, 0),
     };
     validate_path(path).map_err(|e| ParseError::at(path_offset + e.offset, e.message))?;
-    let path = if registry == DOCKER_HUB && !path.contains('/') {
-        format!("library/{path}")
+    let registry = host(registry);
+    let path = if registry.is_docker_hub() && !path.contains('/') {
+        format!("library/{path}").into()
     } else {
-        path.to_owned()
+        path.into()
     };
-    Ok(Repository {
-        registry: Host(registry),
-        path,
-    })
+    Ok(Repository::new(registry, path))
 }
 
 #[cfg(test)]

@@ -8,9 +8,14 @@ use std::fmt;
 use super::parse::ParseError;
 use super::reference::{Host, Repository, parse_name};
 
-/// Repositories of one registry whose paths match a glob.
+/// Repositories of one registry whose paths match a glob. Boxed: rare, and held in a
+/// variant of the mapping-file parser's `Mapping` that would otherwise set the size of every
+/// mapping.
 #[derive(Debug, Clone)]
-pub struct RepoPattern {
+pub struct RepoPattern(Box<Parts>);
+
+#[derive(Debug, Clone)]
+struct Parts {
     host: Host,
     /// The path as written (Docker Hub's `library/` added where docker adds it).
     path: String,
@@ -20,7 +25,7 @@ pub struct RepoPattern {
 
 impl PartialEq for RepoPattern {
     fn eq(&self, other: &Self) -> bool {
-        self.host == other.host && self.path == other.path
+        self.0.host == other.0.host && self.0.path == other.0.path
     }
 }
 
@@ -48,30 +53,30 @@ impl RepoPattern {
         pattern.push('$');
         let matcher = regex::Regex::new(&pattern)
             .map_err(|e| ParseError::at(0, format!("repository pattern {name:?}: {e}")))?;
-        Ok(RepoPattern {
+        Ok(RepoPattern(Box::new(Parts {
             host,
             path,
             matcher,
             wildcards,
-        })
+        })))
     }
 
     pub fn registry(&self) -> &Host {
-        &self.host
+        &self.0.host
     }
 
     pub fn path(&self) -> &str {
-        &self.path
+        &self.0.path
     }
 
     /// How many `*` and `**` the path holds.
     pub fn wildcards(&self) -> usize {
-        self.wildcards
+        self.0.wildcards
     }
 
     /// What the wildcards matched of `path`, in order; `None` when it does not match.
     pub fn captures(&self, path: &str) -> Option<Vec<String>> {
-        let caps = self.matcher.captures(path)?;
+        let caps = self.0.matcher.captures(path)?;
         Some(
             caps.iter()
                 .skip(1)
@@ -83,15 +88,16 @@ impl RepoPattern {
     /// The literal start of the path, up to its last `/` before the first wildcard: every
     /// match starts with it, so a listing may begin there.
     pub fn literal_prefix(&self) -> &str {
-        let first = self.path.find('*').unwrap_or(self.path.len());
-        let head = &self.path[..first];
+        let path = self.path();
+        let first = path.find('*').unwrap_or(path.len());
+        let head = &path[..first];
         &head[..head.rfind('/').map_or(0, |i| i + 1)]
     }
 }
 
 impl fmt::Display for RepoPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.host, self.path)
+        write!(f, "{}/{}", self.0.host, self.0.path)
     }
 }
 
