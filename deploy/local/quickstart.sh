@@ -4,7 +4,8 @@
 #   1. a dry run (what would be pushed),
 #   2. the mirror itself,
 #   3. the same run again (nothing to do: every tag unchanged),
-#   4. `image-mirror verify` on the destination repositories.
+#   4. `image-mirror verify` on the destination repositories, then against the mapping
+#      files (each image compared with its source, signatures and all).
 #
 #   bash deploy/local/quickstart.sh
 #
@@ -75,3 +76,4 @@ RUST_LOG=warn "$BIN" run --insecure "$WORK/mappings"
 echo
 echo "== 4. verify the mirror =="
 "$BIN" verify --insecure "$DST/ci/app00" "$DST/ci/app01" "$DST/ci/app02" "$DST/release/app02"
+"$BIN" verify --insecure -f "$WORK/mappings"
