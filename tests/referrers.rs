@@ -171,6 +171,18 @@ fn seed_attached(
 }
 
 /// The one digest of `now` not in `known`.
+/// [`seed_attached`] into a ferro registry, which lists referrers by its API.
+fn seed_at_ferro(src: &Ferro, dir: &std::path::Path) -> Attached {
+    seed_attached(
+        src,
+        false,
+        &src.host(),
+        dir,
+        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
+        &|digest| src.referrer_digests("org/app", digest),
+    )
+}
+
 fn only_new(now: &[String], known: &[&str]) -> String {
     let new: Vec<&String> = now
         .iter()
@@ -288,14 +300,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
     let ws = Workspace::new();
     let dir = ws.dir();
     cosign_ok(dir, &["generate-key-pair"]);
-    let attached = seed_attached(
-        &src,
-        false,
-        &s,
-        dir,
-        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
-        &|digest| src.referrer_digests("org/app", digest),
-    );
+    let attached = seed_at_ferro(&src, dir);
     let image = &attached.image.digest;
     // The premise: the source lists them by its API and has no fallback tag.
     assert_eq!(
@@ -418,14 +423,7 @@ fn referrers_api_to_a_registry_without_it_writes_the_fallback_index() {
     let ws = Workspace::new();
     let dir = ws.dir();
     cosign_ok(dir, &["generate-key-pair"]);
-    let attached = seed_attached(
-        &src,
-        false,
-        &s,
-        dir,
-        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
-        &|digest| src.referrer_digests("org/app", digest),
-    );
+    let attached = seed_at_ferro(&src, dir);
     let image = &attached.image.digest;
     let mapping = ws.write("mapping", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n"));
     let mark = dst.mark();
@@ -563,14 +561,7 @@ fn referrers_api_pages_are_followed() {
     let ws = Workspace::new();
     let dir = ws.dir();
     cosign_ok(dir, &["generate-key-pair"]);
-    let attached = seed_attached(
-        &src,
-        false,
-        &s,
-        dir,
-        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
-        &|digest| src.referrer_digests("org/app", digest),
-    );
+    let attached = seed_at_ferro(&src, dir);
     let image = &attached.image.digest;
     // The source's referrers answered one descriptor per page, each page linking the next.
     let pager = support::proxy::FaultProxy::start_with(
@@ -609,14 +600,7 @@ fn verify_finds_referrers_through_the_api_and_the_fallback_index() {
     let ws = Workspace::new();
     let dir = ws.dir();
     cosign_ok(dir, &["generate-key-pair"]);
-    let attached = seed_attached(
-        &src,
-        false,
-        &s,
-        dir,
-        &|reference| src.manifest("org/app", reference).map(|(_, b)| b),
-        &|digest| src.referrer_digests("org/app", digest),
-    );
+    let attached = seed_at_ferro(&src, dir);
     let mapping = ws.write(
         "mapping",
         &format!("{s}/org/app:v1 {a}/mirror/app:v1 {p_}/mirror/app:v1\n"),
