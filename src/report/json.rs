@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::RunResult;
 use super::outcome::Totals;
-use crate::model::attached::Kind;
+use crate::model::attached::{Attachment, Kind};
 use crate::model::failure::ErrorKind;
 use crate::report::outcome::Status;
 
@@ -104,6 +104,18 @@ pub struct JsonAttached<'a> {
     pub subject: &'a str,
 }
 
+impl<'a> JsonAttached<'a> {
+    /// An attached manifest as every report writes it (`run`'s and `verify`'s).
+    pub fn of(a: &'a Attachment) -> JsonAttached<'a> {
+        JsonAttached {
+            digest: a.digest.as_str(),
+            kind: a.kind,
+            artifact_type: a.artifact_type.as_deref(),
+            subject: a.subject.as_str(),
+        }
+    }
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct JsonListingFailure<'a> {
     pub source: String,
@@ -131,16 +143,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             attempts: o.attempts,
             error: o.error_text(),
             error_kind: o.error.as_ref().map(|e| e.kind),
-            attached: o
-                .attached
-                .iter()
-                .map(|a| JsonAttached {
-                    digest: a.digest.as_str(),
-                    kind: a.kind,
-                    artifact_type: a.artifact_type.as_deref(),
-                    subject: a.subject.as_str(),
-                })
-                .collect(),
+            attached: o.attached.iter().map(JsonAttached::of).collect(),
         })
         .collect();
     images.sort_by(|a, b| a.destination.cmp(&b.destination));

@@ -3,7 +3,7 @@
 //! (every tag complete), and comparing each image a mapping names with its source (digest,
 //! completeness, what is attached).
 
-use crate::model::attached::{Attachment, Kind};
+use crate::model::attached::Attachment;
 use std::collections::HashMap;
 
 use crate::model::diagnostics::Location;
@@ -11,6 +11,7 @@ use crate::model::image::{SourceImage, Target};
 use crate::model::reference::{Digest, Repository};
 use crate::plural::count;
 use crate::redact::redact;
+use crate::report::json::JsonAttached;
 use crate::report::outcome::ListingFailure;
 
 /// What is wrong with a destination tag.
@@ -213,17 +214,7 @@ pub struct JsonProblem<'a> {
     pub kind: ProblemKind,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<JsonAttachment<'a>>,
-}
-
-/// An attached manifest, as `run`'s report writes it.
-#[derive(Debug, serde::Serialize)]
-pub struct JsonAttachment<'a> {
-    pub digest: &'a str,
-    pub kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<&'a str>,
-    pub subject: &'a str,
+    pub attachment: Option<JsonAttached<'a>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -235,7 +226,7 @@ pub struct JsonImage<'a> {
     pub source_digest: Option<&'a str>,
     pub destination_digest: Option<&'a str>,
     pub rewritten: Option<&'a str>,
-    pub attached: Vec<JsonAttachment<'a>>,
+    pub attached: Vec<JsonAttached<'a>>,
     pub problems: Vec<JsonProblem<'a>>,
 }
 
@@ -247,21 +238,12 @@ pub struct JsonListingFailure<'a> {
     pub error: String,
 }
 
-fn json_attachment(a: &Attachment) -> JsonAttachment<'_> {
-    JsonAttachment {
-        digest: a.digest.as_str(),
-        kind: a.kind,
-        artifact_type: a.artifact_type.as_deref(),
-        subject: a.subject.as_str(),
-    }
-}
-
 fn json_problem(p: &Problem) -> JsonProblem<'_> {
     JsonProblem {
         tag: &p.tag,
         kind: p.kind,
         message: redact(&p.message),
-        attachment: p.attachment.as_ref().map(json_attachment),
+        attachment: p.attachment.as_ref().map(JsonAttached::of),
     }
 }
 
@@ -302,7 +284,7 @@ pub fn json(result: &VerifyResult) -> JsonVerify<'_> {
                 source_digest: i.source_digest.as_ref().map(|d| d.as_str()),
                 destination_digest: i.destination_digest.as_ref().map(|d| d.as_str()),
                 rewritten: i.rewritten.as_deref(),
-                attached: i.attached.iter().map(json_attachment).collect(),
+                attached: i.attached.iter().map(JsonAttached::of).collect(),
                 problems: i.problems.iter().map(json_problem).collect(),
             })
             .collect(),
@@ -322,6 +304,7 @@ pub fn json(result: &VerifyResult) -> JsonVerify<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::attached::Kind;
     use crate::model::reference::{ManifestRef, Tag, parse_name};
 
     fn check(destination: &str, tag: &str, problems: usize, attached: usize) -> ImageCheck {
