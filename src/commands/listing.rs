@@ -45,10 +45,10 @@ fn default_lister(host: &Host) -> Lister {
 /// once, concurrently) and expands the wildcards.
 pub async fn expand_repository_wildcards(
     registries: &Registries,
-    mappings: &[Mapping],
+    mappings: Vec<Mapping>,
 ) -> Expanded {
     let mut wanted: Vec<(Host, Lister, String)> = Vec::new();
-    for m in mappings {
+    for m in &mappings {
         if let Mapping::Repositories { source, rules, .. } = m {
             let host = source.value.registry().clone();
             let lister = rules.repos.lister.unwrap_or_else(|| default_lister(&host));
@@ -75,9 +75,14 @@ pub async fn expand_repository_wildcards(
         diagnostics: Vec::new(),
         matches: Vec::new(),
     };
+    // The mappings are moved into the expanded list, not copied: at 100,000 lines a copy
+    // of them all is tens of megabytes.
     for m in mappings {
-        let Mapping::Repositories { source, rules, .. } = m else {
-            out.mappings.push(m.clone());
+        if !matches!(m, Mapping::Repositories { .. }) {
+            out.mappings.push(m);
+            continue;
+        }
+        let Mapping::Repositories { source, rules, .. } = &m else {
             continue;
         };
         let host = source.value.registry().clone();
@@ -85,7 +90,7 @@ pub async fn expand_repository_wildcards(
         let key = (host, lister, source.value.literal_prefix().to_owned());
         match listed.get(&key) {
             Some(Ok(paths)) => {
-                let (expanded, diagnostics) = expand(m, paths);
+                let (expanded, diagnostics) = expand(&m, paths);
                 let repositories: Vec<Repository> = expanded
                     .iter()
                     .filter_map(|e| match e {

@@ -66,11 +66,11 @@ pub struct Planned {
 /// (after saying why on stderr) when expanding leads to conflicting destinations.
 pub async fn expand_and_plan(
     stores: &AnyStores,
-    set: &MappingSet,
+    mappings: Vec<Mapping>,
     shard: Option<Shard>,
     nothing_done: &str,
 ) -> Result<Planned, ExitCode> {
-    let expanded = expand(stores, set, nothing_done).await?;
+    let expanded = expand(stores, mappings, nothing_done).await?;
     list_and_plan(stores, expanded, shard, nothing_done).await
 }
 
@@ -86,10 +86,10 @@ pub struct Expanded {
 /// destinations.
 pub async fn expand(
     stores: &AnyStores,
-    set: &MappingSet,
+    mappings: Vec<Mapping>,
     nothing_done: &str,
 ) -> Result<Expanded, ExitCode> {
-    let expanded = expand_repository_wildcards(&stores.registries, &set.mappings).await;
+    let expanded = expand_repository_wildcards(&stores.registries, mappings).await;
     for d in &expanded.diagnostics {
         eprintln!("{d}");
     }

@@ -341,7 +341,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     ));
     let stores = Arc::new(AnyStores { registries, disk });
 
-    let expanded = expand(&stores, &set, "nothing was copied").await?;
+    let expanded = expand(&stores, set.mappings, "nothing was copied").await?;
     let executor = Arc::new(Executor::new(
         stores.clone(),
         options,

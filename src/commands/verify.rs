@@ -111,7 +111,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         });
         let mut result = match mode {
             Mode::Walk(repositories) => walk(stores, &repositories).await,
-            Mode::Compare { set, options } => compare(stores, &set, options).await?,
+            Mode::Compare { set, options } => compare(stores, set, options).await?,
         };
         result.requests = stats.snapshot().requests;
         Ok(result)
@@ -153,7 +153,7 @@ async fn walk(stores: Arc<AnyStores>, repositories: &[Repository]) -> VerifyResu
 /// `run`'s plan, each image compared with its source.
 async fn compare(
     stores: Arc<AnyStores>,
-    set: &MappingSet,
+    set: MappingSet,
     options: AuditOptions,
 ) -> Result<VerifyResult, ExitCode> {
     let Planned {
@@ -161,7 +161,7 @@ async fn compare(
         listed,
         listing_failures,
         matched: _,
-    } = expand_and_plan(&stores, set, None, "nothing was verified").await?;
+    } = expand_and_plan(&stores, set.mappings, None, "nothing was verified").await?;
     tracing::info!(
         images = plan.job_count(),
         repositories = plan.batches.len(),
