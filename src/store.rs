@@ -19,7 +19,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
@@ -114,6 +114,17 @@ pub trait Destination: Source {
         from: &'a Repository,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Mount>>;
+
+    /// Opens an upload session ahead of the upload, so that it is ready when the source's
+    /// first bytes are (a cheap request, not counted as a transfer); `None` from stores that
+    /// have no sessions. A session not used is given back with [`Self::cancel_session`].
+    fn open_session<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _budget: &'a Budget,
+    ) -> BoxFuture<'a, Result<Option<UploadSession>>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Gives back a session a mount opened and nothing used (best effort). Stores whose
     /// mounts never open sessions have nothing to give back.
@@ -216,6 +227,16 @@ impl Slots {
         }
     }
 
+    /// [`Slots::take`], for a holder that outlives the borrow (a stream that gives its slot
+    /// back when it ends).
+    pub async fn take_owned(&self, count: u32) -> OwnedSemaphorePermit {
+        let count = count.min(self.limit.load(Ordering::Relaxed).max(1));
+        match self.semaphore.clone().acquire_many_owned(count).await {
+            Ok(p) => p,
+            Err(_) => unreachable!("the semaphore is never closed"),
+        }
+    }
+
     /// The limit now.
     pub fn limit(&self) -> u32 {
         self.limit.load(Ordering::Relaxed)
@@ -265,6 +286,33 @@ impl Slots {
     }
 }
 
+/// A stream that holds `slot` until it ends (or is dropped): the source's slot of a blob
+/// transfer, given back as soon as its last byte is read rather than when the destination
+/// has committed the blob.
+pub fn holding(stream: BlobStream, slot: OwnedSemaphorePermit) -> BlobStream {
+    struct Holding {
+        inner: BlobStream,
+        slot: Option<OwnedSemaphorePermit>,
+    }
+    impl Stream for Holding {
+        type Item = std::io::Result<Bytes>;
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            let next = self.inner.as_mut().poll_next(cx);
+            if let std::task::Poll::Ready(None) = next {
+                self.slot = None;
+            }
+            next
+        }
+    }
+    Box::pin(Holding {
+        inner: stream,
+        slot: Some(slot),
+    })
+}
+
 /// The slots a blob transfer holds: one at each end, or two at once when both ends are one
 /// store, taken in the order of the stores' names so that transfers running the other way
 /// cannot deadlock holding one each.
@@ -286,6 +334,30 @@ pub async fn transfer_slots<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_held_stream_gives_its_slot_back_at_its_end() {
+        use futures_util::StreamExt;
+        let slots = Slots::new(1);
+        let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"ab"))];
+        let mut stream = holding(
+            Box::pin(futures_util::stream::iter(chunks)),
+            slots.take_owned(1).await,
+        );
+        assert_eq!(slots.semaphore.available_permits(), 0);
+        assert!(stream.next().await.is_some());
+        assert_eq!(
+            slots.semaphore.available_permits(),
+            0,
+            "held while bytes remain"
+        );
+        assert!(stream.next().await.is_none());
+        assert_eq!(
+            slots.semaphore.available_permits(),
+            1,
+            "given back at the end"
+        );
+    }
 
     #[tokio::test]
     async fn a_429_halves_the_limit_and_successes_win_it_back() {

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Result;
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::{BoxFuture, join, join_all};
 
 use super::Executor;
 use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::manifest::{BlobRef, Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
+use crate::retry::Budget;
 use crate::stats::Stats;
-use crate::store::{Destination, Mount, Source, UploadSession, transfer_slots};
+use crate::store::{
+    BlobStream, Destination, Mount, Source, UploadSession, holding, transfer_slots,
+};
 
 /// Where one copy reads and writes, and its byte counter.
 pub(super) struct Route<'a> {
@@ -227,7 +230,7 @@ impl Executor {
             moved,
             ..
         } = *route;
-        let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
+        let split = src.name() != dst.name() && self.one_way.get().copied().unwrap_or(false);
         let _active = self.stats.transfer();
         // A copy that breaks off transiently (the destination's PUT cut, the source gone
         // for longer than its resumes) starts again with a new upload session; the bytes
@@ -241,9 +244,13 @@ impl Executor {
         };
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-            let result = dst
-                .upload(dst_repo, blob, session.take(), &open, &budget)
-                .await;
+            let result = if split {
+                self.send_split(route, blob, session.take(), &budget).await
+            } else {
+                let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
+                dst.upload(dst_repo, blob, session.take(), &open, &budget)
+                    .await
+            };
             let e = match result {
                 Ok(()) => break,
                 Err(e) => e,
@@ -262,6 +269,62 @@ impl Executor {
         }
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Executor {
+    /// One try of a blob copy between two registries, each end's slot held only for that
+    /// end's own request: the source's from its GET until the last byte is read, the
+    /// destination's from when the source's first bytes are in hand (and an upload session
+    /// is open, opened meanwhile as a cheap request) until the blob is committed. Each
+    /// registry still has at most its limit of transfers in flight, and neither end's slot
+    /// waits a round trip for the other end: over a 20 ms link that is a round trip less
+    /// per blob at each end. Only when no registry is both read and written (see
+    /// `one_way`): a transfer holds its source's slot while it waits for its
+    /// destination's, which two transfers going opposite ways could each hold for the
+    /// other. A blob sent again another way (a registry refusing a body on `PUT`) is read
+    /// again without a source slot: that happens once per registry and run.
+    async fn send_split(
+        &self,
+        route: &Route<'_>,
+        blob: &BlobRef,
+        session: Option<UploadSession>,
+        budget: &Arc<Budget>,
+    ) -> Result<()> {
+        let Route {
+            src,
+            dst,
+            src_repo,
+            dst_repo,
+            ..
+        } = *route;
+        let source_slot = src.slots().take_owned(1).await;
+        let opening = src
+            .clone()
+            .open_blob(src_repo.clone(), blob.clone(), budget.clone());
+        let (stream, session) = match session {
+            Some(session) => (opening.await, Ok(Some(session))),
+            None => join(opening, dst.open_session(dst_repo, budget)).await,
+        };
+        let (stream, session) = match (stream, session) {
+            (Ok(stream), Ok(session)) => (stream, session),
+            (Err(e), session) => {
+                self.give_back(route, session.ok().flatten()).await;
+                return Err(e);
+            }
+            (Ok(_), Err(e)) => return Err(e),
+        };
+        let first = std::sync::Mutex::new(Some(holding(stream, source_slot)));
+        let open = || -> BoxFuture<'static, Result<BlobStream>> {
+            match first.lock().ok().and_then(|mut f| f.take()) {
+                Some(stream) => Box::pin(async move { Ok(stream) }),
+                None => src
+                    .clone()
+                    .open_blob(src_repo.clone(), blob.clone(), budget.clone()),
+            }
+        };
+        let _destination_slot = dst.slots().take(1).await;
+        dst.upload(dst_repo, blob, session, &open, budget).await
     }
 }
 

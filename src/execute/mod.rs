@@ -77,6 +77,10 @@ pub struct Executor {
     /// Sources named by more than one copy: only their manifests are worth keeping (a run of
     /// 10,000 wildcard tags would otherwise keep 10,000 manifests it never reads again).
     shared_sources: std::sync::OnceLock<HashSet<SourceKey>>,
+    /// No registry is both read from and written to by the plan's copies between two
+    /// registries: then a blob transfer can take the destination's slot after the source's
+    /// (see `content.rs`) without two transfers ever waiting for each other's slots.
+    one_way: std::sync::OnceLock<bool>,
     content: Memo<(Repository, Digest), ()>,
     /// Where each blob was uploaded in each destination store this run.
     uploads: Memo<(String, Digest), Repository>,
@@ -105,6 +109,7 @@ impl Executor {
             stats,
             sources: Memo::new(),
             shared_sources: std::sync::OnceLock::new(),
+            one_way: std::sync::OnceLock::new(),
             content: Memo::new(),
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
@@ -133,6 +138,7 @@ impl Executor {
             .map(|(k, _)| k)
             .collect();
         let _ = self.shared_sources.set(shared);
+        let _ = self.one_way.set(one_way(&plan));
         let mut by_registry: BTreeMap<Host, Vec<CopyJob>> = BTreeMap::new();
         for batch in plan.batches {
             by_registry
@@ -297,4 +303,22 @@ fn log_outcome(outcome: &Outcome) {
             tracing::info!(source = %job.source, destination = %job.destination, status = status.label(), "image done")
         }
     }
+}
+
+/// Whether no registry is both a source and a destination of the plan's copies between two
+/// registries (copies within one registry take both their slots at once and wait for
+/// nothing while holding one).
+fn one_way(plan: &Plan) -> bool {
+    let (mut read, mut written) = (HashSet::new(), HashSet::new());
+    for job in plan.batches.iter().flat_map(|b| &b.jobs) {
+        let (from, to) = (
+            job.source.repository.registry(),
+            job.destination.repository.registry(),
+        );
+        if from != to {
+            read.insert(from.clone());
+            written.insert(to.clone());
+        }
+    }
+    read.is_disjoint(&written)
 }

@@ -375,3 +375,27 @@ async fn a_failing_blob_is_tried_attempts_times_retries_plus_one() {
     assert_eq!(s.src.opened(&broken), 3 * 2);
     assert_eq!(s.dst.tag(&repo("dst.io/mirror/app"), "1"), None);
 }
+
+/// A transfer takes its destination's slot after its source's only when no registry is both
+/// read and written: two transfers going opposite ways would each hold what the other waits
+/// for.
+#[test]
+fn slots_are_taken_one_end_at_a_time_only_one_way() {
+    let planned = |text: &str| {
+        let parsed = parse_text(&Arc::from("mapping"), text);
+        plan(&parsed.mappings, &HashMap::new()).0
+    };
+    assert!(super::one_way(&planned(
+        "a.io/x:1 b.io/y:1\na.io/z:1 c.io/y:1\n"
+    )));
+    assert!(!super::one_way(&planned(
+        "a.io/x:1 b.io/y:1\nb.io/z:1 a.io/y:1\n"
+    )));
+    assert!(!super::one_way(&planned(
+        "a.io/x:1 b.io/y:1\nb.io/z:1 c.io/y:1\nc.io/w:1 a.io/w:1\n"
+    )));
+    // A copy within one registry takes both its slots at once.
+    assert!(super::one_way(&planned(
+        "a.io/x:1 a.io/y:1\na.io/x:1 b.io/y:1\n"
+    )));
+}

@@ -84,6 +84,14 @@ impl Source for RegistryClient {
 }
 
 impl Destination for RegistryClient {
+    fn open_session<'a>(
+        &'a self,
+        repository: &'a Repository,
+        budget: &'a Budget,
+    ) -> BoxFuture<'a, Result<Option<UploadSession>>> {
+        async move { Ok(Some(self.upload_session(repository, budget).await?)) }.boxed()
+    }
+
     fn mount<'a>(
         &'a self,
         repository: &'a Repository,

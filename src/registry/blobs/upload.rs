@@ -67,6 +67,21 @@ impl RegistryClient {
         })
     }
 
+    /// An upload session opened ahead of its upload, while the source's first bytes are on
+    /// their way (see [`crate::store::Destination::open_session`]): one small request, under
+    /// the checks' limit rather than the transfers'.
+    pub async fn upload_session(
+        &self,
+        repository: &Repository,
+        budget: &Budget,
+    ) -> Result<UploadSession> {
+        let _permit = self.checks.take(1).await;
+        let access = Access::push(repository.path());
+        let what = format!("opening an upload in {repository}");
+        let session = self.open_upload(repository, &access, &what, budget).await?;
+        Ok(UploadSession::new(session))
+    }
+
     /// Uploads a blob from the stream `open` gives. The bytes are hashed as they pass and
     /// the upload fails before its end if they do not match the blob's digest, so a corrupt
     /// blob is never committed (the registry's own `?digest=` check is a second line).
