@@ -205,8 +205,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
 
-    /// Most existence checks, manifest reads and tag or catalog lists in flight to one
-    /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
+    /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
+    /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run is nothing but these, so many in flight
     /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
     /// while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -315,8 +315,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: u32,
 
-    /// Most existence checks, manifest reads and tag or catalog lists in flight to one
-    /// registry: cheap for it, and an unchanged run is nothing but these, so many in flight
+    /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
+    /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run is nothing but these, so many in flight
     /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
     /// while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
