@@ -48,8 +48,8 @@ pub struct RegistryClient {
     /// What loads the registry: blob transfers, manifest and mount writes
     /// (`--max-per-registry`, oc's meaning).
     pub(super) slots: Slots,
-    /// What costs it little: existence checks, manifest reads, tag and catalog lists
-    /// (`--max-checks-per-registry`): an unchanged run is nothing but these, and its wall time
+    /// What costs it little: existence checks, manifest reads, tag and catalog lists, upload
+    /// sessions opened ahead of their transfers (`--max-checks-per-registry`): an unchanged run is nothing but these, and its wall time
     /// is their round trips, which many in flight hide.
     pub(super) checks: Slots,
     pub(super) policy: RetryPolicy,
