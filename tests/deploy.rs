@@ -238,6 +238,7 @@ fn check_container(place: &str, pod: &Value, container: &Value) {
     }
     // The credentials file is where -a points, inside a mounted Secret.
     let config = run
+        .registry
         .registry_config
         .unwrap_or_else(|| panic!("{place}: no -a/--registry-config"));
     let (dir, name) = (

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
+use crate::registry::RegistryOptions;
 
 /// Selects mapping files in directories (the Prow jobs set it).
 pub const ENV_MAPPING_FILE_PREFIX: &str = "MAPPING_FILE_PREFIX";
@@ -188,29 +189,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
 
-    /// Docker config.json with registry credentials (as for `run`).
-    #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
-    pub registry_config: Option<PathBuf>,
-
-    /// Allow plain HTTP and unverified TLS for every registry.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub insecure: bool,
-
-    /// Allow plain HTTP and unverified TLS for this registry only (repeatable).
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registry: Vec<String>,
-
-    /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
-    /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub max_per_registry: u32,
-
-    /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
-    /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run is nothing but these, so many in flight
-    /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
-    /// while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub max_checks_per_registry: u32,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 impl VerifyArgs {
@@ -280,18 +260,10 @@ impl MappingArgs {
     }
 }
 
+/// How to reach registries: credentials, TLS, and the two limits per registry. The same for
+/// `run` and `verify`.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub mappings: MappingArgs,
-
-    /// Resolve and print the plan, write nothing. Also set by env `dry_run` or `DRY_RUN`
-    /// (`true`/`false`). Unlike oc, the dry run asks the destinations, so it shows what would
-    /// really be copied, overwritten or left unchanged, and under each image what is attached
-    /// to it and would be copied with it (attachments of attachments too).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
-    pub dry_run: Option<bool>,
-
+pub struct RegistryArgs {
     /// Docker config.json with registry credentials (oc's flag). Default: REGISTRY_AUTH_FILE,
     /// $DOCKER_CONFIG/config.json, ~/.docker/config.json; none means anonymous.
     #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
@@ -316,11 +288,38 @@ pub struct RunArgs {
     pub max_per_registry: u32,
 
     /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
-    /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run is nothing but these, so many in flight
-    /// hide the network's round trips (over HTTP/2 they share one connection). Lowered for a
-    /// while when the registry answers 429.
+    /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run
+    /// is nothing but these, so many in flight hide the network's round trips (over HTTP/2
+    /// they share one connection). Lowered for a while when the registry answers 429.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure,
+            insecure_registries: self.insecure_registry.clone(),
+            max_per_registry: self.max_per_registry as usize,
+            max_checks_per_registry: self.max_checks_per_registry as usize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub mappings: MappingArgs,
+
+    /// Resolve and print the plan, write nothing. Also set by env `dry_run` or `DRY_RUN`
+    /// (`true`/`false`). Unlike oc, the dry run asks the destinations, so it shows what would
+    /// really be copied, overwritten or left unchanged, and under each image what is attached
+    /// to it and would be copied with it (attachments of attachments too).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    pub dry_run: Option<bool>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
     /// Most registries worked on at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -568,12 +567,15 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.max_per_registry, 3);
+        assert_eq!(run.registry.max_per_registry, 3);
         assert_eq!(run.dry_run, Some(false));
         assert_eq!(
             run.mappings.filenames,
             [PathBuf::from("/etc/imagemirror/mapping_a")]
         );
-        assert_eq!(run.registry_config, Some(PathBuf::from("/tmp/config.json")));
+        assert_eq!(
+            run.registry.registry_config,
+            Some(PathBuf::from("/tmp/config.json"))
+        );
     }
 }

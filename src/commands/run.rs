@@ -76,7 +76,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         None => None,
     };
     let shard = resolve_shard(args, |name| std::env::var(name).ok()).map_err(usage)?;
-    let credentials = Credentials::locate(args.registry_config.clone());
+    let credentials = Credentials::locate(args.registry.registry_config.clone());
     credentials
         .validate()
         .map_err(|e| usage(format!("{e:#}")))?;
@@ -99,12 +99,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
             retries: args.retries,
             request_policy: network.request_policy(),
         },
-        registry: RegistryOptions {
-            insecure: args.insecure,
-            insecure_registries: args.insecure_registry.clone(),
-            max_per_registry: args.max_per_registry as usize,
-            max_checks_per_registry: args.max_checks_per_registry as usize,
-        },
+        registry: args.registry.options(),
         network,
         disk,
         shard,

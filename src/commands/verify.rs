@@ -18,7 +18,7 @@ use crate::disk::DiskStores;
 use crate::inputs::MappingSet;
 use crate::model::reference::{Reference, Repository, parse_name};
 use crate::registry::auth::credentials::Credentials;
-use crate::registry::{NetworkOptions, Registries, RegistryOptions};
+use crate::registry::{NetworkOptions, Registries};
 use crate::report::verified::{self, VerifyResult};
 use crate::stats::Stats;
 
@@ -85,18 +85,13 @@ fn prepare(
 
 /// Runs `verify`.
 pub fn run(args: &VerifyArgs) -> ExitCode {
-    let credentials = Credentials::locate(args.registry_config.clone());
+    let credentials = Credentials::locate(args.registry.registry_config.clone());
     let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
     let mode = match prepare(args, &disk, &credentials) {
         Ok(mode) => mode,
         Err(code) => return code,
     };
-    let options = RegistryOptions {
-        insecure: args.insecure,
-        insecure_registries: args.insecure_registry.clone(),
-        max_per_registry: args.max_per_registry as usize,
-        max_checks_per_registry: args.max_checks_per_registry as usize,
-    };
+    let options = args.registry.options();
     let found = super::on_runtime_value(async {
         let stats = Arc::new(Stats::default());
         let registries = Registries::new(
