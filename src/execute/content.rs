@@ -15,7 +15,7 @@ use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
 use crate::stats::Stats;
 use crate::store::{
-    BlobStream, Destination, Mount, Source, UploadSession, holding, transfer_slots,
+    BlobStream, Destination, Mount, OpenBlob, Source, UploadSession, holding, transfer_slots,
 };
 
 /// Where one copy reads and writes, and its byte counter.
@@ -245,7 +245,8 @@ impl Executor {
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
             let result = if split {
-                self.send_split(route, blob, session.take(), &budget).await
+                self.send_split(route, blob, session.take(), &open, &budget)
+                    .await
             } else {
                 let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
                 dst.upload(dst_repo, blob, session.take(), &open, &budget)
@@ -289,19 +290,14 @@ impl Executor {
         route: &Route<'_>,
         blob: &BlobRef,
         session: Option<UploadSession>,
+        open: OpenBlob<'_>,
         budget: &Arc<Budget>,
     ) -> Result<()> {
         let Route {
-            src,
-            dst,
-            src_repo,
-            dst_repo,
-            ..
+            src, dst, dst_repo, ..
         } = *route;
         let source_slot = src.slots().take_owned(1).await;
-        let opening = src
-            .clone()
-            .open_blob(src_repo.clone(), blob.clone(), budget.clone());
+        let opening = open();
         let (stream, session) = match session {
             Some(session) => (opening.await, Ok(Some(session))),
             None => join(opening, dst.open_session(dst_repo, budget)).await,
@@ -315,16 +311,15 @@ impl Executor {
             (Ok(_), Err(e)) => return Err(e),
         };
         let first = std::sync::Mutex::new(Some(holding(stream, source_slot)));
-        let open = || -> BoxFuture<'static, Result<BlobStream>> {
+        let first_then_anew = || -> BoxFuture<'static, Result<BlobStream>> {
             match first.lock().ok().and_then(|mut f| f.take()) {
                 Some(stream) => Box::pin(async move { Ok(stream) }),
-                None => src
-                    .clone()
-                    .open_blob(src_repo.clone(), blob.clone(), budget.clone()),
+                None => open(),
             }
         };
         let _destination_slot = dst.slots().take(1).await;
-        dst.upload(dst_repo, blob, session, &open, budget).await
+        dst.upload(dst_repo, blob, session, &first_then_anew, budget)
+            .await
     }
 }
 
