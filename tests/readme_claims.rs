@@ -158,6 +158,55 @@ fn max_per_registry_bounds_the_requests_in_flight() {
     assert!(src_proxy.max_in_flight() >= 3, "the bound was reached");
 }
 
+/// "Each registry still has at most its limit of transfers in flight", with each end's slot
+/// held only for its own request: uploads whose commit answers are slow (the source's bytes
+/// all read, its slot given back) still hold the destination's slots, so no more than
+/// `--max-per-registry` of them wait at once.
+#[test]
+fn uploads_waiting_for_their_commit_hold_the_destination_slots() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let dst_proxy = FaultProxy::start(&dst.host());
+    let (s, d) = (src.host(), dst_proxy.host());
+    let mut mapping = String::new();
+    for i in 0..12 {
+        seed_docker_image(
+            &src,
+            &format!("team/c{i}"),
+            "1",
+            &[layer(2500 + i, 1000), layer(2600 + i, 20_000)],
+        );
+        mapping.push_str(&format!("{s}/team/c{i}:1 {d}/c{i}:1\n"));
+    }
+    // Slow commits: each blob's last PUT is answered late.
+    dst_proxy.add(
+        "PUT",
+        "/blobs/uploads/",
+        24,
+        Fault::Stall(Duration::from_millis(150)),
+    );
+    let ws = Workspace::new();
+    let file = ws.write("m", &mapping);
+    let (out, _) = ws.run_report(
+        &file,
+        &[
+            "--insecure",
+            "--max-per-registry=3",
+            "--max-checks-per-registry=1",
+        ],
+    );
+    expect_code(&out, 0);
+    for i in 0..12 {
+        dst.assert_complete(&format!("c{i}"), "1");
+    }
+    // As above: one of slack for the proxy's own count at a boundary.
+    assert!(
+        dst_proxy.max_in_flight() <= 3 + 1 + 1,
+        "{} in flight at the destination",
+        dst_proxy.max_in_flight()
+    );
+}
+
 /// "A tag that differs is fetched and parsed in a dry run too, so the rehearsal fails where
 /// the run would": a source whose manifest comes back corrupt, and a missing one.
 #[test]
