@@ -62,6 +62,14 @@ fn http2_is_spoken_where_the_registry_offers_it() {
             .any(|l| l.contains("\"GET /v2/ HTTP/1.1\"")),
         "{tls_lines:#?}"
     );
+    // The HTTP/2 connection is opened at the start, beside the first contact, by a
+    // `GET /v2/` of its own (one round trip less before the first check).
+    assert!(
+        tls_lines
+            .iter()
+            .any(|l| l.contains("\"GET /v2/ HTTP/2.0\"")),
+        "{tls_lines:#?}"
+    );
     assert!(
         !uploads.is_empty() && uploads.iter().all(|l| l.contains(" HTTP/1.1\"")),
         "{uploads:#?}"
