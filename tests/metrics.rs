@@ -229,6 +229,19 @@ fn metrics_reach_the_textfile_and_the_pushgateway_and_keep_the_last_success() {
             &format!(r#"image_mirror_requests{{registry="{d}"}}"#)
         ) > 0.0
     );
+    // Round trips one after another: at least the first contact and a copy's requests, and
+    // never more than the requests sent.
+    let trips = value(&first, "image_mirror_round_trips");
+    assert!(
+        trips >= 2.0
+            && trips
+                <= src_requests
+                    + value(
+                        &first,
+                        &format!(r#"image_mirror_requests{{registry="{d}"}}"#)
+                    ),
+        "{trips}"
+    );
     // No temporary file left beside it.
     let names: Vec<_> = std::fs::read_dir(ws.path("textfile"))
         .expect("dir")
