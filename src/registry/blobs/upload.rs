@@ -180,6 +180,27 @@ impl RegistryClient {
         }
     }
 
+    /// The source's bytes as they will be sent, hashed on the way (see [`verify_stream`]), and
+    /// where a failure that ends them early is left.
+    fn checked_body(
+        &self,
+        source: BlobStream,
+        blob: &BlobRef,
+    ) -> (
+        impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<>,
+        FailureSlot,
+    ) {
+        let failed = FailureSlot::default();
+        let body = verify_stream(
+            source,
+            blob.digest.clone(),
+            blob.size,
+            failed.clone(),
+            self.stats.clone(),
+        );
+        (body, failed)
+    }
+
     /// Sends `request` (a part of an upload, into `session`) once, authorized for `access`.
     async fn send_part(
         &self,
@@ -228,14 +249,7 @@ impl RegistryClient {
         let target = self
             .commit_target(what, &session.location, blob)
             .map_err(NotCommitted::Failed)?;
-        let failed = FailureSlot::default();
-        let body = verify_stream(
-            source,
-            blob.digest.clone(),
-            blob.size,
-            failed.clone(),
-            self.stats.clone(),
-        );
+        let (body, failed) = self.checked_body(source, blob);
         let request = self
             .bulk
             .put(target)
@@ -298,14 +312,7 @@ impl RegistryClient {
         session: Session,
         source: BlobStream,
     ) -> Result<()> {
-        let failed = FailureSlot::default();
-        let body = verify_stream(
-            source,
-            blob.digest.clone(),
-            blob.size,
-            failed.clone(),
-            self.stats.clone(),
-        );
+        let (body, failed) = self.checked_body(source, blob);
         let mut location = session.location.clone();
         let chunk_size = session
             .max_chunk
