@@ -18,7 +18,12 @@ impl Executor {
         sources: BTreeSet<Repository>,
         destinations: BTreeSet<Repository>,
     ) {
-        for repository in sources {
+        // One per registry: a store is opened once however many repositories it holds.
+        let mut opened = std::collections::HashSet::new();
+        let one_per_registry = sources
+            .into_iter()
+            .filter(|r| opened.insert(r.registry().clone()));
+        for repository in one_per_registry {
             let executor = self.clone();
             tokio::spawn(async move {
                 if let Ok(src) = executor.stores.source(&repository).await {
