@@ -195,14 +195,20 @@ impl UploadSession {
     }
 }
 
+/// The slots a blob transfer holds for all its requests (its download, resumes, upload
+/// session and parts), given back when it is dropped: while it is held, the stores send
+/// those requests without taking another slot.
+#[must_use = "the transfer's slots are given back when this is dropped"]
+pub struct TransferPermit<'a> {
+    _first: SemaphorePermit<'a>,
+    _second: Option<SemaphorePermit<'a>>,
+}
+
 /// The slots a blob transfer holds: one at each end, or two at once when both ends are one
 /// store, taken in the order of the stores' names so that transfers running the other way
 /// cannot deadlock holding one each.
-pub async fn transfer_slots<'a>(
-    src: &'a dyn Source,
-    dst: &'a dyn Source,
-) -> (SemaphorePermit<'a>, Option<SemaphorePermit<'a>>) {
-    if src.name() == dst.name() {
+pub async fn transfer_slots<'a>(src: &'a dyn Source, dst: &'a dyn Source) -> TransferPermit<'a> {
+    let (first, second) = if src.name() == dst.name() {
         (dst.slots().take(2).await, None)
     } else if src.name() < dst.name() {
         let a = src.slots().take(1).await;
@@ -210,5 +216,9 @@ pub async fn transfer_slots<'a>(
     } else {
         let b = dst.slots().take(1).await;
         (b, Some(src.slots().take(1).await))
+    };
+    TransferPermit {
+        _first: first,
+        _second: second,
     }
 }
