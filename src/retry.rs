@@ -1,4 +1,5 @@
-//! The one retry policy, and the one place that waits before trying again.
+//! The one retry policy, the one retry loop ([`drive`]), and the one place that waits
+//! before trying again.
 //!
 //! Two levels, never more: a request (or a blob copy, whose requests share one budget) is
 //! tried up to `--request-attempts` times; an image whose copy still failed transiently is
@@ -131,15 +132,18 @@ pub enum Verdict {
 /// The request pipeline drives every registry request with it; a blob copy and an image
 /// copy can drive their attempts with it too, classifying by
 /// [`crate::model::failure::error_kind`].
-pub async fn drive<T, E>(
+pub async fn drive<T, E, F>(
     policy: &RetryPolicy,
     budget: &Budget,
     counter: &AtomicU64,
     cancel: Option<&CancellationToken>,
-    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    mut attempt: impl FnMut() -> F,
     classify: impl Fn(&E) -> Verdict,
     mut log: impl FnMut(u32, Duration, &E),
-) -> Result<T, E> {
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
     loop {
         let e = match attempt().await {
             Ok(v) => return Ok(v),
@@ -216,17 +220,14 @@ mod tests {
     async fn the_driver_retries_what_the_classifier_allows_within_the_budget() {
         let policy = RetryPolicy::requests(3, Duration::from_secs(1));
         let counter = AtomicU64::new(0);
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let mut logged = Vec::new();
         let result: Result<(), u32> = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                Err(tries)
-            },
+            || async { Err(tries.fetch_add(1, Ordering::Relaxed) + 1) },
             |_| Verdict::Retry { after: None },
             |retry, _, e| logged.push((retry, *e)),
         )
@@ -235,16 +236,13 @@ mod tests {
         assert_eq!(counter.load(Ordering::Relaxed), 2);
         assert_eq!(logged, [(0, 1), (1, 2)]);
 
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let stopped: Result<(), u32> = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                Err(tries)
-            },
+            || async { Err(tries.fetch_add(1, Ordering::Relaxed) + 1) },
             |_| Verdict::Stop,
             |_, _, _| {},
         )
@@ -255,15 +253,15 @@ mod tests {
             "a failure retrying cannot fix is tried once"
         );
 
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let recovered = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                if tries < 2 { Err(()) } else { Ok(tries) }
+            || async {
+                let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+                if n < 2 { Err(()) } else { Ok(n) }
             },
             |_| Verdict::Retry {
                 after: Some(Duration::from_secs(5)),
