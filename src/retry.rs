@@ -9,7 +9,8 @@
 //! does the same: the inner calls of an upload run under `retry.Never`, the upload is
 //! retried once at the top.)
 //!
-//! Depends only on [`crate::stats`] (it counts what it retries); knows nothing of HTTP.
+//! Depends only on [`crate::stats`] (it counts what it retries) and the kinds of failure of
+//! [`crate::model::failure`]; knows nothing of HTTP.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -164,6 +165,17 @@ where
     }
 }
 
+/// The classifier of a step whose failures carry an [`ErrorKind`] (a blob copy, an image
+/// copy): what is transient is tried again, the rest stands.
+///
+/// [`ErrorKind`]: crate::model::failure::ErrorKind
+pub fn when_transient(e: &anyhow::Error) -> Verdict {
+    match crate::model::failure::error_kind(e) {
+        Some(crate::model::failure::ErrorKind::Transient) => Verdict::Retry { after: None },
+        _ => Verdict::Stop,
+    }
+}
+
 /// The retries left to one operation. Shared by reference between the steps of an
 /// operation that may each fail (a blob copy's download, its resumes and its upload), so
 /// that together they make no more tries than the policy allows.
@@ -270,6 +282,20 @@ mod tests {
         )
         .await;
         assert_eq!(recovered, Ok(2));
+    }
+
+    #[test]
+    fn only_transient_failures_are_worth_another_try() {
+        use crate::model::failure::{ErrorKind, failure};
+        assert_eq!(
+            when_transient(&failure(ErrorKind::Transient, "reset")),
+            Verdict::Retry { after: None }
+        );
+        assert_eq!(
+            when_transient(&failure(ErrorKind::Denied, "no")),
+            Verdict::Stop
+        );
+        assert_eq!(when_transient(&anyhow::anyhow!("plain")), Verdict::Stop);
     }
 
     #[test]
