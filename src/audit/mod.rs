@@ -21,8 +21,7 @@ use anyhow::Result;
 use futures_util::StreamExt;
 
 use self::walk::Walk;
-use crate::execute::attached::{AttachmentTags, know_attachment_tags};
-use crate::execute::memo::Memo;
+use crate::attachments::Discovery;
 use crate::model::manifest::{Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository, Tag};
 use crate::plan::{CopyJob, Plan};
@@ -46,10 +45,9 @@ pub struct AuditOptions {
 pub struct Auditor {
     stores: Arc<dyn Stores>,
     options: AuditOptions,
-    /// Per source repository, its attachment tags.
-    source_tags: AttachmentTags,
-    /// Per store name, whether it has the referrers API.
-    referrers_api: Memo<String, bool>,
+    /// Per source repository, its attachment tags; per store name, whether it has the
+    /// referrers API.
+    attachments: Discovery,
 }
 
 /// The two ends of one comparison.
@@ -67,15 +65,14 @@ impl Auditor {
         Auditor {
             stores,
             options,
-            source_tags: Memo::new(),
-            referrers_api: Memo::new(),
+            attachments: Discovery::new(),
         }
     }
 
     /// Tags a wildcard listing already fetched: attachments are found in them without
     /// listing the repository again.
     pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
-        know_attachment_tags(&self.source_tags, repository, tags);
+        self.attachments.know_tags(repository, tags);
     }
 
     /// Every image of `plan`, compared; in the plan's order.

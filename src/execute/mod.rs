@@ -10,10 +10,9 @@
 //! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
-pub(crate) mod attached;
+mod attached;
 mod content;
 mod copy;
-pub(crate) mod memo;
 #[cfg(test)]
 pub(crate) mod memory;
 mod prefetch;
@@ -32,7 +31,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::memo::Memo;
+use crate::attachments::Discovery;
+use crate::memo::Memo;
 use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
@@ -88,11 +88,9 @@ pub struct Executor {
     /// Per destination repository, the tags it held when the run first asked (`None` when
     /// its store cannot list them); see [`Executor::held_tags`].
     held: Memo<Repository, Option<Arc<HashSet<String>>>>,
-    /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
-    /// when it cannot be listed.
-    source_tags: attached::AttachmentTags,
-    /// Per store name, whether it has the referrers API (asked once, by the first copy).
-    referrers_api: Memo<String, bool>,
+    /// Per source repository, its `sha256-*` tags (where attachments are found), and per
+    /// store name whether it has the referrers API (asked once, by the first copy).
+    attachments: Discovery,
     cancel: CancellationToken,
 }
 
@@ -114,8 +112,7 @@ impl Executor {
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
             held: Memo::new(),
-            source_tags: Memo::new(),
-            referrers_api: Memo::new(),
+            attachments: Discovery::new(),
             cancel,
         }
     }
