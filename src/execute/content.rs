@@ -1,6 +1,7 @@
 //! An image's content made present in a destination repository: every blob (skipped if
-//! there, mounted from another repository of the same store, or streamed from the source),
-//! an index's children by digest, each once per repository and run.
+//! there, mounted from another repository of the same store, or streamed from the source
+//! through the one digest-and-size check, [`super::checked`]), an index's children by
+//! digest, each once per repository and run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use anyhow::Result;
 use futures_util::future::{BoxFuture, join, join_all};
 
 use super::Executor;
+use super::checked::checked;
 use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::manifest::{BlobRef, Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -234,13 +236,19 @@ impl Executor {
         let _active = self.stats.transfer();
         // A copy that breaks off transiently (the destination's PUT cut, the source gone
         // for longer than its resumes) starts again with a new upload session; the bytes
-        // of each try are hashed as they pass, so only a whole, matching blob commits.
+        // of each try are hashed as they pass (see `checked`), so only a whole, matching
+        // blob commits.
         let policy = &self.options.request_policy;
         let budget = Arc::new(policy.budget());
         let mut session = session;
-        let open = || {
-            src.clone()
-                .open_blob(src_repo.clone(), blob.clone(), budget.clone())
+        // The one digest-and-size check, for every destination: each stream opened (the
+        // first, and any the store asks for again) is checked and counted as it passes.
+        let open = || -> BoxFuture<'static, Result<BlobStream>> {
+            let opening = src
+                .clone()
+                .open_blob(src_repo.clone(), blob.clone(), budget.clone());
+            let (blob, stats) = (blob.clone(), self.stats.clone());
+            Box::pin(async move { Ok(checked(opening.await?, &blob, stats)) })
         };
         loop {
             tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");

@@ -11,6 +11,7 @@
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
 mod attached;
+mod checked;
 mod content;
 mod copy;
 #[cfg(test)]
