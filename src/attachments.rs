@@ -2,8 +2,8 @@
 //! `sha256-<hex>.sig`, `.att` and `.sbom` tags, and OCI 1.1 referrers (from the referrers
 //! API, else the fallback index under the tag `sha256-<hex>`), and recursively what is
 //! attached to those (a signature on an attestation), at most [`MAX_DEPTH`] deep. `run`
-//! carries what the walk finds ([`crate::execute`]), `verify` compares it
-//! ([`crate::audit`]); each says what to do with a find through a [`Visitor`].
+//! carries what the walk finds (the copy algorithm), `verify` compares it (the audit); each
+//! says what to do with a find through a [`Visitor`].
 //!
 //! Finding them must not cost the hourly no-op a request per tag: the source repository's
 //! tag list (listed once per repository and run, or taken from the wildcard listing,

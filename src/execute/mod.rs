@@ -25,7 +25,7 @@ pub(crate) mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -228,13 +228,10 @@ impl Executor {
         let budget = policy.budget();
         while !self.cancel.is_cancelled() {
             outcome.attempts += 1;
-            let moved = AtomicU64::new(0);
-            let attempt = tokio::select! {
-                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &mut outcome.attached, &moved) => Some(result),
-                _ = self.cancel.cancelled() => None,
-            };
-            outcome.bytes += moved.load(Ordering::Relaxed);
-            let e = match attempt {
+            let attempt = self.copy(&outcome.job).await;
+            outcome.bytes += attempt.bytes;
+            learnt(&mut outcome, attempt.found);
+            let e = match attempt.end {
                 None => {
                     outcome.status = Status::Cancelled;
                     break;
@@ -281,6 +278,20 @@ impl Executor {
             Stats::bump(&self.stats.images_failed);
         }
         outcome
+    }
+}
+
+/// What an attempt learnt, into the outcome: each fact replaces what an earlier attempt
+/// learnt of it, and a fact the attempt did not reach keeps the earlier one.
+fn learnt(outcome: &mut Outcome, found: copy::Found) {
+    if let Some(digest) = found.source_digest {
+        outcome.source_digest = Some(digest);
+    }
+    if let Some(previous) = found.previous {
+        outcome.previous = previous;
+    }
+    if let Some(attached) = found.attached {
+        outcome.attached = attached;
     }
 }
 
