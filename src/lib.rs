@@ -11,6 +11,7 @@
 //!   but for reading its key files);
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
 //! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
+//!   [`ends`]: a copy's (or a comparison's) source and destination repositories;
 //!   [`memo`]: work done once however many callers need it;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
 //!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
@@ -26,6 +27,7 @@ pub mod attachments;
 pub mod audit;
 pub mod commands;
 pub mod disk;
+pub mod ends;
 pub mod execute;
 pub mod inputs;
 pub mod memo;

@@ -17,6 +17,7 @@ use super::{Auditor, Ends};
 use crate::attachments::{At, Visitor, tag_of};
 use crate::model::attached::{Attachment, Kind, Referrer, digest_tag, parse_index};
 use crate::model::failure::{ErrorKind, error_kind, failure};
+use crate::model::image::Target;
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, ManifestRef};
 use crate::report::verified::{ImageCheck, Problem, ProblemKind};
@@ -72,7 +73,7 @@ impl Auditor {
         match ours? {
             Some(ours) if ours == theirs => check.attached.push(attachment),
             Some(ours) => check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedDiffers,
                 format!(
                     "{label} {theirs} of {subject} differs: {}:{tag} holds {ours}",
@@ -81,7 +82,7 @@ impl Auditor {
                 attachment,
             )),
             None => check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!(
                     "{label} {theirs} of {subject} is missing: {}:{tag} does not exist",
@@ -151,14 +152,14 @@ impl Auditor {
             .is_some();
         if !present {
             check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!("{shown} of {subject} is missing at {}", ends.dst_repo),
                 attachment,
             ));
         } else if !listed.is_some_and(|l| l.contains(&referrer.digest)) {
             check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!(
                     "{shown} of {subject} is at {} but not listed there (neither by its referrers API nor in its fallback index {}): clients will not find it",
@@ -175,13 +176,13 @@ impl Auditor {
 }
 
 fn attached_problem(
-    ends: &Ends<'_>,
+    destination: &Target,
     kind: ProblemKind,
     message: String,
     attachment: Attachment,
 ) -> Problem {
     Problem {
-        tag: ends.tag.to_owned(),
+        tag: destination.short(),
         kind,
         message,
         attachment: Some(attachment),

@@ -50,15 +50,8 @@ pub struct Auditor {
     attachments: Discovery,
 }
 
-/// The two ends of one comparison.
-struct Ends<'a> {
-    src: &'a dyn Source,
-    dst: &'a dyn Source,
-    src_repo: &'a Repository,
-    dst_repo: &'a Repository,
-    /// The destination tag (or `@digest`) problems are reported under.
-    tag: &'a str,
-}
+/// The two ends of one comparison (only read: the destination is a source too).
+type Ends<'a> = crate::ends::Ends<'a, dyn Source, dyn Source>;
 
 impl Auditor {
     pub fn new(stores: Arc<dyn Stores>, options: AuditOptions) -> Auditor {
@@ -126,7 +119,6 @@ impl Auditor {
             dst: dst.as_ref(),
             src_repo,
             dst_repo,
-            tag: &tag,
         };
         let mut walk = Walk::new(dst.as_ref(), dst_repo, &tag);
         let (theirs, held) = futures_util::future::join(

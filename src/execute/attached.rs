@@ -15,7 +15,7 @@ use anyhow::Result;
 use futures_util::future::BoxFuture;
 
 use super::Executor;
-use super::content::Route;
+use super::content::Copying;
 use crate::attachments::{At, Visitor, tag_of};
 use crate::model::attached::{Attachment, Kind, Referrer, build_index, digest_tag, merge_index};
 use crate::model::failure::{ErrorKind, failure};
@@ -60,14 +60,17 @@ impl Executor {
     /// repository has attachment tags this digest does not explain.
     pub(super) async fn attached_unchanged(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         digest: &Digest,
         dry_run: bool,
     ) -> Result<Vec<Attachment>> {
         if !self.options.attached {
             return Ok(Vec::new());
         }
-        let Some(tags) = self.source_tags(route.src.as_ref(), route.src_repo).await else {
+        let Some(tags) = self
+            .source_tags(copying.ends.src.as_ref(), copying.ends.src_repo)
+            .await
+        else {
             return Ok(Vec::new());
         };
         if tags.is_empty() {
@@ -81,21 +84,25 @@ impl Executor {
         };
         if tags.iter().any(|t| !t.starts_with(&own)) {
             let reference = ManifestRef::Digest(digest.clone());
-            let manifest = route.dst.manifest(route.dst_repo, &reference).await?;
+            let manifest = copying
+                .ends
+                .dst
+                .manifest(copying.ends.dst_repo, &reference)
+                .await?;
             subjects = Subjects::of(&manifest, false, false, dry_run);
         }
-        self.carry_attached(route, &subjects).await
+        self.carry_attached(copying, &subjects).await
     }
 
-    /// Carries everything attached to `subjects` from the route's source repository to its
+    /// Carries everything attached to `subjects` from the copying's source repository to its
     /// destination repository, and says what was (or would be) written.
     pub(super) async fn carry_attached(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         subjects: &Subjects,
     ) -> Result<Vec<Attachment>> {
         let mut out = Vec::new();
-        self.walk(route, subjects, &mut out).await?;
+        self.walk(copying, subjects, &mut out).await?;
         Ok(out)
     }
 
@@ -117,18 +124,18 @@ impl Executor {
     /// Everything attached to `subjects` at the source, carried by [`Carrier`].
     async fn walk(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         subjects: &Subjects,
         out: &mut Vec<Attachment>,
     ) -> Result<()> {
         let at = At {
-            src: route.src.as_ref(),
-            src_repo: route.src_repo,
+            src: copying.ends.src.as_ref(),
+            src_repo: copying.ends.src_repo,
             ask_api: subjects.ask_api,
         };
         let mut carrier = Carrier {
             executor: self,
-            route,
+            copying,
             dry_run: subjects.dry_run,
             out,
         };
@@ -141,14 +148,20 @@ impl Executor {
     /// source no longer has it.
     async fn carry_tag(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         tag: &str,
         dry_run: bool,
     ) -> Result<Option<(Digest, bool)>> {
         let reference = ManifestRef::Tag(tag_of(tag)?);
         let (theirs, ours) = futures_util::future::join(
-            route.src.manifest_digest(route.src_repo, &reference),
-            route.dst.manifest_digest(route.dst_repo, &reference),
+            copying
+                .ends
+                .src
+                .manifest_digest(copying.ends.src_repo, &reference),
+            copying
+                .ends
+                .dst
+                .manifest_digest(copying.ends.dst_repo, &reference),
         )
         .await;
         let Some(theirs) = theirs? else {
@@ -160,8 +173,14 @@ impl Executor {
         if dry_run {
             return Ok(Some((theirs, true)));
         }
-        let manifest = Arc::new(route.src.manifest(route.src_repo, &reference).await?);
-        self.write_attached(route, &reference, manifest.clone())
+        let manifest = Arc::new(
+            copying
+                .ends
+                .src
+                .manifest(copying.ends.src_repo, &reference)
+                .await?,
+        );
+        self.write_attached(copying, &reference, manifest.clone())
             .await?;
         Ok(Some((manifest.digest.clone(), true)))
     }
@@ -170,14 +189,15 @@ impl Executor {
     /// written.
     async fn carry_digest(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         digest: &Digest,
         dry_run: bool,
     ) -> Result<bool> {
         let reference = ManifestRef::Digest(digest.clone());
-        if route
+        if copying
+            .ends
             .dst
-            .manifest_digest(route.dst_repo, &reference)
+            .manifest_digest(copying.ends.dst_repo, &reference)
             .await?
             .is_some()
         {
@@ -187,26 +207,27 @@ impl Executor {
             return Ok(true);
         }
         let manifest = self
-            .source_manifest(route.src.as_ref(), route.src_repo, &reference)
+            .source_manifest(copying.ends.src.as_ref(), copying.ends.src_repo, &reference)
             .await?;
-        self.write_attached(route, &reference, manifest).await?;
+        self.write_attached(copying, &reference, manifest).await?;
         Ok(true)
     }
 
     /// An attached manifest's content, then the manifest itself, as its exact bytes.
     async fn write_attached(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         reference: &ManifestRef,
         manifest: Arc<Manifest>,
     ) -> Result<()> {
-        self.ensure_content(route, manifest.clone()).await?;
-        route
+        self.ensure_content(copying, manifest.clone()).await?;
+        copying
+            .ends
             .dst
-            .put_manifest(route.dst_repo, reference, &manifest)
+            .put_manifest(copying.ends.dst_repo, reference, &manifest)
             .await?;
         Stats::bump(&self.stats.attached_copied);
-        tracing::info!(digest = %manifest.digest, to = %route.dst_repo, reference = %reference, "attached manifest copied");
+        tracing::info!(digest = %manifest.digest, to = %copying.ends.dst_repo, reference = %reference, "attached manifest copied");
         Ok(())
     }
 
@@ -216,32 +237,37 @@ impl Executor {
     /// lacked appended, so referrers only the destination has are kept.
     async fn publish_referrers(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         subject: &Digest,
         referrers: &[Referrer],
         source_index: Option<&Manifest>,
     ) -> Result<()> {
         if self
             .attachments
-            .has_referrers_api(route.dst.as_ref(), route.dst_repo, subject)
+            .has_referrers_api(copying.ends.dst.as_ref(), copying.ends.dst_repo, subject)
             .await?
         {
             return Ok(());
         }
         let tag = digest_tag(subject);
         let reference = ManifestRef::Tag(tag_of(&tag)?);
-        let held = route
+        let held = copying
+            .ends
             .dst
-            .manifest_digest(route.dst_repo, &reference)
+            .manifest_digest(copying.ends.dst_repo, &reference)
             .await?;
         let bytes = match (held, source_index) {
             (Some(held), Some(index)) if held == index.digest => return Ok(()),
             (Some(_), _) => {
-                let existing = route.dst.manifest(route.dst_repo, &reference).await?;
+                let existing = copying
+                    .ends
+                    .dst
+                    .manifest(copying.ends.dst_repo, &reference)
+                    .await?;
                 match merge_index(&existing.bytes, referrers).map_err(|e| {
                     failure(
                         ErrorKind::Permanent,
-                        format!("{}:{tag}: {e:#}", route.dst_repo),
+                        format!("{}:{tag}: {e:#}", copying.ends.dst_repo),
                     )
                 })? {
                     Some(merged) => merged,
@@ -257,14 +283,15 @@ impl Executor {
         if !matches!(index.content, Content::Index { .. }) {
             return Err(failure(
                 ErrorKind::Permanent,
-                format!("{}:{tag} is no index", route.src_repo),
+                format!("{}:{tag} is no index", copying.ends.src_repo),
             ));
         }
-        route
+        copying
+            .ends
             .dst
-            .put_manifest(route.dst_repo, &reference, &index)
+            .put_manifest(copying.ends.dst_repo, &reference, &index)
             .await?;
-        tracing::info!(subject = %subject, to = %route.dst_repo, "referrers fallback index updated");
+        tracing::info!(subject = %subject, to = %copying.ends.dst_repo, "referrers fallback index updated");
         Ok(())
     }
 }
@@ -280,7 +307,7 @@ fn push(out: &mut Vec<Attachment>, attachment: Attachment) {
 /// the destination (or, in a dry run, listed as what would be), and recorded in `out`.
 struct Carrier<'a, 'r> {
     executor: &'a Executor,
-    route: &'a Route<'r>,
+    copying: &'a Copying<'r>,
     dry_run: bool,
     out: &'a mut Vec<Attachment>,
 }
@@ -295,7 +322,7 @@ impl Visitor for Carrier<'_, '_> {
         Box::pin(async move {
             let carried = self
                 .executor
-                .carry_tag(self.route, tag, self.dry_run)
+                .carry_tag(self.copying, tag, self.dry_run)
                 .await?;
             let Some((digest, copied)) = carried else {
                 return Ok(None);
@@ -325,7 +352,7 @@ impl Visitor for Carrier<'_, '_> {
             for referrer in referrers {
                 if self
                     .executor
-                    .carry_digest(self.route, &referrer.digest, self.dry_run)
+                    .carry_digest(self.copying, &referrer.digest, self.dry_run)
                     .await?
                 {
                     push(
@@ -341,7 +368,7 @@ impl Visitor for Carrier<'_, '_> {
             }
             if !self.dry_run {
                 self.executor
-                    .publish_referrers(self.route, subject, referrers, fallback_index)
+                    .publish_referrers(self.copying, subject, referrers, fallback_index)
                     .await?;
             }
             Ok(())

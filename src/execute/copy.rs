@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Result;
 
 use super::attached::Subjects;
-use super::content::Route;
+use super::content::Copying;
 use super::{Executor, SourceKey};
+use crate::ends::Ends;
 use crate::model::attached::Attachment;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::image::SourceImage;
@@ -54,7 +55,7 @@ struct Decision {
     current: Option<Digest>,
     /// The tag is never overwritten (the line's `immutable`, `--immutable-tags`).
     immutable: bool,
-    /// The destination repository held no tag (see [`Route::fresh`]).
+    /// The destination repository held no tag (see [`Copying::fresh`]).
     fresh: bool,
 }
 
@@ -98,11 +99,13 @@ impl Executor {
             immutable,
             fresh,
         } = self.decide(&src, &dst, job).await?;
-        let route = Route {
-            src: &src,
-            dst: &dst,
-            src_repo: &job.source.repository,
-            dst_repo: &job.destination.repository,
+        let copying = Copying {
+            ends: Ends {
+                src: &src,
+                dst: &dst,
+                src_repo: &job.source.repository,
+                dst_repo: &job.destination.repository,
+            },
             moved,
             fresh,
         };
@@ -114,7 +117,7 @@ impl Executor {
             self.recheck_policy(&src, job, known).await?;
             // Signatures may have come after the image: what is attached is looked for on
             // every run, by the repository's tag list (no request when there is none).
-            found.attached = Some(self.attached_unchanged(&route, known, dry_run).await?);
+            found.attached = Some(self.attached_unchanged(&copying, known, dry_run).await?);
             return Ok(Status::Unchanged);
         }
         let fetched = self.fetch(src.as_ref(), job).await?;
@@ -124,7 +127,7 @@ impl Executor {
         if current.as_ref() == Some(&manifest.digest) && !force {
             self.recheck_policy(&src, job, &fetched.signed).await?;
             if self.options.attached {
-                found.attached = Some(self.carry_attached(&route, &subjects(false)).await?);
+                found.attached = Some(self.carry_attached(&copying, &subjects(false)).await?);
             }
             return Ok(Status::Unchanged);
         }
@@ -138,12 +141,12 @@ impl Executor {
         }
         found.previous = Some(current.clone());
         if !dry_run {
-            self.ensure_content(&route, manifest.clone()).await?;
+            self.ensure_content(&copying, manifest.clone()).await?;
         }
         // What is attached goes before the tag: an image whose signatures could not be
         // copied fails, and the next run completes it.
         if self.options.attached {
-            found.attached = Some(self.carry_attached(&route, &subjects(true)).await?);
+            found.attached = Some(self.carry_attached(&copying, &subjects(true)).await?);
         }
         if dry_run {
             return Ok(would(&current));
