@@ -10,10 +10,10 @@
 //! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
-pub(crate) mod attached;
+mod attached;
+mod checked;
 mod content;
 mod copy;
-pub(crate) mod memo;
 #[cfg(test)]
 pub(crate) mod memory;
 mod prefetch;
@@ -25,14 +25,15 @@ pub(crate) mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::memo::Memo;
+use crate::attachments::Discovery;
+use crate::memo::Memo;
 use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
@@ -88,11 +89,9 @@ pub struct Executor {
     /// Per destination repository, the tags it held when the run first asked (`None` when
     /// its store cannot list them); see [`Executor::held_tags`].
     held: Memo<Repository, Option<Arc<HashSet<String>>>>,
-    /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
-    /// when it cannot be listed.
-    source_tags: attached::AttachmentTags,
-    /// Per store name, whether it has the referrers API (asked once, by the first copy).
-    referrers_api: Memo<String, bool>,
+    /// Per source repository, its `sha256-*` tags (where attachments are found), and per
+    /// store name whether it has the referrers API (asked once, by the first copy).
+    attachments: Discovery,
     cancel: CancellationToken,
 }
 
@@ -114,8 +113,7 @@ impl Executor {
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
             held: Memo::new(),
-            source_tags: Memo::new(),
-            referrers_api: Memo::new(),
+            attachments: Discovery::new(),
             cancel,
         }
     }
@@ -230,13 +228,10 @@ impl Executor {
         let budget = policy.budget();
         while !self.cancel.is_cancelled() {
             outcome.attempts += 1;
-            let moved = AtomicU64::new(0);
-            let attempt = tokio::select! {
-                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &mut outcome.attached, &moved) => Some(result),
-                _ = self.cancel.cancelled() => None,
-            };
-            outcome.bytes += moved.load(Ordering::Relaxed);
-            let e = match attempt {
+            let attempt = self.copy(&outcome.job).await;
+            outcome.bytes += attempt.bytes;
+            learnt(&mut outcome, attempt.found);
+            let e = match attempt.end {
                 None => {
                     outcome.status = Status::Cancelled;
                     break;
@@ -283,6 +278,20 @@ impl Executor {
             Stats::bump(&self.stats.images_failed);
         }
         outcome
+    }
+}
+
+/// What an attempt learnt, into the outcome: each fact replaces what an earlier attempt
+/// learnt of it, and a fact the attempt did not reach keeps the earlier one.
+fn learnt(outcome: &mut Outcome, found: copy::Found) {
+    if let Some(digest) = found.source_digest {
+        outcome.source_digest = Some(digest);
+    }
+    if let Some(previous) = found.previous {
+        outcome.previous = previous;
+    }
+    if let Some(attached) = found.attached {
+        outcome.attached = attached;
     }
 }
 
