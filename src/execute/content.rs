@@ -15,7 +15,7 @@ use crate::ends::Ends;
 use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::manifest::{BlobRef, Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
-use crate::retry::Budget;
+use crate::retry::{self, Budget};
 use crate::stats::Stats;
 use crate::store::{
     BlobStream, Destination, Mount, OpenBlob, Source, UploadSession, holding, transfer_slots,
@@ -250,7 +250,8 @@ impl Executor {
         // blob commits.
         let policy = &self.options.request_policy;
         let budget = Arc::new(policy.budget());
-        let mut session = session;
+        // The session a mount opened serves the first try only.
+        let session = std::sync::Mutex::new(session);
         // The one digest-and-size check, for every destination: each stream opened (the
         // first, and any the store asks for again) is checked and counted as it passes.
         let open = || -> BoxFuture<'static, Result<BlobStream>> {
@@ -260,32 +261,34 @@ impl Executor {
             let (blob, stats) = (blob.clone(), self.stats.clone());
             Box::pin(async move { Ok(checked(opening.await?, &blob, stats)) })
         };
-        loop {
-            tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-            let result = if split {
-                self.send_split(copying, blob, session.take(), &open, &budget)
-                    .await
-            } else {
-                let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
-                dst.upload(dst_repo, blob, session.take(), &open, &budget)
-                    .await
-            };
-            let e = match result {
-                Ok(()) => break,
-                Err(e) => e,
-            };
+        let attempt = || {
+            let session = session.lock().ok().and_then(|mut s| s.take());
+            let (open, budget) = (&open, &budget);
+            async move {
+                tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
+                if split {
+                    self.send_split(copying, blob, session, open, budget).await
+                } else {
+                    let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
+                    dst.upload(dst_repo, blob, session, open, budget).await
+                }
+            }
+        };
+        retry::drive(
+            policy,
+            &budget,
+            &self.stats.request_retries,
+            None,
+            attempt,
+            retry::when_transient,
+            |_, wait, e| tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}"),
+        )
+        .await
+        .map_err(|e| {
+            // Keep the kind: the job's retries look at it.
             let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
-            let retry = match budget.take() {
-                Some(retry) if kind == ErrorKind::Transient => retry,
-                // Keep the kind: the job's retries look at it.
-                _ => return Err(failure(kind, format!("{e:#} (copying from {src_repo})"))),
-            };
-            policy
-                .pause(retry, None, &self.stats.request_retries, None, |wait| {
-                    tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}")
-                })
-                .await;
-        }
+            failure(kind, format!("{e:#} (copying from {src_repo})"))
+        })?;
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
     }

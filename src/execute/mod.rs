@@ -39,7 +39,7 @@ use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
 use crate::report::outcome::{Outcome, Status};
-use crate::retry::RetryPolicy;
+use crate::retry::{self, RetryPolicy};
 use crate::stats::Stats;
 use crate::store::Stores;
 
@@ -223,54 +223,52 @@ impl Executor {
     /// in-flight copy is abandoned before its tag is written.
     async fn run_job(&self, job: CopyJob) -> Outcome {
         let started = Instant::now();
-        let mut outcome = Outcome::new(job);
         let policy = RetryPolicy::images(self.options.retries);
         let budget = policy.budget();
-        while !self.cancel.is_cancelled() {
+        // Each attempt adds what it learnt; the lock is never held across an await.
+        let outcome = std::sync::Mutex::new(Outcome::new(job.clone()));
+        let attempt = || async {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let attempt = self.copy(&job).await;
+            let mut outcome = outcome.lock().unwrap_or_else(|e| e.into_inner());
             outcome.attempts += 1;
-            let attempt = self.copy(&outcome.job).await;
             outcome.bytes += attempt.bytes;
             learnt(&mut outcome, attempt.found);
-            let e = match attempt.end {
-                None => {
-                    outcome.status = Status::Cancelled;
-                    break;
-                }
+            match attempt.end {
+                None => outcome.status = Status::Cancelled,
                 Some(Ok(status)) => {
                     outcome.status = status;
                     outcome.error = None;
-                    break;
                 }
-                Some(Err(e)) => e,
-            };
-            let failure = Failure::of(&e);
-            outcome.status = if failure.kind == ErrorKind::Refused {
-                Status::Refused
-            } else {
-                Status::Failed
-            };
-            // Only what may go differently next time: a missing tag, a refused credential,
-            // a manifest the registry rejects or corrupt bytes fail now.
-            let transient = failure.kind == ErrorKind::Transient;
-            let message = failure.message.clone();
-            outcome.error = Some(failure);
-            let Some(retry) = budget.take().filter(|_| transient) else {
-                break;
-            };
-            let destination = &outcome.job.destination;
-            let waited = policy
-                .pause(
-                    retry,
-                    None,
-                    &self.stats.image_retries,
-                    Some(&self.cancel),
-                    |wait| tracing::info!(%destination, attempt = retry + 1, error = %message, "copy failed; retrying in {wait:?}"),
-                )
-                .await;
-            if !waited {
-                break;
+                Some(Err(e)) => {
+                    let failure = Failure::of(&e);
+                    outcome.status = if failure.kind == ErrorKind::Refused {
+                        Status::Refused
+                    } else {
+                        Status::Failed
+                    };
+                    outcome.error = Some(failure);
+                    return Err(e);
+                }
             }
-        }
+            Ok(())
+        };
+        // Only what may go differently next time is tried again: a missing tag, a refused
+        // credential, a manifest the registry rejects or corrupt bytes fail now.
+        let destination = &job.destination;
+        let _ = retry::drive(
+            &policy,
+            &budget,
+            &self.stats.image_retries,
+            Some(&self.cancel),
+            attempt,
+            retry::when_transient,
+            |retry, wait, e| tracing::info!(%destination, attempt = retry + 1, error = %Failure::of(e).message, "copy failed; retrying in {wait:?}"),
+        )
+        .await;
+        let mut outcome = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
         outcome.duration = started.elapsed();
         log_outcome(&outcome);
         Stats::bump(&self.stats.images_done);
