@@ -91,6 +91,8 @@ pub struct RegistryOptions {
     pub max_per_registry: usize,
     /// Checks, reads and lists in flight to one registry.
     pub max_checks_per_registry: usize,
+    /// Big blobs fetched as parallel byte ranges.
+    pub ranges: blobs::ranged::RangeOptions,
 }
 
 impl RegistryOptions {
