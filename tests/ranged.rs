@@ -202,3 +202,59 @@ fn no_more_ranges_are_in_flight_than_asked() {
     assert_eq!(proxy.ranges("GET", &big).len(), 7);
     assert_eq!(proxy.max_in_flight(), 2);
 }
+
+/// Each range is redirected to the CDN on its own and carries its `Range` there, never the
+/// registry's credentials; a signed URL the CDN refuses is asked afresh from the registry
+/// for that range alone.
+#[test]
+fn ranges_follow_redirects_to_a_cdn_without_credentials() {
+    // The source wants basic auth; its blobs are "stored" on an anonymous registry holding
+    // the same content, behind the proxy that plays the CDN.
+    let src = Registry::start_with(RegistryConfig {
+        htpasswd: vec![("robot".into(), "robot-pass".into())],
+        ..Default::default()
+    });
+    let storage = Registry::start();
+    let size = 3 * MIB + 123;
+    let layers = [layer(1, 2000), layer(2, size)];
+    let image = seed_docker_image(&src, "team/app", "1", &layers);
+    seed_docker_image(&storage, "team/app", "1", &layers);
+    let big = sha256_digest(&layers[1]);
+    let cdn = FaultProxy::start(&storage.host());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    // The first range's signed URL is refused once (expired).
+    cdn.add("GET", &big, 1, Fault::RefuseSigned(403));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:robot-pass");
+    ws.write(
+        "config.json",
+        &format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            front.host()
+        ),
+    );
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    );
+    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let mut expected = chunks(size);
+    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(sorted(cdn.ranges("GET", &big)), sorted(expected.clone()));
+    assert_eq!(sorted(front.ranges("GET", &big)), sorted(expected));
+    let leaked: Vec<_> = cdn
+        .seen()
+        .into_iter()
+        .filter(|s| s.authorization.is_some())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "Authorization sent to the CDN: {leaked:?}"
+    );
+    assert!(front.seen().iter().any(|s| s.authorization.is_some()));
+}
