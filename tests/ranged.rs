@@ -258,3 +258,27 @@ fn ranges_follow_redirects_to_a_cdn_without_credentials() {
     );
     assert!(front.seen().iter().any(|s| s.authorization.is_some()));
 }
+
+/// A range whose answer stalls longer than `--read-timeout` (an idle limit, not one on the
+/// blob's length) fails alone and is asked again; the others are asked once each.
+#[test]
+fn a_stalled_range_is_asked_again_alone() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    // The first request for the big blob is its first range; RANGED waits 5 s at most.
+    proxy.add("GET", &big, 1, Fault::Stall(Duration::from_secs(7)));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let mut expected = chunks(size);
+    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(expected));
+    assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
+}
