@@ -282,3 +282,34 @@ fn a_stalled_range_is_asked_again_alone() {
     assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(expected));
     assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
 }
+
+/// A range answered with the whole blob after the first was served (a redirect host that
+/// ignores `Range`): the registry is taken as one that ignores `Range`, and the blob copy's
+/// next try reads it as one stream.
+#[test]
+fn a_later_range_answered_whole_falls_back_to_one_stream() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    // The first range is served as asked; the next one to come is answered whole.
+    proxy.add("GET", &big, 1, Fault::Stall(Duration::ZERO));
+    proxy.add("GET", &big, 1, Fault::IgnoreRange);
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let ranges = proxy.ranges("GET", &big);
+    assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(ranges.last(), Some(&None), "{ranges:?}");
+    assert_eq!(
+        ranges.iter().filter(|r| r.is_none()).count(),
+        1,
+        "{ranges:?}"
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
