@@ -3,15 +3,13 @@
 //! kind, unchanged reruns that write nothing, skopeo reading what we write and us reading
 //! what skopeo writes, bad directories refused before anything is written.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 use std::time::SystemTime;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
 
@@ -374,7 +372,7 @@ fn bad_directories_are_refused_before_anything_is_written() {
 /// the tag is not there, and the rerun completes the image.
 #[test]
 fn a_killed_run_leaves_no_partial_blob_under_its_name() {
-    use support::proxy::{Fault, FaultProxy};
+    use crate::support::proxy::{Fault, FaultProxy};
     let src = Registry::start();
     let big = layer(70, 4 * 1024 * 1024);
     let seeded = seed_oci_image(&src, "team/big", "1.0", std::slice::from_ref(&big));

@@ -1,14 +1,12 @@
 //! The periodic-job side of `run`: JSON report, shards, interruption, default mapping
 //! directory handling — against real registries.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 fn base_command(dir: &Path) -> assert_cmd::Command {
     image_mirror(dir)
@@ -259,7 +257,7 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     let cancelled = json["totals"]["cancelled"].as_u64().unwrap_or(0);
     assert!(cancelled > 0, "{json:#}");
     // The JUnit view says the same: the cancelled images are skipped test cases.
-    let xml = support::junit::read_junit(&junit);
+    let xml = crate::support::junit::read_junit(&junit);
     let skipped: Vec<&serde_json::Value> = xml["suites"][0]["cases"]
         .as_array()
         .map(|cases| {
@@ -327,4 +325,56 @@ fn mapping_directories_honour_the_prefix_variable() {
     expect_code(&out, 0);
     assert_eq!(dst.tags("ours"), ["1"]);
     assert!(dst.tags("theirs").is_empty());
+}
+
+/// "143 / 130 after SIGTERM / SIGINT": SIGINT once the first upload has started.
+#[test]
+fn sigint_stops_the_run_with_exit_130() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut mapping = String::new();
+    for i in 0..8 {
+        seed_docker_image(
+            &src,
+            &format!("team/big{i}"),
+            "1",
+            &[layer(2000 + i, 4 * 1024 * 1024)],
+        );
+        mapping.push_str(&format!("{s}/team/big{i}:1 {d}/big{i}:1\n"));
+    }
+    let ws = Workspace::new();
+    let file = ws.write("m", &mapping);
+    let report = ws.path("report.json");
+    let mark = dst.mark();
+    let child = image_mirror_process(ws.dir())
+        .args(["run", "--insecure", "--max-per-registry=2", "--report"])
+        .arg(&report)
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dst
+        .tool_requests_since(mark)
+        .iter()
+        .any(|r| r.method == "POST")
+    {
+        assert!(Instant::now() < deadline, "the run never started uploading");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    expect_code(&out, 130);
+    let json = read_report(&report);
+    assert_eq!(json["interrupted"], true, "{json:#}");
+    assert!(
+        json["totals"]["cancelled"].as_u64().unwrap_or(0) > 0,
+        "{json:#}"
+    );
 }

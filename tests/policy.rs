@@ -2,15 +2,13 @@
 //! containers-policy.json accepts are copied, the others are `refused` (exit 1) and nothing of
 //! them is written; a policy that cannot be enforced is exit 2 before any request.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
-use support::cli::*;
-use support::cosign::*;
-use support::*;
 
 /// A policy whose scopes (`scope`, requirements JSON) sit under `transports.docker`, with
 /// `default` rejecting everything else.

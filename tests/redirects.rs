@@ -4,11 +4,9 @@
 //! the signature anywhere — against real registries behind the fault proxy: one proxy plays
 //! the registry's redirect, a second one plays the storage host.
 
-mod support;
-
-use support::cli::*;
-use support::proxy::{ACCESS_KEY, Fault, FaultProxy, SIGNATURE};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{ACCESS_KEY, Fault, FaultProxy, SIGNATURE};
+use crate::support::*;
 
 fn b64(text: &str) -> String {
     use base64::Engine;

@@ -1,5 +1,5 @@
 //! OCI 1.1 referrers against a registry that HAS the referrers API (`ferro-oci-server`,
-//! [`support::ferro::Ferro`]) as well as against Debian's distribution 2.8, which has none
+//! [`crate::support::ferro::Ferro`]) as well as against Debian's distribution 2.8, which has none
 //! (referrers are then found and written through the fallback tag `sha256-<hex>`):
 //!
 //! - API source -> API destination: every referrer arrives with its digest and is listed by
@@ -14,12 +14,10 @@
 //! turn; the dry run lists all of them, and `cosign verify` / `verify-attestation` pass
 //! against the destination.
 
-mod support;
-
-use support::cli::*;
-use support::cosign::*;
-use support::ferro::Ferro;
-use support::*;
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::ferro::Ferro;
+use crate::support::*;
 
 const SPDX: &str = "application/spdx+json";
 const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -564,9 +562,9 @@ fn referrers_api_pages_are_followed() {
     let attached = seed_at_ferro(&src, dir);
     let image = &attached.image.digest;
     // The source's referrers answered one descriptor per page, each page linking the next.
-    let pager = support::proxy::FaultProxy::start_with(
+    let pager = crate::support::proxy::FaultProxy::start_with(
         &s,
-        support::proxy::Behaviour {
+        crate::support::proxy::Behaviour {
             referrer_pages: Some(1),
             ..Default::default()
         },

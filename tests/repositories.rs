@@ -2,13 +2,11 @@
 //! most two repositories a page): which repositories and tags arrive, `**` across nested
 //! paths, a registry that refuses its catalog, and `--max-images`.
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
 /// A source paging its catalog two at a time, holding `team/a` (v1.0, v1.1, v2.0),
 /// `team/b` (v1.0), `team/nested/c` (v1.5) and `other/x` (v1.0).

@@ -2,14 +2,12 @@
 //! `# image-mirror:` options of a mapping line (semver ranges, pre-releases, the newest N,
 //! exclusions, regular expressions, platforms, immutable tags) and `--immutable-tags`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 /// Tags a release-minded repository holds: releases, pre-releases, and tags that are no
 /// versions at all.

@@ -7,11 +7,9 @@
 //! `COSIGN_BIN`; without it the default path and then `PATH` are tried, and a missing binary
 //! fails the test with the command that installs it.
 
-mod support;
-
-use support::cli::*;
-use support::cosign::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::*;
 
 fn hex(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")

@@ -3,15 +3,13 @@
 //! compared with its source — digests, completeness, and what is attached (cosign's tags,
 //! referrers), read-only.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::other::OtherRegistry;
+use crate::support::*;
 use serde_json::Value;
-use support::cli::*;
-use support::cosign::*;
-use support::other::OtherRegistry;
-use support::*;
 
 fn verify(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");

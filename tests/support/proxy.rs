@@ -520,7 +520,7 @@ fn serve_one(
     }
     if let Some(issuer) = &behaviour.sign_with {
         let query = target.split_once('?').map(|(_, q)| q);
-        let token = issuer.mint("harness", &super::harness_access(&path, query));
+        let token = issuer.mint("harness", &super::registry::harness_access(&path, query));
         request
             .head
             .retain(|l| !l.to_ascii_lowercase().starts_with("authorization:"));
