@@ -31,6 +31,36 @@ fn top_level_modules_of_src_form_no_cycle() {
     );
 }
 
+/// With `autotests = false`, a file `tests/NAME.rs` that `tests/tests.rs` does not declare
+/// is never compiled nor run: every one must be a module of the one binary.
+#[test]
+fn every_test_file_is_a_module_of_the_one_binary() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let root = std::fs::read_to_string(tests.join("tests.rs")).expect("tests/tests.rs");
+    let declared: BTreeSet<String> = root
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .map(str::to_owned)
+        .collect();
+    let files: BTreeSet<String> = std::fs::read_dir(&tests)
+        .expect("tests/")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".rs").map(str::to_owned))
+        .filter(|name| name != "tests")
+        .collect();
+    let missing: Vec<&String> = files.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "tests/{{{}}}.rs: not declared in tests/tests.rs, so never run (add `mod NAME;` there, \
+         and use `crate::support` instead of `mod support;`)",
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+}
+
 /// The parser finds edges of every form it claims to, and none in comments or unit tests.
 #[test]
 fn the_module_reference_parser_reads_every_form() {
@@ -41,7 +71,7 @@ fn the_module_reference_parser_reads_every_form() {
         fn f() { crate::a::g(); }\n\
         #[cfg(test)]\nmod tests { use crate::e; }\n";
     let named = named_modules(text, &["a".to_owned()], &modules);
-    assert_eq!(named, ["b", "c", "d"].map(String::from).into());
+    assert_eq!(named, ["a", "b", "c", "d"].map(String::from).into());
     let top = named_modules("use super::e;", &["a".to_owned()], &modules);
     assert_eq!(top, ["e"].map(String::from).into());
     let nested = named_modules("use super::e;", &["a".to_owned(), "x".to_owned()], &modules);
@@ -102,13 +132,15 @@ fn source_files(src: &Path) -> Vec<(Vec<String>, PathBuf)> {
     files
 }
 
-/// `NAME` of each `#[cfg(test)] mod NAME;` (a unit-test module in a file of its own).
+/// `NAME` of each `#[cfg(test)] [pub(crate)] mod NAME;`: test code in a file of its own
+/// (unit tests, the in-memory store).
 fn test_submodules(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find("#[cfg(test)]") {
         rest = &rest[at + "#[cfg(test)]".len()..];
         let after = rest.trim_start();
+        let after = after.strip_prefix("pub(crate) ").unwrap_or(after);
         if let Some(decl) = after.strip_prefix("mod ") {
             let name: String = decl.chars().take_while(|c| is_ident(*c)).collect();
             if decl[name.len()..].trim_start().starts_with(';') {
