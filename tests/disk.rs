@@ -96,7 +96,7 @@ fn round_trip(to_dir: impl Fn(&str) -> String, extra: &[&str]) -> Workspace {
         .command()
         .args(["check", p(&out_file), p(&in_file)])
         .output()
-        .unwrap();
+        .expect("run check");
     expect_code(&check, 0);
 
     let mut args = vec!["--insecure"];
@@ -109,7 +109,7 @@ fn round_trip(to_dir: impl Fn(&str) -> String, extra: &[&str]) -> Workspace {
         text(&dry.stdout)
     );
     let written: Vec<_> = std::fs::read_dir(ws.dir())
-        .unwrap()
+        .expect("read the workspace")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .collect();

@@ -135,22 +135,7 @@ fn seed_attached(
     let cosign_sbom = only_new(&listed(&image.digest), &[&sbom, &signature]);
     sign(dir, &at(&sbom), &["--registry-referrers-mode=oci-1-1"]);
     let sbom_signature = only_new(&listed(&sbom), &[]);
-    std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
-    cosign_ok(
-        dir,
-        &[
-            "attest",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "-y",
-            "--type",
-            "custom",
-            "--predicate",
-            "predicate.json",
-            &at(&image.digest),
-        ],
-    );
+    attest(dir, &at(&image.digest));
     let att_tag = format!("sha256-{}.att", hex(&image.digest));
     let attestation = sha256_digest(&manifest(&att_tag).expect("cosign wrote the .att tag"));
     sign(dir, &at(&attestation), &[]);

@@ -394,12 +394,13 @@ impl Registry {
         manifests.extend(seeded.children.iter().cloned());
         for m in &manifests {
             let (_, body) = self.manifest(repo, m).expect("manifest by digest");
-            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).expect("a manifest is JSON");
             let Some(layers) = json["layers"].as_array() else {
                 continue;
             };
             for desc in std::iter::once(&json["config"]).chain(layers) {
-                let d = desc["digest"].as_str().unwrap();
+                let d = desc["digest"].as_str().expect("a descriptor has a digest");
                 let size = self.blob_size(repo, d);
                 assert!(
                     size.is_some(),

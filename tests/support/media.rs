@@ -43,7 +43,7 @@ pub fn sha256_digest(data: &[u8]) -> String {
     let mut s = String::with_capacity(71);
     s.push_str("sha256:");
     for b in hash.iter() {
-        write!(s, "{b:02x}").unwrap();
+        write!(s, "{b:02x}").expect("writing to a String");
     }
     s
 }
