@@ -179,3 +179,28 @@ fn max_images_refuses_a_plan_too_large_before_copying() {
     );
     assert!(dst.catalog().is_empty());
 }
+
+/// `--max-images N` is the most a plan may hold: a plan of exactly N images runs, all of it.
+#[test]
+fn max_images_runs_a_plan_of_exactly_that_many_images() {
+    let src = source();
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let (out, report) = run(
+        &ws,
+        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
+        &["--max-images", "5"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(total(&report, "copied"), 5, "{report:#}");
+    assert_eq!(
+        content(&dst),
+        set(&[
+            "all/a:v1.0",
+            "all/a:v1.1",
+            "all/a:v2.0",
+            "all/b:v1.0",
+            "all/nested/c:v1.5"
+        ])
+    );
+}
