@@ -43,6 +43,40 @@ pub fn image_mirror_process(config_dir: &Path) -> std::process::Command {
     cmd
 }
 
+/// Sends `signal` (`TERM`, `INT`, `STOP`, `CONT`) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// Stops process `pid` (SIGSTOP) and returns once every thread of it is stopped: from then
+/// on it sends nothing until SIGCONT.
+pub fn freeze(pid: u32) {
+    send_signal(pid, "STOP");
+    let stopped = |stat: &str| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).map_or(true, |s| stopped(&s))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

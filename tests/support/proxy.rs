@@ -746,11 +746,15 @@ fn send_elsewhere(response: &mut Message, own_host: &str, elsewhere: &str) {
     }
 }
 
-/// Answers `code` with a registry error carrying `message`.
+/// Answers `code` with a registry error carrying `message`, saying `Connection: close`: the
+/// proxy closes the connection after it (the body unread). Without the header a client may
+/// keep the connection for its next request and find it closed, a retry the registry caused
+/// by breaking HTTP/1.1, not by the quirk it plays (a server that closes says so, as hyper's
+/// does when it leaves a body unread).
 fn error_answer(code: u16, message: &str) -> String {
     let body = format!("{{\"errors\":[{{\"code\":\"QUIRK\",\"message\":\"{message}\"}}]}}");
     format!(
-        "HTTP/1.1 {code} Quirk\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {code} Quirk\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
