@@ -2,7 +2,7 @@
 //! directory handling — against real registries.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
@@ -365,11 +365,7 @@ fn sigint_stops_the_run_with_exit_130() {
         assert!(Instant::now() < deadline, "the run never started uploading");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let sent = StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    send_signal(child.id(), "INT");
     let out = child.wait_with_output().expect("wait");
     expect_code(&out, 130);
     let json = read_report(&report);
