@@ -1,6 +1,7 @@
 //! Prow's artefacts: with `$ARTIFACTS` set, a run writes `junit_image_mirror.xml` (which the
 //! job's page shows) and `image-mirror-report.json` there. The JUnit file is read with Python's
 //! junitparser, as CI tooling reads it, and checked against what happened in real registries.
+//! The report's `images` are sorted by destination.
 
 use crate::support::cli::*;
 use crate::support::junit::read_junit;

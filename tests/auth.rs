@@ -1,6 +1,8 @@
 //! Credentials and registry access against real registries: htpasswd basic auth, token auth
 //! with a token issuer run by the test (scoped tokens, mounts, expiry, identity tokens),
-//! credential helpers, TLS with a test CA — and no secret in any output.
+//! credential helpers, TLS with a test CA — and no secret in any output: credentials never
+//! follow a `Location` to another host, URL queries stay out of errors, library logs stay
+//! under their caps at trace level, refused credentials are not retried.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

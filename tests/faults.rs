@@ -1,6 +1,7 @@
-//! Faults of real registries, injected by a proxy ([`crate::support::proxy::FaultProxy`]) in front of
-//! a real `docker-registry`: rate limits, 503s, connections cut or stalled, short and corrupt
-//! bodies; and runs killed with SIGKILL. Each test checks the exit code and the destination
+//! Faults of real registries, injected by a proxy ([`crate::support::proxy::FaultProxy`]) in
+//! front of a real `docker-registry`: rate limits, 503s, connections cut or stalled, short and
+//! corrupt bodies, a source ignoring `Range`, one blob of an image failing while its siblings
+//! finish; and runs killed with SIGKILL. Each test checks the exit code and the destination
 //! through the registry API, then runs `image-mirror verify` against the destination
 //! registry directly (never through the proxy).
 

@@ -1,5 +1,5 @@
-//! The periodic-job side of `run`: JSON report, shards, interruption, default mapping
-//! directory handling — against real registries.
+//! The periodic-job side of `run`: JSON report, shards, interruption (SIGTERM: exit 143,
+//! SIGINT: 130), default mapping directory handling — against real registries.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

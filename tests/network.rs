@@ -1,5 +1,7 @@
 //! How image-mirror speaks to registries on a real network's terms: HTTP/2 where the
-//! registry offers it over TLS, and fewer requests in flight when a registry answers 429.
+//! registry offers it over TLS, fewer requests in flight when a registry answers 429, and
+//! never more in flight than `--max-per-registry` and `--max-checks-per-registry` allow
+//! (measured at proxies).
 
 use std::time::Duration;
 

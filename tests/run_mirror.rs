@@ -1,5 +1,7 @@
 //! `image-mirror run` against real registries (Debian's docker-registry), checked through
-//! the registry API.
+//! the registry API: copies, unchanged reruns, dry runs (which fail where the run would),
+//! tag wildcards (paged listings, failed listings), a source manifest fetched once for all
+//! its destinations, filtered lists.
 
 use crate::support::cli::*;
 use crate::support::proxy::{Behaviour, Fault, FaultProxy, Paging};
