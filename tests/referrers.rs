@@ -199,7 +199,7 @@ fn dry_run_lists_everything(
     mapping: &std::path::Path,
     attached: &Attached,
 ) -> Vec<(String, String)> {
-    let (out, report) = run(ws, mapping, &["--dry-run"]);
+    let (out, report) = ws.run_insecure(mapping, &["--dry-run"]);
     expect_code(&out, 0);
     let plan = text(&out.stdout);
     let line = |kind: &str, digest: &str, of: &str| format!("+ {kind} {digest}  (of {of})");
@@ -249,16 +249,6 @@ fn sorted(mut digests: Vec<String>) -> Vec<String> {
     digests
 }
 
-fn run(
-    ws: &Workspace,
-    mapping: &std::path::Path,
-    extra: &[&str],
-) -> (std::process::Output, serde_json::Value) {
-    let mut args = vec!["--insecure"];
-    args.extend_from_slice(extra);
-    ws.run_report(mapping, &args)
-}
-
 /// The attachments the report shows for the first image, as (kind, digest), sorted.
 fn reported(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = report["images"][0]["attached"]
@@ -306,7 +296,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
     assert_eq!(dst.requests().since(&before).writes(), 0);
 
     let (src_before, dst_before) = (src.requests(), dst.requests());
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let (src_seen, dst_seen) = (
         src.requests().since(&src_before),
@@ -384,7 +374,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
 
     // A re-run writes nothing, and asks no referrers API (the image is unchanged).
     let (src_before, dst_before) = (src.requests(), dst.requests());
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let (src_seen, dst_seen) = (
         src.requests().since(&src_before),
@@ -413,7 +403,7 @@ fn referrers_api_to_a_registry_without_it_writes_the_fallback_index() {
     let rehearsed = dry_run_lists_everything(&ws, &mapping, &attached);
     assert!(dst.tool_writes_since(mark).is_empty());
     let mark = dst.mark();
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(reported(&report), rehearsed);
     let seen = dst.tool_requests_since(mark);
@@ -449,7 +439,7 @@ fn referrers_api_to_a_registry_without_it_writes_the_fallback_index() {
     ));
 
     let mark = dst.mark();
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert!(
         dst.tool_writes_since(mark).is_empty(),
@@ -488,7 +478,7 @@ fn fallback_tags_to_a_referrers_api_are_listed_by_it() {
     assert_eq!(dst.requests().since(&before).writes(), 0);
     let mark = src.mark();
     let before = dst.requests();
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(reported(&report), rehearsed);
     let src_seen = src.tool_requests_since(mark);
@@ -530,7 +520,7 @@ fn fallback_tags_to_a_referrers_api_are_listed_by_it() {
     // A re-run finds the referrers through the fallback tags again (the image is unchanged)
     // and writes nothing: ferro lists a manifest put twice twice, so a second PUT would show.
     let before = dst.requests();
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let seen = dst.requests().since(&before);
     assert_eq!(seen.writes(), 0, "{seen:?}");
@@ -559,7 +549,7 @@ fn referrers_api_pages_are_followed() {
         "mapping",
         &format!("{p_host}/org/app:v1 {d}/mirror/app:v1\n"),
     );
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let listed = src.referrer_digests("org/app", image);
     assert_eq!(listed.len(), 3);
@@ -588,7 +578,7 @@ fn verify_finds_referrers_through_the_api_and_the_fallback_index() {
         "mapping",
         &format!("{s}/org/app:v1 {a}/mirror/app:v1 {p_}/mirror/app:v1\n"),
     );
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
 
     let verify = || {

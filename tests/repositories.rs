@@ -31,8 +31,7 @@ fn source() -> Registry {
 }
 
 fn run(ws: &Workspace, text: &str, args: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mapping = ws.write("mapping", text);
-    ws.run_report(&mapping, &[&["--insecure"], args].concat())
+    ws.run_insecure(&ws.mapping(text), args)
 }
 
 /// `repo:tag` for every tag of every repository of `dst`.

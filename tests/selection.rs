@@ -39,7 +39,7 @@ struct Run {
 }
 
 fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> Run {
-    let (out, report) = ws.run_report(mapping, &[&["--insecure"], args].concat());
+    let (out, report) = ws.run_insecure(mapping, args);
     Run { out, report }
 }
 

@@ -161,6 +161,12 @@ impl Workspace {
         self.report_run(self.command(), mapping, args)
     }
 
+    /// [`Workspace::run_report`] with `--insecure` first: the test registries speak plain
+    /// HTTP.
+    pub fn run_insecure(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        self.run_report(mapping, &[&["--insecure"], args].concat())
+    }
+
     /// [`Workspace::run_report`] with `env` on top and the workspace's `certs.d` (empty
     /// unless a test fills it) as the only certificate directory.
     pub fn run_report_with_env(
