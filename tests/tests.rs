@@ -22,6 +22,8 @@ mod ci_logs;
 mod cli_check;
 // The manifests under deploy/ against the binary.
 mod deploy;
+// The bytes written into directories, counted.
+mod directory_bytes;
 // `oci:` and `file://` directories.
 mod disk;
 // Faults injected by a proxy; runs killed midway.
@@ -42,6 +44,8 @@ mod network;
 mod other_registry;
 // `--policy`: only what is signed.
 mod policy;
+// --policy: nothing of a refused image reaches the destination.
+mod policy_writes_nothing;
 // oc's push by digest.
 mod push_by_digest;
 // Other registries' corners, one at a time.
