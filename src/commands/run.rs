@@ -14,6 +14,7 @@ use super::block_on;
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
 use super::listing::RepositoryMatch;
 use super::planning::{Planned, expand, list_and_plan, load_valid, preflight};
+use super::publish::publish;
 use super::stores::AnyStores;
 use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
@@ -24,7 +25,7 @@ use crate::plan::{LineSelection, Plan, Shard};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::progress::Progress;
-use crate::report::{RunResult, WildcardRepositories, json, junit, metrics, text};
+use crate::report::{RunResult, WildcardRepositories, json, junit, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
@@ -218,7 +219,13 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
     } else {
-        publish_metrics(&result, outputs, code == Done && signal.is_none());
+        publish(
+            &result,
+            outputs.metrics_file.as_deref(),
+            outputs.pushgateway.as_ref(),
+            outputs.shard.as_deref(),
+            code == Done && signal.is_none(),
+        );
     }
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
     // after the summary so that nothing of ours can follow it.
@@ -405,27 +412,6 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         result,
         signal: signal_code,
     })
-}
-
-/// Writes the metrics file and pushes to the Pushgateway, as asked. A failure is logged as an
-/// error but does not fail the run: the images were mirrored, and a metrics outage shows
-/// anyway, as a last success that grows old and fires the alert.
-fn publish_metrics(result: &RunResult, outputs: &Outputs, success: bool) {
-    let ending = metrics::Ending::now(success);
-    let shard = outputs.shard.as_deref();
-    if let Some(path) = &outputs.metrics_file {
-        match metrics::write_textfile(path, result, ending, shard) {
-            Ok(()) => tracing::info!(path = %path.display(), "metrics file written"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "metrics file not written"),
-        }
-    }
-    if let Some(url) = &outputs.pushgateway {
-        match block_on(metrics::push(url, result, ending, shard)) {
-            Ok(Ok(())) => tracing::info!("metrics pushed to the Pushgateway"),
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "metrics not pushed"),
-            Err(_) => {}
-        }
-    }
 }
 
 fn json_text(result: &RunResult) -> Result<Vec<u8>> {

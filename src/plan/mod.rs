@@ -159,11 +159,11 @@ pub fn plan(
                     diagnostics.push(Diagnostic::warning(
                         repository.location.clone(),
                         format!(
-                            "{}:{} with `{}` selects no tag ({} tags listed, {} left out by the rules)",
+                            "{}:{} with `{}` selects no tag ({} listed, {} left out by the rules)",
                             repository.value,
                             pattern.as_str(),
                             rules.written,
-                            tags.len(),
+                            crate::plural::count(tags.len(), "tag"),
                             selection.excluded.len()
                         ),
                     ));
