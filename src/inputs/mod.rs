@@ -1,6 +1,7 @@
 //! Finding mapping files, parsing them in parallel, and the checks that span files.
 
 pub mod diff;
+pub mod expanded;
 pub mod import;
 pub mod mapping;
 pub mod options;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
+use self::expanded::Named;
 use self::mapping::{Mapping, ParsedLine, parse_text};
 use crate::model::diagnostics::{Diagnostic, Location};
 use crate::model::image::{SourceImage, Target};
@@ -273,13 +275,15 @@ fn describe(origin: &Origin) -> String {
 
 /// Every registry host the mappings read from or write to.
 pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
-    let (sources, destinations) = repositories_of(mappings);
+    let (sources, destinations) =
+        repositories_of(mappings.iter().filter_map(Mapping::named), |_| true);
     let mut hosts: BTreeSet<Host> = sources
         .iter()
         .chain(&destinations)
         .filter(|r| !r.on_disk())
         .map(|r| r.registry().clone())
         .collect();
+    // Repository wildcards name no repository until listed: their hosts.
     for m in mappings {
         if let Mapping::Repositories {
             source, targets, ..
@@ -292,29 +296,27 @@ pub fn registries_of(mappings: &[Mapping]) -> BTreeSet<Host> {
     hosts
 }
 
-/// Every source repository and every destination repository the mappings name (wildcard
-/// sources by their repository), each set sorted.
-pub fn repositories_of(mappings: &[Mapping]) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
+/// The source and the destination repositories the mappings name ([`Mapping::named`] before
+/// repository wildcards are expanded, [`expanded::ExpandedMapping::named`] after): every destination
+/// `owned` keeps (a shard's), and the sources of those, each set sorted.
+pub fn repositories_of<'a>(
+    named: impl IntoIterator<Item = Named<'a>>,
+    owned: impl Fn(&Repository) -> bool,
+) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
     let mut sources = BTreeSet::new();
     let mut destinations = BTreeSet::new();
-    for m in mappings {
-        match m {
-            Mapping::Image {
-                source, targets, ..
-            } => {
-                sources.insert(source.value.repository.clone());
-                destinations.extend(targets.iter().map(|t| t.value.repository.clone()));
-            }
-            Mapping::Wildcard {
-                repository,
-                targets,
-                ..
-            } => {
-                sources.insert(repository.value.clone());
-                destinations.extend(targets.iter().map(|t| t.value.clone()));
-            }
-            // Not repositories until listed: `registries_of` takes their hosts.
-            Mapping::Repositories { .. } => {}
+    for Named {
+        source,
+        destinations: targets,
+    } in named
+    {
+        let mut any = false;
+        for target in targets.filter(|t| owned(t)) {
+            destinations.insert(target.clone());
+            any = true;
+        }
+        if any {
+            sources.insert(source.clone());
         }
     }
     (sources, destinations)

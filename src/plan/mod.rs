@@ -1,6 +1,7 @@
 //! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
 //! destination repository. Pure: the listing happened before.
 
+pub mod listing;
 pub mod repositories;
 pub mod select;
 pub mod shard;
@@ -12,10 +13,14 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+pub use self::listing::{ListingFailure, wildcard_sources};
+pub use self::repositories::{
+    Expanded, RepositoryMatch, WildcardRepositories, expand_all, tags_per_repository,
+};
 pub use self::select::{Excluded, Selection, select};
 pub use self::shard::Shard;
 
-use crate::inputs::mapping::Mapping;
+use crate::inputs::expanded::ExpandedMapping;
 use crate::model::diagnostics::{Diagnostic, Location};
 use crate::model::image::{SourceImage, Target};
 use crate::model::reference::{ManifestRef, Repository, Tag};
@@ -85,7 +90,7 @@ impl Plan {
 /// repository missing from it is skipped: its listing failed and is reported by the caller)
 /// and groups the copies. Errors: a destination tag written from two different sources.
 pub fn plan(
-    mappings: &[Mapping],
+    mappings: &[ExpandedMapping],
     listed: &HashMap<Repository, Vec<String>>,
 ) -> (Plan, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
@@ -93,9 +98,7 @@ pub fn plan(
     let mut batches = Batches::default();
     for mapping in mappings {
         match mapping {
-            // Expanded into wildcards by `repositories::expand` once listed.
-            Mapping::Repositories { .. } => {}
-            Mapping::Image {
+            ExpandedMapping::Image {
                 source, targets, ..
             } => {
                 for target in targets {
@@ -108,7 +111,7 @@ pub fn plan(
                     batches.add(job, &mut diagnostics);
                 }
             }
-            Mapping::Wildcard {
+            ExpandedMapping::Wildcard {
                 repository,
                 pattern,
                 targets,
@@ -283,20 +286,6 @@ impl Batches {
     }
 }
 
-/// The repositories whose tags must be listed before planning.
-pub fn wildcard_sources(mappings: &[Mapping]) -> Vec<Repository> {
-    let mut repos: Vec<Repository> = mappings
-        .iter()
-        .filter_map(|m| match m {
-            Mapping::Wildcard { repository, .. } => Some(repository.value.clone()),
-            Mapping::Image { .. } | Mapping::Repositories { .. } => None,
-        })
-        .collect();
-    repos.sort();
-    repos.dedup();
-    repos
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,14 +293,15 @@ mod tests {
     use crate::model::reference::parse_name;
     use std::sync::Arc;
 
-    fn mappings(text: &str) -> Vec<Mapping> {
+    fn mappings(text: &str) -> Vec<ExpandedMapping> {
         let p = parse_text(&Arc::from("m"), text);
         assert!(
             p.diagnostics.iter().all(|d| !d.is_error()),
             "{:?}",
             p.diagnostics
         );
-        p.mappings
+        let expanded = repositories::expand_all(p.mappings, &HashMap::new());
+        expanded.mappings
     }
 
     fn repo(s: &str) -> Repository {
@@ -442,11 +432,5 @@ mod tests {
                 "shards of {count} miss batches"
             );
         }
-    }
-
-    #[test]
-    fn wildcard_sources_are_listed_once() {
-        let m = mappings("s.io/a:v1.* d.io/r\ns.io/a:v2.* d.io/q\ns.io/b:x d.io/b:x\n");
-        assert_eq!(wildcard_sources(&m), [repo("s.io/a")]);
     }
 }
