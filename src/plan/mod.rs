@@ -20,6 +20,7 @@ pub use self::repositories::{
 pub use self::select::{Excluded, Selection, select};
 pub use self::shard::Shard;
 
+use crate::inputs::conflicts::{FirstWrites, Origin, second_write};
 use crate::inputs::expanded::ExpandedMapping;
 use crate::model::diagnostics::{Diagnostic, Location};
 use crate::model::image::{SourceImage, Target};
@@ -200,9 +201,9 @@ struct Batches {
     hasher: RandomState,
     /// Each destination repository's batch (its index), by the repository's hash.
     by_repository: HashTable<usize>,
-    /// Each copy, as its batch and its place there, by the hash of those and its
-    /// destination tag (or digest).
-    by_destination: HashTable<(usize, usize)>,
+    /// Each copy, as its batch and its place there, by its batch and destination tag (or
+    /// digest): the first write of each destination, by the rule `check` applies.
+    by_destination: FirstWrites<(usize, usize)>,
 }
 
 /// Up to how many copies a batch grows one at a time.
@@ -215,32 +216,31 @@ impl Batches {
         let batch = self.batch(&job.destination.repository);
         let Batches {
             batches,
-            hasher,
             by_destination,
             ..
         } = self;
-        let reference = &job.destination.reference;
-        let destination_of = |&(b, j): &(usize, usize)| &batches[b].jobs[j].destination.reference;
-        let hash = hasher.hash_one((batch, reference));
-        if let Some(&(b, j)) =
-            by_destination.find(hash, |at| at.0 == batch && destination_of(at) == reference)
-        {
+        let place = (batch, batches[batch].jobs.len());
+        let key_of = |(b, j): (usize, usize)| {
+            let jobs: &Vec<CopyJob> = &batches[b].jobs;
+            jobs.get(j).map(|job| (b, &job.destination.reference))
+        };
+        let key = (batch, &job.destination.reference);
+        if let Some((b, j)) = by_destination.first(&key, place, key_of) {
             let first = &batches[b].jobs[j];
-            if !first.source.same_content_as(&job.source) {
-                diagnostics.push(Diagnostic::error(
-                    job.origin.clone(),
-                    format!(
-                        "{} is written by two different sources: {} here and {} at {}",
-                        job.destination, job.source, first.source, first.origin
-                    ),
-                ));
+            // A duplicate (the same content) keeps the first copy, unsaid: after expansion a
+            // wildcard and a line naming one of its tags often agree.
+            let verdict = second_write(
+                &job.destination,
+                Origin::Image(&job.source),
+                &job.origin,
+                Origin::Image(&first.source),
+                &first.origin,
+            );
+            if verdict.is_error() {
+                diagnostics.push(verdict);
             }
             return;
         }
-        let place = (batch, batches[batch].jobs.len());
-        by_destination.insert_unique(hash, place, |at| {
-            hasher.hash_one((at.0, destination_of(at)))
-        });
         let jobs = &mut batches[batch].jobs;
         // Most batches hold a few copies (a repository per line): grown one at a time, they
         // keep no room for four (a Vec's first growth; 5 MB of bench/parse.sh's plan).
