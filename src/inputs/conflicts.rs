@@ -66,7 +66,8 @@ pub fn second_write(
 
 /// The first write of each destination, held as places (where to read its key back: a
 /// mapping's target, a planned copy), not as keys: a key is read from what it names, and no
-/// text is made but for a diagnostic. 16 bytes a destination where keys and origins took 56.
+/// text is made but for a diagnostic (`check`'s places take 8 bytes a destination; keys and
+/// origins took 56).
 pub struct FirstWrites<P> {
     hasher: foldhash::fast::RandomState,
     table: HashTable<P>,
@@ -155,15 +156,17 @@ fn write_of(mapping: &Mapping, target: usize) -> Option<DestinationWrite<'_>> {
 /// Destination tags (or, for wildcards, destination repository + pattern) written twice, by
 /// [`second_write`]'s rule. A 100,000-line check allocates nothing here per line.
 pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
-    let key_of = |(m, t): (usize, usize)| write_of(&mappings[m], t).map(|w| w.key);
+    // Places as 32-bit numbers, 8 bytes a destination: 4 billion mappings would not fit in
+    // memory anyway.
+    let write_at = |(m, t): (u32, u32)| write_of(&mappings[m as usize], t as usize);
+    let key_of = |place| write_at(place).map(|w| w.key);
     let mut firsts = FirstWrites::with_capacity(mappings.len());
     let mut out = Vec::new();
     for (m, mapping) in mappings.iter().enumerate() {
         let mut t = 0;
         while let Some(write) = write_of(mapping, t) {
-            let earlier = firsts
-                .first(&write.key, (m, t), key_of)
-                .and_then(|(m, t)| write_of(&mappings[m], t));
+            let place = (m as u32, t as u32);
+            let earlier = firsts.first(&write.key, place, key_of).and_then(write_at);
             if let Some(first) = earlier {
                 out.push(second_write(
                     &Shown(write.key),

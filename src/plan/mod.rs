@@ -372,7 +372,7 @@ mod tests {
         ));
         let (plan, diags) = plan(&m, &listing("s.io/a", &["v2", "v1", "v10"]));
         assert!(diags.is_empty(), "{diags:?}");
-        let shown: Vec<(String, usize)> = plan
+        let shown: Vec<(String, u32)> = plan
             .batches
             .iter()
             .flat_map(|b| &b.jobs)
@@ -389,7 +389,7 @@ mod tests {
             ("d.io/r:v2", 2),
             ("d.io/r:v9", 1),
         ];
-        let want: Vec<(String, usize)> = want.iter().map(|(t, l)| (t.to_string(), *l)).collect();
+        let want: Vec<(String, u32)> = want.iter().map(|(t, l)| (t.to_string(), *l)).collect();
         assert_eq!(shown, want);
         assert_eq!(plan.batches.len(), 2);
     }
