@@ -8,6 +8,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
 use super::auth::Access;
 use super::client::{Answer, RegistryClient};
+use super::control::CostClass;
+use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -24,11 +26,19 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Answer> {
         let url = self.url(repository, &["manifests", reference.as_str()]);
-        self.fetch(access, what, || {
-            self.http
-                .request(method.clone(), url.clone())
-                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
-        })
+        // A HEAD is a check; a GET is what a pull quota counts.
+        let class = if method == reqwest::Method::HEAD {
+            CostClass::Check
+        } else {
+            CostClass::ManifestGet
+        };
+        let accept = HeaderValue::from_str(&MANIFEST_MEDIA_TYPES.join(", "))
+            .unwrap_or(HeaderValue::from_static("*/*"));
+        self.fetch(
+            &Request::new(method, url, class, what)
+                .access(access)
+                .header(ACCEPT, accept),
+        )
         .await
     }
 
@@ -39,7 +49,6 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Digest>> {
-        let permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("checking {repository}:{reference}");
         let answer = self
@@ -66,12 +75,9 @@ impl RegistryClient {
                     ),
                 )
             })?)),
-            None => {
-                drop(permit);
-                Ok(Some(
-                    self.pull_manifest(repository, reference).await?.digest,
-                ))
-            }
+            None => Ok(Some(
+                self.pull_manifest(repository, reference).await?.digest,
+            )),
         }
     }
 
@@ -82,7 +88,6 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Manifest> {
-        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("reading manifest {repository}:{reference}");
         let answer = self
@@ -130,7 +135,6 @@ impl RegistryClient {
         reference: &ManifestRef,
         manifest: &Manifest,
     ) -> Result<()> {
-        let _permit = self.slots.take(1).await;
         let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
             failure(
                 ErrorKind::Permanent,
@@ -141,12 +145,12 @@ impl RegistryClient {
         let what = format!("writing manifest {repository}:{reference}");
         let url = self.url(repository, &["manifests", reference.as_str()]);
         let answer = self
-            .fetch(&access, &what, || {
-                self.http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, content_type.clone())
-                    .body(manifest.bytes.clone())
-            })
+            .fetch(
+                &Request::new(reqwest::Method::PUT, url, CostClass::Write, &what)
+                    .access(&access)
+                    .header(CONTENT_TYPE, content_type)
+                    .body(Body::Bytes(manifest.bytes.clone())),
+            )
             .await?;
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));

@@ -9,6 +9,8 @@ use reqwest::header::{ACCEPT, LINK};
 
 use super::auth::Access;
 use super::client::RegistryClient;
+use super::control::CostClass;
+use super::pipeline::Request;
 use super::tags::next_link;
 use crate::model::attached::{Referrer, parse_index};
 use crate::model::failure::{ErrorKind, failure};
@@ -25,16 +27,17 @@ impl RegistryClient {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<Option<Vec<Referrer>>> {
-        let _permit = self.slots.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing referrers of {repository}@{digest}");
         let mut url = self.url(repository, &["referrers", digest.as_str()]);
         let mut referrers: Vec<Referrer> = Vec::new();
         for _ in 0..MAX_PAGES {
             let answer = self
-                .fetch(&access, &what, || {
-                    self.http.get(url.clone()).header(ACCEPT, OCI_INDEX)
-                })
+                .fetch(
+                    &Request::new(reqwest::Method::GET, url.clone(), CostClass::Check, &what)
+                        .access(&access)
+                        .header(ACCEPT, reqwest::header::HeaderValue::from_static(OCI_INDEX)),
+                )
                 .await?;
             if referrers.is_empty()
                 && matches!(
