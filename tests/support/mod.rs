@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod cosign;
 pub mod ferro;
+pub mod fulcio;
 pub mod junit;
 pub mod other;
 pub mod proxy;
