@@ -68,6 +68,7 @@ enum Flaw {
     SetForAnotherSignature,
     LoggedAfterExpiry,
     PayloadForAnotherDigest,
+    SignedWithAnotherKey,
 }
 
 /// Signs `image` keyless for `san` from `issuer`, with `flaw`, and attaches it with cosign.
@@ -85,7 +86,8 @@ fn sign_keyless(
     let now = now();
     let other_fulcio;
     let fulcio = if flaw == Flaw::OtherCa {
-        other_fulcio = Fulcio::new("another fulcio");
+        // The same names as the test Fulcio's: only the signatures tell them apart.
+        other_fulcio = Fulcio::new("test fulcio");
         &other_fulcio
     } else {
         &roots.fulcio
@@ -109,7 +111,13 @@ fn sign_keyless(
         image
     };
     let payload = payload(dir, signed);
-    let signature = leaf.sign(&payload);
+    let signature = if flaw == Flaw::SignedWithAnotherKey {
+        // Logged as it is, with the certificate it does not belong to.
+        let other = fulcio.issue(San::Uri(WORKFLOW), issuer, now - 60, now + 540);
+        other.sign(&payload)
+    } else {
+        leaf.sign(&payload)
+    };
     let other_rekor;
     let rekor = if flaw == Flaw::OtherRekorKey {
         other_rekor = Rekor::new();
@@ -212,6 +220,11 @@ fn keyless_signatures_are_checked_offline_as_cosign_checks_them() {
             "digest",
             Flaw::PayloadForAnotherDigest,
             digest_reason.as_str(),
+        ),
+        (
+            "key",
+            Flaw::SignedWithAnotherKey,
+            "its signature does not verify with its certificate's key",
         ),
     ];
     let mut seeded = Vec::new();
