@@ -460,6 +460,99 @@ fn exact_fields<'a>(value: &'a Value, fields: &[&str]) -> Option<&'a Map<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CustomExtension, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256,
+    };
+
+    const V1: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 1];
+    const V2: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 8];
+
+    /// A self-signed certificate with these Fulcio issuer extensions, as PEM.
+    fn certificate(extensions: Vec<CustomExtension>) -> String {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(vec!["a.example".to_owned()]).expect("params");
+        params.custom_extensions = extensions;
+        params.self_signed(&key).expect("certificate").pem()
+    }
+
+    fn issuer_of(pem: &str) -> Result<String, String> {
+        let der = single_certificate(pem)?;
+        let (_, cert) = X509Certificate::from_der(&der).expect("parses");
+        oidc_issuer(&cert)
+    }
+
+    #[test]
+    fn the_oidc_issuer_is_read_from_either_extension_and_both_must_agree() {
+        let v1 = |i: &str| CustomExtension::from_oid_content(&V1, i.as_bytes().to_vec());
+        let v2 = |i: &str| {
+            let mut der = vec![0x0c, i.len() as u8];
+            der.extend_from_slice(i.as_bytes());
+            CustomExtension::from_oid_content(&V2, der)
+        };
+        assert_eq!(
+            issuer_of(&certificate(vec![v1("https://a")])).as_deref(),
+            Ok("https://a")
+        );
+        assert_eq!(
+            issuer_of(&certificate(vec![v2("https://a")])).as_deref(),
+            Ok("https://a")
+        );
+        assert_eq!(
+            issuer_of(&certificate(vec![v1("https://a"), v2("https://a")])).as_deref(),
+            Ok("https://a")
+        );
+        let err = issuer_of(&certificate(vec![v1("https://a"), v2("https://b")]))
+            .expect_err("two issuers");
+        assert!(err.contains("two OIDC issuers"), "{err}");
+        let err = issuer_of(&certificate(vec![])).expect_err("none");
+        assert!(err.contains("no Fulcio OIDC-issuer extension"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_without_certificate_or_bundle_is_not_keyless() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).expect("ca").pem();
+        let keyless = Keyless::new(
+            "ca.pem".into(),
+            ca.as_bytes(),
+            "i".into(),
+            "s".into(),
+            vec![],
+        )
+        .expect("a CA");
+        let leaf = certificate(vec![CustomExtension::from_oid_content(&V1, b"i".to_vec())]);
+        let two = format!("{leaf}{leaf}");
+        let cases = [
+            (None, Some("{}"), "no certificate (not a keyless signature)"),
+            (Some(leaf.as_str()), None, "no Rekor bundle"),
+            (
+                Some(two.as_str()),
+                Some("{}"),
+                "holds 2 certificates, not 1",
+            ),
+            (
+                Some(leaf.as_str()),
+                Some("{}"),
+                "is not {SignedEntryTimestamp, Payload}",
+            ),
+        ];
+        for (certificate, bundle, expected) in cases {
+            let evidence = Evidence {
+                payload: b"{}",
+                signature: "c2ln",
+                certificate,
+                chain: None,
+                bundle,
+            };
+            let err = keyless.check(&evidence).expect_err(expected);
+            assert!(err.contains(expected), "{err}");
+        }
+        let err = Keyless::new("x.pem".into(), b"hello", "i".into(), "s".into(), vec![])
+            .expect_err("no certificate");
+        assert!(err.contains("x.pem: no PEM CERTIFICATE"), "{err}");
+    }
 
     #[test]
     fn der_utf8_strings_are_read_and_others_refused() {
