@@ -394,7 +394,7 @@ fn a_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
         ),
         (
             r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "/ca.pem", "oidcIssuer": "https://x", "subjectEmail": "a@b"}, "rekorPublicKeyPath": "/r.pub"}]}"#,
-            "keyless verification",
+            "Fulcio CA /ca.pem",
         ),
         (
             r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/nonexistent/cosign.pub"}]}"#,

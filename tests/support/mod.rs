@@ -24,6 +24,7 @@ pub mod api;
 pub mod cli;
 pub mod cosign;
 pub mod ferro;
+pub mod fulcio;
 pub mod junit;
 pub mod media;
 pub mod other;
