@@ -4,14 +4,12 @@
 //! --offline` accepts it at both ends; each failing check refuses its image with the reason,
 //! nothing of it written, in the dry run too; and cosign refuses the same images.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::cli::*;
-use support::fulcio::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::fulcio::*;
+use crate::support::*;
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
 const WORKFLOW: &str = "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main";

@@ -34,6 +34,7 @@ mod harness;
 mod import;
 // The periodic job: report, shards, signals, mapping directories.
 mod job;
+mod keyless;
 // Many tags in many repositories.
 mod load;
 // Metrics file and Pushgateway.
