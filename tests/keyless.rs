@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use crate::support::cli::*;
 use crate::support::fulcio::*;
 use crate::support::*;
+use serde_json::Value;
 
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
 const WORKFLOW: &str = "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main";
