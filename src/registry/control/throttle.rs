@@ -1,0 +1,115 @@
+//! What a `429 Too Many Requests` means: a pull quota spent, or a pace exceeded. The two ask
+//! for opposite things. A spent quota comes back only with the next window (hours on Docker
+//! Hub): asking again is wasted and is how an address gets blocked, so manifest GETs to that
+//! registry stop for the rest of the run and what is left is deferred. A pace exceeded comes
+//! back in a moment: the request waits (its `Retry-After`) and is tried again within its
+//! budget, and the controller learns to send slower.
+//!
+//! Docker Hub tells them apart in its answer: the pull limit answers 429 without
+//! `Retry-After`, with the distribution error code `TOOMANYREQUESTS` and a message naming the
+//! pull rate limit; its overall request limit answers a bare 429
+//! (<https://docs.docker.com/docker-hub/usage/>, "Other limits").
+//!
+//! Pure: status, headers and body text in, a verdict out.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::published::Published;
+
+/// Why a registry said 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The pull quota is spent: no more manifest GETs this run.
+    Quota,
+    /// Too fast: wait (`Retry-After` when given) and try again.
+    Pace { retry_after: Option<Duration> },
+}
+
+/// The verdict on a 429. `retry_after`: the answer's `Retry-After` as read by
+/// [`crate::registry::error::retry_after`]; `body`: the start of the answer's body, if read.
+pub fn classify_429(
+    headers: &HeaderMap,
+    retry_after: Option<Duration>,
+    body: Option<&str>,
+) -> Throttle {
+    let published = super::published::published(headers);
+    if quota_left_is_zero(published.as_ref()) {
+        return Throttle::Quota;
+    }
+    if retry_after.is_none() && body.is_some_and(names_a_pull_quota) {
+        return Throttle::Quota;
+    }
+    Throttle::Pace { retry_after }
+}
+
+/// A published quota (long window) with nothing left.
+fn quota_left_is_zero(published: Option<&Published>) -> bool {
+    published
+        .and_then(Published::quota)
+        .is_some_and(|q| q.remaining == Some(0))
+}
+
+/// Whether an error body says a pull quota is reached: the distribution error code
+/// `TOOMANYREQUESTS`, or the words Docker Hub uses.
+pub fn names_a_pull_quota(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    lower.contains("toomanyrequests")
+        || lower.contains("pull rate limit")
+        || lower.contains("pull limit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    const HUB_BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]}"#;
+
+    #[test]
+    fn docker_hubs_pull_limit_is_a_quota() {
+        assert_eq!(
+            classify_429(&HeaderMap::new(), None, Some(HUB_BODY)),
+            Throttle::Quota
+        );
+    }
+
+    #[test]
+    fn a_published_zero_is_a_quota_whatever_else_comes() {
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-remaining", HeaderValue::from_static("0;w=3600"));
+        assert_eq!(
+            classify_429(&h, Some(Duration::from_secs(1)), None),
+            Throttle::Quota
+        );
+    }
+
+    #[test]
+    fn a_429_with_retry_after_or_without_words_is_a_pace() {
+        let one = Some(Duration::from_secs(1));
+        assert_eq!(
+            classify_429(&HeaderMap::new(), one, Some(HUB_BODY)),
+            Throttle::Pace { retry_after: one }
+        );
+        assert_eq!(
+            classify_429(&HeaderMap::new(), None, Some("Too Many Requests")),
+            Throttle::Pace { retry_after: None }
+        );
+        assert_eq!(
+            classify_429(&HeaderMap::new(), None, None),
+            Throttle::Pace { retry_after: None }
+        );
+        // A short window with nothing left is a pace, not a quota.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit-policy",
+            HeaderValue::from_static("\"s\";q=40;w=1"),
+        );
+        h.insert("ratelimit", HeaderValue::from_static("\"s\";r=0;t=1"));
+        assert_eq!(
+            classify_429(&h, None, None),
+            Throttle::Pace { retry_after: None }
+        );
+    }
+}
