@@ -23,6 +23,7 @@ use crate::model::reference::{Repository, TagPattern};
 use crate::plan::{LineSelection, Plan, Shard};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
+use crate::report::outcome::Status;
 use crate::report::progress::Progress;
 use crate::report::{RunResult, WildcardRepositories, json, junit, metrics, text};
 use crate::stats::Stats;
@@ -218,7 +219,14 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
     } else {
-        publish_metrics(&result, outputs, code == Done && signal.is_none());
+        // Deferred work exits 0 but is no success: the last success stays where it was, so
+        // a set the quota never lets complete fires the staleness alert (see ExitCode::Ok).
+        let deferred = result.outcomes.iter().any(|o| o.status == Status::Deferred);
+        publish_metrics(
+            &result,
+            outputs,
+            code == Done && signal.is_none() && !deferred,
+        );
     }
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
     // after the summary so that nothing of ours can follow it.
@@ -394,6 +402,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         listing_failures,
         stats: stats.snapshot(),
         registries: stats.registries(),
+        quotas: Vec::new(),
         uploads: stats.uploads(),
         selections,
         repository_wildcards,

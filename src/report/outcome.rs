@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::model::attached::Attachment;
 use crate::model::diagnostics::Location;
-use crate::model::failure::Failure;
+use crate::model::failure::{ErrorKind, Failure};
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
 use crate::redact::redact;
@@ -22,10 +22,14 @@ pub enum Status {
     Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
+    /// Not started: the source registry's pull quota could not cover it in this window (see
+    /// `registry::control::quota`). Waits for the next window; does not fail the run.
+    Deferred,
 }
 
 impl Status {
-    /// Whether the run fails (exit 1) because of this image.
+    /// Whether the run fails (exit 1) because of this image. A deferred image does not: it
+    /// only waits for the next window (see `commands::ExitCode`).
     pub fn fails_the_run(self) -> bool {
         matches!(self, Status::Failed | Status::Refused)
     }
@@ -39,6 +43,16 @@ impl Status {
             Status::WouldOverwrite => "would overwrite",
             Status::Refused => "refused",
             Status::Cancelled => "cancelled",
+            Status::Deferred => "deferred",
+        }
+    }
+
+    /// The status of an image whose copy ended with an error of this kind.
+    pub fn after_failure(kind: ErrorKind) -> Status {
+        match kind {
+            ErrorKind::Refused => Status::Refused,
+            ErrorKind::Deferred => Status::Deferred,
+            _ => Status::Failed,
         }
     }
 }
@@ -111,6 +125,7 @@ pub struct Totals {
     pub would_overwrite: usize,
     pub refused: usize,
     pub cancelled: usize,
+    pub deferred: usize,
 }
 
 impl Totals {
@@ -128,6 +143,7 @@ impl Totals {
                 Status::WouldOverwrite => t.would_overwrite += 1,
                 Status::Refused => t.refused += 1,
                 Status::Cancelled => t.cancelled += 1,
+                Status::Deferred => t.deferred += 1,
             }
         }
         t

@@ -126,9 +126,9 @@ impl fmt::Display for Deferral {
 /// A window as a person writes it: `1 h`, `6 h`, `30 min`, `90 s`.
 pub fn window_text(window: Duration) -> String {
     let secs = window.as_secs();
-    if secs >= 3600 && secs % 3600 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{} h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")
