@@ -10,7 +10,8 @@
 //! - [`policy`]: `--policy`, a containers-policy.json and cosign signature checks (pure
 //!   but for reading its key files);
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
-//! - [`retry`]: the one retry policy; [`store`]: the seam between copying and storage;
+//! - [`retry`]: the one retry policy; [`limiter`]: a store's adaptive limit on work in
+//!   flight; [`store`]: the seam between copying and storage;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
 //!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
 //! - [`report`]: the outcome model and its views (text, JSON, JUnit, metrics, progress);
@@ -24,6 +25,7 @@ pub mod commands;
 pub mod disk;
 pub mod execute;
 pub mod inputs;
+pub mod limiter;
 pub mod model;
 pub mod plan;
 pub mod plural;

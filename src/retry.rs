@@ -112,6 +112,54 @@ impl RetryPolicy {
     }
 }
 
+/// What a failed attempt comes to, as its classifier judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Worth another try, after the registry's `Retry-After` when it sent one (else the
+    /// policy's wait).
+    Retry { after: Option<Duration> },
+    /// Trying again cannot help: the failure stands.
+    Stop,
+}
+
+/// The one retry loop. Runs `attempt` until it succeeds; after a failure asks `classify`
+/// whether another try can help, takes that try from `budget`, lets `log` say why (given
+/// the retry's number, the wait and the failure), counts it in `counter` and waits (see
+/// [`RetryPolicy::pause`]). Returns the last failure when the classifier says stop, the
+/// budget is spent, or `cancel` fires during a wait.
+///
+/// The request pipeline drives every registry request with it; a blob copy and an image
+/// copy can drive their attempts with it too, classifying by
+/// [`crate::model::failure::error_kind`].
+pub async fn drive<T, E>(
+    policy: &RetryPolicy,
+    budget: &Budget,
+    counter: &AtomicU64,
+    cancel: Option<&CancellationToken>,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    classify: impl Fn(&E) -> Verdict,
+    mut log: impl FnMut(u32, Duration, &E),
+) -> Result<T, E> {
+    loop {
+        let e = match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let Verdict::Retry { after } = classify(&e) else {
+            return Err(e);
+        };
+        let Some(retry) = budget.take() else {
+            return Err(e);
+        };
+        if !policy
+            .pause(retry, after, counter, cancel, |wait| log(retry, wait, &e))
+            .await
+        {
+            return Err(e);
+        }
+    }
+}
+
 /// The retries left to one operation. Shared by reference between the steps of an
 /// operation that may each fail (a blob copy's download, its resumes and its upload), so
 /// that together they make no more tries than the policy allows.
@@ -162,6 +210,68 @@ mod tests {
             assert!(policy.delay(retry, None) > UNREACHABLE_FOR);
         }
         assert!(policy.delay(9, None) <= MAX_IMAGE_WAIT.mul_f64(1.2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_retries_what_the_classifier_allows_within_the_budget() {
+        let policy = RetryPolicy::requests(3, Duration::from_secs(1));
+        let counter = AtomicU64::new(0);
+        let mut tries = 0;
+        let mut logged = Vec::new();
+        let result: Result<(), u32> = drive(
+            &policy,
+            &policy.budget(),
+            &counter,
+            None,
+            async || {
+                tries += 1;
+                Err(tries)
+            },
+            |_| Verdict::Retry { after: None },
+            |retry, _, e| logged.push((retry, *e)),
+        )
+        .await;
+        assert_eq!(result, Err(3));
+        assert_eq!(counter.load(Ordering::Relaxed), 2);
+        assert_eq!(logged, [(0, 1), (1, 2)]);
+
+        let mut tries = 0;
+        let stopped: Result<(), u32> = drive(
+            &policy,
+            &policy.budget(),
+            &counter,
+            None,
+            async || {
+                tries += 1;
+                Err(tries)
+            },
+            |_| Verdict::Stop,
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!(
+            stopped,
+            Err(1),
+            "a failure retrying cannot fix is tried once"
+        );
+
+        let mut tries = 0;
+        let recovered = drive(
+            &policy,
+            &policy.budget(),
+            &counter,
+            None,
+            async || {
+                tries += 1;
+                if tries < 2 { Err(()) } else { Ok(tries) }
+            },
+            |_| Verdict::Retry {
+                after: Some(Duration::from_secs(5)),
+            },
+            |_, wait, _| assert_eq!(wait, Duration::from_secs(1), "Retry-After, capped"),
+        )
+        .await;
+        assert_eq!(recovered, Ok(2));
     }
 
     #[test]

@@ -6,21 +6,22 @@
 //! Every method is one step that either happens or fails with an [`ErrorKind`]
 //! (see [`crate::model::failure`]): the stores retry their own requests within the
 //! [`Budget`] they are given, the copy algorithm decides what to try again as a whole.
-//! Depends on [`crate::model`] and [`crate::retry`] only.
+//! Depends on [`crate::model`], [`crate::retry`] and [`crate::limiter`] (the limit on work in
+//! flight every store has) only.
 //!
 //! [`ErrorKind`]: crate::model::failure::ErrorKind
 
 use std::any::Any;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Result;
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
+pub use crate::limiter::{Slots, holding};
 use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -194,133 +195,20 @@ impl UploadSession {
     }
 }
 
-/// A store's limit on requests in flight, which adapts when the store says it is
-/// overloaded: a `429` halves it ([`Slots::throttled`]), and each run of as many successful
-/// answers as the limit raises it by one again, up to the configured maximum (additive
-/// increase, multiplicative decrease, as TCP does).
-pub struct Slots {
-    semaphore: Arc<Semaphore>,
-    max: u32,
-    /// The limit now (at most `max`).
-    limit: AtomicU32,
-    /// Successes since the limit last changed.
-    streak: AtomicU32,
-}
-
-impl Slots {
-    pub fn new(max: usize) -> Slots {
-        let max = max.clamp(1, Semaphore::MAX_PERMITS) as u32;
-        Slots {
-            semaphore: Arc::new(Semaphore::new(max as usize)),
-            max,
-            limit: AtomicU32::new(max),
-            streak: AtomicU32::new(0),
-        }
-    }
-
-    /// Waits for `count` slots at once (at most as many as the limit allows).
-    pub async fn take(&self, count: u32) -> SemaphorePermit<'_> {
-        let count = count.min(self.limit.load(Ordering::Relaxed).max(1));
-        match self.semaphore.acquire_many(count).await {
-            Ok(p) => p,
-            Err(_) => unreachable!("the semaphore is never closed"),
-        }
-    }
-
-    /// [`Slots::take`], for a holder that outlives the borrow (a stream that gives its slot
-    /// back when it ends).
-    pub async fn take_owned(&self, count: u32) -> OwnedSemaphorePermit {
-        let count = count.min(self.limit.load(Ordering::Relaxed).max(1));
-        match self.semaphore.clone().acquire_many_owned(count).await {
-            Ok(p) => p,
-            Err(_) => unreachable!("the semaphore is never closed"),
-        }
-    }
-
-    /// The limit now.
-    pub fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Relaxed)
-    }
-
-    /// The store answered `429`: halve the limit. Slots in use are taken out of the pool as
-    /// they come back. Returns the new limit when it changed.
-    pub fn throttled(&self) -> Option<u32> {
-        let old = self.limit.load(Ordering::Relaxed);
-        let new = (old / 2).max(1);
-        if new == old
-            || self
-                .limit
-                .compare_exchange(old, new, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return None;
-        }
-        self.streak.store(0, Ordering::Relaxed);
-        let surplus = old - new;
-        let semaphore = self.semaphore.clone();
-        // Waits for the slots in use to come back, and keeps them.
-        tokio::spawn(async move {
-            if let Ok(permits) = semaphore.acquire_many_owned(surplus).await {
-                permits.forget();
-            }
-        });
-        Some(new)
-    }
-
-    /// An answer that was no `429`: after as many in a row as the limit, raise it by one.
-    /// Returns the new limit when it changed.
-    pub fn succeeded(&self) -> Option<u32> {
-        let limit = self.limit.load(Ordering::Relaxed);
-        if limit >= self.max {
-            return None;
-        }
-        if self.streak.fetch_add(1, Ordering::Relaxed) + 1 < limit {
-            return None;
-        }
-        self.streak.store(0, Ordering::Relaxed);
-        self.limit
-            .compare_exchange(limit, limit + 1, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()?;
-        self.semaphore.add_permits(1);
-        Some(limit + 1)
-    }
-}
-
-/// A stream that holds `slot` until it ends (or is dropped): the source's slot of a blob
-/// transfer, given back as soon as its last byte is read rather than when the destination
-/// has committed the blob.
-pub fn holding(stream: BlobStream, slot: OwnedSemaphorePermit) -> BlobStream {
-    struct Holding {
-        inner: BlobStream,
-        slot: Option<OwnedSemaphorePermit>,
-    }
-    impl Stream for Holding {
-        type Item = std::io::Result<Bytes>;
-        fn poll_next(
-            mut self: Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            let next = self.inner.as_mut().poll_next(cx);
-            if let std::task::Poll::Ready(None) = next {
-                self.slot = None;
-            }
-            next
-        }
-    }
-    Box::pin(Holding {
-        inner: stream,
-        slot: Some(slot),
-    })
+/// The slots a blob transfer holds for all its requests (its download, resumes, upload
+/// session and parts), given back when it is dropped: while it is held, the stores send
+/// those requests without taking another slot.
+#[must_use = "the transfer's slots are given back when this is dropped"]
+pub struct TransferPermit<'a> {
+    _first: SemaphorePermit<'a>,
+    _second: Option<SemaphorePermit<'a>>,
 }
 
 /// The slots a blob transfer holds: one at each end, or two at once when both ends are one
 /// store, taken in the order of the stores' names so that transfers running the other way
 /// cannot deadlock holding one each.
-pub async fn transfer_slots<'a>(
-    src: &'a dyn Source,
-    dst: &'a dyn Source,
-) -> (SemaphorePermit<'a>, Option<SemaphorePermit<'a>>) {
-    if src.name() == dst.name() {
+pub async fn transfer_slots<'a>(src: &'a dyn Source, dst: &'a dyn Source) -> TransferPermit<'a> {
+    let (first, second) = if src.name() == dst.name() {
         (dst.slots().take(2).await, None)
     } else if src.name() < dst.name() {
         let a = src.slots().take(1).await;
@@ -328,59 +216,9 @@ pub async fn transfer_slots<'a>(
     } else {
         let b = dst.slots().take(1).await;
         (b, Some(src.slots().take(1).await))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_held_stream_gives_its_slot_back_at_its_end() {
-        use futures_util::StreamExt;
-        let slots = Slots::new(1);
-        let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"ab"))];
-        let mut stream = holding(
-            Box::pin(futures_util::stream::iter(chunks)),
-            slots.take_owned(1).await,
-        );
-        assert_eq!(slots.semaphore.available_permits(), 0);
-        assert!(stream.next().await.is_some());
-        assert_eq!(
-            slots.semaphore.available_permits(),
-            0,
-            "held while bytes remain"
-        );
-        assert!(stream.next().await.is_none());
-        assert_eq!(
-            slots.semaphore.available_permits(),
-            1,
-            "given back at the end"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_429_halves_the_limit_and_successes_win_it_back() {
-        let slots = Slots::new(8);
-        let held = slots.take(2).await;
-        assert_eq!(slots.throttled(), Some(4));
-        assert_eq!(slots.throttled(), Some(2));
-        assert_eq!(slots.throttled(), Some(1));
-        assert_eq!(slots.throttled(), None);
-        drop(held);
-        // The surplus is taken out of the pool once returned: one slot is left.
-        tokio::task::yield_now().await;
-        tokio::task::yield_now().await;
-        assert_eq!(slots.semaphore.available_permits(), 1);
-        // One success at limit 1 raises it to 2; two more to 3.
-        assert_eq!(slots.succeeded(), Some(2));
-        assert_eq!(slots.succeeded(), None);
-        assert_eq!(slots.succeeded(), Some(3));
-        assert_eq!(slots.semaphore.available_permits(), 3);
-        for _ in 0..100 {
-            slots.succeeded();
-        }
-        assert_eq!(slots.limit(), 8);
-        assert_eq!(slots.semaphore.available_permits(), 8);
+    };
+    TransferPermit {
+        _first: first,
+        _second: second,
     }
 }

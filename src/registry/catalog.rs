@@ -8,6 +8,7 @@ use reqwest::header::LINK;
 
 use super::auth::Access;
 use super::client::RegistryClient;
+use super::control::CostClass;
 use super::tags::next_link;
 use crate::model::failure::{ErrorKind, failure};
 
@@ -23,7 +24,6 @@ impl RegistryClient {
     /// Every repository path whose name starts with `prefix` (all of them for `""`), as far
     /// as the registry's catalog tells.
     pub async fn list_repositories(&self, prefix: &str) -> Result<Vec<String>> {
-        let _permit = self.checks.take(1).await;
         let access = Access::catalog();
         let what = format!("listing the repositories of {} (_catalog)", self.host);
         let mut found = Vec::new();
@@ -36,7 +36,9 @@ impl RegistryClient {
         let mut url = self.catalog_url(start, sized);
         loop {
             let answer = self
-                .fetch(&access, &what, || self.http.get(url.clone()))
+                .fetch(&access, &what, CostClass::Check, || {
+                    self.http.get(url.clone())
+                })
                 .await?;
             if sized
                 && answer.status == reqwest::StatusCode::BAD_REQUEST

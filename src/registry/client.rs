@@ -1,5 +1,5 @@
-//! One registry's client: its HTTP connection, its credentials and tokens, its request
-//! limit, and the one `send` every request goes through ([`RegistryClient::exchange`]):
+//! One registry's client: its HTTP connection, its credentials and tokens, its
+//! [`Controller`] (see [`super::control`]), and the one `send` every request goes through ([`RegistryClient::exchange`]):
 //! it authorizes (credentials only for the registry's own host), re-authenticates once on a
 //! 401, and retries transient failures within a [`Budget`]. The resources on top —
 //! [`super::tags`], [`super::manifests`], [`super::blobs`] — only say what to ask and read
@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url};
 
 use super::auth::credentials::{Credential, Credentials, RegistryCredential};
 use super::auth::{Access, Authenticator, Authorization};
+use super::control::{Controller, CostClass, Observed};
 use super::error::{describe_http_error, kind_of_status, registry_answer};
 use super::send::{pause_request, retry_for_status, retry_or_fail};
 use super::tls::{ClientSettings, http_client};
@@ -28,7 +29,6 @@ use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::{Host, Repository};
 use crate::retry::{Budget, RetryPolicy};
 use crate::stats::Stats;
-use crate::store::Slots;
 
 /// A connection to one registry.
 pub struct RegistryClient {
@@ -45,13 +45,9 @@ pub struct RegistryClient {
     pub(super) bulk: reqwest::Client,
     pub(super) credentials: Credentials,
     auth: Authenticator,
-    /// What loads the registry: blob transfers, manifest and mount writes
-    /// (`--max-per-registry`, oc's meaning).
-    pub(super) slots: Slots,
-    /// What costs it little: existence checks, manifest reads, tag and catalog lists, upload
-    /// sessions opened ahead of their transfers (`--max-checks-per-registry`): an unchanged run is nothing but these, and its wall time
-    /// is their round trips, which many in flight hide.
-    pub(super) checks: Slots,
+    /// What decides when a request may leave and learns from its answer (limits on
+    /// requests in flight; pacing and quota to come).
+    pub(super) control: Controller,
     pub(super) policy: RetryPolicy,
     pub(super) stats: Arc<Stats>,
     /// How this registry takes blob uploads, learned during the run.
@@ -138,8 +134,11 @@ impl RegistryClient {
             bulk,
             credentials,
             auth,
-            slots: Slots::new(options.max_per_registry),
-            checks: Slots::new(options.max_checks_per_registry),
+            control: Controller::new(
+                host.as_str(),
+                options.max_per_registry,
+                options.max_checks_per_registry,
+            ),
             policy,
             stats,
             uploads: UploadMethods::default(),
@@ -177,26 +176,6 @@ impl RegistryClient {
 
     pub fn host(&self) -> &Host {
         &self.host
-    }
-
-    /// Adapts both limits to an answer: a `429` halves them, a run of other answers raises
-    /// them again (see [`Slots`]); each change is logged once.
-    fn adapt(&self, status: StatusCode) {
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            if let Some(limit) = self.slots.throttled() {
-                tracing::warn!(registry = %self.host, limit, "the registry answers 429: fewer transfers and writes at once");
-            }
-            if let Some(limit) = self.checks.throttled() {
-                tracing::warn!(registry = %self.host, limit, "the registry answers 429: fewer checks at once");
-            }
-        } else {
-            if let Some(limit) = self.slots.succeeded() {
-                tracing::info!(registry = %self.host, limit, "more transfers and writes at once again");
-            }
-            if let Some(limit) = self.checks.succeeded() {
-                tracing::info!(registry = %self.host, limit, "more checks at once again");
-            }
-        }
     }
 
     /// `scheme://api-host/v2/<repository>/<rest…>`; an empty last part makes a trailing
@@ -290,6 +269,7 @@ impl RegistryClient {
         &self,
         access: &Access,
         what: &str,
+        class: CostClass,
         budget: &Budget,
         build: impl Fn() -> reqwest::RequestBuilder,
         finish: impl AsyncFn(reqwest::Response) -> std::result::Result<T, reqwest::Error>,
@@ -298,6 +278,10 @@ impl RegistryClient {
         let mut authorization = self.authorization(&credential, access).await?;
         let mut reauthorized = false;
         loop {
+            let admission =
+                self.control.admit(class).await.map_err(|refused| {
+                    failure(refused.kind, format!("{what}: {}", refused.message))
+                })?;
             let sent_at = self.stats.request(self.host.as_str());
             let mut request = build();
             if let Some(a) = &authorization {
@@ -308,9 +292,15 @@ impl RegistryClient {
                 self.stats
                     .answered(self.host.as_str(), response.status().as_u16(), sent_at);
             }
-            if let Ok(response) = &sent {
-                self.adapt(response.status());
-            }
+            self.control.observe(
+                class,
+                &Observed {
+                    status: sent.as_ref().ok().map(|r| r.status()),
+                    headers: sent.as_ref().ok().map(|r| r.headers()),
+                    elapsed: sent_at.elapsed(),
+                    failed: sent.as_ref().err().map(super::error::transport_kind),
+                },
+            );
             let retry = match sent {
                 Err(e) => {
                     let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
@@ -324,6 +314,7 @@ impl RegistryClient {
                         && self.is_ours(response.url()) =>
                 {
                     reauthorized = true;
+                    drop(admission);
                     tracing::debug!(registry = %self.host, path = %access.path, action = access.action(), "401 from the registry; asking for a new token");
                     self.auth.learn(response.headers()).await;
                     self.auth
@@ -357,9 +348,10 @@ impl RegistryClient {
         &self,
         access: &Access,
         what: &str,
+        class: CostClass,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Answer> {
-        self.fetch_within(access, what, &self.policy.budget(), build)
+        self.fetch_within(access, what, class, &self.policy.budget(), build)
             .await
     }
 
@@ -368,18 +360,26 @@ impl RegistryClient {
         &self,
         access: &Access,
         what: &str,
+        class: CostClass,
         budget: &Budget,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Answer> {
         let (status, (headers, body), credential) = self
-            .exchange(access, what, budget, build, async |r: reqwest::Response| {
-                let headers = r.headers().clone();
-                // An exact-size copy: the response's bytes may be a slice of a connection's
-                // 8 KiB read buffer, which a cached manifest would otherwise keep alive.
-                r.bytes()
-                    .await
-                    .map(|b| (headers, Bytes::copy_from_slice(&b)))
-            })
+            .exchange(
+                access,
+                what,
+                class,
+                budget,
+                build,
+                async |r: reqwest::Response| {
+                    let headers = r.headers().clone();
+                    // An exact-size copy: the response's bytes may be a slice of a connection's
+                    // 8 KiB read buffer, which a cached manifest would otherwise keep alive.
+                    r.bytes()
+                        .await
+                        .map(|b| (headers, Bytes::copy_from_slice(&b)))
+                },
+            )
             .await?;
         Ok(Answer {
             status,

@@ -8,6 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
 use super::auth::Access;
 use super::client::{Answer, RegistryClient};
+use super::control::CostClass;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -24,7 +25,13 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Answer> {
         let url = self.url(repository, &["manifests", reference.as_str()]);
-        self.fetch(access, what, || {
+        // A HEAD is a check; a GET is what a pull quota counts.
+        let class = if method == reqwest::Method::HEAD {
+            CostClass::Check
+        } else {
+            CostClass::ManifestGet
+        };
+        self.fetch(access, what, class, || {
             self.http
                 .request(method.clone(), url.clone())
                 .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
@@ -39,7 +46,6 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Option<Digest>> {
-        let permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("checking {repository}:{reference}");
         let answer = self
@@ -66,12 +72,9 @@ impl RegistryClient {
                     ),
                 )
             })?)),
-            None => {
-                drop(permit);
-                Ok(Some(
-                    self.pull_manifest(repository, reference).await?.digest,
-                ))
-            }
+            None => Ok(Some(
+                self.pull_manifest(repository, reference).await?.digest,
+            )),
         }
     }
 
@@ -82,7 +85,6 @@ impl RegistryClient {
         repository: &Repository,
         reference: &ManifestRef,
     ) -> Result<Manifest> {
-        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("reading manifest {repository}:{reference}");
         let answer = self
@@ -130,7 +132,6 @@ impl RegistryClient {
         reference: &ManifestRef,
         manifest: &Manifest,
     ) -> Result<()> {
-        let _permit = self.slots.take(1).await;
         let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
             failure(
                 ErrorKind::Permanent,
@@ -141,7 +142,7 @@ impl RegistryClient {
         let what = format!("writing manifest {repository}:{reference}");
         let url = self.url(repository, &["manifests", reference.as_str()]);
         let answer = self
-            .fetch(&access, &what, || {
+            .fetch(&access, &what, CostClass::Write, || {
                 self.http
                     .put(url.clone())
                     .header(CONTENT_TYPE, content_type.clone())

@@ -4,6 +4,8 @@
 //! - [`error`]: what a status or a transport error means (its [`ErrorKind`]), the
 //!   registry's own words, `Retry-After`;
 //! - [`send`]: a request without credentials, retried, and the retry decision all share;
+//! - [`control`]: one controller per registry, asked before every request leaves and told
+//!   its answer (limits on requests in flight; pacing and quota to come);
 //! - [`auth`]: challenges, credentials (auth files and helpers), scoped tokens;
 //! - [`client`]: one client per registry and the one `send` every request goes through
 //!   (credentials, re-authentication on 401, retries within a budget);
@@ -25,14 +27,7 @@ pub mod auth;
 pub mod blobs;
 pub mod catalog;
 pub mod client;
-/// Temporary home of the rationing modules until the pipeline's `control/mod.rs` lands:
-/// then these lines move there.
-pub mod control {
-    pub mod pace;
-    pub mod published;
-    pub mod quota;
-    pub mod throttle;
-}
+pub mod control;
 pub mod error;
 pub mod listers;
 pub mod manifests;

@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, LINK};
 
 use super::auth::Access;
 use super::client::RegistryClient;
+use super::control::CostClass;
 use super::tags::next_link;
 use crate::model::attached::{Referrer, parse_index};
 use crate::model::failure::{ErrorKind, failure};
@@ -25,14 +26,13 @@ impl RegistryClient {
         repository: &Repository,
         digest: &Digest,
     ) -> Result<Option<Vec<Referrer>>> {
-        let _permit = self.slots.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing referrers of {repository}@{digest}");
         let mut url = self.url(repository, &["referrers", digest.as_str()]);
         let mut referrers: Vec<Referrer> = Vec::new();
         for _ in 0..MAX_PAGES {
             let answer = self
-                .fetch(&access, &what, || {
+                .fetch(&access, &what, CostClass::Check, || {
                     self.http.get(url.clone()).header(ACCEPT, OCI_INDEX)
                 })
                 .await?;

@@ -7,6 +7,7 @@ use reqwest::header::LINK;
 
 use super::auth::Access;
 use super::client::RegistryClient;
+use super::control::CostClass;
 use super::error::is_registry_error;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Repository;
@@ -53,7 +54,6 @@ impl RegistryClient {
     }
 
     async fn tag_listing(&self, repository: &Repository) -> Result<Listing> {
-        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("listing tags of {repository}");
         let mut tags = Vec::new();
@@ -61,7 +61,9 @@ impl RegistryClient {
         let mut url = self.tags_url(repository, None);
         loop {
             let answer = self
-                .fetch(&access, &what, || self.http.get(url.clone()))
+                .fetch(&access, &what, CostClass::Check, || {
+                    self.http.get(url.clone())
+                })
                 .await?;
             if answer.status == StatusCode::NOT_FOUND && tags.is_empty() {
                 return Ok(if is_registry_error(&answer.body) {

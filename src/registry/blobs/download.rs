@@ -13,6 +13,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use super::super::auth::Access;
 use super::super::client::{RegistryClient, authority};
+use super::super::control::CostClass;
 use super::super::error::{describe_http_error, kind_of_status, registry_answer, transport_kind};
 use super::super::send::pause_request;
 use crate::model::failure::{ErrorKind, Failure, error_kind, failure};
@@ -40,6 +41,7 @@ impl RegistryClient {
                 .exchange(
                     &access,
                     &what,
+                    CostClass::Transfer,
                     budget,
                     || {
                         let request = self.bulk.get(url.clone());

@@ -13,6 +13,7 @@ use reqwest::header::{CONTENT_LENGTH, LOCATION};
 use super::auth::Access;
 use super::auth::credentials::RegistryCredential;
 use super::client::{Answer, RegistryClient};
+use super::control::CostClass;
 use crate::model::reference::{Digest, Repository};
 use crate::store::{Mount, UploadSession};
 
@@ -51,12 +52,13 @@ impl Session {
 
 impl RegistryClient {
     pub async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool> {
-        let _permit = self.checks.take(1).await;
         let access = Access::pull(repository.path());
         let what = format!("checking blob {digest} in {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
         let answer = self
-            .fetch(&access, &what, || self.http.head(url.clone()))
+            .fetch(&access, &what, CostClass::Check, || {
+                self.http.head(url.clone())
+            })
             .await?;
         match answer.status {
             s if s.is_success() => Ok(true),
@@ -73,13 +75,12 @@ impl RegistryClient {
         from: &Repository,
         digest: &Digest,
     ) -> Result<Mount> {
-        let _permit = self.slots.take(1).await;
         let access = Access::mount(repository.path(), from.path());
         let mut url = self.url(repository, &["blobs", "uploads", ""]);
         url.set_query(Some(&format!("mount={digest}&from={}", from.path())));
         let what = format!("mounting {digest} into {repository}");
         let answer = match self
-            .fetch(&access, &what, || {
+            .fetch(&access, &what, CostClass::Write, || {
                 self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
             })
             .await

@@ -19,6 +19,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use super::super::auth::Access;
 use super::super::client::RegistryClient;
+use super::super::control::CostClass;
 use super::super::error::{describe_http_error, transport_kind};
 use super::Session;
 use super::verify::verify_stream;
@@ -48,11 +49,12 @@ impl RegistryClient {
         repository: &Repository,
         access: &Access,
         what: &str,
+        class: CostClass,
         budget: &Budget,
     ) -> Result<Session> {
         let start = self.url(repository, &["blobs", "uploads", ""]);
         let answer = self
-            .fetch_within(access, what, budget, || {
+            .fetch_within(access, what, class, budget, || {
                 self.bulk.post(start.clone()).header(CONTENT_LENGTH, 0)
             })
             .await?;
@@ -75,10 +77,11 @@ impl RegistryClient {
         repository: &Repository,
         budget: &Budget,
     ) -> Result<UploadSession> {
-        let _permit = self.checks.take(1).await;
         let access = Access::push(repository.path());
         let what = format!("opening an upload in {repository}");
-        let session = self.open_upload(repository, &access, &what, budget).await?;
+        let session = self
+            .open_upload(repository, &access, &what, CostClass::Check, budget)
+            .await?;
         Ok(UploadSession::new(session))
     }
 
@@ -164,7 +167,7 @@ impl RegistryClient {
             Some(session) => (Ok(session), open().await),
             None => {
                 futures_util::future::join(
-                    self.open_upload(repository, access, what, budget),
+                    self.open_upload(repository, access, what, CostClass::Transfer, budget),
                     open(),
                 )
                 .await

@@ -1,0 +1,143 @@
+//! The controller of one registry: what decides when a request may leave, and what learns
+//! from its answer. The request pipeline ([`super::pipeline`]) calls exactly two hooks for
+//! every request: [`Controller::admit`] before it is sent, [`Controller::observe`] after
+//! its answer (or its transport failure).
+//!
+//! Today it holds two adaptive limits on requests in flight (see [`crate::limiter::Slots`]):
+//! one for what loads the registry (transfers and writes, `--max-per-registry`) and one
+//! for what costs it little (checks, manifest reads, lists, tokens,
+//! `--max-checks-per-registry`); a `429` halves both, a run of other answers raises them
+//! again. Pacing (a token bucket) and a published pull quota belong here too: `admit` may
+//! then refuse a request with an error that must not be retried ([`Refused`]).
+//!
+//! Depends on [`crate::limiter`] and [`crate::model`] only; knows nothing of how a request
+//! is built.
+
+pub mod pace;
+pub mod published;
+pub mod quota;
+pub mod throttle;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::sync::SemaphorePermit;
+
+use crate::limiter::Slots;
+use crate::model::failure::ErrorKind;
+
+/// What a request costs the registry, which decides what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CostClass {
+    /// Cheap and answered at once: a HEAD, a tag, catalog or referrers list, a token, the
+    /// first contact, an upload session opened ahead of its transfer.
+    Check,
+    /// A manifest GET: what Docker Hub's pull quota counts (a HEAD does not).
+    ManifestGet,
+    /// A blob body, its resumes and ranged parts, an upload's PUT/PATCH parts and the
+    /// session it opens: sent under the [`crate::store::TransferPermit`] the transfer holds
+    /// for all its requests, so admitting one waits for nothing more.
+    Transfer,
+    /// A manifest PUT, a cross-repository mount: it loads the registry like a transfer.
+    Write,
+}
+
+/// What the controller sees of an answer.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// The status, when an answer came.
+    pub status: Option<StatusCode>,
+    /// Its headers (rate-limit and quota fields live there).
+    pub headers: Option<&'a HeaderMap>,
+    /// From sending to the status line (the time to first byte).
+    pub elapsed: Duration,
+    /// The kind of the transport failure, when no answer came.
+    pub failed: Option<ErrorKind>,
+}
+
+/// A request the controller will not let leave now (a pull quota spent): the pipeline
+/// returns it as the request's failure, never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Leave to send one request, given back when the request's answer is in (dropped).
+#[must_use = "the request may leave while the admission is held"]
+pub struct Admission<'a> {
+    _slot: Option<SemaphorePermit<'a>>,
+}
+
+/// One registry's controller, held by its client.
+pub struct Controller {
+    /// For messages.
+    registry: String,
+    /// Transfers and writes in flight (`--max-per-registry`, oc's meaning).
+    transfers: Slots,
+    /// Checks, manifest reads, lists in flight (`--max-checks-per-registry`): an unchanged
+    /// run is nothing but these, and its wall time is their round trips, which many in
+    /// flight hide.
+    checks: Slots,
+}
+
+impl Controller {
+    pub fn new(registry: &str, max_transfers: usize, max_checks: usize) -> Controller {
+        Controller {
+            registry: registry.to_owned(),
+            transfers: Slots::new(max_transfers),
+            checks: Slots::new(max_checks),
+        }
+    }
+
+    /// The limit a transfer takes its slot from, across all its requests (the copy
+    /// algorithm holds it over the [`crate::store`] seam).
+    pub fn transfers(&self) -> &Slots {
+        &self.transfers
+    }
+
+    /// Waits until a request of `class` may leave. A transfer's requests wait for nothing:
+    /// their transfer holds its slot already.
+    pub async fn admit(&self, class: CostClass) -> Result<Admission<'_>, Refused> {
+        let slot = match class {
+            CostClass::Check | CostClass::ManifestGet => Some(self.checks.take(1).await),
+            CostClass::Write => Some(self.transfers.take(1).await),
+            CostClass::Transfer => None,
+        };
+        Ok(Admission { _slot: slot })
+    }
+
+    /// Learns from an answer: a `429` halves both limits, a run of other answers raises them
+    /// again (see [`Slots`]); each change is logged once. A request that got no answer
+    /// teaches nothing yet.
+    pub fn observe(&self, _class: CostClass, observed: &Observed<'_>) {
+        let Some(status) = observed.status else {
+            return;
+        };
+        let registry = self.registry.as_str();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(limit) = self.transfers.throttled() {
+                tracing::warn!(
+                    registry,
+                    limit,
+                    "the registry answers 429: fewer transfers and writes at once"
+                );
+            }
+            if let Some(limit) = self.checks.throttled() {
+                tracing::warn!(
+                    registry,
+                    limit,
+                    "the registry answers 429: fewer checks at once"
+                );
+            }
+        } else {
+            if let Some(limit) = self.transfers.succeeded() {
+                tracing::info!(registry, limit, "more transfers and writes at once again");
+            }
+            if let Some(limit) = self.checks.succeeded() {
+                tracing::info!(registry, limit, "more checks at once again");
+            }
+        }
+    }
+}
