@@ -22,6 +22,7 @@ use crate::inputs::mapping::Mapping;
 use crate::model::reference::{Repository, TagPattern};
 use crate::plan::{LineSelection, Plan, Shard};
 use crate::registry::auth::credentials::Credentials;
+use crate::registry::control::quota::Share;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::outcome::Status;
 use crate::report::progress::Progress;
@@ -336,6 +337,12 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let stats = Arc::new(Stats::default());
+    let mut registry = registry;
+    // Shards pulling with one account share its quota: each takes its part.
+    registry.quota_share = shard.map(|s| Share {
+        index: s.index(),
+        count: s.count(),
+    });
     let registries = Arc::new(Registries::new(
         registry,
         network,
@@ -402,7 +409,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         listing_failures,
         stats: stats.snapshot(),
         registries: stats.registries(),
-        quotas: Vec::new(),
+        quotas: stores.registries.quotas().await,
         uploads: stats.uploads(),
         selections,
         repository_wildcards,

@@ -37,6 +37,7 @@ use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
+use crate::registry::control::ration::for_one_image;
 use crate::report::outcome::{Outcome, Status};
 use crate::retry::RetryPolicy;
 use crate::stats::Stats;
@@ -188,7 +189,8 @@ impl Executor {
             let task_job = job.clone();
             let handle = set.spawn(async move {
                 let _slot = slot;
-                this.run_job(task_job).await
+                // The image's manifest GETs share one reservation of each pull quota.
+                for_one_image(this.run_job(task_job)).await
             });
             pending.insert(handle.id(), job);
         }
@@ -249,11 +251,7 @@ impl Executor {
                 Some(Err(e)) => e,
             };
             let failure = Failure::of(&e);
-            outcome.status = if failure.kind == ErrorKind::Refused {
-                Status::Refused
-            } else {
-                Status::Failed
-            };
+            outcome.status = Status::after_failure(failure.kind);
             // Only what may go differently next time: a missing tag, a refused credential,
             // a manifest the registry rejects or corrupt bytes fail now.
             let transient = failure.kind == ErrorKind::Transient;

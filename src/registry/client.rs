@@ -20,8 +20,9 @@ use reqwest::{StatusCode, Url};
 
 use super::auth::credentials::{Credential, Credentials, RegistryCredential};
 use super::auth::{Access, Authenticator, Authorization};
+use super::control::throttle::Throttle;
 use super::control::{Controller, CostClass, Observed};
-use super::error::{describe_http_error, kind_of_status, registry_answer};
+use super::error::{describe_http_error, kind_of_status, registry_answer, retry_after};
 use super::send::{pause_request, retry_for_status, retry_or_fail};
 use super::tls::{ClientSettings, http_client};
 use super::{NetworkOptions, RegistryOptions};
@@ -126,6 +127,11 @@ impl RegistryClient {
             policy.clone(),
             stats.clone(),
         );
+        let controller = Controller::new(
+            host.as_str(),
+            options.max_per_registry,
+            options.max_checks_per_registry,
+        );
         Ok(Self {
             host: host.clone(),
             base,
@@ -134,11 +140,10 @@ impl RegistryClient {
             bulk,
             credentials,
             auth,
-            control: Controller::new(
-                host.as_str(),
-                options.max_per_registry,
-                options.max_checks_per_registry,
-            ),
+            control: match options.quota_share {
+                Some(share) => controller.shared(share),
+                None => controller,
+            },
             policy,
             stats,
             uploads: UploadMethods::default(),
@@ -323,6 +328,9 @@ impl RegistryClient {
                     authorization = self.authorization(&credential, access).await?;
                     continue;
                 }
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    self.throttled(response, budget, what).await?
+                }
                 Ok(response) => match retry_for_status(&response, budget) {
                     Some(retry) => retry,
                     None => {
@@ -339,6 +347,39 @@ impl RegistryClient {
                 },
             };
             pause_request(&self.policy, &self.stats, self.host.as_str(), what, retry).await;
+        }
+    }
+
+    /// A 429, judged with its body (see [`super::control::throttle`]): a spent pull quota
+    /// fails the request at once, as deferred — asking again is wasted, and is how an
+    /// address gets blocked; a pace exceeded is tried again within `budget`, after its
+    /// `Retry-After`, and fails as transient when the budget is spent.
+    async fn throttled(
+        &self,
+        response: reqwest::Response,
+        budget: &Budget,
+        what: &str,
+    ) -> Result<(u32, Option<Duration>, String)> {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let after = retry_after(status, &headers);
+        // An error body is small; a body that cannot be read says nothing either way.
+        let body = response.bytes().await.unwrap_or_default();
+        let rationing = self.control.rationing();
+        let verdict = rationing.throttled(&headers, after, &String::from_utf8_lossy(&body));
+        if verdict == Throttle::Quota {
+            tracing::warn!(registry = %self.host, "pull quota spent: no more manifest GETs this run; what is left is deferred");
+            return Err(failure(
+                ErrorKind::Deferred,
+                format!("{what}: {}", rationing.deferral()),
+            ));
+        }
+        match budget.take() {
+            Some(retry) => Ok((retry, after, status.to_string())),
+            None => Err(failure(
+                ErrorKind::Transient,
+                format!("{what}: {}", registry_answer(status, &body)),
+            )),
         }
     }
 

@@ -10,7 +10,7 @@ use super::auth::Access;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
 use crate::model::failure::{ErrorKind, failure};
-use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
+use crate::model::manifest::{Content, MANIFEST_MEDIA_TYPES, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 
 impl RegistryClient {
@@ -121,8 +121,17 @@ impl RegistryClient {
                 ));
             }
         }
-        Manifest::parse(answer.body, digest)
-            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))
+        let manifest = Manifest::parse(answer.body, digest)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))?;
+        // An index's children are fetched next: the image's share of the pull quota must
+        // cover them all, or none is fetched (see control::ration).
+        if let Content::Index { children } = &manifest.content {
+            self.control
+                .rationing()
+                .index_fetched(children.len() as u64)
+                .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
+        }
+        Ok(manifest)
     }
 
     /// Writes a manifest as its exact bytes and media type, under a tag or its digest.

@@ -90,6 +90,8 @@ pub struct RegistryOptions {
     pub max_per_registry: usize,
     /// Checks, reads and lists in flight to one registry.
     pub max_checks_per_registry: usize,
+    /// This shard's part of each registry's pull quota (`--shard I/N`); `None`: all of it.
+    pub quota_share: Option<control::quota::Share>,
 }
 
 impl RegistryOptions {
@@ -126,6 +128,19 @@ impl Registries {
             clients: Mutex::default(),
             stats,
         }
+    }
+
+    /// What each registry's pull quota had left, for those that published one or refused
+    /// a manifest GET with a quota 429; sorted by registry.
+    pub async fn quotas(&self) -> Vec<(String, control::quota::QuotaState)> {
+        let clients = self.clients.lock().await;
+        let mut out: Vec<(String, control::quota::QuotaState)> = clients
+            .iter()
+            .map(|(host, c)| (host.to_string(), c.control.rationing().state()))
+            .filter(|(_, q)| q.limit.is_some() || q.left.is_some() || q.spent)
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The client for `host`.

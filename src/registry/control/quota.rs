@@ -244,6 +244,12 @@ impl Quota {
         if index { self.largest_image.max(2) } else { 1 }
     }
 
+    /// What an image is expected to cost before anything of it is fetched: the largest
+    /// image seen so far (1 before any).
+    pub fn estimate_image(&self) -> u64 {
+        self.largest_image
+    }
+
     /// Sets aside `units` for an image about to start; refuses (the image is deferred) when
     /// fewer are available. An unknown quota refuses nothing.
     pub fn reserve(&mut self, units: u64) -> Result<Reservation, Deferral> {
@@ -256,10 +262,9 @@ impl Quota {
         Ok(Reservation { units })
     }
 
-    /// Grows `reservation` to `units` in all, once an index's children are known; refuses
-    /// (leaving it as it was) when the quota cannot cover them.
+    /// Grows `reservation` to hold at least `units`, once an index's children are known;
+    /// refuses (leaving it as it was) when the quota cannot cover them.
     pub fn grow(&mut self, reservation: &mut Reservation, units: u64) -> Result<(), Deferral> {
-        self.largest_image = self.largest_image.max(units);
         let more = units.saturating_sub(reservation.units);
         if more == 0 {
             return Ok(());

@@ -8,7 +8,8 @@
 //! Docker Hub tells them apart in its answer: the pull limit answers 429 without
 //! `Retry-After`, with the distribution error code `TOOMANYREQUESTS` and a message naming the
 //! pull rate limit; its overall request limit answers a bare 429
-//! (<https://docs.docker.com/docker-hub/usage/>, "Other limits").
+//! (<https://docs.docker.com/docker-hub/usage/>, "Other limits"). A published quota with
+//! nothing left (`ratelimit-remaining: 0;w=3600`) says it too, whatever else the answer says.
 //!
 //! Pure: status, headers and body text in, a verdict out.
 
@@ -51,13 +52,13 @@ fn quota_left_is_zero(published: Option<&Published>) -> bool {
         .is_some_and(|q| q.remaining == Some(0))
 }
 
-/// Whether an error body says a pull quota is reached: the distribution error code
-/// `TOOMANYREQUESTS`, or the words Docker Hub uses.
+/// Whether an error body says a pull quota is reached, in the words Docker Hub uses ("You
+/// have reached your pull rate limit"). The error code alone does not tell: the
+/// distribution spec's `TOOMANYREQUESTS` is the code of every 429, GHCR's request-rate
+/// limit's included (`toomanyrequests: retry-after: 333ms, allowed: 44000/minute`).
 pub fn names_a_pull_quota(body: &str) -> bool {
     let lower = body.to_ascii_lowercase();
-    lower.contains("toomanyrequests")
-        || lower.contains("pull rate limit")
-        || lower.contains("pull limit")
+    lower.contains("pull rate limit") || lower.contains("pull limit")
 }
 
 #[cfg(test)]
@@ -94,6 +95,12 @@ mod tests {
         );
         assert_eq!(
             classify_429(&HeaderMap::new(), None, Some("Too Many Requests")),
+            Throttle::Pace { retry_after: None }
+        );
+        // GHCR's request-rate limit uses the same error code as Docker Hub's pull limit.
+        let ghcr = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"retry-after: 333.939671ms, allowed: 44000/minute"}]}"#;
+        assert_eq!(
+            classify_429(&HeaderMap::new(), None, Some(ghcr)),
             Throttle::Pace { retry_after: None }
         );
         assert_eq!(
