@@ -173,12 +173,12 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn requests(&self) -> u64 {
+    pub fn requests(self) -> u64 {
         self.manifest_gets + self.manifest_heads + self.blob_gets + self.other
     }
 
     /// One JSON object, for scripts.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(self) -> String {
         format!(
             "{{\"manifest_gets\":{},\"manifest_heads\":{},\"blob_gets\":{},\"other\":{},\
              \"requests\":{},\"too_many\":{},\"manifest_gets_admitted\":{},\
