@@ -19,6 +19,7 @@ pub mod ferro;
 pub mod junit;
 pub mod other;
 pub mod proxy;
+pub mod rationing;
 pub mod tls;
 pub mod token;
 
