@@ -117,21 +117,21 @@ impl Controller {
     /// Waits until a request of `class` may leave. A transfer's requests wait for nothing:
     /// their transfer holds its slot already.
     pub async fn admit(&self, class: CostClass) -> Result<Admission<'_>, Refused> {
-        // A manifest GET the pull quota cannot cover is refused before it waits for anything.
-        if class == CostClass::ManifestGet {
-            self.rationing
-                .admit_manifest_get()
-                .await
-                .map_err(|deferral| Refused {
-                    kind: ErrorKind::Deferred,
-                    message: deferral.to_string(),
-                })?;
-        }
         let slot = match class {
             CostClass::Check | CostClass::ManifestGet => Some(self.checks.take(1).await),
             CostClass::Write => Some(self.transfers.take(1).await),
             CostClass::Transfer => None,
         };
+        // A manifest GET takes from the pull quota once it holds its slot, just before it
+        // leaves: GETs queued for a slot were not sent, and must not count as if they were.
+        if class == CostClass::ManifestGet {
+            self.rationing
+                .admit_manifest_get()
+                .map_err(|deferral| Refused {
+                    kind: ErrorKind::Deferred,
+                    message: deferral.to_string(),
+                })?;
+        }
         // Paced once it holds its slot, so that the bucket spaces what is actually sent.
         self.rationing.pace().await;
         Ok(Admission { _slot: slot })

@@ -15,9 +15,11 @@
 //!   ([`MARGIN`]). At the first 429 nothing is measured yet: the pace starts at what was let
 //!   through in the second before, and grows by [`START_STEP`] each [`START_AFTER`] without
 //!   a 429, until 429s come again and measure the registry;
+//! - a rate stated in a 429's body (GHCR's `allowed: 44000/minute`): sent a little below;
 //! - `Retry-After`: a request refused waits it and is tried again within its budget (the
 //!   pipeline's retry); a wait longer than [`HOLD_AFTER`] holds the whole registry, since a
-//!   registry that says "come back in a minute" means every request.
+//!   registry that says "come back in a minute" means every request; so does the first
+//!   429's, however short, once: the registry's bucket fills again meanwhile.
 //!
 //! Without 429s for [`PROBE_AFTER`], the rate is raised by [`PROBE_STEP`], so a registry that
 //! allows more (or a rate measured low) is found again; one refusal then measures it anew.
@@ -191,7 +193,11 @@ impl Pace {
     fn refused(&mut self, now: Instant, retry_after: Option<Duration>) {
         self.refusals += 1;
         self.quiet_since = Some(now);
-        if let Some(after) = retry_after.filter(|a| *a > HOLD_AFTER) {
+        // The first 429 holds every request for its Retry-After too, however short: the
+        // registry's bucket fills again meanwhile, and what was sent before the registry
+        // said it limits is not followed by more into an empty bucket.
+        let first = self.refusals == 1;
+        if let Some(after) = retry_after.filter(|a| *a > HOLD_AFTER || first) {
             self.hold_until = Some(self.hold_until.map_or(now + after, |h| h.max(now + after)));
         }
         let episode = self
@@ -253,6 +259,21 @@ impl Pace {
         self.tokens = self.tokens.min(Pace::burst(rate));
         self.at.get_or_insert(now);
         self.quiet_since = Some(now);
+    }
+
+    /// A rate the registry stated in a 429's body (see [`super::throttle::allowed_rate`]):
+    /// sent at exactly that from now on, as a published policy.
+    pub fn publish_rate(&mut self, now: Instant, rate: f64) {
+        if rate > 0.0 {
+            // A little under: sent at exactly the registry's rate into its empty bucket,
+            // the jitter of the path alone would be refused.
+            let rate = rate * MARGIN;
+            self.rate = Some(rate);
+            self.published = true;
+            self.measured = true;
+            self.tokens = self.tokens.min(Pace::burst(rate));
+            self.at.get_or_insert(now);
+        }
     }
 
     /// Learns from a registry's published limits: a short-window policy is the rate, and a

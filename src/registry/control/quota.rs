@@ -10,8 +10,9 @@
 //! estimated from the largest image seen so far, and the reservation is grown to the exact
 //! cost ([`Quota::grow`]) before the children are fetched.
 //!
-//! What is left is the registry's own count, from the headers of every answer (see
-//! [`super::published`]), less the GETs sent since and not yet answered. A registry that
+//! What is left is counted down as GETs are sent, and lowered to the registry's own count
+//! from the headers of every answer (see [`super::published`]) when that is lower; within a
+//! run it only goes down. A registry that
 //! publishes nothing has an unknown quota: nothing is refused until it answers a quota 429
 //! ([`Quota::spent_by_refusal`]), then every further manifest GET is.
 //!
@@ -26,6 +27,10 @@ use std::fmt;
 use std::time::Duration;
 
 use super::published::Published;
+
+/// What an index is expected to cost before any index was read: itself and two children
+/// (a multi-arch image's usual amd64 and arm64).
+pub const FIRST_INDEX: u64 = 3;
 
 /// A shard's part of a quota its sibling shards share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,9 +205,20 @@ impl Quota {
             self.window = q.window;
         }
         let Some(remaining) = q.remaining else { return };
-        self.left = Some(remaining.saturating_sub(self.in_flight));
+        // Ours is counted down as GETs are sent; the registry's may lag behind (answers
+        // come back out of order, GETs are in flight) or be lower (another client of the
+        // same account): the lower wins. Within a run it only goes down: a count that went
+        // up is as likely an earlier answer as a window that moved on (the next run reads it
+        // anew). At first sight, the GETs sent before it was known and still in flight are
+        // not in the registry's count yet.
+        self.left = Some(match self.left {
+            Some(left) => left.min(remaining),
+            None => remaining.saturating_sub(self.in_flight),
+        });
         if !self.share.is_whole() && self.allowance.is_none() {
-            self.allowance = Some(self.share.part(remaining));
+            // What was left before this shard took anything, shared; less what it took.
+            let before = remaining + self.taken.saturating_sub(self.in_flight);
+            self.allowance = Some(self.share.part(before).saturating_sub(self.taken));
         }
     }
 
@@ -239,9 +255,24 @@ impl Quota {
     }
 
     /// What an image is expected to cost before its manifest is fetched: 1 for a manifest;
-    /// for an index, the largest image seen so far (at least 2: itself and one child).
+    /// for an index, the largest image seen so far, at least [`FIRST_INDEX`].
     pub fn estimate(&self, index: bool) -> u64 {
-        if index { self.largest_image.max(2) } else { 1 }
+        if index {
+            self.largest_image.max(FIRST_INDEX)
+        } else {
+            1
+        }
+    }
+
+    /// An image turned out to cost `units` in all (an index read: itself and its children).
+    pub fn note_image(&mut self, units: u64) {
+        self.largest_image = self.largest_image.max(units);
+    }
+
+    /// Whether the registry published a quota (or enforced one): only then are images
+    /// reserved by their kind.
+    pub fn is_known(&self) -> bool {
+        self.left.is_some() || self.limit.is_some() || self.stop.is_some()
     }
 
     /// What an image is expected to cost before anything of it is fetched: the largest
@@ -441,18 +472,22 @@ mod tests {
     }
 
     #[test]
-    fn the_registrys_count_is_taken_less_what_is_in_flight() {
+    fn our_count_and_the_registrys_the_lower_wins() {
         let mut q = Quota::new("docker.io", Share::WHOLE);
+        // A GET sent before anything was known, in flight when a HEAD tells 10.
+        assert!(q.take(None).is_ok());
         q.observe(&hub(100, 10));
+        assert_eq!(q.available(), Some(9));
         assert_eq!(taken(&mut q, 4), 4);
-        // An answer to the first GET: the registry counted 1 of the 4.
+        // Late answers with the registry's older counts change nothing.
         q.answered();
         q.observe(&hub(100, 9));
-        assert_eq!(q.available(), Some(6));
-        // Another client spent some meanwhile: the registry's count wins.
+        q.observe(&hub(100, 10));
+        assert_eq!(q.available(), Some(5));
+        // Another client of the account spent some meanwhile: the registry's count wins.
         q.answered();
-        q.observe(&hub(100, 3));
-        assert_eq!(q.available(), Some(1));
+        q.observe(&hub(100, 2));
+        assert_eq!(q.available(), Some(2));
     }
 
     #[test]
@@ -498,7 +533,7 @@ mod tests {
     #[test]
     fn an_index_estimate_grows_to_the_largest_image_seen() {
         let mut q = Quota::new("docker.io", Share::WHOLE);
-        assert_eq!(q.estimate(true), 2);
+        assert_eq!(q.estimate(true), FIRST_INDEX);
         let mut r = q.reserve(2).unwrap_or_else(|d| panic!("{d}"));
         assert!(q.grow(&mut r, 5).is_ok());
         q.release(r, 5);

@@ -1,19 +1,21 @@
 //! One registry's pacing and pull quota together, as the [`super::Controller`] asks them:
-//! before a request ([`Rationing::admit`]: how long to wait, or a manifest GET refused
-//! because the quota cannot cover it) and after its answer ([`Rationing::observe`],
-//! [`Rationing::throttled`] for a 429, [`Rationing::index_fetched`] once an index's children
-//! are known).
+//! before a request ([`Rationing::admit_manifest_get`]: a manifest GET refused because the
+//! quota cannot cover it; [`Rationing::pace`]: how long to wait) and after its answer
+//! ([`Rationing::observe`], [`Rationing::throttled`] for a 429, [`Rationing::manifest_read`]
+//! once a manifest and so an index's children are known).
 //!
 //! An image's manifest GETs are reserved together: the copy of one image runs inside
-//! [`for_one_image`], and its first manifest GET at a registry sets aside what the image is
-//! expected to cost there (the largest image seen so far); an index grows that to one GET
-//! per child before they are fetched. A quota that cannot cover the reservation refuses the
-//! image's first GET, so the image is deferred before anything of it is fetched. What the
-//! image did not use is given back when its copy ends.
+//! [`for_one_image`]. Where a quota is known, the image's first manifest GET is preceded by
+//! a HEAD (free) that tells a single manifest (1 GET) from an index (the largest image seen
+//! so far, at least [`super::quota::FIRST_INDEX`]), and that much is set aside
+//! ([`Rationing::reserve_image`]); once the index is read, the reservation grows to one GET
+//! per child before any is fetched ([`Rationing::manifest_read`]). A quota that cannot cover
+//! the reservation refuses the image before its first GET, so it is deferred before
+//! anything of it is fetched. What the image did not use is given back when its copy ends.
 //!
-//! Until the registry has answered one manifest request (and so said whether it publishes a
-//! quota), one manifest GET at a time is sent: a cold run would otherwise send a whole batch
-//! into a quota of which a few units are left.
+//! Until the registry has answered one manifest GET (and so said whether it publishes a
+//! quota), one image's manifest is fetched at a time ([`Rationing::first_answer`]): a cold
+//! run would otherwise send a whole batch into a quota of which a few units are left.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,10 +24,11 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::sync::watch;
 
+use super::super::error::retry_after;
 use super::pace::{Answer, Pace};
 use super::published::published;
 use super::quota::{Deferral, Quota, QuotaState, Reservation, Share};
-use super::throttle::{Throttle, classify_429};
+use super::throttle::{Throttle, allowed_rate, classify_429};
 
 /// The pacing and quota of one registry.
 pub struct Rationing {
@@ -59,8 +62,7 @@ impl Rationing {
 
     /// Before a manifest GET: one unit of the quota (from the image's reservation when it
     /// runs inside [`for_one_image`]), or the reason it cannot be sent.
-    pub async fn admit_manifest_get(&self) -> Result<(), Deferral> {
-        self.first_answer().await;
+    pub fn admit_manifest_get(&self) -> Result<(), Deferral> {
         self.take_unit()
     }
 
@@ -72,33 +74,74 @@ impl Rationing {
         }
     }
 
-    /// Waits until the registry has answered a manifest request, letting one GET go first.
-    async fn first_answer(&self) {
+    /// Before an image's manifest is fetched: waits until the registry has answered a
+    /// manifest GET, or returns the [`Probe`] that lets one go first (the others wait until
+    /// it is dropped, whatever became of it).
+    pub async fn first_answer(&self) -> Option<Probe<'_>> {
         let mut learned = self.learned.subscribe();
         loop {
             if *learned.borrow_and_update() {
-                return;
+                return None;
             }
             {
                 let mut state = self.lock();
                 if !state.probing {
                     state.probing = true;
-                    return;
+                    return Some(Probe {
+                        learned: &self.learned,
+                    });
                 }
             }
             if learned.changed().await.is_err() {
-                return;
+                return None;
             }
         }
     }
 
+    /// Whether the image being copied should tell its kind before its first manifest GET
+    /// here: a quota is known, and nothing is reserved for the image yet.
+    pub fn needs_kind(&self) -> bool {
+        let known = self.lock().quota.is_known();
+        known
+            && IMAGE
+                .try_with(|image| self.held_index(&lock(&image.held)).is_none())
+                .unwrap_or(false)
+    }
+
+    /// Sets aside what the image being copied will cost here, by its kind (see
+    /// [`Quota::estimate`]); refuses when the quota cannot cover it. Outside an image's copy,
+    /// or when something is reserved already, nothing to do.
+    pub fn reserve_image(&self, index: bool) -> Result<(), Deferral> {
+        let reserved = IMAGE.try_with(|image| {
+            let mut held = lock(&image.held);
+            if self.held_index(&held).is_some() {
+                return Ok(());
+            }
+            let mut state = self.lock();
+            let units = state.quota.estimate(index);
+            let reservation = state.quota.reserve(units)?;
+            held.push(Held {
+                state: self.state.clone(),
+                reservation,
+                cost: 0,
+            });
+            Ok(())
+        });
+        reserved.unwrap_or(Ok(()))
+    }
+
+    /// Where this registry's reservation is in an image's list.
+    fn held_index(&self, held: &[Held]) -> Option<usize> {
+        held.iter().position(|h| Arc::ptr_eq(&h.state, &self.state))
+    }
+
     /// Takes one unit for a manifest GET: from the current image's reservation, reserving
-    /// for the image first if this is its first GET here.
+    /// for the image first (its kind unknown) if this is its first GET here.
     fn take_unit(&self) -> Result<(), Deferral> {
         let image = IMAGE.try_with(|image| {
             let mut held = lock(&image.held);
             let mut state = self.lock();
-            let index = match held.iter().position(|h| Arc::ptr_eq(&h.state, &self.state)) {
+            let index = match self.held_index(&held) {
                 Some(i) => i,
                 None => {
                     let units = state.quota.estimate_image();
@@ -123,17 +166,28 @@ impl Rationing {
         }
     }
 
-    /// An index was fetched with `children` children: the current image's reservation grows
-    /// to cover them, or the image is deferred before any of them is fetched.
-    pub fn index_fetched(&self, children: u64) -> Result<(), Deferral> {
-        let grown = IMAGE.try_with(|image| {
-            let mut held = lock(&image.held);
-            let Some(h) = held.iter_mut().find(|h| Arc::ptr_eq(&h.state, &self.state)) else {
-                return Ok(());
-            };
-            self.lock().quota.grow(&mut h.reservation, children)
-        });
-        grown.unwrap_or(Ok(()))
+    /// A manifest GET was read: `children` of an index (0 for an image). The image's
+    /// reservation grows to cover them, or the image is deferred before any is fetched.
+    pub fn manifest_read(&self, children: u64) -> Result<(), Deferral> {
+        let grown = if children == 0 {
+            Ok(())
+        } else {
+            IMAGE
+                .try_with(|image| {
+                    let mut held = lock(&image.held);
+                    let Some(i) = self.held_index(&held) else {
+                        return Ok(());
+                    };
+                    let h = &mut held[i];
+                    let mut state = self.lock();
+                    state.quota.note_image(h.cost + children);
+                    state.quota.grow(&mut h.reservation, children)
+                })
+                .unwrap_or(Ok(()))
+        };
+        self.learned
+            .send_if_modified(|l| !std::mem::replace(l, true));
+        grown
     }
 
     /// After an answer (or a transport failure): what it published, that a manifest GET is
@@ -147,7 +201,7 @@ impl Rationing {
     ) {
         let now = Instant::now();
         let mut state = self.lock();
-        let mut learned = manifest_get;
+        let mut learned = false;
         if manifest_get {
             state.quota.answered();
         }
@@ -156,8 +210,20 @@ impl Rationing {
             state.quota.observe(&p);
             state.pace.publish(now, &p);
         }
-        if status.is_some_and(|s| s != StatusCode::TOO_MANY_REQUESTS) {
-            state.pace.observe(now, Answer::Passed);
+        match status {
+            // A 429 with Retry-After is a pace (a spent quota sends none): learned at once,
+            // before its body is read, so that nothing more is sent into an empty bucket
+            // meanwhile. One without waits for its body (see throttled).
+            Some(StatusCode::TOO_MANY_REQUESTS) => {
+                let after = headers.and_then(|h| retry_after(StatusCode::TOO_MANY_REQUESTS, h));
+                if after.is_some() {
+                    state
+                        .pace
+                        .observe(now, Answer::Refused { retry_after: after });
+                }
+            }
+            Some(_) => state.pace.observe(now, Answer::Passed),
+            None => {}
         }
         drop(state);
         if learned {
@@ -178,9 +244,16 @@ impl Rationing {
         let mut state = self.lock();
         match verdict {
             Throttle::Quota => state.quota.spent_by_refusal(),
-            Throttle::Pace { retry_after } => state
-                .pace
-                .observe(Instant::now(), Answer::Refused { retry_after }),
+            Throttle::Pace { retry_after } => {
+                let now = Instant::now();
+                // One with Retry-After was learned from already (see observe).
+                if retry_after.is_none() {
+                    state.pace.observe(now, Answer::Refused { retry_after });
+                }
+                if let Some(rate) = allowed_rate(body) {
+                    state.pace.publish_rate(now, rate);
+                }
+            }
         }
         verdict
     }
@@ -198,6 +271,19 @@ impl Rationing {
     /// The pace sent at, requests per second, once the registry showed it limits.
     pub fn rate(&self) -> Option<f64> {
         self.lock().pace.rate()
+    }
+}
+
+/// The first manifest fetch of a registry, let go before the others: when it is over
+/// (dropped), whatever became of it, the others go.
+pub struct Probe<'a> {
+    learned: &'a watch::Sender<bool>,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.learned
+            .send_if_modified(|l| !std::mem::replace(l, true));
     }
 }
 
@@ -255,12 +341,12 @@ mod tests {
     /// Sends a manifest GET of an image through `r` if admitted; the registry answers with
     /// `remaining` left.
     async fn get(r: &Rationing, remaining: &mut u64) -> bool {
-        if r.admit_manifest_get().await.is_err() {
+        if r.admit_manifest_get().is_err() {
             return false;
         }
         *remaining -= 1;
         r.observe(true, Some(StatusCode::OK), Some(&hub(*remaining)));
-        true
+        r.manifest_read(0).is_ok()
     }
 
     #[tokio::test]
@@ -277,7 +363,7 @@ mod tests {
                 if !get(&r, &mut remaining).await {
                     return None;
                 }
-                if r.index_fetched(2).is_err() {
+                if r.manifest_read(2).is_err() {
                     return Some(false);
                 }
                 let children = [get(&r, &mut remaining).await, get(&r, &mut remaining).await];
@@ -293,8 +379,8 @@ mod tests {
                 None => {}
             }
         }
-        // 10 units: 3 whole images (9); the first image's GET reserved 1 only (nothing seen
-        // yet) and grew; the fourth is not started at all.
+        // 10 units: 3 whole images (9); the first image's GET reserved 1 only (its kind not
+        // told) and grew; the fourth is not started at all.
         assert_eq!((whole, started), (3, 3));
         assert_eq!(remaining, 1);
         let state = r.state();
@@ -302,10 +388,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_image_told_an_index_reserves_for_its_children_before_its_first_get() {
+        let r = Rationing::new("docker.io", Share::WHOLE);
+        r.observe(false, Some(StatusCode::OK), Some(&hub(4)));
+        let mut remaining = 4;
+        let first = for_one_image(async {
+            assert!(r.needs_kind());
+            r.reserve_image(true)?;
+            assert!(!r.needs_kind(), "reserved once");
+            assert!(get(&r, &mut remaining).await);
+            r.manifest_read(2)?;
+            for _ in 0..2 {
+                assert!(get(&r, &mut remaining).await);
+            }
+            Ok::<(), Deferral>(())
+        })
+        .await;
+        assert!(first.is_ok());
+        // 1 left after a whole index's 3: an index is refused before its first GET, a
+        // single image is not.
+        assert!(
+            for_one_image(async { r.reserve_image(true) })
+                .await
+                .is_err()
+        );
+        assert!(
+            for_one_image(async { r.reserve_image(false) })
+                .await
+                .is_ok()
+        );
+        assert!(!r.needs_kind(), "outside an image's copy");
+    }
+
+    #[tokio::test]
     async fn a_quota_429_stops_manifest_gets_and_a_pace_429_does_not() {
         let r = Rationing::new("docker.io", Share::WHOLE);
         let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
-        assert!(r.admit_manifest_get().await.is_ok());
+        assert!(r.admit_manifest_get().is_ok());
         r.observe(
             true,
             Some(StatusCode::TOO_MANY_REQUESTS),
@@ -313,12 +432,9 @@ mod tests {
         );
         let pace = r.throttled(&HeaderMap::new(), Some(Duration::from_secs(1)), body);
         assert!(matches!(pace, Throttle::Pace { .. }));
-        assert!(
-            r.admit_manifest_get().await.is_ok(),
-            "a pace 429 stops nothing"
-        );
+        assert!(r.admit_manifest_get().is_ok(), "a pace 429 stops nothing");
         assert_eq!(r.throttled(&HeaderMap::new(), None, body), Throttle::Quota);
-        let refused = r.admit_manifest_get().await.err().map(|d| d.to_string());
+        let refused = r.admit_manifest_get().err().map(|d| d.to_string());
         assert_eq!(
             refused.as_deref(),
             Some("docker.io: pull quota spent (the registry answered 429 and publishes no limit)")

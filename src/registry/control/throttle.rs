@@ -61,6 +61,25 @@ pub fn names_a_pull_quota(body: &str) -> bool {
     lower.contains("pull rate limit") || lower.contains("pull limit")
 }
 
+/// The rate a 429's body says is allowed, in requests per second: GHCR's
+/// `toomanyrequests: retry-after: 333.939671ms, allowed: 44000/minute`.
+pub fn allowed_rate(body: &str) -> Option<f64> {
+    let lower = body.to_ascii_lowercase();
+    let rest = &lower[lower.find("allowed:")? + "allowed:".len()..];
+    let (count, per) = rest.trim_start().split_once('/')?;
+    let count: f64 = count.trim().parse().ok()?;
+    let seconds = if per.starts_with("second") || per.starts_with('s') {
+        1.0
+    } else if per.starts_with("minute") || per.starts_with("min") {
+        60.0
+    } else if per.starts_with("hour") || per.starts_with('h') {
+        3600.0
+    } else {
+        return None;
+    };
+    (count > 0.0).then_some(count / seconds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +93,16 @@ mod tests {
             classify_429(&HeaderMap::new(), None, Some(HUB_BODY)),
             Throttle::Quota
         );
+    }
+
+    #[test]
+    fn ghcrs_allowed_rate_is_read_from_its_body() {
+        let ghcr = "toomanyrequests: retry-after: 333.939671ms, allowed: 44000/minute";
+        let rate = allowed_rate(ghcr).unwrap_or_default();
+        assert!((rate - 44000.0 / 60.0).abs() < 1e-9, "{rate}");
+        assert_eq!(allowed_rate(HUB_BODY), None);
+        assert_eq!(allowed_rate("allowed: lots/minute"), None);
+        assert_eq!(allowed_rate("allowed: 5/fortnight"), None);
     }
 
     #[test]
