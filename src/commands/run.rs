@@ -409,7 +409,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         listing_failures,
         stats: stats.snapshot(),
         registries: stats.registries(),
-        quotas: stores.registries.quotas().await,
+        quotas: stores.registries.quotas(),
         uploads: stats.uploads(),
         selections,
         repository_wildcards,

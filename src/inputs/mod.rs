@@ -172,7 +172,7 @@ enum Written<'a> {
 
 /// One write of a destination: what it writes where, from which origin, at which place in
 /// the files.
-struct Write<'a> {
+struct TargetWrite<'a> {
     key: (&'a Repository, Written<'a>),
     origin: Origin<'a>,
     location: &'a Location,
@@ -180,12 +180,12 @@ struct Write<'a> {
 
 /// The `target`-th destination `mapping` writes, if it has one (repository wildcards have
 /// none: checked once expanded, by the planner).
-fn write_of(mapping: &Mapping, target: usize) -> Option<Write<'_>> {
+fn write_of(mapping: &Mapping, target: usize) -> Option<TargetWrite<'_>> {
     match mapping {
         Mapping::Repositories { .. } => None,
         Mapping::Image {
             source, targets, ..
-        } => targets.get(target).map(|t| Write {
+        } => targets.get(target).map(|t| TargetWrite {
             key: (&t.value.repository, Written::Target(&t.value.reference)),
             origin: Origin::Image(&source.value),
             location: &t.location,
@@ -195,7 +195,7 @@ fn write_of(mapping: &Mapping, target: usize) -> Option<Write<'_>> {
             pattern,
             targets,
             ..
-        } => targets.get(target).map(|t| Write {
+        } => targets.get(target).map(|t| TargetWrite {
             key: (&t.value, Written::Pattern(pattern.as_str())),
             origin: Origin::Wildcard(&repository.value),
             location: &t.location,
@@ -236,7 +236,7 @@ pub fn cross_checks(mappings: &[Mapping]) -> Vec<Diagnostic> {
 }
 
 /// What is wrong with `write` writing what `first` wrote before.
-fn conflict_or_duplicate(write: &Write, first: &Write) -> Diagnostic {
+fn conflict_or_duplicate(write: &TargetWrite, first: &TargetWrite) -> Diagnostic {
     let (repository, written) = write.key;
     let shown = match written {
         Written::Target(r) => Target {

@@ -10,6 +10,7 @@ use super::auth::Access;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
 use super::control::ration::Probe;
+use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{Content, DOCKER_LIST, MANIFEST_MEDIA_TYPES, Manifest, OCI_INDEX};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -32,11 +33,13 @@ impl RegistryClient {
         } else {
             CostClass::ManifestGet
         };
-        self.fetch(access, what, class, || {
-            self.http
-                .request(method.clone(), url.clone())
-                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
-        })
+        let accept = HeaderValue::from_str(&MANIFEST_MEDIA_TYPES.join(", "))
+            .unwrap_or(HeaderValue::from_static("*/*"));
+        self.fetch(
+            &Request::new(method, url, class, what)
+                .access(access)
+                .header(ACCEPT, accept),
+        )
         .await
     }
 
@@ -134,7 +137,7 @@ impl RegistryClient {
             Content::Index { children } => children.len() as u64,
             Content::Image { .. } => 0,
         };
-        self.control
+        self.control()
             .rationing()
             .manifest_read(children)
             .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
@@ -143,9 +146,9 @@ impl RegistryClient {
 
     /// Where the registry publishes a pull quota (and for the first image of a registry,
     /// before that is known), the first manifest GET of an image is preceded by a HEAD
-    /// (which the quota does not count) telling an index from an image,
-    /// so that what the whole image needs is set aside before any of it is fetched (see
-    /// control::ration); an image the quota cannot cover is deferred here.
+    /// (which the quota does not count) telling an index from an image, so that what the
+    /// whole image needs is set aside before any of it is fetched (see control::ration); an
+    /// image the quota cannot cover is deferred here.
     async fn reserve_pulls(
         &self,
         repository: &Repository,
@@ -153,7 +156,7 @@ impl RegistryClient {
         access: &Access,
         what: &str,
     ) -> Result<Option<Probe<'_>>> {
-        let rationing = self.control.rationing();
+        let rationing = self.control().rationing();
         let probe = rationing.first_answer().await;
         // The first fetch tells its kind too: its HEAD may be what publishes the quota, and
         // the others go as soon as it is known.
@@ -191,12 +194,12 @@ impl RegistryClient {
         let what = format!("writing manifest {repository}:{reference}");
         let url = self.url(repository, &["manifests", reference.as_str()]);
         let answer = self
-            .fetch(&access, &what, CostClass::Write, || {
-                self.http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, content_type.clone())
-                    .body(manifest.bytes.clone())
-            })
+            .fetch(
+                &Request::new(reqwest::Method::PUT, url, CostClass::Write, &what)
+                    .access(&access)
+                    .header(CONTENT_TYPE, content_type)
+                    .body(Body::Bytes(manifest.bytes.clone())),
+            )
             .await?;
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));

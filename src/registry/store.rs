@@ -23,7 +23,7 @@ impl Source for RegistryClient {
     }
 
     fn slots(&self) -> &Slots {
-        self.control.transfers()
+        self.control().transfers()
     }
 
     fn prepare(&self) -> BoxFuture<'_, ()> {

@@ -18,7 +18,9 @@ pub enum Status {
     Failed,
     WouldCopy,
     WouldOverwrite,
-    /// Not done by rule: an immutable tag that already holds another image.
+    /// Not done by rule, and never tried again: an immutable tag that already holds another
+    /// image, or an image whose signatures do not meet `--policy` (refused before anything
+    /// of it is written). Fails the run.
     Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
@@ -147,5 +149,55 @@ impl Totals {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status: its label, whether it fails the run, and where the totals count it.
+    /// `Refused` (an immutable tag, or `--policy`) fails the run as `Failed` does, and is
+    /// counted apart; `Deferred` (a pull quota spent) does not fail it.
+    #[test]
+    fn every_status_is_labelled_counted_and_judged() {
+        let statuses = [
+            (Status::Copied, "copied", false),
+            (Status::Unchanged, "unchanged", false),
+            (Status::Failed, "failed", true),
+            (Status::WouldCopy, "would copy", false),
+            (Status::WouldOverwrite, "would overwrite", false),
+            (Status::Refused, "refused", true),
+            (Status::Cancelled, "cancelled", false),
+            (Status::Deferred, "deferred", false),
+        ];
+        for (status, label, fails) in statuses {
+            assert_eq!(status.label(), label);
+            assert_eq!(status.fails_the_run(), fails, "{label}");
+        }
+        let parsed =
+            crate::inputs::mapping::parse_text(&std::sync::Arc::from("m"), "src.io/a:1 dst.io/a:1");
+        let (plan, _) = crate::plan::plan(&parsed.mappings, &std::collections::HashMap::new());
+        let job = plan.batches[0].jobs[0].clone();
+        let outcomes: Vec<Outcome> = statuses
+            .iter()
+            .map(|(status, ..)| Outcome {
+                status: *status,
+                ..Outcome::new(job.clone())
+            })
+            .collect();
+        assert_eq!(
+            Totals::of(&outcomes, 2),
+            Totals {
+                copied: 1,
+                unchanged: 1,
+                failed: 3,
+                would_copy: 1,
+                would_overwrite: 1,
+                refused: 1,
+                cancelled: 1,
+                deferred: 1,
+            }
+        );
     }
 }
