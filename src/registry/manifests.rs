@@ -144,11 +144,10 @@ impl RegistryClient {
         Ok(manifest)
     }
 
-    /// Where the registry publishes a pull quota (and for the first image of a registry,
-    /// before that is known), the first manifest GET of an image is preceded by a HEAD
-    /// (which the quota does not count) telling an index from an image, so that what the
-    /// whole image needs is set aside before any of it is fetched (see control::ration); an
-    /// image the quota cannot cover is deferred here.
+    /// Where the registry publishes a pull quota, the first manifest GET of an image is
+    /// preceded by a HEAD (which the quota does not count) telling an index from an image,
+    /// so that what the whole image needs is set aside before any of it is fetched (see
+    /// control::ration); an image the quota cannot cover is deferred here.
     async fn reserve_pulls(
         &self,
         repository: &Repository,
@@ -157,10 +156,11 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Option<Probe<'_>>> {
         let rationing = self.control().rationing();
+        // The first fetch of a registry goes alone, its kind untold (no request more for a
+        // registry that rations nothing); the others wait until it is read, and so until the
+        // quota, if any, is known and this image's reservation has grown to its children.
         let probe = rationing.first_answer().await;
-        // The first fetch tells its kind too: its HEAD may be what publishes the quota, and
-        // the others go as soon as it is known.
-        if probe.is_none() && !rationing.needs_kind() {
+        if !rationing.needs_kind() {
             return Ok(probe);
         }
         let head = self

@@ -201,12 +201,10 @@ impl Rationing {
     ) {
         let now = Instant::now();
         let mut state = self.lock();
-        let mut learned = false;
         if manifest_get {
             state.quota.answered();
         }
         if let Some(p) = headers.and_then(published) {
-            learned |= p.quota().is_some();
             state.quota.observe(&p);
             state.pace.publish(now, &p);
         }
@@ -224,11 +222,6 @@ impl Rationing {
             }
             Some(_) => state.pace.observe(now, Answer::Passed),
             None => {}
-        }
-        drop(state);
-        if learned {
-            self.learned
-                .send_if_modified(|l| !std::mem::replace(l, true));
         }
     }
 
