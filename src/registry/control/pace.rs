@@ -16,10 +16,12 @@
 //!   through in the second before, and grows by [`START_STEP`] each [`START_AFTER`] without
 //!   a 429, until 429s come again and measure the registry;
 //! - a rate stated in a 429's body (GHCR's `allowed: 44000/minute`): sent a little below;
-//! - `Retry-After`: a request refused waits it and is tried again within its budget (the
-//!   pipeline's retry); a wait longer than [`HOLD_AFTER`] holds the whole registry, since a
-//!   registry that says "come back in a minute" means every request; so does the first
-//!   429's, however short, once: the registry's bucket fills again meanwhile.
+//! - `Retry-After`: a request refused waits it (capped by `--max-retry-wait`) and is tried
+//!   again within its budget (the pipeline's retry). The first 429's also holds every
+//!   request to the registry, once and for at most [`MAX_HOLD`]: the registry's bucket fills
+//!   again meanwhile. A published window with nothing left holds it until its reset, also at
+//!   most [`MAX_HOLD`] (a longer hold is every request's own wait, which the retry policy
+//!   caps).
 //!
 //! Without 429s for [`PROBE_AFTER`], the rate is raised by [`PROBE_STEP`], so a registry that
 //! allows more (or a rate measured low) is found again; one refusal then measures it anew.
@@ -43,8 +45,8 @@ pub const START_STEP: f64 = 1.25;
 /// Quiet this long (no 429), a measured rate is raised by [`PROBE_STEP`].
 pub const PROBE_AFTER: Duration = Duration::from_secs(2);
 pub const PROBE_STEP: f64 = 1.05;
-/// A `Retry-After` longer than this holds every request to the registry.
-pub const HOLD_AFTER: Duration = Duration::from_secs(1);
+/// The longest the pace holds every request to a registry (see the module doc).
+pub const MAX_HOLD: Duration = Duration::from_secs(1);
 /// 429s further apart than this are separate episodes: what passed between them was not
 /// sent into an empty bucket.
 const EPISODE_GAP: Duration = Duration::from_secs(1);
@@ -193,12 +195,13 @@ impl Pace {
     fn refused(&mut self, now: Instant, retry_after: Option<Duration>) {
         self.refusals += 1;
         self.quiet_since = Some(now);
-        // The first 429 holds every request for its Retry-After too, however short: the
+        // The first 429 holds every request for its Retry-After too (at most MAX_HOLD): the
         // registry's bucket fills again meanwhile, and what was sent before the registry
         // said it limits is not followed by more into an empty bucket.
-        let first = self.refusals == 1;
-        if let Some(after) = retry_after.filter(|a| *a > HOLD_AFTER || first) {
-            self.hold_until = Some(self.hold_until.map_or(now + after, |h| h.max(now + after)));
+        if self.refusals == 1
+            && let Some(after) = retry_after
+        {
+            self.hold(now + after.min(MAX_HOLD));
         }
         let episode = self
             .episode
@@ -286,9 +289,13 @@ impl Pace {
             self.at.get_or_insert(now);
         }
         if let Some(reset) = published.pace_exhausted() {
-            let until = now + reset;
-            self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+            self.hold(now + reset.min(MAX_HOLD));
         }
+    }
+
+    /// Nothing is sent before `until`.
+    fn hold(&mut self, until: Instant) {
+        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
     }
 }
 
@@ -417,21 +424,19 @@ mod tests {
     }
 
     #[test]
-    fn a_long_retry_after_holds_the_registry() {
+    fn the_first_429_holds_the_registry_once_and_briefly() {
         let mut pace = Pace::new();
         let t0 = Instant::now();
-        pace.observe(
-            t0,
-            Answer::Refused {
-                retry_after: Some(Duration::from_secs(30)),
-            },
-        );
-        assert_eq!(pace.admit(t0), Duration::from_secs(30));
-        assert_eq!(
-            pace.admit(t0 + Duration::from_secs(31)),
-            Duration::ZERO,
-            "and lets go after"
-        );
+        let refused = |after| Answer::Refused {
+            retry_after: Some(Duration::from_secs(after)),
+        };
+        pace.observe(t0, refused(1));
+        assert_eq!(pace.admit(t0), Duration::from_secs(1));
+        // A Retry-After of an hour is that request's own wait (capped by the retry
+        // policy); every other request is not held for it.
+        let t1 = t0 + Duration::from_secs(2);
+        pace.observe(t1, refused(3600));
+        assert!(pace.admit(t1) <= MAX_HOLD, "{:?}", pace.admit(t1));
     }
 
     #[test]
@@ -450,6 +455,6 @@ mod tests {
         };
         pace.publish(t0, &published);
         assert_eq!(pace.rate(), Some(10.0));
-        assert!(pace.admit(t0) >= Duration::from_secs(1));
+        assert!(pace.admit(t0) >= MAX_HOLD);
     }
 }
