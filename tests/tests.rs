@@ -51,6 +51,8 @@ mod policy_writes_nothing;
 mod push_by_digest;
 // Other registries' corners, one at a time.
 mod quirks;
+mod rationing;
+mod rationing_proxy;
 // Blobs kept elsewhere (redirects to signed URLs).
 mod redirects;
 // OCI 1.1 referrers.

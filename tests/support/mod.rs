@@ -29,6 +29,7 @@ pub mod junit;
 pub mod media;
 pub mod other;
 pub mod proxy;
+pub mod rationing;
 pub mod registry;
 pub mod seed;
 pub mod tls;
