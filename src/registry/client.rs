@@ -136,7 +136,7 @@ impl RegistryClient {
             auth,
             control: Controller::new(
                 host.as_str(),
-                options.max_per_registry,
+                options.transfers,
                 options.max_checks_per_registry,
             ),
             policy,
@@ -301,6 +301,8 @@ impl RegistryClient {
                     failed: sent.as_ref().err().map(super::error::transport_kind),
                 },
             );
+            let (reads, writes) = self.control.transfers().reached();
+            self.stats.concurrency(self.host.as_str(), reads, writes);
             let retry = match sent {
                 Err(e) => {
                     let (retry, why) = retry_or_fail(&e, budget, self.host.as_str(), what)?;
