@@ -8,8 +8,9 @@
 //! transfer waits a round trip for its first byte and another for its commit. So, unless
 //! `--max-per-registry` fixes the number, the limit starts at six and follows the path:
 //!
-//! * **Grows while latency holds.** Answers are counted in rounds (a round ends once as many
-//!   answers as the limit have come back and at least one no-load round trip has passed).
+//! * **Grows while latency holds.** Answers are counted in rounds: a round ends once as many
+//!   answers as the limit have come back to requests sent since it began (so at least a
+//!   round trip later, and judging the limit of that round, not the one before).
 //!   At the end of a round, TCP Vegas's estimate of the requests queued at the registry or
 //!   on the path is `limit × (1 − no-load round trip / the lower quartile of this round's round trips)`: by
 //!   Little's law, more in flight that only lengthens the round trip adds nothing to
@@ -245,14 +246,13 @@ impl Controller {
     }
 
     fn fine(&mut self, sample: Sample) {
+        let sent = sample
+            .round_trip
+            .and_then(|rtt| sample.at.checked_sub(rtt))
+            .unwrap_or(sample.at);
         if let Some(rtt) = sample.round_trip {
             self.no_load = Some(self.no_load.map_or(rtt, |n| n.min(rtt)));
-            if self.round.round_trips.len() < ROUND_SAMPLES {
-                self.round.round_trips.push(rtt);
-            }
         }
-        self.round.answers += 1;
-        let started = *self.round.started.get_or_insert(sample.at);
         self.streak += 1;
         if self.limit < self.start {
             // Recovering from a refusal: one more per run of as many good answers as the
@@ -266,10 +266,20 @@ impl Controller {
         if !self.adaptive || self.refused {
             return;
         }
-        let long_enough = self
-            .no_load
-            .is_none_or(|n| sample.at.saturating_duration_since(started) >= n);
-        if self.round.answers >= self.limit && long_enough {
+        // Only answers to requests sent since the round began tell what the limit of this
+        // round does: a decision waits for them (a round trip at least), so that a new
+        // limit is judged by its own effect, as TCP judges a window once per round trip.
+        let started = *self.round.started.get_or_insert(sent);
+        if sent < started {
+            return;
+        }
+        if let Some(rtt) = sample.round_trip
+            && self.round.round_trips.len() < ROUND_SAMPLES
+        {
+            self.round.round_trips.push(rtt);
+        }
+        self.round.answers += 1;
+        if self.round.answers >= self.limit {
             self.end_round(sample.at);
         }
     }
@@ -339,8 +349,8 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Feeds `n` rounds of answers at round trip `rtt`, each round as many answers as the
-    /// limit, the last one a round trip after the round began; the limit is in use (as many
+    /// Feeds `n` rounds of answers at round trip `rtt`: each round as many requests as the
+    /// limit, sent together and answered a round trip later; the limit is in use (as many
     /// in flight as it allows) unless `busy` is false. Returns the limit after each round.
     fn rounds(
         c: &mut Controller,
@@ -353,14 +363,15 @@ mod tests {
         for _ in 0..n {
             let limit = c.limit();
             c.in_flight(if busy { limit } else { 1 });
-            let gap = rtt / limit.saturating_sub(1).max(1);
-            for _ in 0..limit {
-                *t += gap;
+            let sent = *t;
+            for k in 1..=limit {
+                let at = sent + Duration::from_micros(u64::from(k)) + rtt;
                 c.observe(Sample {
-                    at: *t,
+                    at,
                     round_trip: Some(rtt),
                     signal: Signal::Fine,
                 });
+                *t = at;
             }
             limits.push(c.limit());
         }

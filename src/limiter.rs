@@ -25,13 +25,47 @@ pub type Held<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 /// at their number and only go lower while the store refuses; a registry's transfers
 /// without that flag start at six and grow while the path is long and does not queue.
 /// [`Slots::observe`] feeds it an answer; each slot taken is counted while held.
+///
+/// The semaphore holds as many permits as the limit. A lower limit takes the permits that
+/// are free at once and the rest as slots come back (a debt paid by the holders, not a
+/// task queued behind the waiters, which would let them have the permits first); a higher
+/// one first cancels what is still owed.
 pub struct Slots {
     semaphore: Arc<Semaphore>,
     /// The limit now, for [`Slots::take`] without the lock.
     limit: AtomicU32,
-    /// Slots held now (a transfer holding two counts two).
-    held: Arc<AtomicU32>,
+    pool: Arc<Pool>,
     control: Mutex<Controller>,
+}
+
+/// What the slots' holders update as they give them back.
+#[derive(Default)]
+struct Pool {
+    /// Slots held now (a transfer holding two counts two).
+    held: AtomicU32,
+    /// Permits to take out of the semaphore as slots come back (the limit was lowered
+    /// while they were held).
+    debt: AtomicU32,
+}
+
+impl Pool {
+    /// Pays up to `count` of the debt; returns how much was paid.
+    fn pay(&self, count: u32) -> u32 {
+        let mut paid = 0;
+        let _ = self
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                paid = d.min(count);
+                Some(d - paid)
+            });
+        paid
+    }
+
+    /// `count` slots given back: how many of their permits go back to the semaphore.
+    fn given_back(&self, count: u32) -> u32 {
+        self.held.fetch_sub(count, Ordering::Relaxed);
+        count - self.pay(count)
+    }
 }
 
 impl Slots {
@@ -48,7 +82,7 @@ impl Slots {
         Slots {
             semaphore: Arc::new(Semaphore::new(start as usize)),
             limit: AtomicU32::new(start),
-            held: Arc::default(),
+            pool: Arc::default(),
             control: Mutex::new(control),
         }
     }
@@ -62,8 +96,9 @@ impl Slots {
         };
         self.taken(count);
         Slot {
-            _permit: permit,
-            held: &self.held,
+            permit: Some(permit),
+            semaphore: &self.semaphore,
+            pool: &self.pool,
             count,
         }
     }
@@ -78,15 +113,16 @@ impl Slots {
         };
         self.taken(count);
         OwnedSlot {
-            _permit: permit,
-            held: self.held.clone(),
+            permit: Some(permit),
+            semaphore: self.semaphore.clone(),
+            pool: self.pool.clone(),
             count,
         }
     }
 
     /// Counts slots taken, and tells the controller how many are in flight.
     fn taken(&self, count: u32) {
-        let now = self.held.fetch_add(count, Ordering::Relaxed) + count;
+        let now = self.pool.held.fetch_add(count, Ordering::Relaxed) + count;
         if let Ok(mut control) = self.control.lock() {
             control.in_flight(now);
         }
@@ -102,29 +138,29 @@ impl Slots {
         self.control.lock().map(|c| c.reached()).unwrap_or_default()
     }
 
-    /// Learns from one answer of the store; returns the new limit when it changed. A lower
-    /// limit takes the slots in use out of the pool as they come back.
+    /// Learns from one answer of the store; returns the new limit when it changed.
     pub fn observe(&self, sample: Sample) -> Option<u32> {
-        let (old, new) = {
-            let Ok(mut control) = self.control.lock() else {
-                return None;
-            };
-            control.in_flight(self.held.load(Ordering::Relaxed));
-            let old = control.limit();
-            (old, control.observe(sample)?)
+        let Ok(mut control) = self.control.lock() else {
+            return None;
         };
+        control.in_flight(self.pool.held.load(Ordering::Relaxed));
+        let old = control.limit();
+        let new = control.observe(sample)?;
         self.limit.store(new, Ordering::Relaxed);
         if new > old {
-            self.semaphore.add_permits((new - old) as usize);
+            let owed = self.pool.pay(new - old);
+            self.semaphore.add_permits((new - old - owed) as usize);
         } else {
             let surplus = old - new;
-            let semaphore = self.semaphore.clone();
-            // Waits for the slots in use to come back, and keeps them.
-            tokio::spawn(async move {
-                if let Ok(permits) = semaphore.acquire_many_owned(surplus).await {
+            let free = surplus.min(self.semaphore.available_permits() as u32);
+            let taken = match self.semaphore.try_acquire_many(free) {
+                Ok(permits) if free > 0 => {
                     permits.forget();
+                    free
                 }
-            });
+                _ => 0,
+            };
+            self.pool.debt.fetch_add(surplus - taken, Ordering::Relaxed);
         }
         Some(new)
     }
@@ -151,27 +187,41 @@ impl Slots {
 
 /// Slots taken from [`Slots`], given back when dropped.
 pub struct Slot<'a> {
-    _permit: SemaphorePermit<'a>,
-    held: &'a AtomicU32,
+    permit: Option<SemaphorePermit<'a>>,
+    semaphore: &'a Semaphore,
+    pool: &'a Pool,
     count: u32,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.held.fetch_sub(self.count, Ordering::Relaxed);
+        let back = self.pool.given_back(self.count);
+        if let Some(permit) = self.permit.take()
+            && back < self.count
+        {
+            permit.forget();
+            self.semaphore.add_permits(back as usize);
+        }
     }
 }
 
 /// [`Slot`] without a borrow.
 pub struct OwnedSlot {
-    _permit: OwnedSemaphorePermit,
-    held: Arc<AtomicU32>,
+    permit: Option<OwnedSemaphorePermit>,
+    semaphore: Arc<Semaphore>,
+    pool: Arc<Pool>,
     count: u32,
 }
 
 impl Drop for OwnedSlot {
     fn drop(&mut self) {
-        self.held.fetch_sub(self.count, Ordering::Relaxed);
+        let back = self.pool.given_back(self.count);
+        if let Some(permit) = self.permit.take()
+            && back < self.count
+        {
+            permit.forget();
+            self.semaphore.add_permits(back as usize);
+        }
     }
 }
 
@@ -229,6 +279,34 @@ mod tests {
             1,
             "given back at the end"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lower_limit_holds_even_for_takers_already_waiting() {
+        let slots = Arc::new(Slots::new(4));
+        let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| slots.take(1))).await;
+        let got = Arc::new(AtomicU32::new(0));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let (slots, got) = (slots.clone(), got.clone());
+                tokio::spawn(async move {
+                    let _slot = slots.take(1).await;
+                    got.fetch_add(1, Ordering::Relaxed);
+                    std::future::pending::<()>().await;
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(slots.throttled(), Some(2));
+        drop(held);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(got.load(Ordering::Relaxed), 2, "two slots, not four");
+        assert_eq!(slots.pool.held.load(Ordering::Relaxed), 2);
+        for w in waiting {
+            w.abort();
+        }
     }
 
     #[tokio::test]

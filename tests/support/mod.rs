@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod cosign;
+pub mod delay;
 pub mod ferro;
 pub mod junit;
 pub mod other;
