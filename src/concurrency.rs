@@ -15,9 +15,9 @@
 //!   on the path is `limit × (1 − no-load round trip / the lower quartile of this round's round trips)`: by
 //!   Little's law, more in flight that only lengthens the round trip adds nothing to
 //!   throughput. Queued under `alpha` (about `3 log10 limit`, as Netflix's concurrency-limits
-//!   Vegas does): the limit doubles in a first phase (slow start, as TCP's), then grows by one
-//!   per round; between `alpha` and `beta = 2 alpha` it holds; above `beta` it shrinks by a
-//!   quarter, never below the start. A round in which the limit was not used (fewer in
+//!   Vegas does): the limit doubles in a first phase (slow start, as TCP's), then grows by
+//!   its square root per round (as Gradient2 does); between `alpha` and `beta = 2 alpha` it
+//!   holds; above `beta` it shrinks by a quarter, never below the start. A round in which the limit was not used (fewer in
 //!   flight than three quarters of it) changes nothing: there was no demand to measure.
 //! * **Shrinks when the registry says so.** A `429`, a `503` or a connection reset halves the
 //!   limit (down to one), and each run of as many good answers as the limit raises it by one
@@ -314,7 +314,7 @@ impl Controller {
             let grown = if self.slow_start {
                 self.limit * 2
             } else {
-                self.limit + 1
+                self.limit + self.limit.isqrt()
             };
             self.limit = grown.min(self.ceiling);
             self.reached.stop = if self.limit == self.ceiling {
@@ -415,8 +415,29 @@ mod tests {
         assert_eq!(limits[..3], [18, 14, 11]);
         assert_eq!(c.limit(), 6);
         assert_eq!(c.reached().limit, 24);
-        // Latency back down: growth again, one per round (slow start is over).
-        assert_eq!(rounds(&mut c, &mut t, 20 * MS, true, 2), [7, 8]);
+        // Latency back down: growth again, by the limit's square root per round (slow start
+        // is over).
+        assert_eq!(rounds(&mut c, &mut t, 20 * MS, true, 3), [8, 10, 13]);
+    }
+
+    #[test]
+    fn a_new_limit_is_judged_by_answers_to_requests_sent_under_it() {
+        let mut c = Controller::new(Limit::adaptive());
+        let mut t = Instant::now();
+        rounds(&mut c, &mut t, 80 * MS, true, 1);
+        assert_eq!(c.limit(), 12);
+        // Answers to requests sent before the doubling, however many: no decision.
+        c.in_flight(12);
+        for k in 1..=30u32 {
+            c.observe(Sample {
+                at: t + Duration::from_micros(u64::from(k)),
+                round_trip: Some(80 * MS),
+                signal: Signal::Fine,
+            });
+        }
+        assert_eq!(c.limit(), 12);
+        rounds(&mut c, &mut t, 80 * MS, true, 1);
+        assert_eq!(c.limit(), 24);
     }
 
     #[test]
