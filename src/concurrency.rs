@@ -10,15 +10,16 @@
 //!
 //! * **Grows while latency holds.** Answers are counted in rounds: a round ends once as many
 //!   answers as the limit have come back to requests sent since it began (so at least a
-//!   round trip later, and judging the limit of that round, not the one before).
-//!   At the end of a round, TCP Vegas's estimate of the requests queued at the registry or
-//!   on the path is `limit × (1 − no-load round trip / the lower quartile of this round's round trips)`: by
+//!   round trip later, and judging the limit of that round, not the one before). At the end
+//!   of a round, TCP Vegas's estimate of the requests queued at the registry or on the path
+//!   is `limit × (1 − no-load round trip / the round's lower-quartile round trip)`: by
 //!   Little's law, more in flight that only lengthens the round trip adds nothing to
 //!   throughput. Queued under `alpha` (about `3 log10 limit`, as Netflix's concurrency-limits
 //!   Vegas does): the limit doubles in a first phase (slow start, as TCP's), then grows by
 //!   its square root per round (as Gradient2 does); between `alpha` and `beta = 2 alpha` it
-//!   holds; above `beta` it shrinks by a quarter, never below the start. A round in which the limit was not used (fewer in
-//!   flight than three quarters of it) changes nothing: there was no demand to measure.
+//!   holds; above `beta` it shrinks by a quarter, never below the start. A round in which
+//!   the limit was not used (fewer in flight than three quarters of it) changes nothing:
+//!   there was no demand to measure.
 //! * **Shrinks when the registry says so.** A `429`, a `503` or a connection reset halves the
 //!   limit (down to one), and each run of as many good answers as the limit raises it by one
 //!   again, up to the start: additive increase, multiplicative decrease, as before this
