@@ -1,4 +1,5 @@
-//! The one retry policy, and the one place that waits before trying again.
+//! The one retry policy, the one retry loop ([`drive`]), and the one place that waits
+//! before trying again.
 //!
 //! Two levels, never more: a request (or a blob copy, whose requests share one budget) is
 //! tried up to `--request-attempts` times; an image whose copy still failed transiently is
@@ -8,7 +9,8 @@
 //! does the same: the inner calls of an upload run under `retry.Never`, the upload is
 //! retried once at the top.)
 //!
-//! Depends only on [`crate::stats`] (it counts what it retries); knows nothing of HTTP.
+//! Depends only on [`crate::stats`] (it counts what it retries) and the kinds of failure of
+//! [`crate::model::failure`]; knows nothing of HTTP.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -131,15 +133,18 @@ pub enum Verdict {
 /// The request pipeline drives every registry request with it; a blob copy and an image
 /// copy can drive their attempts with it too, classifying by
 /// [`crate::model::failure::error_kind`].
-pub async fn drive<T, E>(
+pub async fn drive<T, E, F>(
     policy: &RetryPolicy,
     budget: &Budget,
     counter: &AtomicU64,
     cancel: Option<&CancellationToken>,
-    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    mut attempt: impl FnMut() -> F,
     classify: impl Fn(&E) -> Verdict,
     mut log: impl FnMut(u32, Duration, &E),
-) -> Result<T, E> {
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
     loop {
         let e = match attempt().await {
             Ok(v) => return Ok(v),
@@ -157,6 +162,17 @@ pub async fn drive<T, E>(
         {
             return Err(e);
         }
+    }
+}
+
+/// The classifier of a step whose failures carry an [`ErrorKind`] (a blob copy, an image
+/// copy): what is transient is tried again, the rest stands.
+///
+/// [`ErrorKind`]: crate::model::failure::ErrorKind
+pub fn when_transient(e: &anyhow::Error) -> Verdict {
+    match crate::model::failure::error_kind(e) {
+        Some(crate::model::failure::ErrorKind::Transient) => Verdict::Retry { after: None },
+        _ => Verdict::Stop,
     }
 }
 
@@ -216,17 +232,14 @@ mod tests {
     async fn the_driver_retries_what_the_classifier_allows_within_the_budget() {
         let policy = RetryPolicy::requests(3, Duration::from_secs(1));
         let counter = AtomicU64::new(0);
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let mut logged = Vec::new();
         let result: Result<(), u32> = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                Err(tries)
-            },
+            || async { Err(tries.fetch_add(1, Ordering::Relaxed) + 1) },
             |_| Verdict::Retry { after: None },
             |retry, _, e| logged.push((retry, *e)),
         )
@@ -235,16 +248,13 @@ mod tests {
         assert_eq!(counter.load(Ordering::Relaxed), 2);
         assert_eq!(logged, [(0, 1), (1, 2)]);
 
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let stopped: Result<(), u32> = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                Err(tries)
-            },
+            || async { Err(tries.fetch_add(1, Ordering::Relaxed) + 1) },
             |_| Verdict::Stop,
             |_, _, _| {},
         )
@@ -255,15 +265,15 @@ mod tests {
             "a failure retrying cannot fix is tried once"
         );
 
-        let mut tries = 0;
+        let tries = AtomicU32::new(0);
         let recovered = drive(
             &policy,
             &policy.budget(),
             &counter,
             None,
-            async || {
-                tries += 1;
-                if tries < 2 { Err(()) } else { Ok(tries) }
+            || async {
+                let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+                if n < 2 { Err(()) } else { Ok(n) }
             },
             |_| Verdict::Retry {
                 after: Some(Duration::from_secs(5)),
@@ -272,6 +282,20 @@ mod tests {
         )
         .await;
         assert_eq!(recovered, Ok(2));
+    }
+
+    #[test]
+    fn only_transient_failures_are_worth_another_try() {
+        use crate::model::failure::{ErrorKind, failure};
+        assert_eq!(
+            when_transient(&failure(ErrorKind::Transient, "reset")),
+            Verdict::Retry { after: None }
+        );
+        assert_eq!(
+            when_transient(&failure(ErrorKind::Denied, "no")),
+            Verdict::Stop
+        );
+        assert_eq!(when_transient(&anyhow::anyhow!("plain")), Verdict::Stop);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use reqwest::header::LINK;
 use super::auth::Access;
 use super::client::RegistryClient;
 use super::control::CostClass;
+use super::pipeline::Request;
 use super::tags::next_link;
 use crate::model::failure::{ErrorKind, failure};
 
@@ -36,9 +37,10 @@ impl RegistryClient {
         let mut url = self.catalog_url(start, sized);
         loop {
             let answer = self
-                .fetch(&access, &what, CostClass::Check, || {
-                    self.http.get(url.clone())
-                })
+                .fetch(
+                    &Request::new(reqwest::Method::GET, url.clone(), CostClass::Check, &what)
+                        .access(&access),
+                )
                 .await?;
             if sized
                 && answer.status == reqwest::StatusCode::BAD_REQUEST

@@ -7,10 +7,12 @@
 use anyhow::{Result, anyhow};
 use serde::Deserialize;
 
-use super::auth::credentials::Credential;
+use super::auth::Authorization;
+use super::auth::credentials::{Credential, Secret};
 use super::client::RegistryClient;
+use super::control::CostClass;
 use super::error::registry_answer;
-use super::send::send_plain;
+use super::pipeline::{Body, Request, unread};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::rules::Lister;
 
@@ -174,14 +176,13 @@ impl RegistryClient {
         bearer: Option<&str>,
     ) -> Result<bytes::Bytes> {
         let what = format!("listing repositories of {} ({})", self.host, lister.name());
-        let response = send_plain(&self.policy, &self.stats, self.host.as_str(), &what, || {
-            let request = self.http.get(url);
-            match bearer {
-                Some(token) => request.bearer_auth(token),
-                None => request,
-            }
-        })
-        .await?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: unusable URL: {e}")))?;
+        let mut request = Request::new(reqwest::Method::GET, url, CostClass::Check, &what);
+        if let Some(token) = bearer {
+            request = request.given(Authorization::Bearer(Secret::new(token)));
+        }
+        let response = self.pipe.send(&request, None, unread).await?.value;
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         if !status.is_success() {
@@ -205,17 +206,20 @@ impl RegistryClient {
         };
         let what = "logging in to Docker Hub to list repositories";
         let login = format!("{DOCKER_HUB_API}/v2/users/login");
-        let response = send_plain(&self.policy, &self.stats, "hub.docker.com", what, || {
-            let body = serde_json::json!({
-                "username": username,
-                "password": password.expose(),
-            });
-            self.http
-                .post(&login)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-        })
-        .await?;
+        let body = serde_json::json!({
+            "username": username,
+            "password": password.expose(),
+        });
+        let login = reqwest::Url::parse(&login)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: unusable URL: {e}")))?;
+        let request = Request::new(reqwest::Method::POST, login, CostClass::Check, what)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .body(Body::Bytes(body.to_string().into()))
+            .counted_as("hub.docker.com");
+        let response = self.pipe.send(&request, None, unread).await?.value;
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         if !status.is_success() {

@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use super::auth::Access;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
+use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -31,11 +32,13 @@ impl RegistryClient {
         } else {
             CostClass::ManifestGet
         };
-        self.fetch(access, what, class, || {
-            self.http
-                .request(method.clone(), url.clone())
-                .header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "))
-        })
+        let accept = HeaderValue::from_str(&MANIFEST_MEDIA_TYPES.join(", "))
+            .unwrap_or(HeaderValue::from_static("*/*"));
+        self.fetch(
+            &Request::new(method, url, class, what)
+                .access(access)
+                .header(ACCEPT, accept),
+        )
         .await
     }
 
@@ -142,12 +145,12 @@ impl RegistryClient {
         let what = format!("writing manifest {repository}:{reference}");
         let url = self.url(repository, &["manifests", reference.as_str()]);
         let answer = self
-            .fetch(&access, &what, CostClass::Write, || {
-                self.http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, content_type.clone())
-                    .body(manifest.bytes.clone())
-            })
+            .fetch(
+                &Request::new(reqwest::Method::PUT, url, CostClass::Write, &what)
+                    .access(&access)
+                    .header(CONTENT_TYPE, content_type)
+                    .body(Body::Bytes(manifest.bytes.clone())),
+            )
             .await?;
         if !answer.status.is_success() {
             return Err(self.refused(&what, &access, &answer));

@@ -3,12 +3,13 @@
 //! - [`tls`]: the crypto provider, certs.d CA and client certificates, the HTTP client;
 //! - [`error`]: what a status or a transport error means (its [`ErrorKind`]), the
 //!   registry's own words, `Retry-After`;
-//! - [`send`]: a request without credentials, retried, and the retry decision all share;
 //! - [`control`]: one controller per registry, asked before every request leaves and told
 //!   its answer (limits on requests in flight; pacing and quota to come);
+//! - [`pipeline`]: a request as data and the one `send` every request goes through
+//!   (admission, credentials, counting, re-authentication on 401, the classification of
+//!   the answer, retries within a budget);
 //! - [`auth`]: challenges, credentials (auth files and helpers), scoped tokens;
-//! - [`client`]: one client per registry and the one `send` every request goes through
-//!   (credentials, re-authentication on 401, retries within a budget);
+//! - [`client`]: one client per registry: its pipeline, credentials and tokens;
 //! - one file per resource: [`tags`], [`manifests`], [`blobs`], [`catalog`]; and
 //!   [`listers`] for the registries whose repositories are listed by another API;
 //! - [`store`]: the client as a [`crate::store::Source`] and [`crate::store::Destination`].
@@ -18,7 +19,7 @@
 //! download, and retries inside the request, which oci-client does not give.
 //!
 //! Failures carry an [`ErrorKind`]: transient ones (refused or reset connections, timeouts,
-//! 408/429/5xx) are retried inside the request (see [`crate::retry`]); the others fail at
+//! 408/429/5xx) are retried inside the request (see [`crate::retry::drive`]); the others fail at
 //! once with the registry's own words.
 //!
 //! [`ErrorKind`]: crate::model::failure::ErrorKind
@@ -31,8 +32,8 @@ pub mod control;
 pub mod error;
 pub mod listers;
 pub mod manifests;
+pub mod pipeline;
 pub mod referrers;
-pub mod send;
 pub mod store;
 pub mod tags;
 pub mod tls;
@@ -42,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 use self::auth::credentials::Credentials;
 use self::client::RegistryClient;
@@ -111,7 +112,8 @@ pub struct Registries {
     options: RegistryOptions,
     network: NetworkOptions,
     credentials: Credentials,
-    clients: Mutex<HashMap<Host, Arc<RegistryClient>>>,
+    /// One cell per host: its client once connected.
+    clients: std::sync::Mutex<HashMap<Host, Arc<OnceCell<Arc<RegistryClient>>>>>,
     pub stats: Arc<Stats>,
 }
 
@@ -126,17 +128,27 @@ impl Registries {
             options,
             network,
             credentials,
-            clients: Mutex::default(),
+            clients: std::sync::Mutex::default(),
             stats,
         }
     }
 
-    /// The client for `host`.
+    /// The client for `host`, connected once: concurrent askers for one host wait for the
+    /// one connection (its credential helper, its scheme probe), askers for other hosts do
+    /// not. A connection that failed is tried again by the next asker.
     pub async fn client(&self, host: &Host) -> Result<Arc<RegistryClient>> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(host) {
-            return Ok(c.clone());
-        }
+        let cell = match self.clients.lock() {
+            Ok(mut clients) => clients.entry(host.clone()).or_default().clone(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .entry(host.clone())
+                .or_default()
+                .clone(),
+        };
+        cell.get_or_try_init(|| self.connect(host)).await.cloned()
+    }
+
+    async fn connect(&self, host: &Host) -> Result<Arc<RegistryClient>> {
         // A credential helper is a blocking process: run it (once; the answer is cached)
         // off the async threads. Usually `Credentials::resolve_all` already did.
         let credentials = self.credentials.clone();
@@ -144,7 +156,7 @@ impl Registries {
         tokio::task::spawn_blocking(move || credentials.helper_for_host(&owned))
             .await
             .map_err(|e| anyhow!("credential helper for {host}: {e}"))??;
-        let client = Arc::new(
+        Ok(Arc::new(
             RegistryClient::connect(
                 host,
                 self.credentials.clone(),
@@ -153,8 +165,6 @@ impl Registries {
                 self.stats.clone(),
             )
             .await?,
-        );
-        clients.insert(host.clone(), client.clone());
-        Ok(client)
+        ))
     }
 }

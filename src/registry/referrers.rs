@@ -10,6 +10,7 @@ use reqwest::header::{ACCEPT, LINK};
 use super::auth::Access;
 use super::client::RegistryClient;
 use super::control::CostClass;
+use super::pipeline::Request;
 use super::tags::next_link;
 use crate::model::attached::{Referrer, parse_index};
 use crate::model::failure::{ErrorKind, failure};
@@ -32,9 +33,11 @@ impl RegistryClient {
         let mut referrers: Vec<Referrer> = Vec::new();
         for _ in 0..MAX_PAGES {
             let answer = self
-                .fetch(&access, &what, CostClass::Check, || {
-                    self.http.get(url.clone()).header(ACCEPT, OCI_INDEX)
-                })
+                .fetch(
+                    &Request::new(reqwest::Method::GET, url.clone(), CostClass::Check, &what)
+                        .access(&access)
+                        .header(ACCEPT, reqwest::header::HeaderValue::from_static(OCI_INDEX)),
+                )
                 .await?;
             if referrers.is_empty()
                 && matches!(

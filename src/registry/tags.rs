@@ -9,6 +9,7 @@ use super::auth::Access;
 use super::client::RegistryClient;
 use super::control::CostClass;
 use super::error::is_registry_error;
+use super::pipeline::Request;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Repository;
 
@@ -61,9 +62,10 @@ impl RegistryClient {
         let mut url = self.tags_url(repository, None);
         loop {
             let answer = self
-                .fetch(&access, &what, CostClass::Check, || {
-                    self.http.get(url.clone())
-                })
+                .fetch(
+                    &Request::new(reqwest::Method::GET, url.clone(), CostClass::Check, &what)
+                        .access(&access),
+                )
                 .await?;
             if answer.status == StatusCode::NOT_FOUND && tags.is_empty() {
                 return Ok(if is_registry_error(&answer.body) {

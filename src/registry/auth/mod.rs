@@ -8,8 +8,9 @@
 //!
 //! Nothing here logs or formats a secret: tokens and passwords stay in [`Secret`].
 //!
-//! Sits on [`super::send`] (token and `/v2/` requests are retried like any other) and below
-//! [`super::client`], which asks it what to put on each request.
+//! Sits on [`super::pipeline`] (token and `/v2/` requests are sent, counted and retried like
+//! any other, without the registry's credentials) and below [`super::client`], which asks
+//! it what to put on each request.
 
 pub mod challenge;
 pub mod credentials;
@@ -23,11 +24,11 @@ use reqwest::StatusCode;
 
 use self::challenge::{Challenge, offered_challenge};
 use self::credentials::{Credential, RegistryCredential, Secret};
+use super::control::CostClass;
 use super::error::{describe_http_error, kind_of_status, registry_answer, transport_kind};
-use super::send::send_plain;
+use super::pipeline::{Body, Pipeline, Request, unread};
 use crate::model::failure::{ErrorKind, error_kind, failure};
-use crate::retry::{RetryPolicy, UNREACHABLE_FOR};
-use crate::stats::Stats;
+use crate::retry::UNREACHABLE_FOR;
 
 /// Per the token spec, a token without `expires_in` lives 60 seconds.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -143,38 +144,24 @@ type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 pub struct Authenticator {
     /// The registry as named in references, for messages.
     host: String,
-    /// `scheme://api-host/`
-    base: reqwest::Url,
-    http: reqwest::Client,
+    /// Where its requests go (without the registry's credentials).
+    pipe: Arc<Pipeline>,
     challenge: tokio::sync::Mutex<Option<Challenge>>,
     /// A `GET /v2/` that failed after its retries, and when: the copies waiting behind it
     /// get the same answer for a while instead of each retrying again.
     unreachable: std::sync::Mutex<Option<(Instant, ErrorKind, String)>>,
     /// (credential origin, scopes) → token
     tokens: std::sync::Mutex<HashMap<TokenKey, TokenSlot>>,
-    /// Token requests count as requests in the summary.
-    stats: Arc<Stats>,
-    /// Retries of `GET /v2/` and token requests.
-    policy: RetryPolicy,
 }
 
 impl Authenticator {
-    pub fn new(
-        host: &str,
-        base: reqwest::Url,
-        http: reqwest::Client,
-        policy: RetryPolicy,
-        stats: Arc<Stats>,
-    ) -> Self {
+    pub fn new(host: &str, pipe: Arc<Pipeline>) -> Self {
         Authenticator {
             host: host.to_owned(),
-            base,
-            http,
+            pipe,
             challenge: tokio::sync::Mutex::new(None),
             unreachable: std::sync::Mutex::new(None),
             tokens: std::sync::Mutex::new(HashMap::new()),
-            stats,
-            policy,
         }
     }
 
@@ -190,16 +177,14 @@ impl Authenticator {
         {
             return Err(failure(*kind, message.clone()));
         }
-        let mut url = self.base.clone();
+        let mut url = self.pipe.base.clone();
         url.set_path("/v2/");
         let what = format!("connecting to {}", self.host);
-        let response = match send_plain(&self.policy, &self.stats, &self.host, &what, || {
-            self.http.get(url.clone())
-        })
-        .await
-        {
-            Ok(r) => r,
+        let request = Request::new(reqwest::Method::GET, url, CostClass::Check, &what).bulk();
+        let response = match self.pipe.send(&request, None, unread).await {
+            Ok(r) => r.value,
             Err(e) => {
+                let e = e.error;
                 if let Ok(mut failed) = self.unreachable.lock() {
                     let kind = error_kind(&e).unwrap_or(ErrorKind::Transient);
                     *failed = Some((Instant::now(), kind, format!("{e:#}")));
@@ -355,43 +340,57 @@ impl Authenticator {
             #[serde(default)]
             expires_in: Option<f64>,
         }
-        let build = || match &credential.credential {
+        let who = credential.who();
+        let what = format!("asking the token service of {} for a token", self.host);
+        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+            failure(
+                ErrorKind::Permanent,
+                format!("{what}: unusable realm {realm:?}: {e}"),
+            )
+        })?;
+        let request = match &credential.credential {
             Credential::IdentityToken { token, .. } => {
-                let mut form: Vec<(&str, &str)> = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token.expose()),
-                    ("client_id", CLIENT_ID),
+                let mut form: Vec<(String, String)> = vec![
+                    ("grant_type".into(), "refresh_token".into()),
+                    ("refresh_token".into(), token.expose().to_owned()),
+                    ("client_id".into(), CLIENT_ID.into()),
                 ];
                 if let Some(s) = service {
-                    form.push(("service", s));
+                    form.push(("service".into(), s.to_owned()));
                 }
-                let scope = scopes.join(" ");
-                form.push(("scope", &scope));
-                self.http.post(realm).form(&form)
+                form.push(("scope".into(), scopes.join(" ")));
+                Request::new(reqwest::Method::POST, url, CostClass::Check, &what)
+                    .body(Body::Form(form))
             }
             other => {
-                let mut query: Vec<(&str, &str)> = Vec::new();
-                if let Some(s) = service {
-                    query.push(("service", s));
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        query.append_pair("service", s);
+                    }
+                    for s in scopes {
+                        query.append_pair("scope", s);
+                    }
+                    if let Credential::Basic { username, .. } = other {
+                        query.append_pair("account", username);
+                    }
                 }
-                for s in scopes {
-                    query.push(("scope", s));
+                if url.query() == Some("") {
+                    url.set_query(None);
                 }
-                let request = self.http.get(realm);
+                let request = Request::new(reqwest::Method::GET, url, CostClass::Check, &what);
                 match other {
                     Credential::Basic { username, password } => {
-                        query.push(("account", username));
-                        request
-                            .query(&query)
-                            .basic_auth(username, Some(password.expose()))
+                        request.given(Authorization::Basic {
+                            username: username.clone(),
+                            password: password.clone(),
+                        })
                     }
-                    _ => request.query(&query),
+                    _ => request,
                 }
             }
         };
-        let who = credential.who();
-        let what = format!("asking the token service of {} for a token", self.host);
-        let response = send_plain(&self.policy, &self.stats, &self.host, &what, build).await?;
+        let response = self.pipe.send(&request.bulk(), None, unread).await?.value;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
             failure(

@@ -9,17 +9,17 @@ use anyhow::Result;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_RANGE, HeaderValue, RANGE};
 
 use super::super::auth::Access;
-use super::super::client::{RegistryClient, authority};
+use super::super::client::RegistryClient;
 use super::super::control::CostClass;
 use super::super::error::{describe_http_error, kind_of_status, registry_answer, transport_kind};
-use super::super::send::pause_request;
+use super::super::pipeline::{Request, authority, unread};
 use crate::model::failure::{ErrorKind, Failure, error_kind, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::{Digest, Repository};
-use crate::retry::Budget;
+use crate::retry::{Budget, Verdict};
 use crate::store::BlobStream;
 
 impl RegistryClient {
@@ -36,85 +36,108 @@ impl RegistryClient {
         let access = Access::pull(repository.path());
         let what = format!("reading blob {digest} from {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
-        loop {
-            let (status, response, credential) = self
-                .exchange(
-                    &access,
-                    &what,
-                    CostClass::Transfer,
-                    budget,
-                    || {
-                        let request = self.bulk.get(url.clone());
-                        if offset > 0 {
-                            request.header(RANGE, format!("bytes={offset}-"))
-                        } else {
-                            request
-                        }
-                    },
-                    async |r: reqwest::Response| Ok(r),
-                )
-                .await?;
-            if !status.is_success() && !self.is_ours(response.url()) {
-                // The registry granted access and redirected (a CDN, an object store);
-                // the host it sent us to refused. Blame that host, and ask the registry
-                // again: its next redirect carries a fresh signature.
-                let elsewhere = authority(response.url());
-                let body = response.bytes().await.unwrap_or_default();
-                let verb = if is_refused_redirect(status) {
-                    "refused it"
-                } else {
-                    "answered"
-                };
-                let why = format!(
-                    "the redirect host {elsewhere} {verb} ({}); {} granted access and sent the download there",
-                    registry_answer(status, &body),
-                    self.host,
-                );
-                if is_refused_redirect(status)
-                    && let Some(retry) = budget.take()
-                {
+        let mut request = Request::new(reqwest::Method::GET, url, CostClass::Transfer, &what)
+            .access(&access)
+            .bulk()
+            .within(budget);
+        if offset > 0
+            && let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-"))
+        {
+            request = request.header(RANGE, range);
+        }
+        let pipe = &self.pipe;
+        crate::retry::drive(
+            &pipe.policy,
+            budget,
+            &pipe.stats.request_retries,
+            None,
+            || self.open_once(&request, &access, offset),
+            |opening| match opening {
+                Opening::Redirected { .. } => Verdict::Retry { after: None },
+                Opening::Failed(_) => Verdict::Stop,
+            },
+            |retry, wait, opening| {
+                if let Opening::Redirected { why } = opening {
                     let why = format!("{why}; asking {} for a new redirect", self.host);
-                    pause_request(
-                        &self.policy,
-                        &self.stats,
-                        self.host.as_str(),
-                        &what,
-                        (retry, None, why),
-                    )
-                    .await;
-                    continue;
+                    pipe.stats.retried(self.host.as_str());
+                    tracing::info!(registry = %self.host, attempt = retry + 1, error = %why, "{what}: retrying in {wait:?}");
                 }
-                let kind = if is_refused_redirect(status) {
-                    // Not the user's credentials: a pre-signed URL that expired or was
-                    // refused; a later try gets a new one.
-                    ErrorKind::Transient
-                } else {
-                    kind_of_status(status)
-                };
-                return Err(failure(kind, format!("{what}: {why}")));
+            },
+        )
+        .await
+        .map_err(|opening| match opening {
+            // Not the user's credentials: a pre-signed URL that expired or was refused; a
+            // later try gets a new one.
+            Opening::Redirected { why } => failure(ErrorKind::Transient, format!("{what}: {why}")),
+            Opening::Failed(e) => e,
+        })
+    }
+
+    /// One `GET` of a blob through the pipeline (with its own retries), and what its answer
+    /// comes to.
+    async fn open_once(
+        &self,
+        request: &Request<'_>,
+        access: &Access,
+        offset: u64,
+    ) -> Result<(reqwest::Response, u64), Opening> {
+        let what = request.what;
+        let reply = self
+            .send(request, unread)
+            .await
+            .map_err(|unsent| Opening::Failed(unsent.error))?;
+        let (status, response, credential) = (reply.status, reply.value, reply.credential);
+        if !status.is_success() && !self.is_ours(response.url()) {
+            // The registry granted access and redirected (a CDN, an object store); the host
+            // it sent us to refused. Blame that host, and ask the registry again: its next
+            // redirect carries a fresh signature.
+            let elsewhere = authority(response.url());
+            let body = response.bytes().await.unwrap_or_default();
+            let verb = if is_refused_redirect(status) {
+                "refused it"
+            } else {
+                "answered"
+            };
+            let why = format!(
+                "the redirect host {elsewhere} {verb} ({}); {} granted access and sent the download there",
+                registry_answer(status, &body),
+                self.host,
+            );
+            if is_refused_redirect(status) {
+                return Err(Opening::Redirected { why });
             }
-            let from = |r: &reqwest::Response| {
-                r.headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("bytes "))
-                    .and_then(|v| v.split('-').next())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            };
-            return match status {
-                StatusCode::OK => Ok((response, offset)),
-                StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
-                    Ok((response, 0))
-                }
-                StatusCode::PARTIAL_CONTENT => Err(failure(
-                    ErrorKind::Transient,
-                    format!("{what}: the registry answered a range that was not asked for"),
-                )),
-                _ => {
-                    let body = response.bytes().await.unwrap_or_default();
-                    Err(self.refused_with(&what, &access, status, &body, &credential))
-                }
-            };
+            return Err(Opening::Failed(failure(
+                kind_of_status(status),
+                format!("{what}: {why}"),
+            )));
+        }
+        let from = |r: &reqwest::Response| {
+            r.headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        match status {
+            StatusCode::OK => Ok((response, offset)),
+            StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
+                Ok((response, 0))
+            }
+            StatusCode::PARTIAL_CONTENT => Err(Opening::Failed(failure(
+                ErrorKind::Transient,
+                format!("{what}: the registry answered a range that was not asked for"),
+            ))),
+            _ => {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(Opening::Failed(self.refused_with(
+                    what,
+                    access,
+                    status,
+                    &body,
+                    &credential,
+                )))
+            }
         }
     }
 
@@ -149,6 +172,15 @@ impl RegistryClient {
             ResumeState::next,
         )))
     }
+}
+
+/// Why a blob's `GET` gave no stream to read.
+enum Opening {
+    /// The host the registry redirected to refused a pre-signed URL: ask the registry again.
+    Redirected {
+        why: String,
+    },
+    Failed(anyhow::Error),
 }
 
 /// How a redirect host (a CDN, an object store) refuses a pre-signed URL that expired or
@@ -227,10 +259,11 @@ impl ResumeState {
                 return self.fail(ErrorKind::Transient, why);
             };
             let client = &self.client;
-            client.stats.retried(client.host.as_str());
+            client.pipe.stats.retried(client.host.as_str());
             client
+                .pipe
                 .policy
-                .pause(retry, None, &client.stats.request_retries, None, |wait| {
+                .pause(retry, None, &client.pipe.stats.request_retries, None, |wait| {
                     tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = self.offset, error = %why, "blob download broke off; resuming in {wait:?}")
                 })
                 .await;

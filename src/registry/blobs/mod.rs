@@ -14,6 +14,9 @@ use super::auth::Access;
 use super::auth::credentials::RegistryCredential;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
+use super::pipeline::Request;
+use super::pipeline::request::number;
+use super::pipeline::unread;
 use crate::model::reference::{Digest, Repository};
 use crate::store::{Mount, UploadSession};
 
@@ -56,9 +59,9 @@ impl RegistryClient {
         let what = format!("checking blob {digest} in {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
         let answer = self
-            .fetch(&access, &what, CostClass::Check, || {
-                self.http.head(url.clone())
-            })
+            .fetch(
+                &Request::new(reqwest::Method::HEAD, url, CostClass::Check, &what).access(&access),
+            )
             .await?;
         match answer.status {
             s if s.is_success() => Ok(true),
@@ -80,9 +83,11 @@ impl RegistryClient {
         url.set_query(Some(&format!("mount={digest}&from={}", from.path())));
         let what = format!("mounting {digest} into {repository}");
         let answer = match self
-            .fetch(&access, &what, CostClass::Write, || {
-                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
-            })
+            .fetch(
+                &Request::new(reqwest::Method::POST, url, CostClass::Write, &what)
+                    .access(&access)
+                    .header(CONTENT_LENGTH, number(0)),
+            )
             .await
         {
             Ok(a) => a,
@@ -118,11 +123,10 @@ impl RegistryClient {
         let Ok(target) = self.absolute(&session.location) else {
             return;
         };
-        let mut request = self.http.delete(target);
-        if let Ok(Some(a)) = self.authorization(&session.credential, access).await {
-            request = self.authorize_if_ours(request, &a);
-        }
-        self.stats.request(self.host.as_str());
-        let _ = request.send().await;
+        let what = format!("cancelling an upload in {}/{}", self.host, access.path);
+        let request = Request::new(reqwest::Method::DELETE, target, CostClass::Transfer, &what)
+            .access_as(access, &session.credential)
+            .once();
+        let _ = self.send(&request, unread).await;
     }
 }

@@ -20,7 +20,8 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use super::super::auth::Access;
 use super::super::client::RegistryClient;
 use super::super::control::CostClass;
-use super::super::error::{describe_http_error, transport_kind};
+use super::super::pipeline::request::number;
+use super::super::pipeline::{Request, Unsent, unread};
 use super::Session;
 use super::verify::verify_stream;
 use crate::model::failure::{ErrorKind, Failure, failure};
@@ -54,9 +55,13 @@ impl RegistryClient {
     ) -> Result<Session> {
         let start = self.url(repository, &["blobs", "uploads", ""]);
         let answer = self
-            .fetch_within(access, what, class, budget, || {
-                self.bulk.post(start.clone()).header(CONTENT_LENGTH, 0)
-            })
+            .fetch(
+                &Request::new(reqwest::Method::POST, start, class, what)
+                    .access(access)
+                    .bulk()
+                    .header(CONTENT_LENGTH, number(0))
+                    .within(budget),
+            )
             .await?;
         if answer.status != StatusCode::ACCEPTED {
             return Err(self.refused(what, access, &answer));
@@ -127,7 +132,8 @@ impl RegistryClient {
                 self.uploads
                     .monolithic_worked
                     .store(true, Ordering::Relaxed);
-                self.stats
+                self.pipe
+                    .stats
                     .uploaded(self.host.as_str(), UploadMethod::Monolithic);
                 return Ok(());
             }
@@ -139,14 +145,14 @@ impl RegistryClient {
         };
         self.cancel_upload(&access, &session).await;
         tracing::info!(registry = %self.host, digest = %blob.digest, error = %format!("{refusal:#}"), "the registry refused the blob in one PUT; sending it again as PATCH + PUT");
-        self.stats.fell_back(self.host.as_str());
+        self.pipe.stats.fell_back(self.host.as_str());
         let (session, source) = self
             .start(repository, &access, &what, None, open, budget)
             .await?;
         self.patch_then_put(&access, &what, blob, session, source)
             .await?;
         if !self.uploads.streamed.swap(true, Ordering::Relaxed) {
-            self.stats.switched_to_patch(self.host.as_str());
+            self.pipe.stats.switched_to_patch(self.host.as_str());
             tracing::info!(registry = %self.host, "this registry gets its blobs as PATCH + PUT for the rest of the run");
         }
         Ok(())
@@ -199,28 +205,30 @@ impl RegistryClient {
             blob.digest.clone(),
             blob.size,
             failed.clone(),
-            self.stats.clone(),
+            self.pipe.stats.clone(),
         );
         (body, failed)
     }
 
-    /// Sends `request` (a part of an upload, into `session`) once, authorized for `access`.
-    async fn send_part(
-        &self,
-        access: &Access,
-        session: &Session,
-        mut request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Result<reqwest::Response>> {
-        if let Some(a) = self.authorization(&session.credential, access).await? {
-            request = self.authorize_if_ours(request, &a);
-        }
-        let sent = self.stats.request(self.host.as_str());
-        let result = request.send().await;
-        if let Ok(response) = &result {
-            self.stats
-                .answered(self.host.as_str(), response.status().as_u16(), sent);
-        }
-        Ok(result)
+    /// A part of an upload into `session` (`PUT`, `PATCH`), authorized for `access` with the
+    /// session's credential, sent once: a streamed body cannot be sent again, and the caller
+    /// judges whatever came back.
+    fn part<'a>(
+        access: &'a Access,
+        session: &'a Session,
+        method: reqwest::Method,
+        target: reqwest::Url,
+        what: &'a str,
+    ) -> Request<'a> {
+        Request::new(method, target, CostClass::Transfer, what)
+            .access_as(access, &session.credential)
+            .bulk()
+            .once()
+    }
+
+    /// Sends a part (see [`Self::part`]) and hands its answer over unread.
+    async fn send_part(&self, request: &Request<'_>) -> Result<reqwest::Response, Unsent> {
+        self.send(request, unread).await.map(|reply| reply.value)
     }
 
     /// The session's location with `?digest=`, for the `PUT` that commits the blob.
@@ -253,32 +261,23 @@ impl RegistryClient {
             .commit_target(what, &session.location, blob)
             .map_err(NotCommitted::Failed)?;
         let (body, failed) = self.checked_body(source, blob);
-        let request = self
-            .bulk
-            .put(target)
-            .header(CONTENT_LENGTH, blob.size)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(body));
-        let result = self
-            .send_part(access, session, request)
-            .await
-            .map_err(NotCommitted::Failed)?;
+        let request = Self::part(access, session, reqwest::Method::PUT, target, what)
+            .header(CONTENT_LENGTH, number(blob.size))
+            .header(CONTENT_TYPE, octet_stream())
+            .stream(reqwest::Body::wrap_stream(body));
+        let result = self.send_part(&request).await;
         if let Some(stream_failure) = failed.lock().ok().and_then(|mut f| f.take()) {
             return Err(NotCommitted::Failed(anyhow::Error::new(stream_failure)));
         }
         let first_of_its_kind = !self.uploads.monolithic_worked.load(Ordering::Relaxed);
         match result {
-            Err(e) => {
-                let error = failure(
-                    transport_kind(&e),
-                    format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
-                );
-                Err(if first_of_its_kind && broken_while_sending(&e) {
-                    NotCommitted::Refused(error)
-                } else {
-                    NotCommitted::Failed(error)
-                })
+            Err(Unsent {
+                error,
+                transport: Some(e),
+            }) if first_of_its_kind && broken_while_sending(&e) => {
+                Err(NotCommitted::Refused(error))
             }
+            Err(unsent) => Err(NotCommitted::Failed(unsent.error)),
             Ok(response) => {
                 let status = response.status();
                 if status == StatusCode::CREATED {
@@ -344,7 +343,7 @@ impl RegistryClient {
         };
         match committed {
             Ok(method) => {
-                self.stats.uploaded(self.host.as_str(), method);
+                self.pipe.stats.uploaded(self.host.as_str(), method);
                 Ok(())
             }
             Err(e) => {
@@ -421,23 +420,16 @@ impl RegistryClient {
         let target = self
             .absolute(location)
             .map_err(|e| e.context(format!("{what}: unusable upload location")))?;
-        let mut request = self
-            .bulk
-            .patch(target)
-            .header(CONTENT_LENGTH, len)
-            .header(CONTENT_TYPE, "application/octet-stream");
+        let mut request = Self::part(access, session, reqwest::Method::PATCH, target, what)
+            .header(CONTENT_LENGTH, number(len))
+            .header(CONTENT_TYPE, octet_stream());
         if let Some(start) = offset.filter(|_| len > 0) {
-            request = request.header(CONTENT_RANGE, format!("{start}-{}", start + len - 1));
-        }
-        let response = match self.send_part(access, session, request.body(body)).await? {
-            Ok(response) => response,
-            Err(e) => {
-                return Err(failure(
-                    transport_kind(&e),
-                    format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
-                ));
+            let range = format!("{start}-{}", start + len - 1);
+            if let Ok(range) = reqwest::header::HeaderValue::from_str(&range) {
+                request = request.header(CONTENT_RANGE, range);
             }
-        };
+        }
+        let response = self.send_part(&request.stream(body)).await?;
         let status = response.status();
         if status != StatusCode::ACCEPTED {
             let body = response.bytes().await.unwrap_or_default();
@@ -463,20 +455,21 @@ impl RegistryClient {
         location: &str,
     ) -> Result<()> {
         let target = self.commit_target(what, location, blob)?;
-        let request = self.bulk.put(target).header(CONTENT_LENGTH, 0);
-        match self.send_part(access, session, request).await? {
-            Ok(response) if response.status() == StatusCode::CREATED => Ok(()),
-            Ok(response) => {
-                let status = response.status();
-                let body = response.bytes().await.unwrap_or_default();
-                Err(self.refused_with(what, access, status, &body, &session.credential))
-            }
-            Err(e) => Err(failure(
-                transport_kind(&e),
-                format!("{what}: {}", describe_http_error(&e, self.host.as_str())),
-            )),
+        let request = Self::part(access, session, reqwest::Method::PUT, target, what)
+            .header(CONTENT_LENGTH, number(0));
+        let response = self.send_part(&request).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(());
         }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(self.refused_with(what, access, status, &body, &session.credential))
     }
+}
+
+/// `application/octet-stream`, what a blob's bytes are sent as.
+fn octet_stream() -> reqwest::header::HeaderValue {
+    reqwest::header::HeaderValue::from_static("application/octet-stream")
 }
 
 /// Whether the connection broke while the request was being written (the server stopped
