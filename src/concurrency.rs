@@ -215,6 +215,11 @@ impl Controller {
         self.reached
     }
 
+    /// The shortest round trip seen: the path without load.
+    pub fn no_load(&self) -> Option<Duration> {
+        self.no_load
+    }
+
     /// Transfers in flight now (after one was taken or given back).
     pub fn in_flight(&mut self, now: u32) {
         self.in_flight = now;

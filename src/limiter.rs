@@ -138,6 +138,12 @@ impl Slots {
         self.control.lock().map(|c| c.reached()).unwrap_or_default()
     }
 
+    /// The shortest round trip the controller has seen.
+    #[cfg(test)]
+    pub(crate) fn no_load(&self) -> Option<std::time::Duration> {
+        self.control.lock().ok().and_then(|c| c.no_load())
+    }
+
     /// Learns from one answer of the store; returns the new limit when it changed.
     pub fn observe(&self, sample: Sample) -> Option<u32> {
         let Ok(mut control) = self.control.lock() else {

@@ -58,8 +58,10 @@ fn over_a_long_path_more_than_six_transfers_run_at_once() {
     }
     let counts = proxy.counts();
     assert_eq!(counts.refused, 0);
+    // The proxy may count one more than the client holds, at a boundary (a transfer's
+    // last byte read and the next one sent before the count went down): more than 6 + 1.
     assert!(
-        counts.max > 6,
+        counts.max > 6 + 1,
         "at most {} transfers in flight at the source: the limit did not grow beyond oc's six",
         counts.max
     );

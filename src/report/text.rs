@@ -140,8 +140,14 @@ pub fn summary(run: &RunResult) -> String {
     }
     let secs = run.elapsed.as_secs_f64();
     let stats = &run.stats;
-    // What a run over a slow link pays for is round trips, not requests (see
-    // Stats::round_trips). Before the summary, which stays the last line.
+    // How many transfers each registry took at once, where that moved from the start
+    // (and why no more), then what a run over a slow link pays for: round trips, not
+    // requests (see Stats::round_trips). Before the summary, which stays the last line.
+    for (host, c) in &run.registries {
+        if let Some(line) = concurrency_note(host, c) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let _ = writeln!(
         out,
         "{} in {} one after another",
@@ -182,11 +188,6 @@ pub fn summary(run: &RunResult) -> String {
                     u.streamed + u.chunked,
                     u.monolithic
                 );
-            }
-        }
-        for (host, c) in &run.registries {
-            if let Some(line) = concurrency_note(host, c) {
-                let _ = writeln!(out, "{line}");
             }
         }
     }

@@ -53,6 +53,9 @@ pub struct Observed<'a> {
     pub elapsed: Duration,
     /// The kind of the transport failure, when no answer came.
     pub failed: Option<ErrorKind>,
+    /// The request carried a blob's bytes: `elapsed` is then the upload's time, not a
+    /// round trip.
+    pub uploaded: bool,
 }
 
 /// A request the controller will not let leave now (a pull quota spent): the pipeline
@@ -111,9 +114,9 @@ impl Controller {
     /// Learns from an answer: the transfers' limits from every answer and reset (see
     /// [`Transfers`]); the checks' limit halves on a `429` and a run of other answers raises
     /// it again (see [`Slots`]); each change is logged once.
-    pub fn observe(&self, _class: CostClass, observed: &Observed<'_>) {
+    pub fn observe(&self, class: CostClass, observed: &Observed<'_>) {
         let registry = self.registry.as_str();
-        self.transfers.observe(registry, observed);
+        self.transfers.observe(registry, class, observed);
         let Some(status) = observed.status else {
             return;
         };

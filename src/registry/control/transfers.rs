@@ -11,7 +11,7 @@
 
 use reqwest::StatusCode;
 
-use super::Observed;
+use super::{CostClass, Observed};
 use crate::concurrency::{Limit, Reached, Sample, Signal};
 use crate::limiter::Slots;
 use crate::model::failure::ErrorKind;
@@ -45,14 +45,15 @@ impl Transfers {
         (self.reads.reached(), self.writes.reached())
     }
 
-    /// Learns from one answer (or transport failure); each change of a limit is logged.
-    pub fn observe(&self, registry: &str, observed: &Observed<'_>) {
-        let Some(signal) = signal(observed) else {
+    /// Learns from one answer (or transport failure) to a request of `class`; each change
+    /// of a limit is logged.
+    pub fn observe(&self, registry: &str, class: CostClass, observed: &Observed<'_>) {
+        let Some(signal) = signal(class, observed) else {
             return;
         };
         let sample = Sample {
             at: std::time::Instant::now(),
-            round_trip: (signal == Signal::Fine).then_some(observed.elapsed),
+            round_trip: (signal == Signal::Fine && !observed.uploaded).then_some(observed.elapsed),
             signal,
         };
         for (slots, direction) in [(&self.reads, "reads"), (&self.writes, "writes")] {
@@ -69,14 +70,17 @@ impl Transfers {
     }
 }
 
-/// What an answer says to the limits; `None` for a failure the registry did not cause (a
-/// name that does not resolve, a TLS mismatch), which teaches nothing.
-fn signal(observed: &Observed<'_>) -> Option<Signal> {
+/// What an answer says to the limits; `None` for a failure that says nothing of the load:
+/// one the registry did not cause (a name that does not resolve, a TLS mismatch), or a
+/// check's broken connection (the scheme probe of an `--insecure` registry tries HTTPS on
+/// a plain port): only a transfer or a write cut off counts as a reset.
+fn signal(class: CostClass, observed: &Observed<'_>) -> Option<Signal> {
+    let loads = matches!(class, CostClass::Transfer | CostClass::Write);
     match (observed.status, observed.failed) {
         (Some(StatusCode::TOO_MANY_REQUESTS), _) => Some(Signal::Throttled),
         (Some(StatusCode::SERVICE_UNAVAILABLE), _) => Some(Signal::Unavailable),
         (Some(_), _) => Some(Signal::Fine),
-        (None, Some(ErrorKind::Transient)) => Some(Signal::Reset),
+        (None, Some(ErrorKind::Transient)) if loads => Some(Signal::Reset),
         (None, _) => None,
     }
 }
@@ -92,29 +96,55 @@ mod tests {
             headers: None,
             elapsed: Duration::from_millis(80),
             failed,
+            uploaded: false,
         }
     }
 
     #[test]
     fn answers_become_signals() {
-        assert_eq!(signal(&observed(Some(200), None)), Some(Signal::Fine));
-        assert_eq!(signal(&observed(Some(404), None)), Some(Signal::Fine));
-        assert_eq!(signal(&observed(Some(429), None)), Some(Signal::Throttled));
+        let t = CostClass::Transfer;
+        assert_eq!(signal(t, &observed(Some(200), None)), Some(Signal::Fine));
+        assert_eq!(signal(t, &observed(Some(404), None)), Some(Signal::Fine));
         assert_eq!(
-            signal(&observed(Some(503), None)),
+            signal(t, &observed(Some(429), None)),
+            Some(Signal::Throttled)
+        );
+        let check = CostClass::Check;
+        assert_eq!(
+            signal(check, &observed(Some(429), None)),
+            Some(Signal::Throttled)
+        );
+        assert_eq!(
+            signal(t, &observed(Some(503), None)),
             Some(Signal::Unavailable)
         );
-        assert_eq!(
-            signal(&observed(None, Some(ErrorKind::Transient))),
-            Some(Signal::Reset)
-        );
-        assert_eq!(signal(&observed(None, Some(ErrorKind::Permanent))), None);
+        let cut = observed(None, Some(ErrorKind::Transient));
+        assert_eq!(signal(t, &cut), Some(Signal::Reset));
+        assert_eq!(signal(CostClass::Write, &cut), Some(Signal::Reset));
+        // A check's broken connection (the scheme probe) says nothing of the load.
+        assert_eq!(signal(check, &cut), None);
+        assert_eq!(signal(t, &observed(None, Some(ErrorKind::Permanent))), None);
+    }
+
+    #[test]
+    fn an_upload_time_is_no_round_trip() {
+        let t = Transfers::new(Limit::adaptive());
+        let mut upload = observed(Some(201), None);
+        upload.uploaded = true;
+        upload.elapsed = Duration::from_secs(30);
+        t.observe("r", CostClass::Transfer, &upload);
+        t.observe("r", CostClass::Transfer, &observed(Some(200), None));
+        // Had the upload's 30 s counted, they would not be the shortest round trip; the
+        // 80 ms answer is the only one.
+        upload.elapsed = Duration::from_millis(1);
+        t.observe("r", CostClass::Transfer, &upload);
+        assert_eq!(t.reads.no_load(), Some(Duration::from_millis(80)));
     }
 
     #[tokio::test]
     async fn a_429_lowers_both_directions() {
         let t = Transfers::new(Limit::adaptive());
-        t.observe("r", &observed(Some(429), None));
+        t.observe("r", CostClass::Transfer, &observed(Some(429), None));
         assert_eq!((t.reads().limit(), t.writes().limit()), (3, 3));
         let (reads, writes) = t.reached();
         assert_eq!(reads.stop, crate::concurrency::Stop::Throttled);

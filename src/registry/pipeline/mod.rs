@@ -267,6 +267,7 @@ impl Pipeline {
                     headers: sent.as_ref().ok().map(|r| r.headers()),
                     elapsed: sent_at.elapsed(),
                     failed: sent.as_ref().err().map(transport_kind),
+                    uploaded: carries_bytes(&request.body),
                 },
             );
             // What the transfers' limits have reached, for the report and the metrics.
@@ -372,6 +373,16 @@ pub fn authority(url: &Url) -> String {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
         _ => String::new(),
+    }
+}
+
+/// Whether a request carries bytes worth timing apart from its round trip: a blob's (a
+/// stream, or a part of more than 64 KiB).
+fn carries_bytes(body: &Body) -> bool {
+    match body {
+        Body::Stream(_) => true,
+        Body::Bytes(bytes) => bytes.len() > 64 * 1024,
+        Body::Empty | Body::Form(_) => false,
     }
 }
 
