@@ -24,10 +24,15 @@ pub struct Counts {
     pub refused: usize,
     /// Transfers seen, refused ones included.
     pub seen: usize,
-    /// The most transfers in flight at once, counted as each arrived after the first `429`
-    /// had been answered: what the client tried once it had been told no.
+    /// The most transfers in flight at once, counted as each arrived once the first `429`
+    /// had been answered and every transfer in flight then had ended: what the client
+    /// tried once it had been told no (the ones already under way, slowed by a busy
+    /// machine, are not its choice).
     pub max_after_refusal: usize,
-    refusal_answered: bool,
+    /// 0: no refusal answered yet; 1: transfers from before it are still in flight
+    /// (`before` of them); 2: measuring.
+    phase: u8,
+    before: usize,
 }
 
 struct Shared {
@@ -113,6 +118,8 @@ fn is_transfer(method: &str, target: &str) -> bool {
 struct Flying<'a> {
     shared: &'a Shared,
     admitted: bool,
+    /// It arrived before the first refusal was answered.
+    before: bool,
 }
 
 impl<'a> Flying<'a> {
@@ -130,13 +137,17 @@ impl<'a> Flying<'a> {
         c.now += 1;
         c.max = c.max.max(c.now);
         c.seen += 1;
-        if c.refusal_answered {
+        if c.phase == 2 {
             c.max_after_refusal = c.max_after_refusal.max(c.now);
         }
         if !admitted {
             c.refused += 1;
         }
-        Flying { shared, admitted }
+        Flying {
+            shared,
+            admitted,
+            before: c.phase == 0,
+        }
     }
 }
 
@@ -149,6 +160,12 @@ impl Drop for Flying<'_> {
         }
         if let Ok(mut c) = self.shared.counts.lock() {
             c.now -= 1;
+            if self.before && c.phase == 1 {
+                c.before -= 1;
+                if c.before == 0 {
+                    c.phase = 2;
+                }
+            }
         }
     }
 }
@@ -167,7 +184,12 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         std::thread::sleep(shared.delay);
         if flying.as_ref().is_some_and(|f| !f.admitted) {
             to_client.write_all(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")?;
-            shared.counts.lock().expect("counts").refusal_answered = true;
+            let mut c = shared.counts.lock().expect("counts");
+            if c.phase == 0 {
+                // This one and every other from before it: measuring starts when they end.
+                c.phase = 1;
+                c.before = c.now;
+            }
             continue;
         }
         let (head, body) = forward(&shared.upstream, &method, head, &body)?;
