@@ -1,7 +1,7 @@
 //! How many transfers one registry gets at once in one direction (reads from it as a source,
 //! writes to it as a destination), decided from what its answers show: a pure state machine
 //! fed one [`Sample`] per answer, with no clock and no I/O of its own, so that its decisions
-//! are tested with synthetic observations. [`crate::limiter::Slots`] applies its decisions to
+//! are tested with synthetic observations. The limiter's `Slots` applies its decisions to
 //! a semaphore. A leaf: depends on nothing of the project.
 //!
 //! Six transfers at once (oc's number) keep a LAN busy, and far from it over a long path: each

@@ -13,21 +13,28 @@
 //! - [`retry`]: the one retry policy; [`concurrency`]: how many transfers a registry gets at
 //!   once, from what its answers show; [`limiter`]: a store's adaptive limit on work in
 //!   flight; [`store`]: the seam between copying and storage;
+//!   [`ends`]: a copy's (or a comparison's) source and destination repositories;
+//!   [`memo`]: work done once however many callers need it;
 //! - [`registry`]: the registry client, the only code that speaks HTTP to registries;
 //!   [`disk`]: directories (oc's `file://` layout, OCI layouts) behind the same seam;
 //! - [`report`]: the outcome model and its views (text, JSON, JUnit, metrics, progress);
+//! - [`attachments`]: what is attached to an image, found at its source over the [`store`]
+//!   seam (one walk, which `run` and `verify` both use);
 //! - [`execute`]: the copy algorithm, over the [`store`] seam;
 //! - [`audit`]: `verify`'s read-only checks over the same seam (a plan against its sources,
 //!   or every tag of a repository);
 //! - [`commands`]: `check`, `run`, `verify`, `import` — the glue.
 
+pub mod attachments;
 pub mod audit;
 pub mod commands;
 pub mod concurrency;
 pub mod disk;
+pub mod ends;
 pub mod execute;
 pub mod inputs;
 pub mod limiter;
+pub mod memo;
 pub mod model;
 pub mod plan;
 pub mod plural;

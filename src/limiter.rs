@@ -2,7 +2,7 @@
 //! decisions of a [`crate::concurrency::Controller`] (additive increase, multiplicative
 //! decrease on refusals; for a registry's transfers, growth while the path does not
 //! queue), counting the slots held; and [`holding`], which keeps a slot for as long as a
-//! stream has bytes left. Used by every store behind the [`crate::store`] seam (the
+//! stream has bytes left. Used by every store behind the copy seam (the
 //! registry client's controller, directories, the in-memory test store); depends on
 //! nothing of the project but [`crate::concurrency`].
 
@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::concurrency::{Controller, Limit, Reached, Sample, Signal};
 
-/// A boxed stream, as [`holding`] wraps it (a [`crate::store::BlobStream`] is one).
+/// A boxed stream, as [`holding`] wraps it (a blob stream of the store seam is one).
 pub type Held<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 
 /// A store's limit on work in flight, which follows what the store's answers show (see

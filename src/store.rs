@@ -66,7 +66,7 @@ pub trait Source: Send + Sync {
     ) -> BoxFuture<'a, Result<Manifest>>;
 
     /// A blob's bytes. The stream may resume a broken download, taking each try from
-    /// `budget`; whoever consumes it checks the bytes against the digest.
+    /// `budget`; the copy checks the bytes against the digest as it hands them on.
     fn open_blob(
         self: Arc<Self>,
         repository: Repository,
@@ -144,8 +144,10 @@ pub trait Destination: Source {
     }
 
     /// Writes a blob from a stream `open` gives (opened while the upload is prepared), into
-    /// `session` when a mount opened one. Nothing is committed unless all of `blob.size`
-    /// bytes arrived and match `blob.digest`. Requests made on the way take their retries
+    /// `session` when a mount opened one. The stream is checked (by the copy, for every
+    /// store): it ends with an error, before its last byte, unless all of `blob.size` bytes
+    /// arrived and match `blob.digest`; a store commits only a stream that ended without
+    /// error, so nothing is committed unless the bytes match. Requests made on the way take their retries
     /// from `budget`; a failed upload is not retried here, but a store whose way of
     /// uploading was refused may send the blob again another way (opening it again), which
     /// is no retry.

@@ -3,9 +3,10 @@
 //! referrers (each present by digest, and listed where clients look: the destination's
 //! referrers API, or its fallback index `sha256-<hex>`), recursively — as `run` carries them.
 //!
-//! Cost: cosign tags are looked for only when the source's tag list (one request per
-//! repository and run) holds them; the referrers API is asked once per store to learn
-//! whether it has one, then per subject only where it does.
+//! What is found at the source is [`crate::attachments`]' walk, shared with `run`; this is
+//! the comparison of each find. Cost: cosign tags are looked for only when the source's tag
+//! list (one request per repository and run) holds them; the referrers API is asked once per
+//! store to learn whether it has one, then per subject only where it does.
 
 use std::collections::HashSet;
 
@@ -13,14 +14,13 @@ use anyhow::Result;
 use futures_util::future::BoxFuture;
 
 use super::{Auditor, Ends};
-use crate::execute::attached::{attachment_tags_once, referrers_once, tag_of};
-use crate::model::attached::{Attachment, Kind, Referrer, cosign_tag, digest_tag, parse_index};
+use crate::attachments::{At, Visitor, tag_of};
+use crate::model::attached::{Attachment, Kind, Referrer, digest_tag, parse_index};
 use crate::model::failure::{ErrorKind, error_kind, failure};
+use crate::model::image::Target;
+use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, ManifestRef};
 use crate::report::verified::{ImageCheck, Problem, ProblemKind};
-
-/// How deep attachments of attachments are followed (as `run` does).
-const MAX_DEPTH: u8 = 4;
 
 impl Auditor {
     /// Compares what is attached to `subjects` at both ends; problems and what was found
@@ -31,50 +31,17 @@ impl Auditor {
         subjects: &[Digest],
         check: &mut ImageCheck,
     ) -> Result<()> {
-        let tags = attachment_tags_once(&self.source_tags, ends.src, ends.src_repo).await;
-        for subject in subjects {
-            self.attached_to(ends, tags.as_deref(), subject, 0, check)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn attached_to<'a>(
-        &'a self,
-        ends: &'a Ends<'a>,
-        tags: Option<&'a HashSet<String>>,
-        subject: &'a Digest,
-        depth: u8,
-        check: &'a mut ImageCheck,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut found = Vec::new();
-            for (kind, suffix) in Kind::COSIGN {
-                let tag = cosign_tag(subject, suffix);
-                if tags.is_some_and(|t| t.contains(&tag))
-                    && let Some(digest) = self.cosign_tag(ends, &tag, kind, subject, check).await?
-                {
-                    found.push(digest);
-                }
-            }
-            let has_fallback = tags.is_some_and(|t| t.contains(&digest_tag(subject)));
-            let referrers = self.source_referrers(ends, subject, has_fallback).await?;
-            if !referrers.is_empty() {
-                let listed = self.destination_lists(ends, subject).await?;
-                for referrer in &referrers {
-                    self.referrer(ends, referrer, subject, listed.as_ref(), check)
-                        .await?;
-                    found.push(referrer.digest.clone());
-                }
-            }
-            if depth < MAX_DEPTH {
-                for digest in &found {
-                    self.attached_to(ends, tags, digest, depth + 1, check)
-                        .await?;
-                }
-            }
-            Ok(())
-        })
+        let at = At {
+            src: ends.src,
+            src_repo: ends.src_repo,
+            ask_api: true,
+        };
+        let mut comparer = Comparer {
+            auditor: self,
+            ends,
+            check,
+        };
+        self.attachments.walk(&at, subjects, &mut comparer).await
     }
 
     /// One cosign tag at both ends; the source's digest when it has the tag.
@@ -106,7 +73,7 @@ impl Auditor {
         match ours? {
             Some(ours) if ours == theirs => check.attached.push(attachment),
             Some(ours) => check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedDiffers,
                 format!(
                     "{label} {theirs} of {subject} differs: {}:{tag} holds {ours}",
@@ -115,7 +82,7 @@ impl Auditor {
                 attachment,
             )),
             None => check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!(
                     "{label} {theirs} of {subject} is missing: {}:{tag} does not exist",
@@ -127,33 +94,6 @@ impl Auditor {
         Ok(Some(theirs))
     }
 
-    /// The source's referrers of `subject`: its referrers API's answer, else its fallback
-    /// index (when the tag list shows one).
-    async fn source_referrers(
-        &self,
-        ends: &Ends<'_>,
-        subject: &Digest,
-        has_fallback: bool,
-    ) -> Result<Vec<Referrer>> {
-        if let Some(listed) =
-            referrers_once(&self.referrers_api, ends.src, ends.src_repo, subject).await?
-        {
-            return Ok(listed);
-        }
-        if !has_fallback {
-            return Ok(Vec::new());
-        }
-        let tag = digest_tag(subject);
-        let reference = ManifestRef::Tag(tag_of(&tag)?);
-        let index = ends.src.manifest(ends.src_repo, &reference).await?;
-        parse_index(&index.bytes).map_err(|e| {
-            failure(
-                ErrorKind::Permanent,
-                format!("{}:{tag}: {e:#}", ends.src_repo),
-            )
-        })
-    }
-
     /// The digests the destination lists as referrers of `subject`, where a client looks:
     /// its referrers API, else its fallback index (none when it has no such tag).
     async fn destination_lists(
@@ -162,8 +102,10 @@ impl Auditor {
         subject: &Digest,
     ) -> Result<Option<HashSet<Digest>>> {
         let digests = |list: Vec<Referrer>| Some(list.into_iter().map(|r| r.digest).collect());
-        if let Some(listed) =
-            referrers_once(&self.referrers_api, ends.dst, ends.dst_repo, subject).await?
+        if let Some(listed) = self
+            .attachments
+            .referrers(ends.dst, ends.dst_repo, subject)
+            .await?
         {
             return Ok(digests(listed));
         }
@@ -210,14 +152,14 @@ impl Auditor {
             .is_some();
         if !present {
             check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!("{shown} of {subject} is missing at {}", ends.dst_repo),
                 attachment,
             ));
         } else if !listed.is_some_and(|l| l.contains(&referrer.digest)) {
             check.problems.push(attached_problem(
-                ends,
+                &check.destination,
                 ProblemKind::AttachedMissing,
                 format!(
                     "{shown} of {subject} is at {} but not listed there (neither by its referrers API nor in its fallback index {}): clients will not find it",
@@ -234,15 +176,55 @@ impl Auditor {
 }
 
 fn attached_problem(
-    ends: &Ends<'_>,
+    destination: &Target,
     kind: ProblemKind,
     message: String,
     attachment: Attachment,
 ) -> Problem {
     Problem {
-        tag: ends.tag.to_owned(),
+        tag: destination.short(),
         kind,
         message,
         attachment: Some(attachment),
+    }
+}
+
+/// `verify`'s side of the walk: each attachment found at the source is looked for at the
+/// destination, and what differs or is missing becomes a problem of `check`.
+struct Comparer<'a, 'e> {
+    auditor: &'a Auditor,
+    ends: &'a Ends<'e>,
+    check: &'a mut ImageCheck,
+}
+
+impl Visitor for Comparer<'_, '_> {
+    fn cosign_tag<'a>(
+        &'a mut self,
+        subject: &'a Digest,
+        kind: Kind,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async move {
+            self.auditor
+                .cosign_tag(self.ends, tag, kind, subject, self.check)
+                .await
+        })
+    }
+
+    fn referrers<'a>(
+        &'a mut self,
+        subject: &'a Digest,
+        referrers: &'a [Referrer],
+        _fallback_index: Option<&'a Manifest>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let listed = self.auditor.destination_lists(self.ends, subject).await?;
+            for referrer in referrers {
+                self.auditor
+                    .referrer(self.ends, referrer, subject, listed.as_ref(), self.check)
+                    .await?;
+            }
+            Ok(())
+        })
     }
 }

@@ -21,8 +21,7 @@ use anyhow::Result;
 use futures_util::StreamExt;
 
 use self::walk::Walk;
-use crate::execute::attached::{AttachmentTags, know_attachment_tags};
-use crate::execute::memo::Memo;
+use crate::attachments::Discovery;
 use crate::model::manifest::{Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository, Tag};
 use crate::plan::{CopyJob, Plan};
@@ -46,36 +45,27 @@ pub struct AuditOptions {
 pub struct Auditor {
     stores: Arc<dyn Stores>,
     options: AuditOptions,
-    /// Per source repository, its attachment tags.
-    source_tags: AttachmentTags,
-    /// Per store name, whether it has the referrers API.
-    referrers_api: Memo<String, bool>,
+    /// Per source repository, its attachment tags; per store name, whether it has the
+    /// referrers API.
+    attachments: Discovery,
 }
 
-/// The two ends of one comparison.
-struct Ends<'a> {
-    src: &'a dyn Source,
-    dst: &'a dyn Source,
-    src_repo: &'a Repository,
-    dst_repo: &'a Repository,
-    /// The destination tag (or `@digest`) problems are reported under.
-    tag: &'a str,
-}
+/// The two ends of one comparison (only read: the destination is a source too).
+type Ends<'a> = crate::ends::Ends<'a, dyn Source, dyn Source>;
 
 impl Auditor {
     pub fn new(stores: Arc<dyn Stores>, options: AuditOptions) -> Auditor {
         Auditor {
             stores,
             options,
-            source_tags: Memo::new(),
-            referrers_api: Memo::new(),
+            attachments: Discovery::new(),
         }
     }
 
     /// Tags a wildcard listing already fetched: attachments are found in them without
     /// listing the repository again.
     pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
-        know_attachment_tags(&self.source_tags, repository, tags);
+        self.attachments.know_tags(repository, tags);
     }
 
     /// Every image of `plan`, compared; in the plan's order.
@@ -129,7 +119,6 @@ impl Auditor {
             dst: dst.as_ref(),
             src_repo,
             dst_repo,
-            tag: &tag,
         };
         let mut walk = Walk::new(dst.as_ref(), dst_repo, &tag);
         let (theirs, held) = futures_util::future::join(

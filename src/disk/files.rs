@@ -1,6 +1,8 @@
 //! The only writes a directory store makes, each atomic: a blob streamed into a temporary
-//! file and renamed under its digest only after the digest and size were checked (a crash
-//! never leaves a corrupt blob under its final name), small files written the same way,
+//! file and renamed under its digest only when its stream ended without error (the copy
+//! checks the bytes against the digest and size as they pass and ends the stream with an
+//! error when they do not match, see `execute::checked`; a crash never leaves a corrupt
+//! blob under its final name), small files written the same way,
 //! hard links and symbolic links put in place by a rename. What already holds the right
 //! content is never written again.
 
@@ -10,9 +12,9 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::model::failure::{ErrorKind, failure};
+use crate::model::failure::{ErrorKind, Failure, failure};
 use crate::model::manifest::BlobRef;
-use crate::model::reference::{Digest, Hasher};
+use crate::model::reference::Digest;
 use crate::store::BlobStream;
 
 /// A temporary name beside `path`, unique to this process and call: `.tmp-` files are never
@@ -37,8 +39,9 @@ async fn parent_dirs(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Streams a blob into `path`, through a temporary file, checking `blob`'s size and digest
-/// before the rename.
+/// Streams a blob into `path`, through a temporary file renamed only when the stream ended
+/// without error: the stream given is checked against `blob`'s digest and size, and fails
+/// before its end when it does not match.
 pub async fn write_blob(path: &Path, blob: &BlobRef, mut stream: BlobStream) -> Result<()> {
     parent_dirs(path).await?;
     let tmp = temporary(path);
@@ -46,34 +49,21 @@ pub async fn write_blob(path: &Path, blob: &BlobRef, mut stream: BlobStream) -> 
         let mut file = tokio::fs::File::create(&tmp)
             .await
             .with_context(|| format!("creating {}", tmp.display()))?;
-        let mut hasher = Hasher::new(blob.digest.algorithm());
-        let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("reading the blob from its source")?;
-            size += chunk.len() as u64;
-            if size > blob.size {
-                return Err(failure(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "blob {}: more than the {} bytes its descriptor gives",
-                        blob.digest, blob.size
-                    ),
-                ));
-            }
-            hasher.update(&chunk);
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // The check's own words and kind (corrupt bytes are not retried).
+                Err(e) => {
+                    return Err(match Failure::in_io(&e) {
+                        Some(failure) => anyhow::Error::new(failure.clone()),
+                        None => anyhow::Error::new(e)
+                            .context(format!("reading the blob {} from its source", blob.digest)),
+                    });
+                }
+            };
             file.write_all(&chunk)
                 .await
                 .with_context(|| format!("writing {}", tmp.display()))?;
-        }
-        let got = hasher.finish();
-        if got != blob.digest || size != blob.size {
-            return Err(failure(
-                ErrorKind::Corrupt,
-                format!(
-                    "blob {}: the source's {size} bytes hash to {got} (expected {} bytes)",
-                    blob.digest, blob.size
-                ),
-            ));
         }
         file.sync_all()
             .await

@@ -3,11 +3,10 @@
 //! `sha256-<hex>`), each copied as its exact bytes so that signatures still verify at the
 //! destination — and, recursively, what is attached to those (a signature on an attestation).
 //!
-//! Finding them must not cost the hourly no-op a request per tag: the source repository's tag
-//! list (listed once per repository and run, or taken from the wildcard listing) says which
-//! `sha256-*` tags exist; only those are asked for. The referrers API is asked once per
-//! digest actually copied, and never again at a registry that showed it has none; a
-//! destination is asked once per run whether it has it (then it needs no fallback tag).
+//! Finding them is [`crate::attachments`]' walk (shared with `verify`); this is what the copy
+//! does with each find. The referrers API is asked once per digest actually copied, and never
+//! again at a registry that showed it has none; a destination is asked once per run whether
+//! it has it (then it needs no fallback tag).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,20 +15,14 @@ use anyhow::Result;
 use futures_util::future::BoxFuture;
 
 use super::Executor;
-use super::content::Route;
-use super::memo::Memo;
-use crate::model::attached::{
-    Attachment, Kind, Referrer, build_index, cosign_tag, digest_tag, is_attachment_tag,
-    merge_index, parse_index,
-};
+use super::content::Copying;
+use crate::attachments::{At, Visitor, tag_of};
+use crate::model::attached::{Attachment, Kind, Referrer, build_index, digest_tag, merge_index};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{Content, Manifest};
-use crate::model::reference::{Digest, ManifestRef, Repository, Tag};
+use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::stats::Stats;
 use crate::store::Source;
-
-/// How deep attachments of attachments are followed (a signature on an attestation is 2).
-const MAX_DEPTH: u8 = 4;
 
 /// What one copy asks of the attached step.
 pub(super) struct Subjects {
@@ -67,14 +60,17 @@ impl Executor {
     /// repository has attachment tags this digest does not explain.
     pub(super) async fn attached_unchanged(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         digest: &Digest,
         dry_run: bool,
     ) -> Result<Vec<Attachment>> {
         if !self.options.attached {
             return Ok(Vec::new());
         }
-        let Some(tags) = self.source_tags(route.src.as_ref(), route.src_repo).await else {
+        let Some(tags) = self
+            .source_tags(copying.ends.src.as_ref(), copying.ends.src_repo)
+            .await
+        else {
             return Ok(Vec::new());
         };
         if tags.is_empty() {
@@ -88,175 +84,84 @@ impl Executor {
         };
         if tags.iter().any(|t| !t.starts_with(&own)) {
             let reference = ManifestRef::Digest(digest.clone());
-            let manifest = route.dst.manifest(route.dst_repo, &reference).await?;
+            let manifest = copying
+                .ends
+                .dst
+                .manifest(copying.ends.dst_repo, &reference)
+                .await?;
             subjects = Subjects::of(&manifest, false, false, dry_run);
         }
-        self.carry_attached(route, &subjects).await
+        self.carry_attached(copying, &subjects).await
     }
 
-    /// Carries everything attached to `subjects` from the route's source repository to its
+    /// Carries everything attached to `subjects` from the copying's source repository to its
     /// destination repository, and says what was (or would be) written.
     pub(super) async fn carry_attached(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         subjects: &Subjects,
     ) -> Result<Vec<Attachment>> {
-        let tags = self.source_tags(route.src.as_ref(), route.src_repo).await;
         let mut out = Vec::new();
-        for subject in &subjects.digests {
-            self.attached_to(route, tags.as_deref(), subject, subjects, 0, &mut out)
-                .await?;
-        }
+        self.walk(copying, subjects, &mut out).await?;
         Ok(out)
     }
 
-    /// The source repository's attachment tags, once per run (see [`attachment_tags_once`]).
+    /// The source repository's attachment tags, once per run.
     pub(super) async fn source_tags(
         &self,
         src: &dyn Source,
         repository: &Repository,
     ) -> Option<Arc<HashSet<String>>> {
-        attachment_tags_once(&self.source_tags, src, repository).await
+        self.attachments.source_tags(src, repository).await
     }
 
     /// Tags a wildcard listing already fetched: attachments are found in them without
     /// listing the repository again.
     pub fn know_tags(&self, repository: &Repository, tags: &[String]) {
-        know_attachment_tags(&self.source_tags, repository, tags);
+        self.attachments.know_tags(repository, tags);
     }
 
-    fn attached_to<'a>(
-        &'a self,
-        route: &'a Route<'a>,
-        tags: Option<&'a HashSet<String>>,
-        subject: &'a Digest,
-        how: &'a Subjects,
-        depth: u8,
-        out: &'a mut Vec<Attachment>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mut found: Vec<Digest> = Vec::new();
-            for (kind, suffix) in Kind::COSIGN {
-                let tag = cosign_tag(subject, suffix);
-                if !tags.is_some_and(|t| t.contains(&tag)) {
-                    continue;
-                }
-                if let Some((digest, copied)) = self.carry_tag(route, &tag, how.dry_run).await? {
-                    if copied {
-                        push(
-                            out,
-                            Attachment {
-                                digest: digest.clone(),
-                                kind,
-                                artifact_type: None,
-                                subject: subject.clone(),
-                            },
-                        );
-                    }
-                    found.push(digest);
-                }
-            }
-            let fallback_tag = digest_tag(subject);
-            let has_fallback = tags.is_some_and(|t| t.contains(&fallback_tag));
-            let listed = if how.ask_api {
-                self.api_referrers(route.src.as_ref(), route.src_repo, subject)
-                    .await?
-            } else {
-                None
-            };
-            let (referrers, index) = match listed {
-                Some(list) => (list, None),
-                None if has_fallback => {
-                    let reference = ManifestRef::Tag(tag_of(&fallback_tag)?);
-                    let index = route.src.manifest(route.src_repo, &reference).await?;
-                    let list = parse_index(&index.bytes).map_err(|e| {
-                        failure(
-                            ErrorKind::Permanent,
-                            format!("{}:{fallback_tag}: {e:#}", route.src_repo),
-                        )
-                    })?;
-                    (list, Some(index))
-                }
-                None => (Vec::new(), None),
-            };
-            for referrer in &referrers {
-                if self
-                    .carry_digest(route, &referrer.digest, how.dry_run)
-                    .await?
-                {
-                    push(
-                        out,
-                        Attachment {
-                            digest: referrer.digest.clone(),
-                            kind: Kind::Referrer,
-                            artifact_type: referrer.artifact_type.clone(),
-                            subject: subject.clone(),
-                        },
-                    );
-                }
-                found.push(referrer.digest.clone());
-            }
-            if !referrers.is_empty() && !how.dry_run {
-                self.publish_referrers(route, subject, &referrers, index.as_ref())
-                    .await?;
-            }
-            if depth < MAX_DEPTH {
-                for digest in found {
-                    self.attached_to(route, tags, &digest, how, depth + 1, out)
-                        .await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// The referrers API's answer, unless `store` showed that it has none (see
-    /// [`referrers_once`]).
-    async fn api_referrers(
+    /// Everything attached to `subjects` at the source, carried by [`Carrier`].
+    async fn walk(
         &self,
-        store: &dyn Source,
-        repository: &Repository,
-        subject: &Digest,
-    ) -> Result<Option<Vec<Referrer>>> {
-        referrers_once(&self.referrers_api, store, repository, subject).await
-    }
-
-    /// Whether `store` has the referrers API, asked once per registry and run: a destination
-    /// that has it lists what was written there by its `subject`, and is not asked again.
-    async fn has_referrers_api(
-        &self,
-        store: &dyn Source,
-        repository: &Repository,
-        subject: &Digest,
-    ) -> Result<bool> {
-        let cell = self.referrers_api.cell(store.name().to_owned());
-        let has = cell
-            .get_or_try_init(|| async {
-                let has = store.referrers(repository, subject).await?.is_some();
-                if !has {
-                    tracing::debug!(
-                        registry = store.name(),
-                        "no referrers API: writing the fallback tags"
-                    );
-                }
-                Ok::<_, anyhow::Error>(has)
-            })
-            .await?;
-        Ok(*has)
+        copying: &Copying<'_>,
+        subjects: &Subjects,
+        out: &mut Vec<Attachment>,
+    ) -> Result<()> {
+        let at = At {
+            src: copying.ends.src.as_ref(),
+            src_repo: copying.ends.src_repo,
+            ask_api: subjects.ask_api,
+        };
+        let mut carrier = Carrier {
+            executor: self,
+            copying,
+            dry_run: subjects.dry_run,
+            out,
+        };
+        self.attachments
+            .walk(&at, &subjects.digests, &mut carrier)
+            .await
     }
 
     /// A cosign tag made the same at the destination: `(digest, written)`, or `None` when the
     /// source no longer has it.
     async fn carry_tag(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         tag: &str,
         dry_run: bool,
     ) -> Result<Option<(Digest, bool)>> {
         let reference = ManifestRef::Tag(tag_of(tag)?);
         let (theirs, ours) = futures_util::future::join(
-            route.src.manifest_digest(route.src_repo, &reference),
-            route.dst.manifest_digest(route.dst_repo, &reference),
+            copying
+                .ends
+                .src
+                .manifest_digest(copying.ends.src_repo, &reference),
+            copying
+                .ends
+                .dst
+                .manifest_digest(copying.ends.dst_repo, &reference),
         )
         .await;
         let Some(theirs) = theirs? else {
@@ -268,8 +173,14 @@ impl Executor {
         if dry_run {
             return Ok(Some((theirs, true)));
         }
-        let manifest = Arc::new(route.src.manifest(route.src_repo, &reference).await?);
-        self.write_attached(route, &reference, manifest.clone())
+        let manifest = Arc::new(
+            copying
+                .ends
+                .src
+                .manifest(copying.ends.src_repo, &reference)
+                .await?,
+        );
+        self.write_attached(copying, &reference, manifest.clone())
             .await?;
         Ok(Some((manifest.digest.clone(), true)))
     }
@@ -278,14 +189,15 @@ impl Executor {
     /// written.
     async fn carry_digest(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         digest: &Digest,
         dry_run: bool,
     ) -> Result<bool> {
         let reference = ManifestRef::Digest(digest.clone());
-        if route
+        if copying
+            .ends
             .dst
-            .manifest_digest(route.dst_repo, &reference)
+            .manifest_digest(copying.ends.dst_repo, &reference)
             .await?
             .is_some()
         {
@@ -295,26 +207,27 @@ impl Executor {
             return Ok(true);
         }
         let manifest = self
-            .source_manifest(route.src.as_ref(), route.src_repo, &reference)
+            .source_manifest(copying.ends.src.as_ref(), copying.ends.src_repo, &reference)
             .await?;
-        self.write_attached(route, &reference, manifest).await?;
+        self.write_attached(copying, &reference, manifest).await?;
         Ok(true)
     }
 
     /// An attached manifest's content, then the manifest itself, as its exact bytes.
     async fn write_attached(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         reference: &ManifestRef,
         manifest: Arc<Manifest>,
     ) -> Result<()> {
-        self.ensure_content(route, manifest.clone()).await?;
-        route
+        self.ensure_content(copying, manifest.clone()).await?;
+        copying
+            .ends
             .dst
-            .put_manifest(route.dst_repo, reference, &manifest)
+            .put_manifest(copying.ends.dst_repo, reference, &manifest)
             .await?;
         Stats::bump(&self.stats.attached_copied);
-        tracing::info!(digest = %manifest.digest, to = %route.dst_repo, reference = %reference, "attached manifest copied");
+        tracing::info!(digest = %manifest.digest, to = %copying.ends.dst_repo, reference = %reference, "attached manifest copied");
         Ok(())
     }
 
@@ -324,31 +237,37 @@ impl Executor {
     /// lacked appended, so referrers only the destination has are kept.
     async fn publish_referrers(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         subject: &Digest,
         referrers: &[Referrer],
         source_index: Option<&Manifest>,
     ) -> Result<()> {
         if self
-            .has_referrers_api(route.dst.as_ref(), route.dst_repo, subject)
+            .attachments
+            .has_referrers_api(copying.ends.dst.as_ref(), copying.ends.dst_repo, subject)
             .await?
         {
             return Ok(());
         }
         let tag = digest_tag(subject);
         let reference = ManifestRef::Tag(tag_of(&tag)?);
-        let held = route
+        let held = copying
+            .ends
             .dst
-            .manifest_digest(route.dst_repo, &reference)
+            .manifest_digest(copying.ends.dst_repo, &reference)
             .await?;
         let bytes = match (held, source_index) {
             (Some(held), Some(index)) if held == index.digest => return Ok(()),
             (Some(_), _) => {
-                let existing = route.dst.manifest(route.dst_repo, &reference).await?;
+                let existing = copying
+                    .ends
+                    .dst
+                    .manifest(copying.ends.dst_repo, &reference)
+                    .await?;
                 match merge_index(&existing.bytes, referrers).map_err(|e| {
                     failure(
                         ErrorKind::Permanent,
-                        format!("{}:{tag}: {e:#}", route.dst_repo),
+                        format!("{}:{tag}: {e:#}", copying.ends.dst_repo),
                     )
                 })? {
                     Some(merged) => merged,
@@ -364,14 +283,15 @@ impl Executor {
         if !matches!(index.content, Content::Index { .. }) {
             return Err(failure(
                 ErrorKind::Permanent,
-                format!("{}:{tag} is no index", route.src_repo),
+                format!("{}:{tag} is no index", copying.ends.src_repo),
             ));
         }
-        route
+        copying
+            .ends
             .dst
-            .put_manifest(route.dst_repo, &reference, &index)
+            .put_manifest(copying.ends.dst_repo, &reference, &index)
             .await?;
-        tracing::info!(subject = %subject, to = %route.dst_repo, "referrers fallback index updated");
+        tracing::info!(subject = %subject, to = %copying.ends.dst_repo, "referrers fallback index updated");
         Ok(())
     }
 }
@@ -383,83 +303,75 @@ fn push(out: &mut Vec<Attachment>, attachment: Attachment) {
     }
 }
 
-pub(crate) fn tag_of(text: &str) -> Result<Tag> {
-    Tag::parse(text).map_err(|e| failure(ErrorKind::Permanent, format!("tag {text:?}: {e}")))
+/// The copy's side of the walk: each attachment found at the source is made the same at
+/// the destination (or, in a dry run, listed as what would be), and recorded in `out`.
+struct Carrier<'a, 'r> {
+    executor: &'a Executor,
+    copying: &'a Copying<'r>,
+    dry_run: bool,
+    out: &'a mut Vec<Attachment>,
 }
 
-/// Per repository, its attachment tags (`sha256-*`); `None` when it cannot be listed.
-pub(crate) type AttachmentTags = Memo<Repository, Option<Arc<HashSet<String>>>>;
-
-/// A repository's attachment tags, listed once per run; `None` when they cannot be listed
-/// (nothing attached by tag is found there then, which is logged, not an error: the image
-/// itself can still be copied or checked).
-pub(crate) async fn attachment_tags_once(
-    memo: &AttachmentTags,
-    src: &dyn Source,
-    repository: &Repository,
-) -> Option<Arc<HashSet<String>>> {
-    let cell = memo.cell(repository.clone());
-    cell.get_or_init(|| async {
-        match src.tags(repository).await {
-            Ok(tags) => Some(Arc::new(
-                tags.into_iter().filter(|t| is_attachment_tag(t)).collect(),
-            )),
-            Err(e) => {
-                tracing::warn!(repository = %repository, error = %format!("{e:#}"), "cannot list tags: signatures and other attachments by tag are not looked for in this repository");
-                None
-            }
-        }
-    })
-    .await
-    .clone()
-}
-
-/// Tags a wildcard listing already fetched, remembered so the repository is not listed again.
-pub(crate) fn know_attachment_tags(
-    memo: &AttachmentTags,
-    repository: &Repository,
-    tags: &[String],
-) {
-    let cell = memo.cell(repository.clone());
-    let set = tags
-        .iter()
-        .filter(|t| is_attachment_tag(t))
-        .cloned()
-        .collect();
-    let _ = cell.set(Some(Arc::new(set)));
-}
-
-/// The referrers API's answer, unless `store` showed that it has none (remembered in `memo`
-/// per store name). The first caller to ask a store finds out for all: the others wait for
-/// its answer rather than each sending a request that a registry without the API answers 404.
-pub(crate) async fn referrers_once(
-    memo: &Memo<String, bool>,
-    store: &dyn Source,
-    repository: &Repository,
-    subject: &Digest,
-) -> Result<Option<Vec<Referrer>>> {
-    let cell = memo.cell(store.name().to_owned());
-    if cell.get() == Some(&false) {
-        return Ok(None);
-    }
-    let mut first = None;
-    let has_api = *cell
-        .get_or_try_init(|| async {
-            let listed = store.referrers(repository, subject).await?;
-            let has = listed.is_some();
-            if !has {
-                tracing::debug!(
-                    registry = store.name(),
-                    "no referrers API: using the fallback tags"
+impl Visitor for Carrier<'_, '_> {
+    fn cosign_tag<'a>(
+        &'a mut self,
+        subject: &'a Digest,
+        kind: Kind,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async move {
+            let carried = self
+                .executor
+                .carry_tag(self.copying, tag, self.dry_run)
+                .await?;
+            let Some((digest, copied)) = carried else {
+                return Ok(None);
+            };
+            if copied {
+                push(
+                    self.out,
+                    Attachment {
+                        digest: digest.clone(),
+                        kind,
+                        artifact_type: None,
+                        subject: subject.clone(),
+                    },
                 );
             }
-            first = Some(listed);
-            Ok::<_, anyhow::Error>(has)
+            Ok(Some(digest))
         })
-        .await?;
-    match first {
-        Some(listed) => Ok(listed),
-        None if has_api => store.referrers(repository, subject).await,
-        None => Ok(None),
+    }
+
+    fn referrers<'a>(
+        &'a mut self,
+        subject: &'a Digest,
+        referrers: &'a [Referrer],
+        fallback_index: Option<&'a Manifest>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for referrer in referrers {
+                if self
+                    .executor
+                    .carry_digest(self.copying, &referrer.digest, self.dry_run)
+                    .await?
+                {
+                    push(
+                        self.out,
+                        Attachment {
+                            digest: referrer.digest.clone(),
+                            kind: Kind::Referrer,
+                            artifact_type: referrer.artifact_type.clone(),
+                            subject: subject.clone(),
+                        },
+                    );
+                }
+            }
+            if !self.dry_run {
+                self.executor
+                    .publish_referrers(self.copying, subject, referrers, fallback_index)
+                    .await?;
+            }
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! An image's content made present in a destination repository: every blob (skipped if
-//! there, mounted from another repository of the same store, or streamed from the source),
-//! an index's children by digest, each once per repository and run.
+//! there, mounted from another repository of the same store, or streamed from the source
+//! through the one digest-and-size check, [`super::checked`]), an index's children by
+//! digest, each once per repository and run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,21 +10,24 @@ use anyhow::Result;
 use futures_util::future::{BoxFuture, join, join_all};
 
 use super::Executor;
+use super::checked::checked;
+use crate::ends::Ends;
 use crate::model::failure::{ErrorKind, error_kind, failure};
 use crate::model::manifest::{BlobRef, Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
-use crate::retry::Budget;
+use crate::retry::{self, Budget};
 use crate::stats::Stats;
 use crate::store::{
     BlobStream, Destination, Mount, OpenBlob, Source, UploadSession, holding, transfer_slots,
 };
 
-/// Where one copy reads and writes, and its byte counter.
-pub(super) struct Route<'a> {
-    pub src: &'a Arc<dyn Source>,
-    pub dst: &'a Arc<dyn Destination>,
-    pub src_repo: &'a Repository,
-    pub dst_repo: &'a Repository,
+/// The ends of a copy with their stores held as `Arc`s (a blob's download outlives the
+/// borrow).
+pub(super) type CopyEnds<'a> = Ends<'a, Arc<dyn Source>, Arc<dyn Destination>>;
+
+/// One copy on its way: where it reads and writes, and its byte counter.
+pub(super) struct Copying<'a> {
+    pub ends: CopyEnds<'a>,
     pub moved: &'a AtomicU64,
     /// The destination repository had no tag when this run first wrote to it: whatever is in
     /// it was put there by this run (and is tracked), so nothing needs asking for.
@@ -35,24 +39,24 @@ impl Executor {
     /// an index its children (pushed by digest). Done once per repository and manifest.
     pub(super) fn ensure_content<'a>(
         &'a self,
-        route: &'a Route<'a>,
+        copying: &'a Copying<'a>,
         manifest: Arc<Manifest>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let cell = self
                 .content
-                .cell((route.dst_repo.clone(), manifest.digest.clone()));
+                .cell((copying.ends.dst_repo.clone(), manifest.digest.clone()));
             cell.get_or_try_init(|| async {
                 match &manifest.content {
                     Content::Image { blobs } => {
-                        all_then_first_error(blobs.iter().map(|b| self.ensure_blob(route, b)))
+                        all_then_first_error(blobs.iter().map(|b| self.ensure_blob(copying, b)))
                             .await?;
                     }
                     Content::Index { children } => {
                         all_then_first_error(
                             children
                                 .iter()
-                                .map(|child| self.ensure_child(route, &child.digest)),
+                                .map(|child| self.ensure_child(copying, &child.digest)),
                         )
                         .await?;
                     }
@@ -65,37 +69,39 @@ impl Executor {
     }
 
     /// A child of an index: its content, then the child itself by digest.
-    async fn ensure_child(&self, route: &Route<'_>, digest: &Digest) -> Result<()> {
+    async fn ensure_child(&self, copying: &Copying<'_>, digest: &Digest) -> Result<()> {
         let reference = ManifestRef::Digest(digest.clone());
         let child = self
-            .source_manifest(route.src.as_ref(), route.src_repo, &reference)
+            .source_manifest(copying.ends.src.as_ref(), copying.ends.src_repo, &reference)
             .await?;
         // A registry accepts a manifest only when everything it references is there, so a
         // child that exists is complete.
         if !self.options.force
-            && !route.fresh
-            && route
+            && !copying.fresh
+            && copying
+                .ends
                 .dst
-                .manifest_digest(route.dst_repo, &reference)
+                .manifest_digest(copying.ends.dst_repo, &reference)
                 .await?
                 .is_some()
         {
             return Ok(());
         }
-        self.ensure_content(route, child.clone()).await?;
-        route
+        self.ensure_content(copying, child.clone()).await?;
+        copying
+            .ends
             .dst
-            .put_manifest(route.dst_repo, &reference, &child)
+            .put_manifest(copying.ends.dst_repo, &reference, &child)
             .await
     }
 
     /// One blob into the destination repository, handled once per repository however many
     /// images share it.
-    async fn ensure_blob(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
+    async fn ensure_blob(&self, copying: &Copying<'_>, blob: &BlobRef) -> Result<()> {
         let cell = self
             .blobs_in_repo
-            .cell((route.dst_repo.clone(), blob.digest.clone()));
-        cell.get_or_try_init(|| self.place_blob(route, blob))
+            .cell((copying.ends.dst_repo.clone(), blob.digest.clone()));
+        cell.get_or_try_init(|| self.place_blob(copying, blob))
             .await?;
         Ok(())
     }
@@ -104,14 +110,13 @@ impl Executor {
     /// source — once per destination registry per run. A registry that answers a mount with
     /// an upload session instead (one without cross-repository mounts) gets the blob in
     /// that session.
-    async fn place_blob(&self, route: &Route<'_>, blob: &BlobRef) -> Result<()> {
-        let Route {
+    async fn place_blob(&self, copying: &Copying<'_>, blob: &BlobRef) -> Result<()> {
+        let Ends {
             src,
             dst,
             src_repo,
             dst_repo,
-            ..
-        } = *route;
+        } = copying.ends;
         let force = self.options.force;
         let cell = self
             .uploads
@@ -121,19 +126,19 @@ impl Executor {
         // straight away, no need to ask first.
         if let Some(landed) = cell.get()
             && landed != dst_repo
-            && self.mounted(route, blob, landed, &mut session).await?
+            && self.mounted(copying, blob, landed, &mut session).await?
         {
             return Ok(());
         }
-        if !force && !route.fresh {
+        if !force && !copying.fresh {
             match dst.blob_exists(dst_repo, &blob.digest).await {
                 Ok(false) => {}
                 Ok(true) => {
-                    self.give_back(route, session).await;
+                    self.give_back(copying, session).await;
                     return self.placed(&self.stats.blobs_present);
                 }
                 Err(e) => {
-                    self.give_back(route, session).await;
+                    self.give_back(copying, session).await;
                     return Err(e);
                 }
             }
@@ -141,7 +146,7 @@ impl Executor {
         if session.is_none()
             && !force
             && src.name() == dst.name()
-            && self.mounted(route, blob, src_repo, &mut session).await?
+            && self.mounted(copying, blob, src_repo, &mut session).await?
         {
             return Ok(());
         }
@@ -150,7 +155,7 @@ impl Executor {
         let uploaded_here = AtomicBool::new(false);
         let landed = cell
             .get_or_try_init(|| async {
-                self.transfer(route, blob, take()).await?;
+                self.transfer(copying, blob, take()).await?;
                 uploaded_here.store(true, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(dst_repo.clone())
             })
@@ -160,18 +165,18 @@ impl Executor {
         }
         let mut session = take();
         if landed == dst_repo && !force {
-            self.give_back(route, session).await;
+            self.give_back(copying, session).await;
             return self.placed(&self.stats.blobs_present);
         }
         // Uploaded elsewhere meanwhile: mount from there, unless this registry has already
         // answered a mount with a session.
         if landed != dst_repo
             && session.is_none()
-            && self.mounted(route, blob, landed, &mut session).await?
+            && self.mounted(copying, blob, landed, &mut session).await?
         {
             return Ok(());
         }
-        self.transfer(route, blob, session).await?;
+        self.transfer(copying, blob, session).await?;
         self.placed(&self.stats.blobs_uploaded)
     }
 
@@ -179,12 +184,16 @@ impl Executor {
     /// registry opened instead is kept in `session` for the upload.
     async fn mounted(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         blob: &BlobRef,
         from: &Repository,
         session: &mut Option<UploadSession>,
     ) -> Result<bool> {
-        let answer = route.dst.mount(route.dst_repo, from, &blob.digest).await?;
+        let answer = copying
+            .ends
+            .dst
+            .mount(copying.ends.dst_repo, from, &blob.digest)
+            .await?;
         Ok(match answer {
             Mount::Mounted => {
                 Stats::bump(&self.stats.blobs_mounted);
@@ -205,9 +214,13 @@ impl Executor {
     }
 
     /// Cancels an upload session a mount opened that turned out not to be needed.
-    async fn give_back(&self, route: &Route<'_>, session: Option<UploadSession>) {
+    async fn give_back(&self, copying: &Copying<'_>, session: Option<UploadSession>) {
         if let Some(session) = session {
-            route.dst.cancel_session(route.dst_repo, session).await;
+            copying
+                .ends
+                .dst
+                .cancel_session(copying.ends.dst_repo, session)
+                .await;
         }
     }
 
@@ -218,56 +231,64 @@ impl Executor {
     /// `--request-attempts` times per image attempt.
     async fn transfer(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         blob: &BlobRef,
         session: Option<UploadSession>,
     ) -> Result<()> {
-        let Route {
+        let Ends {
             src,
             dst,
             src_repo,
             dst_repo,
-            moved,
-            ..
-        } = *route;
+        } = copying.ends;
+        let moved = copying.moved;
         let split = src.name() != dst.name() && self.one_way.get().copied().unwrap_or(false);
         let _active = self.stats.transfer();
         // A copy that breaks off transiently (the destination's PUT cut, the source gone
         // for longer than its resumes) starts again with a new upload session; the bytes
-        // of each try are hashed as they pass, so only a whole, matching blob commits.
+        // of each try are hashed as they pass (see `checked`), so only a whole, matching
+        // blob commits.
         let policy = &self.options.request_policy;
         let budget = Arc::new(policy.budget());
-        let mut session = session;
-        let open = || {
-            src.clone()
-                .open_blob(src_repo.clone(), blob.clone(), budget.clone())
+        // The session a mount opened serves the first try only.
+        let session = std::sync::Mutex::new(session);
+        // The one digest-and-size check, for every destination: each stream opened (the
+        // first, and any the store asks for again) is checked and counted as it passes.
+        let open = || -> BoxFuture<'static, Result<BlobStream>> {
+            let opening = src
+                .clone()
+                .open_blob(src_repo.clone(), blob.clone(), budget.clone());
+            let (blob, stats) = (blob.clone(), self.stats.clone());
+            Box::pin(async move { Ok(checked(opening.await?, &blob, stats)) })
         };
-        loop {
-            tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
-            let result = if split {
-                self.send_split(route, blob, session.take(), &open, &budget)
-                    .await
-            } else {
-                let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
-                dst.upload(dst_repo, blob, session.take(), &open, &budget)
-                    .await
-            };
-            let e = match result {
-                Ok(()) => break,
-                Err(e) => e,
-            };
+        let attempt = || {
+            let session = session.lock().ok().and_then(|mut s| s.take());
+            let (open, budget) = (&open, &budget);
+            async move {
+                tracing::debug!(digest = %blob.digest, size = blob.size, from = %src_repo, to = %dst_repo, "uploading blob");
+                if split {
+                    self.send_split(copying, blob, session, open, budget).await
+                } else {
+                    let _slots = transfer_slots(src.as_ref(), dst.as_ref()).await;
+                    dst.upload(dst_repo, blob, session, open, budget).await
+                }
+            }
+        };
+        retry::drive(
+            policy,
+            &budget,
+            &self.stats.request_retries,
+            None,
+            attempt,
+            retry::when_transient,
+            |_, wait, e| tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}"),
+        )
+        .await
+        .map_err(|e| {
+            // Keep the kind: the job's retries look at it.
             let kind = error_kind(&e).unwrap_or(ErrorKind::Permanent);
-            let retry = match budget.take() {
-                Some(retry) if kind == ErrorKind::Transient => retry,
-                // Keep the kind: the job's retries look at it.
-                _ => return Err(failure(kind, format!("{e:#} (copying from {src_repo})"))),
-            };
-            policy
-                .pause(retry, None, &self.stats.request_retries, None, |wait| {
-                    tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}")
-                })
-                .await;
-        }
+            failure(kind, format!("{e:#} (copying from {src_repo})"))
+        })?;
         moved.fetch_add(blob.size, Ordering::Relaxed);
         Ok(())
     }
@@ -287,15 +308,15 @@ impl Executor {
     /// again without a source slot: that happens once per registry and run.
     async fn send_split(
         &self,
-        route: &Route<'_>,
+        copying: &Copying<'_>,
         blob: &BlobRef,
         session: Option<UploadSession>,
         open: OpenBlob<'_>,
         budget: &Arc<Budget>,
     ) -> Result<()> {
-        let Route {
+        let Ends {
             src, dst, dst_repo, ..
-        } = *route;
+        } = copying.ends;
         let source_slot = src.slots().take_owned(1).await;
         let opening = open();
         let (stream, session) = match session {
@@ -305,7 +326,7 @@ impl Executor {
         let (stream, session) = match (stream, session) {
             (Ok(stream), Ok(session)) => (stream, session),
             (Err(e), session) => {
-                self.give_back(route, session.ok().flatten()).await;
+                self.give_back(copying, session.ok().flatten()).await;
                 return Err(e);
             }
             (Ok(_), Err(e)) => return Err(e),

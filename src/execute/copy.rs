@@ -1,15 +1,18 @@
 //! One destination tag: is it unchanged, would it be copied (dry run), or copy it — its
-//! content first, the tag last.
+//! content first, the tag last. One attempt is a list of named steps ([`Executor::copy`]),
+//! each returning what it found; the attempt returns an [`Attempt`], from which the outcome
+//! is built.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
 use super::attached::Subjects;
-use super::content::Route;
+use super::content::Copying;
 use super::{Executor, SourceKey};
+use crate::ends::Ends;
 use crate::model::attached::Attachment;
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::image::SourceImage;
@@ -19,23 +22,154 @@ use crate::plan::CopyJob;
 use crate::report::outcome::Status;
 use crate::store::{Destination, Source};
 
+/// What one attempt at a copy came to, returned whole: the outcome is built from it.
+pub(super) struct Attempt {
+    /// The image's status, or why the attempt failed; `None` when the run was cancelled
+    /// first (the copy was abandoned where it was, before its tag was written).
+    pub end: Option<Result<Status>>,
+    /// What the attempt learnt on its way, kept even when it failed or was cancelled.
+    pub found: Found,
+    /// Blob bytes this attempt moved (counted as each blob's transfer completes).
+    pub bytes: u64,
+}
+
+/// What an attempt learnt, each when the step that learns it completed (`None`: not
+/// reached).
+#[derive(Default)]
+pub(super) struct Found {
+    /// The digest of the source's image (after any platform filter).
+    pub source_digest: Option<Digest>,
+    /// What the destination tag held when the copy decided to write it (`Some(None)`:
+    /// nothing).
+    pub previous: Option<Option<Digest>>,
+    /// What is attached to the image, carried (or, in a dry run, would be).
+    pub attached: Option<Vec<Attachment>>,
+}
+
+/// What the destination holds for the tag, and what the source's digest is when it could be
+/// known without the manifest: the first step's answer.
+struct Decision {
+    /// The source's digest from a HEAD (or pinned, or fetched earlier this run).
+    known: Option<Digest>,
+    /// What the destination tag holds now.
+    current: Option<Digest>,
+    /// The tag is never overwritten (the line's `immutable`, `--immutable-tags`).
+    immutable: bool,
+    /// The destination repository held no tag (see [`Copying::fresh`]).
+    fresh: bool,
+}
+
+/// The source's image as it will be written.
+struct Fetched {
+    manifest: Arc<Manifest>,
+    /// What the tag points at is what is signed: an index's own digest, before any filter.
+    signed: Digest,
+    /// A platform filter rewrote the index (its signatures do not apply to the result).
+    rewritten: bool,
+}
+
 impl Executor {
-    pub(super) async fn copy(
-        &self,
-        job: &CopyJob,
-        source_digest: &mut Option<Digest>,
-        previous: &mut Option<Digest>,
-        attached: &mut Vec<Attachment>,
-        moved: &AtomicU64,
-    ) -> Result<Status> {
+    /// One attempt at one destination tag, as named steps: decide (compare digests), fetch
+    /// the source's manifest, check the policy, place the content, carry what is attached,
+    /// write the tag. Once the run is cancelled the attempt is abandoned where it is.
+    pub(super) async fn copy(&self, job: &CopyJob) -> Attempt {
+        let moved = AtomicU64::new(0);
+        let mut found = Found::default();
+        let end = tokio::select! {
+            end = self.steps(job, &moved, &mut found) => Some(end),
+            _ = self.cancel.cancelled() => None,
+        };
+        Attempt {
+            end,
+            found,
+            bytes: moved.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The steps of [`Executor::copy`], in order, each returning what it found; what the
+    /// outcome reports is noted in `found` as each step completes (kept by `copy`, so that
+    /// an attempt cancelled mid-way still reports what it learnt).
+    async fn steps(&self, job: &CopyJob, moved: &AtomicU64, found: &mut Found) -> Result<Status> {
         let src = self.stores.source(&job.source.repository).await?;
         let dst = self.stores.destination(&job.destination.repository).await?;
+        let (force, dry_run) = (self.options.force, self.options.dry_run);
+        let Decision {
+            known,
+            current,
+            immutable,
+            fresh,
+        } = self.decide(&src, &dst, job).await?;
+        let copying = Copying {
+            ends: Ends {
+                src: &src,
+                dst: &dst,
+                src_repo: &job.source.repository,
+                dst_repo: &job.destination.repository,
+            },
+            moved,
+            fresh,
+        };
+        if let Some(known) = &known
+            && current.as_ref() == Some(known)
+            && !force
+        {
+            found.source_digest = Some(known.clone());
+            self.recheck_policy(&src, job, known).await?;
+            // Signatures may have come after the image: what is attached is looked for on
+            // every run, by the repository's tag list (no request when there is none).
+            found.attached = Some(self.attached_unchanged(&copying, known, dry_run).await?);
+            return Ok(Status::Unchanged);
+        }
+        let fetched = self.fetch(src.as_ref(), job).await?;
+        let manifest = &fetched.manifest;
+        found.source_digest = Some(manifest.digest.clone());
+        let subjects = |ask_api| Subjects::of(manifest, fetched.rewritten, ask_api, dry_run);
+        if current.as_ref() == Some(&manifest.digest) && !force {
+            self.recheck_policy(&src, job, &fetched.signed).await?;
+            if self.options.attached {
+                found.attached = Some(self.carry_attached(&copying, &subjects(false)).await?);
+            }
+            return Ok(Status::Unchanged);
+        }
+        // Before any write, and in a dry run too.
+        self.check_policy(&src, &job.source, &fetched.signed)
+            .await?;
+        if immutable && let Some(held) = &current {
+            // In a dry run too: the rehearsal fails where the run would.
+            found.previous = Some(Some(held.clone()));
+            return Err(refuse_overwrite(job, held, &manifest.digest));
+        }
+        found.previous = Some(current.clone());
+        if !dry_run {
+            self.ensure_content(&copying, manifest.clone()).await?;
+        }
+        // What is attached goes before the tag: an image whose signatures could not be
+        // copied fails, and the next run completes it.
+        if self.options.attached {
+            found.attached = Some(self.carry_attached(&copying, &subjects(true)).await?);
+        }
+        if dry_run {
+            return Ok(would(&current));
+        }
+        dst.put_manifest(
+            &job.destination.repository,
+            &job.destination.reference,
+            manifest,
+        )
+        .await?;
+        Ok(Status::Copied)
+    }
+
+    /// The first step: what the destination tag holds and, when that can settle the copy
+    /// without the source's manifest, the source's digest.
+    async fn decide(
+        &self,
+        src: &Arc<dyn Source>,
+        dst: &Arc<dyn Destination>,
+        job: &CopyJob,
+    ) -> Result<Decision> {
         let key: SourceKey = (job.source.repository.clone(), job.source.reference());
-        let shared = self.shared_sources.get().is_some_and(|s| s.contains(&key));
-        let dst_repo = &job.destination.repository;
-        // A tag, or the digest alone (push by digest): then asking the destination is a HEAD
-        // by digest, and an image already there is unchanged.
-        let tag = job.destination.reference.clone();
+        let shared = self.is_shared(&key);
         let (force, dry_run) = (self.options.force, self.options.dry_run);
         let immutable = job.rules.immutable
             || self.options.immutable_tags.iter().any(|p| {
@@ -43,7 +177,6 @@ impl Executor {
                     .tag()
                     .is_some_and(|t| p.is_match(t.as_str()))
             });
-        let platforms = self.platform_filter(job);
         let (fresh, unlisted) = self.listed(dst.as_ref(), job, immutable).await;
         // --force outside a dry run overwrites without looking, unless the tag is immutable.
         let look = !force || dry_run || immutable;
@@ -54,7 +187,9 @@ impl Executor {
         // is the filtered manifest's, known only from its body). A tag that differs is fetched
         // and parsed, in a dry run too, so the rehearsal fails where the run would.
         let ask_destination = look && !fresh && !unlisted;
-        let digest_first = ask_destination && platforms.is_none();
+        let digest_first = ask_destination && self.platform_filter(job).is_none();
+        // A tag, or the digest alone (push by digest): then asking the destination is a HEAD
+        // by digest, and an image already there is unchanged.
         let (known, current) = futures_util::future::join(
             async {
                 if digest_first {
@@ -66,85 +201,50 @@ impl Executor {
             },
             async {
                 if ask_destination {
-                    dst.manifest_digest(dst_repo, &tag).await
+                    dst.manifest_digest(&job.destination.repository, &job.destination.reference)
+                        .await
                 } else {
                     Ok(None)
                 }
             },
         )
         .await;
-        let (known, current) = (known?, current?);
-        let route = Route {
-            src: &src,
-            dst: &dst,
-            src_repo: &job.source.repository,
-            dst_repo,
-            moved,
+        Ok(Decision {
+            known: known?,
+            current: current?,
+            immutable,
             fresh,
-        };
-        if let Some(known) = &known
-            && current.as_ref() == Some(known)
-            && !force
-        {
-            *source_digest = Some(known.clone());
-            self.recheck_policy(&src, job, known).await?;
-            // Signatures may have come after the image: what is attached is looked for on
-            // every run, by the repository's tag list (no request when there is none).
-            *attached = self.attached_unchanged(&route, known, dry_run).await?;
-            return Ok(Status::Unchanged);
-        }
-        let mut manifest = if shared {
-            self.source_manifest(src.as_ref(), &key.0, &key.1).await?
+        })
+    }
+
+    /// The source's manifest (once per run when other copies share it), filtered to the
+    /// line's platforms if it names some.
+    async fn fetch(&self, src: &dyn Source, job: &CopyJob) -> Result<Fetched> {
+        let key: SourceKey = (job.source.repository.clone(), job.source.reference());
+        let mut manifest = if self.is_shared(&key) {
+            self.source_manifest(src, &key.0, &key.1).await?
         } else {
             Arc::new(src.manifest(&key.0, &key.1).await?)
         };
-        // What the tag points at is what is signed: an index's own digest, before any filter.
         let signed = manifest.digest.clone();
         let mut rewritten = false;
-        if let Some((filter, named)) = &platforms
+        if let Some((filter, named)) = &self.platform_filter(job)
             && let Some(filtered) = manifest.filter_platforms(filter, named)?
         {
             tracing::info!(source = %job.source, original = %manifest.digest, rewritten = %filtered.digest, "{named} rewrites the index: signatures of the original index do not apply to the rewritten one (its images' signatures do, and are copied)");
             manifest = Arc::new(filtered);
             rewritten = true;
         }
-        *source_digest = Some(manifest.digest.clone());
-        let subjects = |ask_api| Subjects::of(&manifest, rewritten, ask_api, dry_run);
-        if current.as_ref() == Some(&manifest.digest) && !force {
-            self.recheck_policy(&src, job, &signed).await?;
-            if self.options.attached {
-                *attached = self.carry_attached(&route, &subjects(false)).await?;
-            }
-            return Ok(Status::Unchanged);
-        }
-        // Before any write, and in a dry run too.
-        self.check_policy(&src, &job.source, &signed).await?;
-        if immutable && let Some(held) = &current {
-            // In a dry run too: the rehearsal fails where the run would.
-            *previous = Some(held.clone());
-            return Err(failure(
-                ErrorKind::Refused,
-                format!(
-                    "{} already holds {held} but the source now has {}; immutable tags are never overwritten",
-                    job.destination, manifest.digest
-                ),
-            ));
-        }
-        *previous = current.clone();
-        if dry_run {
-            if self.options.attached {
-                *attached = self.carry_attached(&route, &subjects(true)).await?;
-            }
-            return Ok(would(&current));
-        }
-        self.ensure_content(&route, manifest.clone()).await?;
-        // What is attached goes before the tag: an image whose signatures could not be
-        // copied fails, and the next run completes it.
-        if self.options.attached {
-            *attached = self.carry_attached(&route, &subjects(true)).await?;
-        }
-        dst.put_manifest(dst_repo, &tag, &manifest).await?;
-        Ok(Status::Copied)
+        Ok(Fetched {
+            manifest,
+            signed,
+            rewritten,
+        })
+    }
+
+    /// Whether other copies of this run name the same source (then its manifest is kept).
+    fn is_shared(&self, key: &SourceKey) -> bool {
+        self.shared_sources.get().is_some_and(|s| s.contains(key))
     }
 
     /// Whether the destination repository holds no tag at all (`fresh`: nothing in it can be
@@ -223,6 +323,17 @@ impl Executor {
             .await?;
         Ok(manifest.clone())
     }
+}
+
+/// Why an immutable tag that holds `held` is not overwritten with `new` (in a dry run too).
+fn refuse_overwrite(job: &CopyJob, held: &Digest, new: &Digest) -> anyhow::Error {
+    failure(
+        ErrorKind::Refused,
+        format!(
+            "{} already holds {held} but the source now has {new}; immutable tags are never overwritten",
+            job.destination
+        ),
+    )
 }
 
 /// What a dry run reports for a tag that differs from its source: `current` is the

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
 use crate::model::attached::Referrer;
-use crate::model::failure::{ErrorKind, failure};
+use crate::model::failure::{ErrorKind, Failure, failure};
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, Tag};
 use crate::retry::Budget;
@@ -20,7 +20,7 @@ use crate::store::{
 
 /// A write, in the order the store saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
+pub enum Written {
     Blob(Repository, Digest),
     Mounted(Repository, Digest),
     Manifest(Repository, ManifestRef),
@@ -36,7 +36,7 @@ struct Repo {
 #[derive(Default)]
 struct State {
     repos: HashMap<Repository, Repo>,
-    writes: Vec<Write>,
+    writes: Vec<Written>,
     /// Blobs whose download fails, with the kind of failure.
     broken: HashMap<Digest, ErrorKind>,
     /// Downloads asked for, per blob.
@@ -123,7 +123,7 @@ impl MemoryStore {
         self.state().heads.get(repository).copied().unwrap_or(0)
     }
 
-    pub fn writes(&self) -> Vec<Write> {
+    pub fn writes(&self) -> Vec<Written> {
         self.state().writes.clone()
     }
 
@@ -142,6 +142,23 @@ impl MemoryStore {
     /// Every download of `digest` fails with `kind`.
     pub fn break_blob(&self, digest: &Digest, kind: ErrorKind) {
         self.state().broken.insert(digest.clone(), kind);
+    }
+
+    /// The source's bytes of `digest` in `repository` no longer match it (one byte flipped,
+    /// the size unchanged), as a registry serving corrupt data.
+    pub fn corrupt_blob(&self, repository: &Repository, digest: &Digest) {
+        let mut state = self.state();
+        if let Some(bytes) = state
+            .repos
+            .get_mut(repository)
+            .and_then(|r| r.blobs.get_mut(digest))
+        {
+            let mut flipped = bytes.to_vec();
+            if let Some(first) = flipped.first_mut() {
+                *first ^= 1;
+            }
+            *bytes = Bytes::from(flipped);
+        }
     }
 
     pub fn opened(&self, digest: &Digest) -> usize {
@@ -325,7 +342,7 @@ impl Destination for MemoryStore {
                 repo.blobs.insert(digest.clone(), bytes);
                 state
                     .writes
-                    .push(Write::Mounted(repository.clone(), digest.clone()));
+                    .push(Written::Mounted(repository.clone(), digest.clone()));
                 Mount::Mounted
             }
             None => Mount::Refused,
@@ -342,20 +359,27 @@ impl Destination for MemoryStore {
         _budget: &'a Budget,
     ) -> BoxFuture<'a, Result<()>> {
         async move {
+            // Committed only when the stream ends without error, as the real stores do: the
+            // digest check is the copy's, not the store's.
             let mut stream = open().await?;
             let mut bytes = Vec::new();
             while let Some(chunk) = stream.next().await {
-                bytes.extend_from_slice(&chunk?);
-            }
-            if Digest::of(&bytes) != blob.digest {
-                return Err(failure(ErrorKind::Corrupt, "digest mismatch"));
+                match chunk {
+                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    Err(e) => {
+                        return Err(match Failure::in_io(&e) {
+                            Some(f) => anyhow::Error::new(f.clone()),
+                            None => anyhow::Error::new(e),
+                        });
+                    }
+                }
             }
             let mut state = self.state();
             let repo = state.repos.entry(repository.clone()).or_default();
             repo.blobs.insert(blob.digest.clone(), Bytes::from(bytes));
             state
                 .writes
-                .push(Write::Blob(repository.clone(), blob.digest.clone()));
+                .push(Written::Blob(repository.clone(), blob.digest.clone()));
             Ok(())
         }
         .boxed()
@@ -379,7 +403,7 @@ impl Destination for MemoryStore {
         }
         state
             .writes
-            .push(Write::Manifest(repository.clone(), reference.clone()));
+            .push(Written::Manifest(repository.clone(), reference.clone()));
         async { Ok(()) }.boxed()
     }
 }

@@ -10,10 +10,10 @@
 //! [`copy`] decides per tag whether to copy; [`content`] makes an image's blobs and child
 //! manifests present. Image-level retries happen here, in [`Executor::run_job`].
 
-pub(crate) mod attached;
+mod attached;
+mod checked;
 mod content;
 mod copy;
-pub(crate) mod memo;
 #[cfg(test)]
 pub(crate) mod memory;
 mod prefetch;
@@ -25,20 +25,21 @@ pub(crate) mod tests_attached;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::memo::Memo;
+use crate::attachments::Discovery;
+use crate::memo::Memo;
 use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
 use crate::report::outcome::{Outcome, Status};
-use crate::retry::RetryPolicy;
+use crate::retry::{self, RetryPolicy};
 use crate::stats::Stats;
 use crate::store::Stores;
 
@@ -88,11 +89,9 @@ pub struct Executor {
     /// Per destination repository, the tags it held when the run first asked (`None` when
     /// its store cannot list them); see [`Executor::held_tags`].
     held: Memo<Repository, Option<Arc<HashSet<String>>>>,
-    /// Per source repository, its `sha256-*` tags (where attachments are found); `None`
-    /// when it cannot be listed.
-    source_tags: attached::AttachmentTags,
-    /// Per store name, whether it has the referrers API (asked once, by the first copy).
-    referrers_api: Memo<String, bool>,
+    /// Per source repository, its `sha256-*` tags (where attachments are found), and per
+    /// store name whether it has the referrers API (asked once, by the first copy).
+    attachments: Discovery,
     cancel: CancellationToken,
 }
 
@@ -114,8 +113,7 @@ impl Executor {
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
             held: Memo::new(),
-            source_tags: Memo::new(),
-            referrers_api: Memo::new(),
+            attachments: Discovery::new(),
             cancel,
         }
     }
@@ -225,57 +223,52 @@ impl Executor {
     /// in-flight copy is abandoned before its tag is written.
     async fn run_job(&self, job: CopyJob) -> Outcome {
         let started = Instant::now();
-        let mut outcome = Outcome::new(job);
         let policy = RetryPolicy::images(self.options.retries);
         let budget = policy.budget();
-        while !self.cancel.is_cancelled() {
+        // Each attempt adds what it learnt; the lock is never held across an await.
+        let outcome = std::sync::Mutex::new(Outcome::new(job.clone()));
+        let attempt = || async {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let attempt = self.copy(&job).await;
+            let mut outcome = outcome.lock().unwrap_or_else(|e| e.into_inner());
             outcome.attempts += 1;
-            let moved = AtomicU64::new(0);
-            let attempt = tokio::select! {
-                result = self.copy(&outcome.job, &mut outcome.source_digest, &mut outcome.previous, &mut outcome.attached, &moved) => Some(result),
-                _ = self.cancel.cancelled() => None,
-            };
-            outcome.bytes += moved.load(Ordering::Relaxed);
-            let e = match attempt {
-                None => {
-                    outcome.status = Status::Cancelled;
-                    break;
-                }
+            outcome.bytes += attempt.bytes;
+            learnt(&mut outcome, attempt.found);
+            match attempt.end {
+                None => outcome.status = Status::Cancelled,
                 Some(Ok(status)) => {
                     outcome.status = status;
                     outcome.error = None;
-                    break;
                 }
-                Some(Err(e)) => e,
-            };
-            let failure = Failure::of(&e);
-            outcome.status = if failure.kind == ErrorKind::Refused {
-                Status::Refused
-            } else {
-                Status::Failed
-            };
-            // Only what may go differently next time: a missing tag, a refused credential,
-            // a manifest the registry rejects or corrupt bytes fail now.
-            let transient = failure.kind == ErrorKind::Transient;
-            let message = failure.message.clone();
-            outcome.error = Some(failure);
-            let Some(retry) = budget.take().filter(|_| transient) else {
-                break;
-            };
-            let destination = &outcome.job.destination;
-            let waited = policy
-                .pause(
-                    retry,
-                    None,
-                    &self.stats.image_retries,
-                    Some(&self.cancel),
-                    |wait| tracing::info!(%destination, attempt = retry + 1, error = %message, "copy failed; retrying in {wait:?}"),
-                )
-                .await;
-            if !waited {
-                break;
+                Some(Err(e)) => {
+                    let failure = Failure::of(&e);
+                    outcome.status = if failure.kind == ErrorKind::Refused {
+                        Status::Refused
+                    } else {
+                        Status::Failed
+                    };
+                    outcome.error = Some(failure);
+                    return Err(e);
+                }
             }
-        }
+            Ok(())
+        };
+        // Only what may go differently next time is tried again: a missing tag, a refused
+        // credential, a manifest the registry rejects or corrupt bytes fail now.
+        let destination = &job.destination;
+        let _ = retry::drive(
+            &policy,
+            &budget,
+            &self.stats.image_retries,
+            Some(&self.cancel),
+            attempt,
+            retry::when_transient,
+            |retry, wait, e| tracing::info!(%destination, attempt = retry + 1, error = %Failure::of(e).message, "copy failed; retrying in {wait:?}"),
+        )
+        .await;
+        let mut outcome = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
         outcome.duration = started.elapsed();
         log_outcome(&outcome);
         Stats::bump(&self.stats.images_done);
@@ -283,6 +276,20 @@ impl Executor {
             Stats::bump(&self.stats.images_failed);
         }
         outcome
+    }
+}
+
+/// What an attempt learnt, into the outcome: each fact replaces what an earlier attempt
+/// learnt of it, and a fact the attempt did not reach keeps the earlier one.
+fn learnt(outcome: &mut Outcome, found: copy::Found) {
+    if let Some(digest) = found.source_digest {
+        outcome.source_digest = Some(digest);
+    }
+    if let Some(previous) = found.previous {
+        outcome.previous = previous;
+    }
+    if let Some(attached) = found.attached {
+        outcome.attached = attached;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::memory::{MemoryStore, MemoryStores, Write};
+use super::memory::{MemoryStore, MemoryStores, Written};
 use super::{ExecuteOptions, Executor};
 use crate::inputs::mapping::parse_text;
 use crate::model::failure::ErrorKind;
@@ -100,7 +100,10 @@ pub(crate) async fn run(
         "{:?}",
         parsed.diagnostics
     );
-    let (plan, diagnostics) = plan(&parsed.mappings, &HashMap::new());
+    let (plan, diagnostics) = plan(
+        &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+        &HashMap::new(),
+    );
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let executor = Arc::new(Executor::new(
         stores.clone(),
@@ -164,13 +167,13 @@ async fn blobs_come_before_child_manifests_before_the_tag() {
     let dst = repo("dst.io/mirror/app");
     assert_eq!(s.dst.tag(&dst, "1"), Some(s.top.digest.clone()));
     let writes = s.dst.writes();
-    let position = |w: &Write| {
+    let position = |w: &Written| {
         writes
             .iter()
             .position(|x| x == w)
             .unwrap_or_else(|| panic!("{w:?} not written: {writes:#?}"))
     };
-    let tag = position(&Write::Manifest(
+    let tag = position(&Written::Manifest(
         dst.clone(),
         ManifestRef::Tag(Tag::parse("1").unwrap_or_else(|e| panic!("{e}"))),
     ));
@@ -180,7 +183,7 @@ async fn blobs_come_before_child_manifests_before_the_tag() {
         "the tag is written last: {writes:#?}"
     );
     for child in &s.children {
-        let child_at = position(&Write::Manifest(
+        let child_at = position(&Written::Manifest(
             dst.clone(),
             ManifestRef::Digest(child.digest.clone()),
         ));
@@ -189,7 +192,7 @@ async fn blobs_come_before_child_manifests_before_the_tag() {
         };
         for b in blobs {
             let placed = writes.iter().position(|w| {
-                matches!(w, Write::Blob(r, d) | Write::Mounted(r, d) if r == &dst && d == &b.digest)
+                matches!(w, Written::Blob(r, d) | Written::Mounted(r, d) if r == &dst && d == &b.digest)
             });
             assert!(
                 placed.is_some_and(|p| p < child_at),
@@ -215,11 +218,11 @@ async fn a_shared_blob_is_uploaded_once_per_registry_and_mounted_elsewhere() {
     let writes = s.dst.writes();
     let uploads = writes
         .iter()
-        .filter(|w| matches!(w, Write::Blob(_, d) if d == &base))
+        .filter(|w| matches!(w, Written::Blob(_, d) if d == &base))
         .count();
     let mounts = writes
         .iter()
-        .filter(|w| matches!(w, Write::Mounted(_, d) if d == &base))
+        .filter(|w| matches!(w, Written::Mounted(_, d) if d == &base))
         .count();
     assert_eq!((uploads, mounts), (1, 1), "{writes:#?}");
     // Within one image the shared base is placed once, however many children name it.
@@ -290,12 +293,47 @@ async fn a_failed_blob_leaves_no_tag_and_its_siblings_land() {
     let dst = repo("dst.io/mirror/app");
     assert_eq!(s.dst.tag(&dst, "1"), None);
     assert!(!s.dst.writes().iter().any(
-        |w| matches!(w, Write::Manifest(_, r) if r == &ManifestRef::Digest(s.children[1].digest.clone()))
+        |w| matches!(w, Written::Manifest(_, r) if r == &ManifestRef::Digest(s.children[1].digest.clone()))
     ));
     // The other child's blobs still arrived: the next run needs them.
     assert!(s.dst.has_blob(&dst, &Digest::of(&blob("a"))));
     // A permanent failure is not retried.
     assert_eq!(s.src.opened(&broken), 1);
+}
+
+/// The copy checks every blob's bytes on their way to the destination (the stores commit
+/// what ends without error): bytes that do not match their digest are never committed,
+/// fail the image as corrupt, and are not read again.
+#[tokio::test]
+async fn a_corrupt_blob_is_never_committed_and_not_retried() {
+    let s = seeded();
+    let corrupt = Digest::of(&blob("b"));
+    s.src.corrupt_blob(&repo("src.io/team/app"), &corrupt);
+    let options = ExecuteOptions {
+        retries: 2,
+        ..options()
+    };
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+        options,
+    )
+    .await;
+    assert_eq!(statuses(&outcomes), [Status::Failed]);
+    let failure = outcomes[0]
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("an error"));
+    assert_eq!(failure.kind, ErrorKind::Corrupt);
+    assert!(
+        failure.message.contains("digest mismatch"),
+        "{}",
+        failure.message
+    );
+    let dst = repo("dst.io/mirror/app");
+    assert!(!s.dst.has_blob(&dst, &corrupt));
+    assert_eq!(s.dst.tag(&dst, "1"), None);
+    assert_eq!(s.src.opened(&corrupt), 1);
 }
 
 #[tokio::test]
@@ -314,7 +352,7 @@ async fn force_rewrites_an_unchanged_tag() {
     assert!(
         again
             .iter()
-            .any(|w| matches!(w, Write::Manifest(_, ManifestRef::Tag(_)))),
+            .any(|w| matches!(w, Written::Manifest(_, ManifestRef::Tag(_)))),
         "{again:#?}"
     );
 }
@@ -383,7 +421,11 @@ async fn a_failing_blob_is_tried_attempts_times_retries_plus_one() {
 fn slots_are_taken_one_end_at_a_time_only_one_way() {
     let planned = |text: &str| {
         let parsed = parse_text(&Arc::from("mapping"), text);
-        plan(&parsed.mappings, &HashMap::new()).0
+        plan(
+            &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+            &HashMap::new(),
+        )
+        .0
     };
     assert!(super::one_way(&planned(
         "a.io/x:1 b.io/y:1\na.io/z:1 c.io/y:1\n"

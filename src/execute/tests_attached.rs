@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::memory::{MemoryStores, Write};
+use super::memory::{MemoryStores, Written};
 use super::tests::{blob, descriptor, image, manifest, options, repo, run};
 use crate::model::attached::{Kind, digest_tag, parse_index};
 use crate::model::manifest::Manifest;
@@ -150,15 +150,15 @@ async fn referrers_api_to_a_destination_without_it_writes_the_fallback_index() {
     assert_eq!(listed[0].artifact_type.as_deref(), Some(ARTIFACT));
     // The referrer and the fallback index go before the image's tag.
     let writes = dst.writes();
-    let position = |w: &Write| writes.iter().position(|x| x == w);
-    let tag_write = Write::Manifest(
+    let position = |w: &Written| writes.iter().position(|x| x == w);
+    let tag_write = Written::Manifest(
         x.clone(),
         ManifestRef::Tag(Tag::parse("1").unwrap_or_else(|e| panic!("{e}"))),
     );
     assert!(
-        position(&Write::Manifest(x.clone(), ManifestRef::Tag(fallback))) < position(&tag_write)
+        position(&Written::Manifest(x.clone(), ManifestRef::Tag(fallback))) < position(&tag_write)
     );
-    assert!(position(&Write::Manifest(x.clone(), by_digest)) < position(&tag_write));
+    assert!(position(&Written::Manifest(x.clone(), by_digest)) < position(&tag_write));
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn attached_false_copies_the_image_alone() {
     assert_eq!(
         dst.writes()
             .iter()
-            .filter(|w| matches!(w, Write::Manifest(..)))
+            .filter(|w| matches!(w, Written::Manifest(..)))
             .count(),
         1
     );

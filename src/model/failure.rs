@@ -18,7 +18,8 @@ pub enum ErrorKind {
     Denied,
     /// Bytes that do not hash to their digest, or more bytes than the descriptor gives.
     Corrupt,
-    /// Not done by rule: an immutable destination tag already holds another image.
+    /// Not done by rule: an immutable destination tag already holds another image, or the
+    /// image's signatures do not meet `--policy`.
     Refused,
 }
 
@@ -61,6 +62,15 @@ impl Failure {
             kind: error_kind(e).unwrap_or(ErrorKind::Permanent),
             message: format!("{e:#}"),
         }
+    }
+}
+
+impl Failure {
+    /// The failure a stream's `io::Error` carries, if it carries one (a blob's bytes failing
+    /// their check, see `execute::checked`): an HTTP body or a file write that failed on it
+    /// reports it, not its own words.
+    pub fn in_io(e: &std::io::Error) -> Option<&Failure> {
+        e.get_ref()?.downcast_ref::<Failure>()
     }
 }
 

@@ -69,7 +69,7 @@ impl JsonReached {
 pub struct JsonSelection<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub selected: &'a [String],
     pub excluded: Vec<JsonExcluded<'a>>,
 }
@@ -124,7 +124,7 @@ pub struct JsonImage<'a> {
     pub source_digest: Option<&'a str>,
     pub previous_digest: Option<&'a str>,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub status: Status,
     pub bytes: u64,
     pub duration_seconds: f64,
@@ -162,7 +162,7 @@ impl<'a> JsonAttached<'a> {
 pub struct JsonListingFailure<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub error: String,
     pub error_kind: ErrorKind,
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use crate::model::attached::Attachment;
-use crate::model::diagnostics::Location;
 use crate::model::failure::Failure;
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
@@ -18,7 +17,9 @@ pub enum Status {
     Failed,
     WouldCopy,
     WouldOverwrite,
-    /// Not done by rule: an immutable tag that already holds another image.
+    /// Not done by rule, and never tried again: an immutable tag that already holds another
+    /// image, or an image whose signatures do not meet `--policy` (refused before anything
+    /// of it is written). Fails the run.
     Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
@@ -85,14 +86,8 @@ impl Outcome {
     }
 }
 
-/// A wildcard whose tags could not be listed: every copy it would have made failed.
-#[derive(Debug, Clone)]
-pub struct ListingFailure {
-    pub origin: Location,
-    /// The wildcard source as written: a repository, or a repository pattern.
-    pub source: String,
-    pub error: Failure,
-}
+/// A wildcard whose tags could not be listed (the plan charges it to its lines).
+pub use crate::plan::ListingFailure;
 
 impl ListingFailure {
     /// The error's text, for views (redacted, as [`Outcome::error_text`]).
@@ -131,5 +126,56 @@ impl Totals {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every status: its label, whether it fails the run, and where the totals count it.
+    /// `Refused` (an immutable tag, or `--policy`) fails the run as `Failed` does, and is
+    /// counted apart.
+    #[test]
+    fn every_status_is_labelled_counted_and_judged() {
+        let statuses = [
+            (Status::Copied, "copied", false),
+            (Status::Unchanged, "unchanged", false),
+            (Status::Failed, "failed", true),
+            (Status::WouldCopy, "would copy", false),
+            (Status::WouldOverwrite, "would overwrite", false),
+            (Status::Refused, "refused", true),
+            (Status::Cancelled, "cancelled", false),
+        ];
+        for (status, label, fails) in statuses {
+            assert_eq!(status.label(), label);
+            assert_eq!(status.fails_the_run(), fails, "{label}");
+        }
+        let parsed =
+            crate::inputs::mapping::parse_text(&std::sync::Arc::from("m"), "src.io/a:1 dst.io/a:1");
+        let (plan, _) = crate::plan::plan(
+            &crate::plan::expand_all(parsed.mappings, &std::collections::HashMap::new()).mappings,
+            &std::collections::HashMap::new(),
+        );
+        let job = plan.batches[0].jobs[0].clone();
+        let outcomes: Vec<Outcome> = statuses
+            .iter()
+            .map(|(status, ..)| Outcome {
+                status: *status,
+                ..Outcome::new(job.clone())
+            })
+            .collect();
+        assert_eq!(
+            Totals::of(&outcomes, 2),
+            Totals {
+                copied: 1,
+                unchanged: 1,
+                failed: 3,
+                would_copy: 1,
+                would_overwrite: 1,
+                refused: 1,
+                cancelled: 1,
+            }
+        );
     }
 }

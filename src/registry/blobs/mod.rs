@@ -1,10 +1,10 @@
 //! Blobs: whether a repository has one, cross-repository mounts, and upload sessions; the
-//! upload itself ([`upload`]), the resumable download ([`download`]) and the digest check
-//! of the bytes as they pass ([`verify`]).
+//! upload itself ([`upload`]), the resumable download ([`download`]) and where a body's
+//! failure is kept ([`watch`]; the digest check itself is the copy's, for every destination).
 
 pub mod download;
 pub mod upload;
-pub mod verify;
+pub mod watch;
 
 use anyhow::Result;
 use reqwest::StatusCode;

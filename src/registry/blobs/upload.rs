@@ -5,10 +5,9 @@
 //! they state. A refused `PUT` sends that blob again as `PATCH` + `PUT`, and when that works
 //! the registry gets its blobs that way for the rest of the run (kept in the client's
 //! [`UploadMethods`](super::super::client::UploadMethods)). Every way streams the source's
-//! bytes through the digest check of [`super::verify`], into a session opened while the
-//! source's GET is on its way, or into one a mount opened.
+//! bytes (checked against their digest by the copy, a failure kept by [`super::watch`]),
+//! into a session opened while the source's GET is on its way, or into one a mount opened.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
@@ -23,16 +22,13 @@ use super::super::control::CostClass;
 use super::super::pipeline::request::number;
 use super::super::pipeline::{Request, Unsent, unread};
 use super::Session;
-use super::verify::verify_stream;
-use crate::model::failure::{ErrorKind, Failure, failure};
+use super::watch::{FailureSlot, watch_failure};
+use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::Repository;
 use crate::retry::Budget;
 use crate::stats::UploadMethod;
 use crate::store::{BlobStream, OpenBlob, UploadSession};
-
-/// Where the digest check leaves the failure that ended a body early.
-type FailureSlot = Arc<std::sync::Mutex<Option<Failure>>>;
 
 /// Why a `PUT` with a body did not commit the blob.
 enum NotCommitted {
@@ -189,24 +185,17 @@ impl RegistryClient {
         }
     }
 
-    /// The source's bytes as they will be sent, hashed on the way (see [`verify_stream`]), and
-    /// where a failure that ends them early is left.
+    /// The source's bytes as they will be sent (checked by the copy), and where a failure
+    /// that ends them early is left (see [`watch_failure`]).
     fn checked_body(
         &self,
         source: BlobStream,
-        blob: &BlobRef,
     ) -> (
         impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static + use<>,
         FailureSlot,
     ) {
         let failed = FailureSlot::default();
-        let body = verify_stream(
-            source,
-            blob.digest.clone(),
-            blob.size,
-            failed.clone(),
-            self.pipe.stats.clone(),
-        );
+        let body = watch_failure(source, failed.clone());
         (body, failed)
     }
 
@@ -260,7 +249,7 @@ impl RegistryClient {
         let target = self
             .commit_target(what, &session.location, blob)
             .map_err(NotCommitted::Failed)?;
-        let (body, failed) = self.checked_body(source, blob);
+        let (body, failed) = self.checked_body(source);
         let request = Self::part(access, session, reqwest::Method::PUT, target, what)
             .header(CONTENT_LENGTH, number(blob.size))
             .header(CONTENT_TYPE, octet_stream())
@@ -314,7 +303,7 @@ impl RegistryClient {
         session: Session,
         source: BlobStream,
     ) -> Result<()> {
-        let (body, failed) = self.checked_body(source, blob);
+        let (body, failed) = self.checked_body(source);
         let mut location = session.location.clone();
         let chunk_size = session
             .max_chunk

@@ -1,5 +1,6 @@
-//! Work done once however many copies need it: one cell per key, the first caller
-//! computes, the others wait for its result.
+//! Work done once however many callers need it (copies, checks, attachment walks): one cell
+//! per key, the first caller computes, the others wait for its result. Depends on nothing of
+//! the crate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,6 +10,12 @@ use tokio::sync::OnceCell;
 
 pub struct Memo<K, V> {
     cells: std::sync::Mutex<HashMap<K, Arc<OnceCell<V>>>>,
+}
+
+impl<K: Eq + Hash, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<K: Eq + Hash, V> Memo<K, V> {
