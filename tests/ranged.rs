@@ -6,15 +6,13 @@
 //! (and not asked for ranges again), and no more ranges of a blob are in flight than asked.
 //! Small sizes (1 MiB chunks, a 3 MiB layer) keep the tests fast.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use support::cli::*;
-use support::proxy::{Behaviour, Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Behaviour, Fault, FaultProxy};
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::concurrency::Limit;
 use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
 use crate::registry::RegistryOptions;
 use crate::registry::blobs::ranged;
@@ -283,10 +284,12 @@ pub struct RegistryArgs {
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
 
-    /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
-    /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub max_per_registry: u32,
+    /// Most blob transfers in flight to one registry in each direction (reads from it,
+    /// writes to it): what loads it (oc's flag and meaning), a hard ceiling. Lowered for a
+    /// while when the registry answers 429 or 503. Without it: six at first, more while the
+    /// round trip is long and does not lengthen under load, at most 32.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_per_registry: Option<u32>,
 
     /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
     /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run
@@ -316,8 +319,11 @@ impl RegistryArgs {
         RegistryOptions {
             insecure: self.insecure,
             insecure_registries: self.insecure_registry.clone(),
-            max_per_registry: self.max_per_registry as usize,
+            transfers: self
+                .max_per_registry
+                .map_or_else(Limit::adaptive, Limit::AtMost),
             max_checks_per_registry: self.max_checks_per_registry as usize,
+            quota_share: None,
             ranges: ranged::RangeOptions {
                 threshold: self.range_threshold,
                 chunk: self.range_chunk_size,
@@ -588,7 +594,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.registry.max_per_registry, 3);
+        assert_eq!(run.registry.max_per_registry, Some(3));
         assert_eq!(run.dry_run, Some(false));
         assert_eq!(
             run.mappings.filenames,

@@ -20,6 +20,68 @@ pub struct JsonReport<'a> {
     pub selections: Vec<JsonSelection<'a>>,
     /// Per destination registry that received blob uploads: how it took them.
     pub registries: BTreeMap<&'a str, JsonRegistry>,
+    /// Per source registry with a pull quota (published, or enforced with a 429): what was
+    /// left at the end, and the images deferred to its next window.
+    pub quotas: BTreeMap<&'a str, JsonQuota>,
+    /// Per registry that had blob transfers: how many it got at once in each direction it
+    /// was used in, and why no more.
+    pub concurrency: BTreeMap<&'a str, JsonConcurrency>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonQuota {
+    /// Manifest GETs the window allows (this shard's part when sharded); null if unpublished.
+    pub limit: Option<u64>,
+    /// Left at the end of the run; null if unpublished.
+    pub left: Option<u64>,
+    pub window_seconds: Option<u64>,
+    /// Manifest GETs this run counted against it.
+    pub taken: u64,
+    /// Manifest GETs not sent because nothing was left.
+    pub not_sent: u64,
+    /// Manifest GETs stopped for the rest of the run.
+    pub spent: bool,
+    /// Images not started for lack of it.
+    pub deferred: usize,
+}
+
+/// A registry's limits on transfers, reading from it and writing to it.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonConcurrency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<JsonReached>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<JsonReached>,
+}
+
+/// What one limit on transfers reached.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReached {
+    /// The highest limit it had.
+    pub limit: u32,
+    /// The limit at the end of the run.
+    pub limit_at_end: u32,
+    /// The most transfers in flight at once.
+    pub in_flight: u32,
+    /// The most it could have had (`--max-per-registry`, or the default ceiling).
+    pub ceiling: u32,
+    /// Why it went no higher: `ceiling`, `latency` (round trips grew), `throttled` (429),
+    /// `unavailable` (503), `resets`, `demand` (no more work at once), `growing`.
+    pub stopped: &'static str,
+}
+
+impl JsonReached {
+    /// A limit that was used (some transfer held a slot), else none.
+    fn of(reached: Option<crate::concurrency::Reached>) -> Option<JsonReached> {
+        let r = reached.filter(|r| r.in_flight > 0)?;
+        Some(JsonReached {
+            limit: r.limit,
+            limit_at_end: r.now,
+            in_flight: r.in_flight,
+            ceiling: r.ceiling,
+            stopped: r.stop.label(),
+        })
+    }
 }
 
 /// What one wildcard line's rules chose among the listed tags.
@@ -27,7 +89,7 @@ pub struct JsonReport<'a> {
 pub struct JsonSelection<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub selected: &'a [String],
     pub excluded: Vec<JsonExcluded<'a>>,
 }
@@ -82,7 +144,7 @@ pub struct JsonImage<'a> {
     pub source_digest: Option<&'a str>,
     pub previous_digest: Option<&'a str>,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub status: Status,
     pub bytes: u64,
     pub duration_seconds: f64,
@@ -120,7 +182,7 @@ impl<'a> JsonAttached<'a> {
 pub struct JsonListingFailure<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub error: String,
     pub error_kind: ErrorKind,
 }
@@ -215,5 +277,50 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
                 (host.as_str(), entry)
             })
             .collect(),
+        quotas: json_quotas(run),
+        concurrency: run
+            .registries
+            .iter()
+            .filter_map(|(host, c)| {
+                let entry = JsonConcurrency {
+                    reads: JsonReached::of(c.reads),
+                    writes: JsonReached::of(c.writes),
+                };
+                (entry.reads.is_some() || entry.writes.is_some()).then_some((host.as_str(), entry))
+            })
+            .collect(),
     }
+}
+
+/// The `quotas` object: every registry with a quota, and every one that deferred images.
+fn json_quotas(run: &RunResult) -> BTreeMap<&str, JsonQuota> {
+    let deferred = super::deferred_per_registry(&run.outcomes);
+    let mut out: BTreeMap<&str, JsonQuota> = run
+        .quotas
+        .iter()
+        .map(|(registry, q)| {
+            let entry = JsonQuota {
+                limit: q.limit,
+                left: q.left,
+                window_seconds: q.window.map(|w| w.as_secs()),
+                taken: q.taken,
+                not_sent: q.refused,
+                spent: q.spent,
+                deferred: deferred.get(registry.as_str()).copied().unwrap_or(0),
+            };
+            (registry.as_str(), entry)
+        })
+        .collect();
+    for (registry, n) in deferred {
+        out.entry(registry).or_insert(JsonQuota {
+            limit: None,
+            left: None,
+            window_seconds: None,
+            taken: 0,
+            not_sent: 0,
+            spent: true,
+            deferred: n,
+        });
+    }
+    out
 }

@@ -8,18 +8,15 @@
 //! `last_success` must outlive failed runs: the file keeps the previous file's value, and a
 //! push leaves it out so the Pushgateway keeps the one it has (a POST replaces only the
 //! metrics it names). A dry run publishes nothing (see `commands::run`): a rehearsal with
-//! the same flags must not disturb the numbers of the job it rehearses.
+//! the same flags must not disturb the numbers of the job it rehearses. A view like the
+//! others: it renders text; `commands::publish` writes the file and does the push.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use anyhow::{Context, Result, bail};
 
 use super::RunResult;
 use super::outcome::Totals;
-use crate::redact::url_for_humans;
 
 /// The one metric carried over from a previous run when this one did not succeed.
 pub const LAST_SUCCESS: &str = "image_mirror_last_success_timestamp_seconds";
@@ -32,7 +29,7 @@ pub const JOB: &str = "image-mirror";
 pub struct Ending {
     /// Seconds since the Unix epoch.
     pub at: f64,
-    /// Every image mirrored (nothing failed or interrupted).
+    /// Every image mirrored (nothing failed, interrupted or deferred).
     pub success: bool,
 }
 
@@ -129,6 +126,7 @@ pub fn render(
         ("unchanged", t.unchanged),
         ("failed", t.failed),
         ("cancelled", t.cancelled),
+        ("deferred", t.deferred),
     ];
     family(
         &mut out,
@@ -192,7 +190,88 @@ pub fn render(
         "Answers 429 Too Many Requests the last run got, per registry.",
         &per(|c| c.throttled),
     );
+    quota_families(&mut out, run, common);
+    let reached = |pick: fn(&crate::concurrency::Reached) -> u32, why: bool| {
+        let mut samples = Vec::new();
+        for (registry, c) in &run.registries {
+            for (direction, r) in [("read", c.reads), ("write", c.writes)] {
+                let Some(r) = r.filter(|r| r.in_flight > 0) else {
+                    continue;
+                };
+                let mut pairs = common.to_vec();
+                pairs.extend([("registry", registry.as_str()), ("direction", direction)]);
+                if why {
+                    pairs.push(("stopped", r.stop.label()));
+                }
+                samples.push((labels(&pairs), f64::from(pick(&r))));
+            }
+        }
+        samples
+    };
+    family(
+        &mut out,
+        "image_mirror_transfers_limit",
+        "The highest limit on blob transfers at once the last run reached, per registry and direction (read from it, write to it), labelled with why it went no higher (ceiling, latency, throttled, unavailable, resets, demand, growing).",
+        &reached(|r| r.limit, true),
+    );
+    family(
+        &mut out,
+        "image_mirror_transfers_in_flight",
+        "The most blob transfers in flight at once in the last run, per registry and direction.",
+        &reached(|r| r.in_flight, false),
+    );
     out
+}
+
+/// Per source registry with a pull quota: what was left at the end and the images deferred
+/// to its next window. A set the quota never lets complete shows as images deferred run
+/// after run, and as [`LAST_SUCCESS`] growing old (a run that deferred work is no success).
+fn quota_families(out: &mut String, run: &RunResult, common: &[(&str, &str)]) {
+    let with = |registry: &str, value: f64| {
+        let mut pairs = common.to_vec();
+        pairs.push(("registry", registry));
+        (labels(&pairs), value)
+    };
+    let left: Vec<(String, f64)> = run
+        .quotas
+        .iter()
+        .filter_map(|(r, q)| q.left.map(|left| with(r, left as f64)))
+        .collect();
+    if !left.is_empty() {
+        family(
+            out,
+            "image_mirror_quota_remaining",
+            "Manifest GETs left of the registry's pull quota at the end of the last run (this shard's part when sharded).",
+            &left,
+        );
+    }
+    let limit: Vec<(String, f64)> = run
+        .quotas
+        .iter()
+        .filter_map(|(r, q)| q.limit.map(|limit| with(r, limit as f64)))
+        .collect();
+    if !limit.is_empty() {
+        family(
+            out,
+            "image_mirror_quota_limit",
+            "Manifest GETs the registry's pull quota allows per window, as it published it.",
+            &limit,
+        );
+    }
+    let deferred = super::deferred_per_registry(&run.outcomes);
+    let mut registries: Vec<&str> = run.quotas.iter().map(|(r, _)| r.as_str()).collect();
+    registries.extend(deferred.keys().copied());
+    registries.sort_unstable();
+    registries.dedup();
+    family(
+        out,
+        "image_mirror_deferred_images",
+        "Images the last run deferred to the registry's next quota window, per source registry.",
+        &registries
+            .iter()
+            .map(|r| with(r, deferred.get(r).copied().unwrap_or(0) as f64))
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// The [`LAST_SUCCESS`] value in a metrics file written before, if any.
@@ -204,94 +283,6 @@ pub fn previous_last_success(text: &str) -> Option<f64> {
         }
         rest.rsplit(' ').next()?.trim().parse().ok()
     })
-}
-
-/// Writes the metrics file for node_exporter's textfile collector: to a temporary file in
-/// the same directory, then renamed over the old one, so the collector never reads half a
-/// file. The temporary name does not end in `.prom`, so the collector ignores it.
-pub fn write_textfile(
-    path: &Path,
-    run: &RunResult,
-    ending: Ending,
-    shard: Option<&str>,
-) -> Result<()> {
-    let last_success = if ending.success {
-        Some(ending.at)
-    } else {
-        std::fs::read_to_string(path)
-            .ok()
-            .as_deref()
-            .and_then(previous_last_success)
-    };
-    let common: Vec<(&str, &str)> = shard.map(|s| ("shard", s)).into_iter().collect();
-    let text = render(run, ending, last_success, &common);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "metrics".to_owned());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("renaming {} to {}", tmp.display(), path.display()))
-    })
-}
-
-/// `URL/metrics/job/image-mirror[/shard/I]`: where a push goes.
-pub fn push_url(base: &reqwest::Url, shard: Option<&str>) -> Result<reqwest::Url> {
-    let mut url = base.clone();
-    {
-        let Ok(mut segments) = url.path_segments_mut() else {
-            bail!("{} cannot take a path", url_for_humans(base));
-        };
-        segments.pop_if_empty().extend(["metrics", "job", JOB]);
-        if let Some(shard) = shard {
-            segments.extend(["shard", shard]);
-        }
-    }
-    Ok(url)
-}
-
-/// Pushes the run's metrics to a Pushgateway with a POST, which replaces the metrics it names
-/// in the group and keeps the others: a failed run leaves [`LAST_SUCCESS`] out, so the
-/// Pushgateway keeps the last success it was told of.
-pub async fn push(
-    base: &reqwest::Url,
-    run: &RunResult,
-    ending: Ending,
-    shard: Option<&str>,
-) -> Result<()> {
-    crate::registry::tls::install_tls_provider();
-    let url = push_url(base, shard)?;
-    let shown = url_for_humans(&url);
-    let text = render(run, ending, ending.success.then_some(ending.at), &[]);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")?;
-    let response = http
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .body(text)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "pushing metrics to {shown}: {}",
-                crate::registry::error::describe_http_error(&e, &shown)
-            )
-        })?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let said: String = crate::redact::redact(body.trim())
-            .chars()
-            .take(300)
-            .collect();
-        bail!("pushing metrics to {shown}: {status} {said}");
-    }
-    Ok(())
 }
 
 /// The per-registry counts a run collected, for [`RunResult`].
@@ -312,21 +303,6 @@ mod tests {
             None
         );
         assert_eq!(previous_last_success(""), None);
-    }
-
-    #[test]
-    fn pushes_go_to_the_job_and_shard_group() {
-        let base = reqwest::Url::parse("http://pgw:9091/").unwrap_or_else(|e| panic!("{e}"));
-        let url = |shard| {
-            push_url(&base, shard)
-                .map(|u| u.to_string())
-                .unwrap_or_default()
-        };
-        assert_eq!(url(None), "http://pgw:9091/metrics/job/image-mirror");
-        assert_eq!(
-            url(Some("2")),
-            "http://pgw:9091/metrics/job/image-mirror/shard/2"
-        );
     }
 
     #[test]

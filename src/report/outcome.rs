@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use crate::model::attached::Attachment;
-use crate::model::diagnostics::Location;
-use crate::model::failure::Failure;
+use crate::model::failure::{ErrorKind, Failure};
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
 use crate::redact::redact;
@@ -24,10 +23,14 @@ pub enum Status {
     Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
+    /// Not started: the source registry's pull quota could not cover it in this window (see
+    /// `registry::control::quota`). Waits for the next window; does not fail the run.
+    Deferred,
 }
 
 impl Status {
-    /// Whether the run fails (exit 1) because of this image.
+    /// Whether the run fails (exit 1) because of this image. A deferred image does not: it
+    /// only waits for the next window (see `commands::ExitCode`).
     pub fn fails_the_run(self) -> bool {
         matches!(self, Status::Failed | Status::Refused)
     }
@@ -41,6 +44,16 @@ impl Status {
             Status::WouldOverwrite => "would overwrite",
             Status::Refused => "refused",
             Status::Cancelled => "cancelled",
+            Status::Deferred => "deferred",
+        }
+    }
+
+    /// The status of an image whose copy ended with an error of this kind.
+    pub fn after_failure(kind: ErrorKind) -> Status {
+        match kind {
+            ErrorKind::Refused => Status::Refused,
+            ErrorKind::Deferred => Status::Deferred,
+            _ => Status::Failed,
         }
     }
 }
@@ -87,14 +100,8 @@ impl Outcome {
     }
 }
 
-/// A wildcard whose tags could not be listed: every copy it would have made failed.
-#[derive(Debug, Clone)]
-pub struct ListingFailure {
-    pub origin: Location,
-    /// The wildcard source as written: a repository, or a repository pattern.
-    pub source: String,
-    pub error: Failure,
-}
+/// A wildcard whose tags could not be listed (the plan charges it to its lines).
+pub use crate::plan::ListingFailure;
 
 impl ListingFailure {
     /// The error's text, for views (redacted, as [`Outcome::error_text`]).
@@ -113,6 +120,7 @@ pub struct Totals {
     pub would_overwrite: usize,
     pub refused: usize,
     pub cancelled: usize,
+    pub deferred: usize,
 }
 
 impl Totals {
@@ -130,6 +138,7 @@ impl Totals {
                 Status::WouldOverwrite => t.would_overwrite += 1,
                 Status::Refused => t.refused += 1,
                 Status::Cancelled => t.cancelled += 1,
+                Status::Deferred => t.deferred += 1,
             }
         }
         t
@@ -142,7 +151,7 @@ mod tests {
 
     /// Every status: its label, whether it fails the run, and where the totals count it.
     /// `Refused` (an immutable tag, or `--policy`) fails the run as `Failed` does, and is
-    /// counted apart.
+    /// counted apart; `Deferred` (a pull quota spent) does not fail it.
     #[test]
     fn every_status_is_labelled_counted_and_judged() {
         let statuses = [
@@ -153,6 +162,7 @@ mod tests {
             (Status::WouldOverwrite, "would overwrite", false),
             (Status::Refused, "refused", true),
             (Status::Cancelled, "cancelled", false),
+            (Status::Deferred, "deferred", false),
         ];
         for (status, label, fails) in statuses {
             assert_eq!(status.label(), label);
@@ -160,7 +170,10 @@ mod tests {
         }
         let parsed =
             crate::inputs::mapping::parse_text(&std::sync::Arc::from("m"), "src.io/a:1 dst.io/a:1");
-        let (plan, _) = crate::plan::plan(&parsed.mappings, &std::collections::HashMap::new());
+        let (plan, _) = crate::plan::plan(
+            &crate::plan::expand_all(parsed.mappings, &std::collections::HashMap::new()).mappings,
+            &std::collections::HashMap::new(),
+        );
         let job = plan.batches[0].jobs[0].clone();
         let outcomes: Vec<Outcome> = statuses
             .iter()
@@ -179,6 +192,7 @@ mod tests {
                 would_overwrite: 1,
                 refused: 1,
                 cancelled: 1,
+                deferred: 1,
             }
         );
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
+use crate::concurrency::Stop;
 use crate::model::reference::Repository;
 use crate::plan::LineSelection;
 use crate::plural::{count, count_as};
@@ -28,7 +29,7 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             .map_or("?".to_owned(), |d| d.to_string());
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
-            (Status::Failed | Status::Refused, _) => {
+            (Status::Failed | Status::Refused | Status::Deferred, _) => {
                 format!(
                     "{}: {}",
                     o.status.label(),
@@ -62,14 +63,14 @@ pub fn repository_wildcards(wildcards: &[WildcardRepositories]) -> String {
         let tags: usize = w.repositories.iter().map(|(_, n)| n).sum();
         let _ = writeln!(
             out,
-            "{} ({}): {} repositories x {} tags",
+            "{} ({}): {} x {}",
             w.pattern,
             w.origin,
-            w.repositories.len(),
-            tags
+            count_as(w.repositories.len(), "repository", "repositories"),
+            count(tags, "tag")
         );
         for (repository, n) in &w.repositories {
-            let _ = writeln!(out, "  {repository}  {n} tags");
+            let _ = writeln!(out, "  {repository}  {}", count(*n, "tag"));
         }
     }
     out
@@ -130,6 +131,7 @@ pub fn summary(run: &RunResult) -> String {
             );
         }
     }
+    out.push_str(&deferred_section(&run.outcomes));
     if totals.cancelled > 0 {
         let _ = writeln!(
             out,
@@ -139,8 +141,14 @@ pub fn summary(run: &RunResult) -> String {
     }
     let secs = run.elapsed.as_secs_f64();
     let stats = &run.stats;
-    // What a run over a slow link pays for is round trips, not requests (see
-    // Stats::round_trips). Before the summary, which stays the last line.
+    // How many transfers each registry took at once, where that moved from the start
+    // (and why no more), then what a run over a slow link pays for: round trips, not
+    // requests (see Stats::round_trips). Before the summary, which stays the last line.
+    for (host, c) in &run.registries {
+        if let Some(line) = concurrency_note(host, c) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let _ = writeln!(
         out,
         "{} in {} one after another",
@@ -150,22 +158,24 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{};{} nothing was written ({secs:.1}s)",
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} nothing was written ({secs:.1}s)",
             totals.would_copy,
             totals.would_overwrite,
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
+            deferred_note(totals.deferred),
             attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum())
         );
     } else {
         let _ = writeln!(
             out,
-            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
+            "{} copied, {} unchanged, {} failed{}{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
             count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
+            deferred_note(totals.deferred),
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
@@ -187,6 +197,37 @@ pub fn summary(run: &RunResult) -> String {
     out
 }
 
+/// "quay.io: up to 32 transfers at once reading (at the ceiling)": what a registry's limit
+/// on transfers reached in each direction it was used in, and why it went no higher; none
+/// when it stayed where it started (nothing to explain) or the registry had no transfer.
+fn concurrency_note(host: &str, c: &crate::stats::RegistryCounts) -> Option<String> {
+    let parts: Vec<String> = [("reading", c.reads), ("writing", c.writes)]
+        .into_iter()
+        .filter_map(|(direction, reached)| {
+            let r = reached.filter(|r| r.in_flight > 0)?;
+            let why = match r.stop {
+                Stop::Growing => "still growing",
+                Stop::Ceiling => "at the ceiling",
+                Stop::Demand => "no more work at once",
+                Stop::Latency => "round trips grew",
+                Stop::Throttled => "the registry answered 429",
+                Stop::Unavailable => "the registry answered 503",
+                Stop::Resets => "connections were reset",
+            };
+            Some((direction, r, why))
+        })
+        .filter(|(_, r, _)| r.limit != r.now || r.limit > crate::concurrency::START)
+        .map(|(direction, r, why)| {
+            format!(
+                "up to {} at once {direction} ({why}; {} now)",
+                count(u64::from(r.limit), "transfer"),
+                r.now
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("{host}: {}", parts.join(", ")))
+}
+
 /// ", 2 refused" (immutable tags that would have been overwritten); empty when none.
 fn refused_note(refused: usize) -> String {
     if refused > 0 {
@@ -194,6 +235,42 @@ fn refused_note(refused: usize) -> String {
     } else {
         String::new()
     }
+}
+
+/// ", 92 deferred" (waiting for a registry's next quota window); empty when none.
+fn deferred_note(deferred: usize) -> String {
+    if deferred > 0 {
+        format!(", {deferred} deferred")
+    } else {
+        String::new()
+    }
+}
+
+/// The images deferred, counted by reason (one line per registry and quota, not one per
+/// image: a spent quota defers most of a large set), and what happens to them.
+fn deferred_section(outcomes: &[Outcome]) -> String {
+    let mut by_reason: Vec<(String, usize)> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.status == Status::Deferred) {
+        let reason = o
+            .error_text()
+            .unwrap_or_else(|| "pull quota spent".to_owned());
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => by_reason.push((reason, 1)),
+        }
+    }
+    let total: usize = by_reason.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "Deferred ({}, not failed: the next window continues):\n",
+        count(total, "image")
+    );
+    for (reason, n) in &by_reason {
+        let _ = writeln!(out, "  {}: {reason}", count(*n, "image"));
+    }
+    out
 }
 
 /// " (2 retries, 7 request retries)": image copies started again, and requests (or blob
