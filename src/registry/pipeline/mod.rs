@@ -19,6 +19,7 @@
 //! credentials) and [`super::client`] (which lends it the registry's credentials through
 //! [`Authorizing`]).
 
+pub mod classify;
 pub mod request;
 
 use std::future::Future;
@@ -34,7 +35,7 @@ pub use self::request::{Auth, Body, Connection, Request, Tries};
 use super::auth::credentials::RegistryCredential;
 use super::auth::{Access, Authorization};
 use super::control::{Controller, Observed};
-use super::error::{describe_http_error, is_transient_status, retry_after, transport_kind};
+use super::error::{is_transient_status, retry_after, transport_kind};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Host;
 use crate::retry::{RetryPolicy, Verdict, drive};
@@ -123,10 +124,10 @@ enum Miss {
 }
 
 impl Miss {
-    fn verdict(&self) -> Verdict {
+    fn verdict(&self, request: &Request<'_>) -> Verdict {
         match self {
             Miss::Answered { after, .. } => Verdict::Retry { after: *after },
-            Miss::Transport(e) if transport_kind(e) == ErrorKind::Transient => {
+            Miss::Transport(e) if classify::kind(e, request) == ErrorKind::Transient => {
                 Verdict::Retry { after: None }
             }
             Miss::Transport(_) | Miss::Failed(_) => Verdict::Stop,
@@ -196,11 +197,11 @@ impl Pipeline {
             &self.stats.request_retries,
             None,
             || self.try_once(request, authorizing, &state, &finish),
-            Miss::verdict,
+            |miss| miss.verdict(request),
             |retry, wait, miss| {
                 let why = match miss {
                     Miss::Answered { response, .. } => response.status().to_string(),
-                    Miss::Transport(e) => describe_http_error(e, host),
+                    Miss::Transport(e) => classify::describe(e, host, &self.api_host),
                     Miss::Failed(e) => format!("{e:#}"),
                 };
                 self.stats.retried(host);
@@ -210,8 +211,12 @@ impl Pipeline {
         .await;
         let transport = |e: reqwest::Error| Unsent {
             error: failure(
-                transport_kind(&e),
-                format!("{}: {}", request.what, describe_http_error(&e, host)),
+                classify::kind(&e, request),
+                format!(
+                    "{}: {}",
+                    request.what,
+                    classify::describe(&e, host, &self.api_host)
+                ),
             ),
             transport: Some(e),
         };
