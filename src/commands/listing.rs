@@ -149,15 +149,20 @@ pub async fn list_wildcards(
                 listed.insert(repo, tags);
             }
             Err(e) => {
-                let wildcards = mappings.iter().filter(
-                    |m| matches!(m, Mapping::Wildcard { repository, .. } if repository.value == repo),
-                );
-                for mapping in wildcards {
-                    failures.push(ListingFailure {
-                        origin: mapping.location().clone(),
-                        source: repo.to_string(),
-                        error: Failure::of(&e),
-                    });
+                for mapping in mappings {
+                    if let Mapping::Wildcard {
+                        repository,
+                        pattern,
+                        ..
+                    } = mapping
+                        && repository.value == repo
+                    {
+                        failures.push(ListingFailure {
+                            origin: mapping.location().clone(),
+                            source: format!("{repo}:{}", pattern.as_str()),
+                            error: Failure::of(&e),
+                        });
+                    }
                 }
             }
         }

@@ -91,7 +91,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct ListingFailure {
     pub origin: Location,
-    /// The wildcard source as written: a repository, or a repository pattern.
+    /// The wildcard source as its line writes it: `repository:tag-pattern`, or a repository
+    /// pattern.
     pub source: String,
     pub error: Failure,
 }

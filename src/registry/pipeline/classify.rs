@@ -113,7 +113,7 @@ pub fn describe(e: &reqwest::Error, host: &str, api_host: &str) -> String {
             "the host name of {api_host} does not resolve: check its spelling, DNS or /etc/hosts"
         ),
         Cause::Refused => {
-            format!("connection refused: is a registry running at {api_host}, on this port?")
+            format!("connection refused (is a registry running at {api_host}, on this port?)")
         }
         Cause::Other => describe_http_error(e, host),
     }

@@ -38,7 +38,7 @@ use super::control::{Controller, Observed};
 use super::error::{is_transient_status, retry_after, transport_kind};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Host;
-use crate::retry::{RetryPolicy, Verdict, drive};
+use crate::retry::{RetryPolicy, Verdict, drive, next_try};
 use crate::stats::Stats;
 
 /// What the pipeline needs of one registry to send to it.
@@ -205,7 +205,9 @@ impl Pipeline {
                     Miss::Failed(e) => format!("{e:#}"),
                 };
                 self.stats.retried(host);
-                tracing::info!(registry = host, attempt = retry + 1, error = %why, "{}: retrying in {wait:?}", request.what);
+                let said = format!("{}: {why}, {}", request.what, next_try(retry, budget, wait));
+                tracing::info!(registry = host, attempt = retry + 1, "{said}");
+                self.stats.waiting_on(said, wait);
             },
         )
         .await;
