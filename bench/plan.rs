@@ -63,17 +63,19 @@ fn main() -> ExitCode {
         eprintln!("error: the mappings have {} errors", set.error_count());
         return ExitCode::from(2);
     }
-    let listed: HashMap<Repository, Vec<String>> = plan::wildcard_sources(&set.mappings)
+    // No repository wildcard in the generated set: nothing to list for them.
+    let expanded = plan::expand_all(set.mappings, &HashMap::new());
+    let listed: HashMap<Repository, Vec<String>> = plan::wildcard_sources(&expanded.mappings)
         .into_iter()
         .map(|r| (r, LISTED.iter().map(|t| t.to_string()).collect()))
         .collect();
     let started = Instant::now();
-    let (planned, diagnostics) = plan::plan(&set.mappings, &listed);
+    let (planned, diagnostics) = plan::plan(&expanded.mappings, &listed);
     let planning = started.elapsed();
     let planned_rss = peak_rss_kb();
     println!(
         "load: {} mappings from {} files in {:.3} s, peak RSS {loaded_rss} KB",
-        set.mappings.len(),
+        expanded.mappings.len(),
         set.files.len(),
         loaded.as_secs_f64()
     );

@@ -1,6 +1,6 @@
 //! The limit on work in flight at one store: [`Slots`], an adaptive semaphore (additive
 //! increase, multiplicative decrease), and [`holding`], which keeps a slot for as long as a
-//! stream has bytes left. Used by every store behind the [`crate::store`] seam (the
+//! stream has bytes left. Used by every store behind the copy seam (the
 //! registry client's controller, directories, the in-memory test store); depends on
 //! nothing of the project.
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures_util::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
-/// A boxed stream, as [`holding`] wraps it (a [`crate::store::BlobStream`] is one).
+/// A boxed stream, as [`holding`] wraps it (a blob stream of the store seam is one).
 pub type Held<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 
 /// A store's limit on requests in flight, which adapts when the store says it is

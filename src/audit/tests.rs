@@ -17,7 +17,10 @@ const MAPPING: &str = "src.io/team/app:1 dst.io/x/app:1";
 
 async fn audit(stores: &Arc<MemoryStores>) -> ImageCheck {
     let parsed = parse_text(&Arc::from("mapping"), MAPPING);
-    let (plan, _) = plan(&parsed.mappings, &HashMap::new());
+    let (plan, _) = plan(
+        &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+        &HashMap::new(),
+    );
     let auditor = Auditor::new(
         stores.clone(),
         AuditOptions {

@@ -1,12 +1,13 @@
-//! The commands a user runs — `check`, `run`, `verify` — and what they share: the argument
-//! definitions ([`cli`]), the exit codes, loading the mapping files, starting the runtime.
-//! The top of the crate: glue between the stages, no stage logic of its own.
+//! The commands a user runs — `check`, `run`, `verify`, `import` — and what they share: the
+//! argument definitions ([`cli`]), the exit codes, loading the mapping files, starting the
+//! runtime. The top of the crate: glue between the stages, no stage logic of its own.
 
 pub mod check;
 pub mod cli;
 pub mod import;
 pub mod listing;
 pub mod planning;
+pub mod publish;
 pub mod run;
 pub mod stores;
 pub mod verify;
@@ -64,11 +65,6 @@ pub fn on_runtime_value<T>(
     command: impl Future<Output = Result<T, ExitCode>>,
 ) -> Result<T, ExitCode> {
     block_on(command).and_then(|value| value)
-}
-
-/// Runs a command's async part to its exit code on a multi-threaded runtime.
-pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
-    block_on(command).unwrap_or_else(|code| code)
 }
 
 /// How long the runtime's leftover tasks (a best-effort cleanup still in flight) get to stop

@@ -9,14 +9,14 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::ExitCode::{self, Usage};
-use super::listing::{RepositoryMatch, expand_repository_wildcards, list_wildcards};
+use super::listing::{expand_repository_wildcards, list_wildcards};
 use super::load_and_report;
 use super::stores::AnyStores;
 use crate::disk::DiskStores;
 use crate::inputs::mapping::Mapping;
 use crate::inputs::{InputSpec, MappingSet, registries_of, repositories_of};
 use crate::model::reference::Repository;
-use crate::plan::{Plan, Shard, plan};
+use crate::plan::{Expanded, Plan, RepositoryMatch, Shard, plan};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::tls::check_certificate_files;
 use crate::report::outcome::ListingFailure;
@@ -40,7 +40,8 @@ pub fn load_valid(spec: &InputSpec, nothing_done: &str) -> Result<MappingSet, Ex
 /// Before any registry is contacted: directories readable, certificate files usable, a
 /// credential for every registry the mappings name resolved.
 pub fn preflight(set: &MappingSet, disk: &DiskStores, credentials: &Credentials) -> Result<()> {
-    let (sources, destinations) = repositories_of(&set.mappings);
+    let (sources, destinations) =
+        repositories_of(set.mappings.iter().filter_map(Mapping::named), |_| true);
     let (sources, destinations): (Vec<_>, Vec<_>) = (
         sources.into_iter().filter(|r| r.on_disk()).collect(),
         destinations.into_iter().filter(|r| r.on_disk()).collect(),
@@ -74,15 +75,8 @@ pub async fn expand_and_plan(
     list_and_plan(stores, expanded, shard, nothing_done).await
 }
 
-/// The mappings with repository wildcards expanded (the first step of
-/// [`expand_and_plan`], for a caller with work to start before the listing).
-pub struct Expanded {
-    pub mappings: Vec<Mapping>,
-    failures: Vec<ListingFailure>,
-    matched: Vec<RepositoryMatch>,
-}
-
-/// Repository wildcards expanded; `Err` (after saying why) when they lead to unusable
+/// Repository wildcards expanded (the first step of [`expand_and_plan`], for a caller with
+/// work to start before the listing); `Err` (after saying why) when they lead to unusable
 /// destinations.
 pub async fn expand(
     stores: &AnyStores,
@@ -97,11 +91,7 @@ pub async fn expand(
         eprintln!("repository wildcards lead to unusable destinations; {nothing_done}");
         return Err(Usage);
     }
-    Ok(Expanded {
-        mappings: expanded.mappings,
-        failures: expanded.failures,
-        matched: expanded.matches,
-    })
+    Ok(expanded)
 }
 
 /// Wildcard sources listed, the plan made (and sharded); `Err` (after saying why) when
@@ -115,7 +105,8 @@ pub async fn list_and_plan(
     let Expanded {
         mappings,
         failures,
-        matched,
+        matches: matched,
+        diagnostics: _,
     } = expanded;
     let (listed, mut listing_failures) = list_wildcards(stores, &mappings).await;
     listing_failures.extend(failures);

@@ -1,6 +1,5 @@
 //! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,19 +11,19 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::block_on;
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
-use super::listing::RepositoryMatch;
 use super::planning::{Planned, expand, list_and_plan, load_valid, preflight};
+use super::publish::publish;
 use super::stores::AnyStores;
 use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
-use crate::inputs::MappingSet;
-use crate::inputs::mapping::Mapping;
-use crate::model::reference::{Repository, TagPattern};
-use crate::plan::{LineSelection, Plan, Shard};
+use crate::inputs::expanded::ExpandedMapping;
+use crate::inputs::{MappingSet, repositories_of};
+use crate::model::reference::TagPattern;
+use crate::plan::{LineSelection, Shard, tags_per_repository};
 use crate::registry::auth::credentials::Credentials;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
 use crate::report::progress::Progress;
-use crate::report::{RunResult, WildcardRepositories, json, junit, metrics, text};
+use crate::report::{RunResult, json, junit, text};
 use crate::stats::Stats;
 
 /// Everything decided before a registry is contacted.
@@ -218,7 +217,13 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
     } else {
-        publish_metrics(&result, outputs, code == Done && signal.is_none());
+        publish(
+            &result,
+            outputs.metrics_file.as_deref(),
+            outputs.pushgateway.as_ref(),
+            outputs.shard.as_deref(),
+            code == Done && signal.is_none(),
+        );
     }
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
     // after the summary so that nothing of ours can follow it.
@@ -267,47 +272,6 @@ async fn watch_signals(token: CancellationToken) -> Option<ExitCode> {
     }
 }
 
-/// The source and destination repositories the mappings name (the destinations this shard
-/// owns), known before any tag is listed: their stores are opened and the destinations'
-/// tags listed while the sources' tags are.
-fn repositories_named(
-    mappings: &[Mapping],
-    shard: Option<Shard>,
-) -> (BTreeSet<Repository>, BTreeSet<Repository>) {
-    let mut sources = BTreeSet::new();
-    let mut destinations = BTreeSet::new();
-    let mut add = |source: &Repository, targets: &mut dyn Iterator<Item = &Repository>| {
-        let mut owned = false;
-        for target in targets {
-            if shard.is_none_or(|s| s.owns(target)) {
-                destinations.insert(target.clone());
-                owned = true;
-            }
-        }
-        if owned {
-            sources.insert(source.clone());
-        }
-    };
-    for mapping in mappings {
-        match mapping {
-            Mapping::Image {
-                source, targets, ..
-            } => add(
-                &source.value.repository,
-                &mut targets.iter().map(|t| &t.value.repository),
-            ),
-            Mapping::Wildcard {
-                repository,
-                targets,
-                ..
-            } => add(&repository.value, &mut targets.iter().map(|t| &t.value)),
-            // Expanded into wildcards before this is asked.
-            Mapping::Repositories { .. } => {}
-        }
-    }
-    (sources, destinations)
-}
-
 /// The run itself; `Err` is an exit code that ends it before any copy (conflicts found once
 /// wildcards are expanded).
 async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
@@ -343,7 +307,12 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         stats.clone(),
         cancel.clone(),
     ));
-    let (sources, destinations) = repositories_named(&expanded.mappings, shard);
+    // The destinations this shard owns and their sources, known before any tag is listed:
+    // their stores are opened and the destinations' tags listed while the sources' tags are.
+    let (sources, destinations) =
+        repositories_of(expanded.mappings.iter().map(ExpandedMapping::named), |r| {
+            shard.is_none_or(|s| s.owns(r))
+        });
     executor.prefetch(sources, destinations);
     let Planned {
         mut plan,
@@ -407,27 +376,6 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     })
 }
 
-/// Writes the metrics file and pushes to the Pushgateway, as asked. A failure is logged as an
-/// error but does not fail the run: the images were mirrored, and a metrics outage shows
-/// anyway, as a last success that grows old and fires the alert.
-fn publish_metrics(result: &RunResult, outputs: &Outputs, success: bool) {
-    let ending = metrics::Ending::now(success);
-    let shard = outputs.shard.as_deref();
-    if let Some(path) = &outputs.metrics_file {
-        match metrics::write_textfile(path, result, ending, shard) {
-            Ok(()) => tracing::info!(path = %path.display(), "metrics file written"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "metrics file not written"),
-        }
-    }
-    if let Some(url) = &outputs.pushgateway {
-        match block_on(metrics::push(url, result, ending, shard)) {
-            Ok(Ok(())) => tracing::info!("metrics pushed to the Pushgateway"),
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "metrics not pushed"),
-            Err(_) => {}
-        }
-    }
-}
-
 fn json_text(result: &RunResult) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(&json::json_report(result)).context("serializing the JSON report")
 }
@@ -439,30 +387,6 @@ fn write_file(path: &Path, what: &str, text: &[u8]) -> Result<()> {
             .with_context(|| format!("writing the {what}: creating {}", dir.display()))?;
     }
     std::fs::write(path, text).with_context(|| format!("writing the {what} to {}", path.display()))
-}
-
-/// For each repository wildcard, its repositories and how many source tags each brings.
-fn tags_per_repository(matched: &[RepositoryMatch], plan: &Plan) -> Vec<WildcardRepositories> {
-    let mut tags: HashMap<&Repository, HashSet<&str>> = HashMap::new();
-    for job in plan.batches.iter().flat_map(|b| &b.jobs) {
-        if let Some(tag) = job.source.tag() {
-            tags.entry(&job.source.repository)
-                .or_default()
-                .insert(tag.as_str());
-        }
-    }
-    matched
-        .iter()
-        .map(|m| WildcardRepositories {
-            origin: m.origin.clone(),
-            pattern: m.pattern.clone(),
-            repositories: m
-                .repositories
-                .iter()
-                .map(|r| (r.clone(), tags.get(r).map_or(0, HashSet::len)))
-                .collect(),
-        })
-        .collect()
 }
 
 /// What each line's rules chose: a count per line at info, every tag's verdict at debug.

@@ -100,7 +100,10 @@ pub(crate) async fn run(
         "{:?}",
         parsed.diagnostics
     );
-    let (plan, diagnostics) = plan(&parsed.mappings, &HashMap::new());
+    let (plan, diagnostics) = plan(
+        &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+        &HashMap::new(),
+    );
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
     let executor = Arc::new(Executor::new(
         stores.clone(),
@@ -418,7 +421,11 @@ async fn a_failing_blob_is_tried_attempts_times_retries_plus_one() {
 fn slots_are_taken_one_end_at_a_time_only_one_way() {
     let planned = |text: &str| {
         let parsed = parse_text(&Arc::from("mapping"), text);
-        plan(&parsed.mappings, &HashMap::new()).0
+        plan(
+            &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+            &HashMap::new(),
+        )
+        .0
     };
     assert!(super::one_way(&planned(
         "a.io/x:1 b.io/y:1\na.io/z:1 c.io/y:1\n"

@@ -111,8 +111,8 @@ impl LineContext<'_> {
             + 1;
         Location {
             file: self.file.clone(),
-            line: self.line_no,
-            column,
+            line: u32::try_from(self.line_no).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
         }
     }
     pub(super) fn error(&self, byte_offset: usize, message: impl Into<String>) -> Diagnostic {

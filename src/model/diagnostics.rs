@@ -4,11 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Where something was written: a mapping file, a 1-based line and a 1-based column.
+/// 32-bit numbers (a file of 4 GiB is no mapping file): every mapping and every destination
+/// carries one, and at 100,000 lines the 8 bytes they save are 2 MB of `check`'s memory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
     pub file: Arc<str>,
-    pub line: usize,
-    pub column: usize,
+    pub line: u32,
+    pub column: u32,
 }
 
 impl fmt::Display for Location {

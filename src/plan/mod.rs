@@ -1,6 +1,7 @@
 //! From mappings and the tags listed for wildcard sources to batches of copies, one batch per
 //! destination repository. Pure: the listing happened before.
 
+pub mod listing;
 pub mod repositories;
 pub mod select;
 pub mod shard;
@@ -12,10 +13,15 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+pub use self::listing::{ListingFailure, wildcard_sources};
+pub use self::repositories::{
+    Expanded, RepositoryMatch, WildcardRepositories, expand_all, tags_per_repository,
+};
 pub use self::select::{Excluded, Selection, select};
 pub use self::shard::Shard;
 
-use crate::inputs::mapping::Mapping;
+use crate::inputs::conflicts::{FirstWrites, Origin, second_write};
+use crate::inputs::expanded::ExpandedMapping;
 use crate::model::diagnostics::{Diagnostic, Location};
 use crate::model::image::{SourceImage, Target};
 use crate::model::reference::{ManifestRef, Repository, Tag};
@@ -85,7 +91,7 @@ impl Plan {
 /// repository missing from it is skipped: its listing failed and is reported by the caller)
 /// and groups the copies. Errors: a destination tag written from two different sources.
 pub fn plan(
-    mappings: &[Mapping],
+    mappings: &[ExpandedMapping],
     listed: &HashMap<Repository, Vec<String>>,
 ) -> (Plan, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
@@ -93,9 +99,7 @@ pub fn plan(
     let mut batches = Batches::default();
     for mapping in mappings {
         match mapping {
-            // Expanded into wildcards by `repositories::expand` once listed.
-            Mapping::Repositories { .. } => {}
-            Mapping::Image {
+            ExpandedMapping::Image {
                 source, targets, ..
             } => {
                 for target in targets {
@@ -108,7 +112,7 @@ pub fn plan(
                     batches.add(job, &mut diagnostics);
                 }
             }
-            Mapping::Wildcard {
+            ExpandedMapping::Wildcard {
                 repository,
                 pattern,
                 targets,
@@ -159,11 +163,11 @@ pub fn plan(
                     diagnostics.push(Diagnostic::warning(
                         repository.location.clone(),
                         format!(
-                            "{}:{} with `{}` selects no tag ({} tags listed, {} left out by the rules)",
+                            "{}:{} with `{}` selects no tag ({} listed, {} left out by the rules)",
                             repository.value,
                             pattern.as_str(),
                             rules.written,
-                            tags.len(),
+                            crate::plural::count(tags.len(), "tag"),
                             selection.excluded.len()
                         ),
                     ));
@@ -197,9 +201,9 @@ struct Batches {
     hasher: RandomState,
     /// Each destination repository's batch (its index), by the repository's hash.
     by_repository: HashTable<usize>,
-    /// Each copy, as its batch and its place there, by the hash of those and its
-    /// destination tag (or digest).
-    by_destination: HashTable<(usize, usize)>,
+    /// Each copy, as its batch and its place there, by its batch and destination tag (or
+    /// digest): the first write of each destination, by the rule `check` applies.
+    by_destination: FirstWrites<(usize, usize)>,
 }
 
 /// Up to how many copies a batch grows one at a time.
@@ -212,32 +216,31 @@ impl Batches {
         let batch = self.batch(&job.destination.repository);
         let Batches {
             batches,
-            hasher,
             by_destination,
             ..
         } = self;
-        let reference = &job.destination.reference;
-        let destination_of = |&(b, j): &(usize, usize)| &batches[b].jobs[j].destination.reference;
-        let hash = hasher.hash_one((batch, reference));
-        if let Some(&(b, j)) =
-            by_destination.find(hash, |at| at.0 == batch && destination_of(at) == reference)
-        {
+        let place = (batch, batches[batch].jobs.len());
+        let key_of = |(b, j): (usize, usize)| {
+            let jobs: &Vec<CopyJob> = &batches[b].jobs;
+            jobs.get(j).map(|job| (b, &job.destination.reference))
+        };
+        let key = (batch, &job.destination.reference);
+        if let Some((b, j)) = by_destination.first(&key, place, key_of) {
             let first = &batches[b].jobs[j];
-            if !first.source.same_content_as(&job.source) {
-                diagnostics.push(Diagnostic::error(
-                    job.origin.clone(),
-                    format!(
-                        "{} is written by two different sources: {} here and {} at {}",
-                        job.destination, job.source, first.source, first.origin
-                    ),
-                ));
+            // A duplicate (the same content) keeps the first copy, unsaid: after expansion a
+            // wildcard and a line naming one of its tags often agree.
+            let verdict = second_write(
+                &job.destination,
+                Origin::Image(&job.source),
+                &job.origin,
+                Origin::Image(&first.source),
+                &first.origin,
+            );
+            if verdict.is_error() {
+                diagnostics.push(verdict);
             }
             return;
         }
-        let place = (batch, batches[batch].jobs.len());
-        by_destination.insert_unique(hash, place, |at| {
-            hasher.hash_one((at.0, destination_of(at)))
-        });
         let jobs = &mut batches[batch].jobs;
         // Most batches hold a few copies (a repository per line): grown one at a time, they
         // keep no room for four (a Vec's first growth; 5 MB of bench/parse.sh's plan).
@@ -283,20 +286,6 @@ impl Batches {
     }
 }
 
-/// The repositories whose tags must be listed before planning.
-pub fn wildcard_sources(mappings: &[Mapping]) -> Vec<Repository> {
-    let mut repos: Vec<Repository> = mappings
-        .iter()
-        .filter_map(|m| match m {
-            Mapping::Wildcard { repository, .. } => Some(repository.value.clone()),
-            Mapping::Image { .. } | Mapping::Repositories { .. } => None,
-        })
-        .collect();
-    repos.sort();
-    repos.dedup();
-    repos
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,14 +293,15 @@ mod tests {
     use crate::model::reference::parse_name;
     use std::sync::Arc;
 
-    fn mappings(text: &str) -> Vec<Mapping> {
+    fn mappings(text: &str) -> Vec<ExpandedMapping> {
         let p = parse_text(&Arc::from("m"), text);
         assert!(
             p.diagnostics.iter().all(|d| !d.is_error()),
             "{:?}",
             p.diagnostics
         );
-        p.mappings
+        let expanded = repositories::expand_all(p.mappings, &HashMap::new());
+        expanded.mappings
     }
 
     fn repo(s: &str) -> Repository {
@@ -382,7 +372,7 @@ mod tests {
         ));
         let (plan, diags) = plan(&m, &listing("s.io/a", &["v2", "v1", "v10"]));
         assert!(diags.is_empty(), "{diags:?}");
-        let shown: Vec<(String, usize)> = plan
+        let shown: Vec<(String, u32)> = plan
             .batches
             .iter()
             .flat_map(|b| &b.jobs)
@@ -399,7 +389,7 @@ mod tests {
             ("d.io/r:v2", 2),
             ("d.io/r:v9", 1),
         ];
-        let want: Vec<(String, usize)> = want.iter().map(|(t, l)| (t.to_string(), *l)).collect();
+        let want: Vec<(String, u32)> = want.iter().map(|(t, l)| (t.to_string(), *l)).collect();
         assert_eq!(shown, want);
         assert_eq!(plan.batches.len(), 2);
     }
@@ -442,11 +432,5 @@ mod tests {
                 "shards of {count} miss batches"
             );
         }
-    }
-
-    #[test]
-    fn wildcard_sources_are_listed_once() {
-        let m = mappings("s.io/a:v1.* d.io/r\ns.io/a:v2.* d.io/q\ns.io/b:x d.io/b:x\n");
-        assert_eq!(wildcard_sources(&m), [repo("s.io/a")]);
     }
 }

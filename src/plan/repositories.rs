@@ -1,17 +1,146 @@
 //! Repository wildcards expanded against the repositories their registry listed: each
 //! matching repository becomes a tag wildcard into the destinations filled with what the
-//! source's `*`s matched. Pure: the listing happened before.
+//! source's `*`s matched. Pure: the listing happened before ([`super::listing`] says what to
+//! list).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::Plan;
+use super::listing::{Listing, ListingFailure};
+use crate::inputs::expanded::ExpandedMapping;
 use crate::inputs::mapping::Mapping;
-use crate::model::diagnostics::{Diagnostic, Located};
+use crate::model::diagnostics::{Diagnostic, Located, Location};
+use crate::model::failure::Failure;
 use crate::model::reference::Repository;
+
+/// The mappings with every repository wildcard replaced by the tag wildcards it expands to.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub mappings: Vec<ExpandedMapping>,
+    /// The repository wildcards whose registry could not be listed.
+    pub failures: Vec<ListingFailure>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Per repository wildcard: the repositories it matched.
+    pub matches: Vec<RepositoryMatch>,
+}
+
+/// The repositories one repository wildcard matched.
+#[derive(Debug, Clone)]
+pub struct RepositoryMatch {
+    pub origin: Location,
+    pub pattern: String,
+    pub repositories: Vec<Repository>,
+}
+
+/// The repositories one repository wildcard matched, with the source tags each brings.
+#[derive(Debug, Clone)]
+pub struct WildcardRepositories {
+    pub origin: Location,
+    pub pattern: String,
+    pub repositories: Vec<(Repository, usize)>,
+}
+
+/// For each repository wildcard, its repositories and how many source tags the plan copies
+/// from each (its copies counted once per tag, however many destinations they have).
+pub fn tags_per_repository(matched: &[RepositoryMatch], plan: &Plan) -> Vec<WildcardRepositories> {
+    let mut tags: HashMap<&Repository, HashSet<&str>> = HashMap::new();
+    for job in plan.batches.iter().flat_map(|b| &b.jobs) {
+        if let Some(tag) = job.source.tag() {
+            tags.entry(&job.source.repository)
+                .or_default()
+                .insert(tag.as_str());
+        }
+    }
+    matched
+        .iter()
+        .map(|m| WildcardRepositories {
+            origin: m.origin.clone(),
+            pattern: m.pattern.clone(),
+            repositories: m
+                .repositories
+                .iter()
+                .map(|r| (r.clone(), tags.get(r).map_or(0, HashSet::len)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every repository wildcard expanded against what its listing ([`Listing::of`]) found in
+/// `listed`; one whose listing failed is a failure of its line, one missing from `listed`
+/// is dropped. The other mappings come through as they are, moved, not copied: at 100,000
+/// lines a copy of them all is tens of megabytes.
+pub fn expand_all(
+    mappings: Vec<Mapping>,
+    listed: &HashMap<Listing, Result<Vec<String>, Failure>>,
+) -> Expanded {
+    let mut out = Expanded {
+        mappings: Vec::with_capacity(mappings.len()),
+        ..Expanded::default()
+    };
+    for m in mappings {
+        let m = match ExpandedMapping::of(m) {
+            Ok(expanded) => {
+                out.mappings.push(expanded);
+                continue;
+            }
+            Err(m) => m,
+        };
+        let Mapping::Repositories { source, rules, .. } = &*m else {
+            continue;
+        };
+        let listing = Listing::of(&source.value, rules);
+        match listed.get(&listing) {
+            Some(Ok(paths)) => expand_listed(&m, &listing, paths, &mut out),
+            Some(Err(error)) => out.failures.push(ListingFailure {
+                origin: source.location.clone(),
+                source: source.value.to_string(),
+                error: error.clone(),
+            }),
+            None => {}
+        }
+    }
+    out
+}
+
+/// One repository wildcard expanded against the `paths` its listing found, into `out`.
+fn expand_listed(mapping: &Mapping, listing: &Listing, paths: &[String], out: &mut Expanded) {
+    let Mapping::Repositories { source, .. } = mapping else {
+        return;
+    };
+    let (expanded, diagnostics) = expand(mapping, paths);
+    let repositories: Vec<Repository> = expanded
+        .iter()
+        .filter_map(|e| match e {
+            ExpandedMapping::Wildcard { repository, .. } => Some(repository.value.clone()),
+            ExpandedMapping::Image { .. } => None,
+        })
+        .collect();
+    tracing::info!(pattern = %source.value, origin = %source.location, lister = listing.lister.name(), repositories = repositories.len(), "repository wildcard matched");
+    if repositories.is_empty() {
+        out.diagnostics.push(Diagnostic::warning(
+            source.location.clone(),
+            format!(
+                "{} matches no repository ({} listed by the {} lister)",
+                source.value,
+                paths.len(),
+                listing.lister.name()
+            ),
+        ));
+    }
+    out.matches.push(RepositoryMatch {
+        origin: source.location.clone(),
+        pattern: source.value.to_string(),
+        repositories,
+    });
+    out.mappings.extend(expanded);
+    out.diagnostics.extend(diagnostics);
+}
 
 /// The wildcards one repository wildcard makes of `listed` (repository paths of its
 /// registry), in the order listed; repositories whose destination would be no valid name
-/// are errors. Other mappings come back as they are.
-pub fn expand(mapping: &Mapping, listed: &[String]) -> (Vec<Mapping>, Vec<Diagnostic>) {
+/// are errors. Other mappings make none.
+pub fn expand(mapping: &Mapping, listed: &[String]) -> (Vec<ExpandedMapping>, Vec<Diagnostic>) {
     let Mapping::Repositories {
         source,
         pattern,
@@ -19,7 +148,7 @@ pub fn expand(mapping: &Mapping, listed: &[String]) -> (Vec<Mapping>, Vec<Diagno
         rules,
     } = mapping
     else {
-        return (vec![mapping.clone()], Vec::new());
+        return (Vec::new(), Vec::new());
     };
     let mut out = Vec::new();
     let mut diagnostics = Vec::new();
@@ -67,7 +196,7 @@ pub fn expand(mapping: &Mapping, listed: &[String]) -> (Vec<Mapping>, Vec<Diagno
         if filled.len() != targets.len() {
             continue;
         }
-        out.push(Mapping::Wildcard {
+        out.push(ExpandedMapping::Wildcard {
             repository: Located {
                 value: repository,
                 location: source.location.clone(),
@@ -102,11 +231,11 @@ mod tests {
         paths.iter().map(|p| p.to_string()).collect()
     }
 
-    fn pairs(mappings: &[Mapping]) -> Vec<(String, String)> {
+    fn pairs(mappings: &[ExpandedMapping]) -> Vec<(String, String)> {
         mappings
             .iter()
             .map(|m| match m {
-                Mapping::Wildcard {
+                ExpandedMapping::Wildcard {
                     repository,
                     targets,
                     ..

@@ -27,7 +27,7 @@ pub struct JsonReport<'a> {
 pub struct JsonSelection<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub selected: &'a [String],
     pub excluded: Vec<JsonExcluded<'a>>,
 }
@@ -82,7 +82,7 @@ pub struct JsonImage<'a> {
     pub source_digest: Option<&'a str>,
     pub previous_digest: Option<&'a str>,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub status: Status,
     pub bytes: u64,
     pub duration_seconds: f64,
@@ -120,7 +120,7 @@ impl<'a> JsonAttached<'a> {
 pub struct JsonListingFailure<'a> {
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub error: String,
     pub error_kind: ErrorKind,
 }

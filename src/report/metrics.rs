@@ -8,18 +8,15 @@
 //! `last_success` must outlive failed runs: the file keeps the previous file's value, and a
 //! push leaves it out so the Pushgateway keeps the one it has (a POST replaces only the
 //! metrics it names). A dry run publishes nothing (see `commands::run`): a rehearsal with
-//! the same flags must not disturb the numbers of the job it rehearses.
+//! the same flags must not disturb the numbers of the job it rehearses. A view like the
+//! others: it renders text; `commands::publish` writes the file and does the push.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use anyhow::{Context, Result, bail};
 
 use super::RunResult;
 use super::outcome::Totals;
-use crate::redact::url_for_humans;
 
 /// The one metric carried over from a previous run when this one did not succeed.
 pub const LAST_SUCCESS: &str = "image_mirror_last_success_timestamp_seconds";
@@ -206,94 +203,6 @@ pub fn previous_last_success(text: &str) -> Option<f64> {
     })
 }
 
-/// Writes the metrics file for node_exporter's textfile collector: to a temporary file in
-/// the same directory, then renamed over the old one, so the collector never reads half a
-/// file. The temporary name does not end in `.prom`, so the collector ignores it.
-pub fn write_textfile(
-    path: &Path,
-    run: &RunResult,
-    ending: Ending,
-    shard: Option<&str>,
-) -> Result<()> {
-    let last_success = if ending.success {
-        Some(ending.at)
-    } else {
-        std::fs::read_to_string(path)
-            .ok()
-            .as_deref()
-            .and_then(previous_last_success)
-    };
-    let common: Vec<(&str, &str)> = shard.map(|s| ("shard", s)).into_iter().collect();
-    let text = render(run, ending, last_success, &common);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "metrics".to_owned());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("renaming {} to {}", tmp.display(), path.display()))
-    })
-}
-
-/// `URL/metrics/job/image-mirror[/shard/I]`: where a push goes.
-pub fn push_url(base: &reqwest::Url, shard: Option<&str>) -> Result<reqwest::Url> {
-    let mut url = base.clone();
-    {
-        let Ok(mut segments) = url.path_segments_mut() else {
-            bail!("{} cannot take a path", url_for_humans(base));
-        };
-        segments.pop_if_empty().extend(["metrics", "job", JOB]);
-        if let Some(shard) = shard {
-            segments.extend(["shard", shard]);
-        }
-    }
-    Ok(url)
-}
-
-/// Pushes the run's metrics to a Pushgateway with a POST, which replaces the metrics it names
-/// in the group and keeps the others: a failed run leaves [`LAST_SUCCESS`] out, so the
-/// Pushgateway keeps the last success it was told of.
-pub async fn push(
-    base: &reqwest::Url,
-    run: &RunResult,
-    ending: Ending,
-    shard: Option<&str>,
-) -> Result<()> {
-    crate::registry::tls::install_tls_provider();
-    let url = push_url(base, shard)?;
-    let shown = url_for_humans(&url);
-    let text = render(run, ending, ending.success.then_some(ending.at), &[]);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")?;
-    let response = http
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .body(text)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "pushing metrics to {shown}: {}",
-                crate::registry::error::describe_http_error(&e, &shown)
-            )
-        })?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let said: String = crate::redact::redact(body.trim())
-            .chars()
-            .take(300)
-            .collect();
-        bail!("pushing metrics to {shown}: {status} {said}");
-    }
-    Ok(())
-}
-
 /// The per-registry counts a run collected, for [`RunResult`].
 pub type PerRegistry = BTreeMap<String, crate::stats::RegistryCounts>;
 
@@ -312,21 +221,6 @@ mod tests {
             None
         );
         assert_eq!(previous_last_success(""), None);
-    }
-
-    #[test]
-    fn pushes_go_to_the_job_and_shard_group() {
-        let base = reqwest::Url::parse("http://pgw:9091/").unwrap_or_else(|e| panic!("{e}"));
-        let url = |shard| {
-            push_url(&base, shard)
-                .map(|u| u.to_string())
-                .unwrap_or_default()
-        };
-        assert_eq!(url(None), "http://pgw:9091/metrics/job/image-mirror");
-        assert_eq!(
-            url(Some("2")),
-            "http://pgw:9091/metrics/job/image-mirror/shard/2"
-        );
     }
 
     #[test]

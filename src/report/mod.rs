@@ -15,18 +15,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
-use crate::model::diagnostics::Location;
-use crate::model::reference::Repository;
 use crate::plan::LineSelection;
 use crate::stats::{RegistryUploads, Snapshot};
 
-/// The repositories one repository wildcard matched, with the source tags each brought.
-#[derive(Debug, Clone)]
-pub struct WildcardRepositories {
-    pub origin: Location,
-    pub pattern: String,
-    pub repositories: Vec<(Repository, usize)>,
-}
+/// The repositories one repository wildcard matched, with the source tags each brought
+/// (the plan counts them).
+pub use crate::plan::WildcardRepositories;
 
 /// Everything a finished (or interrupted) run has to say.
 #[derive(Debug)]

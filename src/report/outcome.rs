@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use crate::model::attached::Attachment;
-use crate::model::diagnostics::Location;
 use crate::model::failure::Failure;
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
@@ -87,15 +86,8 @@ impl Outcome {
     }
 }
 
-/// A wildcard whose tags could not be listed: every copy it would have made failed.
-#[derive(Debug, Clone)]
-pub struct ListingFailure {
-    pub origin: Location,
-    /// The wildcard source as its line writes it: `repository:tag-pattern`, or a repository
-    /// pattern.
-    pub source: String,
-    pub error: Failure,
-}
+/// A wildcard whose tags could not be listed (the plan charges it to its lines).
+pub use crate::plan::ListingFailure;
 
 impl ListingFailure {
     /// The error's text, for views (redacted, as [`Outcome::error_text`]).
@@ -161,7 +153,10 @@ mod tests {
         }
         let parsed =
             crate::inputs::mapping::parse_text(&std::sync::Arc::from("m"), "src.io/a:1 dst.io/a:1");
-        let (plan, _) = crate::plan::plan(&parsed.mappings, &std::collections::HashMap::new());
+        let (plan, _) = crate::plan::plan(
+            &crate::plan::expand_all(parsed.mappings, &std::collections::HashMap::new()).mappings,
+            &std::collections::HashMap::new(),
+        );
         let job = plan.batches[0].jobs[0].clone();
         let outcomes: Vec<Outcome> = statuses
             .iter()

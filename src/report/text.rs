@@ -62,14 +62,14 @@ pub fn repository_wildcards(wildcards: &[WildcardRepositories]) -> String {
         let tags: usize = w.repositories.iter().map(|(_, n)| n).sum();
         let _ = writeln!(
             out,
-            "{} ({}): {} repositories x {} tags",
+            "{} ({}): {} x {}",
             w.pattern,
             w.origin,
-            w.repositories.len(),
-            tags
+            count_as(w.repositories.len(), "repository", "repositories"),
+            count(tags, "tag")
         );
         for (repository, n) in &w.repositories {
-            let _ = writeln!(out, "  {repository}  {n} tags");
+            let _ = writeln!(out, "  {repository}  {}", count(*n, "tag"));
         }
     }
     out

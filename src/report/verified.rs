@@ -222,7 +222,7 @@ pub struct JsonImage<'a> {
     pub destination: String,
     pub source: String,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub source_digest: Option<&'a str>,
     pub destination_digest: Option<&'a str>,
     pub rewritten: Option<&'a str>,
@@ -234,7 +234,7 @@ pub struct JsonImage<'a> {
 pub struct JsonListingFailure<'a> {
     pub source: &'a str,
     pub file: &'a str,
-    pub line: usize,
+    pub line: u32,
     pub error: String,
 }
 
