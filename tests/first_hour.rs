@@ -230,3 +230,194 @@ fn the_progress_line_says_what_a_retry_waits_for() {
         "{stderr}"
     );
 }
+
+/// The long flags a block of text names (`--max-per-registry`, …), `--help` and
+/// `--version` aside.
+fn long_flags(text: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("--") {
+        let name: String = text[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect();
+        if !name.is_empty() && name != "help" && name != "version" {
+            flags.insert(format!("--{name}"));
+        }
+    }
+    flags
+}
+
+/// The flags `image-mirror COMMAND --help` lists (the option lines only, not its prose).
+fn help_flags(command: &str) -> std::collections::BTreeSet<String> {
+    let ws = Workspace::new();
+    let out = ws
+        .command()
+        .args([command, "--help"])
+        .output()
+        .expect("run --help");
+    expect_code(&out, 0);
+    let listed: String = text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = l
+                .strip_prefix("-f, ")
+                .or(l.strip_prefix("-a, "))
+                .unwrap_or(l);
+            l.starts_with("--")
+                .then(|| l.split_whitespace().next().unwrap_or_default().to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    long_flags(&listed)
+}
+
+/// The README's synopsis (the first block under "## Commands"), per command: every line from
+/// `image-mirror COMMAND` to the next command's.
+fn readme_synopsis() -> std::collections::BTreeMap<String, String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let commands = &readme[readme.find("\n## Commands").expect("## Commands")..];
+    let block = commands
+        .split("```")
+        .nth(1)
+        .expect("a code block under ## Commands");
+    let mut synopsis = std::collections::BTreeMap::<String, String>::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        if let Some(rest) = line.strip_prefix("image-mirror ") {
+            current = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        synopsis.entry(current.clone()).or_default().push_str(line);
+        synopsis.entry(current.clone()).or_default().push('\n');
+    }
+    synopsis
+}
+
+/// One source of truth: the README's synopsis names exactly the flags `--help` lists, per
+/// command (the global `--log-format` and `--color` once, under `run`; oc's no-op flags in
+/// the prose under it).
+#[test]
+fn the_readme_synopsis_and_help_name_the_same_flags() {
+    let synopsis = readme_synopsis();
+    let globals: std::collections::BTreeSet<String> =
+        ["--log-format", "--color"].map(String::from).into();
+    let oc_only: std::collections::BTreeSet<String> = [
+        "--keep-manifest-list",
+        "--skip-multiple-scopes",
+        "--continue-on-error",
+    ]
+    .map(String::from)
+    .into();
+    for command in ["check", "run", "verify", "import"] {
+        let line = synopsis.get(command).map_or("", String::as_str);
+        let mut written = long_flags(line);
+        // The synopsis writes oc's short forms.
+        for (short, long) in [("-f ", "--filename"), ("-a ", "--registry-config")] {
+            if line.contains(&format!(" {short}")) || line.contains(&format!("[{short}")) {
+                written.insert(long.to_owned());
+            }
+        }
+        let mut listed = help_flags(command);
+        listed.retain(|f| !oc_only.contains(f) && (command == "run" || !globals.contains(f)));
+        assert_eq!(
+            written, listed,
+            "README's synopsis of `{command}` (left) and its --help (right)"
+        );
+    }
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    for flag in &oc_only {
+        assert!(
+            readme.contains(flag.as_str()),
+            "{flag} is not in the README"
+        );
+    }
+}
+
+#[test]
+fn run_h_fits_a_screen_and_help_keeps_the_detail() {
+    let ws = Workspace::new();
+    let short = ws.command().args(["run", "-h"]).output().expect("run -h");
+    expect_code(&short, 0);
+    let short = text(&short.stdout);
+    assert!(
+        short.lines().count() < 60,
+        "{} lines:\n{short}",
+        short.lines().count()
+    );
+    for heading in [
+        "Mapping files:",
+        "Registries:",
+        "Retries and timeouts:",
+        "Reports:",
+    ] {
+        assert!(short.contains(heading), "{short}");
+    }
+    let long = ws
+        .command()
+        .args(["run", "--help"])
+        .output()
+        .expect("run --help");
+    let long = text(&long.stdout);
+    assert!(long.lines().count() > short.lines().count());
+    // The detail of a flag is in --help, and oc's no-op flags too.
+    assert!(
+        long.contains("Retry-After") && long.contains("--keep-manifest-list"),
+        "{long}"
+    );
+    assert!(!short.contains("--keep-manifest-list"), "{short}");
+    // verify reads only: its limit does not speak of writes.
+    let verify = ws
+        .command()
+        .args(["verify", "--help"])
+        .output()
+        .expect("verify --help");
+    let verify = text(&verify.stdout);
+    let limit = verify
+        .split("--max-per-registry")
+        .nth(1)
+        .and_then(|rest| rest.split("--max-checks").next())
+        .unwrap_or_default();
+    assert!(!limit.is_empty() && !limit.contains("write"), "{verify}");
+}
+
+#[test]
+fn verify_given_a_mapping_file_without_f_asks_whether_f_was_meant() {
+    let ws = Workspace::new();
+    let mapping = ws.write("mapping_file", "quay.io/a/b:1 127.0.0.1:1/b:1\n");
+    let out = ws
+        .command()
+        .arg("verify")
+        .arg(&mapping)
+        .output()
+        .expect("run verify");
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    let shown = p(&mapping);
+    assert!(
+        stderr.contains(&format!(
+            "{shown} is a file: did you mean `verify -f {shown}`?"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_with_no_path_and_no_default_directory_says_no_path_was_given() {
+    if Path::new("/etc/imagemirror").exists() {
+        return; // The default exists on this machine: nothing to say.
+    }
+    let ws = Workspace::new();
+    let out = ws.command().arg("check").output().expect("run check");
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no path given and the default /etc/imagemirror does not exist"),
+        "{stderr}"
+    );
+}
