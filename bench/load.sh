@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LOAD_TAGS="${LOAD_TAGS:-2000}" LOAD_REPOS="${LOAD_REPOS:-200}"
-cargo test --locked --release --test load -- --nocapture 2>&1 | grep -E '^(LOAD|seeded)|test result|panicked'
+cargo test --locked --release --test integration load:: -- --nocapture 2>&1 | grep -E '^(LOAD|seeded)|test result|panicked'

@@ -51,7 +51,9 @@ for f in "${files[@]}"; do
     args+=(--file "$f")
 done
 if [ "${MUTANTS_TESTS:-}" != all ]; then
-    args+=(-- --lib --test cli_check)
+    # The library's unit tests (all named `...::tests...`) and the integration binary's
+    # cli_check area: test-name filters, which libtest ORs.
+    args+=(-- --lib --test integration -- ::tests cli_check::)
 fi
 
 status=0

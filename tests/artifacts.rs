@@ -1,12 +1,11 @@
 //! Prow's artefacts: with `$ARTIFACTS` set, a run writes `junit_image_mirror.xml` (which the
 //! job's page shows) and `image-mirror-report.json` there. The JUnit file is read with Python's
 //! junitparser, as CI tooling reads it, and checked against what happened in real registries.
+//! The report's `images` are sorted by destination.
 
-mod support;
-
-use support::cli::*;
-use support::junit::read_junit;
-use support::*;
+use crate::support::cli::*;
+use crate::support::junit::read_junit;
+use crate::support::*;
 
 #[test]
 fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
@@ -157,4 +156,32 @@ fn artifacts_get_a_junit_suite_per_mapping_file_and_a_case_per_tag() {
             .is_some_and(|o| o.starts_with("unchanged: ")),
         "{again:#}"
     );
+}
+
+/// "`images`: one entry per destination tag, sorted by destination", whatever the order of
+/// the mapping lines and of the copies' ends.
+#[test]
+fn report_images_are_sorted_by_destination() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(2100, 500)]);
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!(
+            "{s}/team/app:1 {d}/zeta:1\n{s}/team/app:1 {d}/alpha:9\n{s}/team/app:1 {d}/mid:3 {d}/alpha:1\n"
+        ),
+    );
+    let (out, report) = ws.run_report(&mapping, &["--insecure"]);
+    expect_code(&out, 0);
+    let destinations: Vec<&str> = images(&report)
+        .iter()
+        .map(|i| i["destination"].as_str().unwrap_or_default())
+        .collect();
+    let expected: Vec<String> = ["alpha:1", "alpha:9", "mid:3", "zeta:1"]
+        .iter()
+        .map(|t| format!("{d}/{t}"))
+        .collect();
+    assert_eq!(destinations, expected);
 }

@@ -2,9 +2,7 @@
 //! what each tree writes (not by lines), as a reviewer reads it in a presubmit log or a
 //! pull-request comment; exit codes as `check`.
 
-mod support;
-
-use support::cli::*;
+use crate::support::cli::*;
 
 /// Base and new trees of mapping files in one workspace: `base/` and `new/`.
 fn trees(base: &[(&str, &str)], new: &[(&str, &str)]) -> Workspace {

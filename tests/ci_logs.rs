@@ -3,14 +3,12 @@
 //! the last thing in them — against a real registry, with the binary's streams sent to one
 //! file exactly as a job's are.
 
-mod support;
-
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 const ESC: char = '\u{1b}';
 

@@ -2,13 +2,11 @@
 //! as a registry destination's are: the summary's "moved", the JSON report's totals and
 //! images, and `image_mirror_sent_bytes` all say how many blob bytes were written.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::*;
 use serde_json::Value;
-use support::cli::*;
-use support::*;
 
 /// The value of `series` in a Prometheus text file.
 fn metric(path: &Path, series: &str) -> f64 {

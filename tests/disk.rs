@@ -3,15 +3,13 @@
 //! kind, unchanged reruns that write nothing, skopeo reading what we write and us reading
 //! what skopeo writes, bad directories refused before anything is written.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 use std::time::SystemTime;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
 
@@ -98,7 +96,7 @@ fn round_trip(to_dir: impl Fn(&str) -> String, extra: &[&str]) -> Workspace {
         .command()
         .args(["check", p(&out_file), p(&in_file)])
         .output()
-        .unwrap();
+        .expect("run check");
     expect_code(&check, 0);
 
     let mut args = vec!["--insecure"];
@@ -111,7 +109,7 @@ fn round_trip(to_dir: impl Fn(&str) -> String, extra: &[&str]) -> Workspace {
         text(&dry.stdout)
     );
     let written: Vec<_> = std::fs::read_dir(ws.dir())
-        .unwrap()
+        .expect("read the workspace")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .collect();
@@ -374,7 +372,7 @@ fn bad_directories_are_refused_before_anything_is_written() {
 /// the tag is not there, and the rerun completes the image.
 #[test]
 fn a_killed_run_leaves_no_partial_blob_under_its_name() {
-    use support::proxy::{Fault, FaultProxy};
+    use crate::support::proxy::{Fault, FaultProxy};
     let src = Registry::start();
     let big = layer(70, 4 * 1024 * 1024);
     let seeded = seed_oci_image(&src, "team/big", "1.0", std::slice::from_ref(&big));

@@ -1,91 +1,35 @@
-//! Faults of real registries, injected by a proxy ([`support::proxy::FaultProxy`]) in front of
-//! a real `docker-registry`: rate limits, 503s, connections cut or stalled, short and corrupt
-//! bodies; and runs killed with SIGKILL. Each test checks the exit code and the destination
+//! Faults of real registries, injected by a proxy ([`crate::support::proxy::FaultProxy`]) in
+//! front of a real `docker-registry`: rate limits, 503s, connections cut or stalled, short and
+//! corrupt bodies, a source ignoring `Range`, one blob of an image failing while its siblings
+//! finish; and runs killed with SIGKILL. Each test checks the exit code and the destination
 //! through the registry API, then runs `image-mirror verify` against the destination
 //! registry directly (never through the proxy).
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Behaviour, Fault, FaultProxy};
+use crate::support::*;
 
 /// Short waits and timeouts so that every fault resolves in a second or two.
-const FAST: &[&str] = &[
-    "--insecure",
-    "--max-retry-wait=2",
-    "--connect-timeout=2",
-    "--read-timeout=1",
-];
-
-impl Workspace {
-    fn mapping(&self, text: &str) -> PathBuf {
-        self.write("mapping", text)
-    }
-
-    /// `image-mirror run FAST... ARGS... --report report.json MAPPING`; returns the output
-    /// and the report.
-    fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        self.run_report(mapping, &[FAST, args].concat())
-    }
-
-    /// [`Workspace::run`] with `RUST_LOG=level`.
-    fn run_logging(
-        &self,
-        mapping: &Path,
-        args: &[&str],
-        level: &str,
-    ) -> (Output, serde_json::Value) {
-        let report = self.path("report.json");
-        let _ = std::fs::remove_file(&report);
-        let out = self
-            .command()
-            .env("RUST_LOG", level)
-            .arg("run")
-            .args(FAST)
-            .args(args)
-            .arg("--report")
-            .arg(&report)
-            .arg(mapping)
-            .output()
-            .expect("run image-mirror");
-        let json = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        (out, json)
-    }
-
-    /// `image-mirror verify --insecure REPO...`: exit code and stdout.
-    fn verify(&self, repos: &[String]) -> (i32, String) {
-        let out = self
-            .command()
-            .arg("verify")
-            .arg("--insecure")
-            .args(repos)
-            .output()
-            .expect("run verify");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    /// Every listed repository verifies complete.
-    fn assert_verified(&self, repos: &[String]) {
-        let (code, out) = self.verify(repos);
-        assert_eq!(code, 0, "verify: {out}");
-    }
+fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    ws.run_report(mapping, &[FAST, &["--read-timeout=1"], args].concat())
 }
 
-fn total(report: &serde_json::Value, name: &str) -> u64 {
-    report["totals"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.{name} in {report:#}"))
+/// [`run`] with `RUST_LOG=level`.
+fn run_logging(
+    ws: &Workspace,
+    mapping: &Path,
+    args: &[&str],
+    level: &str,
+) -> (Output, serde_json::Value) {
+    ws.run_report_with_env(
+        mapping,
+        &[FAST, &["--read-timeout=1"], args].concat(),
+        &[("RUST_LOG", level)],
+    )
 }
 
 /// A source registry with `team/app:1` (config + two layers, the second 64 KiB), a proxy in
@@ -167,7 +111,7 @@ fn rate_limits_are_waited_out_as_retry_after_says_within_the_longest_wait() {
             retry_after: Some("3600".into()),
         },
     );
-    let (out, report) = ws.run_logging(&s.mapping(&ws), &[], "info");
+    let (out, report) = run_logging(&ws, &s.mapping(&ws), &[], "info");
     expect_code(&out, 0);
     assert_eq!(s.proxy.injected(), 2);
     assert_eq!(
@@ -227,7 +171,7 @@ fn service_unavailable_a_few_times_is_ridden_through() {
             retry_after: None,
         },
     );
-    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    let (out, report) = run(&ws, &s.mapping(&ws), &[]);
     expect_code(&out, 0);
     assert_eq!(s.proxy.injected(), 5);
     assert_eq!(total(&report, "request_retries"), 5, "{report:#}");
@@ -249,7 +193,11 @@ fn a_registry_that_keeps_failing_costs_a_bounded_number_of_requests() {
             retry_after: Some("0".into()),
         },
     );
-    let (out, report) = ws.run(&s.mapping(&ws), &["--request-attempts=3", "--retries=1"]);
+    let (out, report) = run(
+        &ws,
+        &s.mapping(&ws),
+        &["--request-attempts=3", "--retries=1"],
+    );
     expect_code(&out, 1);
     // 3 tries per request, the image tried twice.
     assert_eq!(
@@ -271,7 +219,7 @@ fn a_blob_download_cut_midway_resumes_with_a_range_request() {
     let blob = format!("/blobs/{}", s.big_layer);
     s.proxy.add("GET", &blob, 1, Fault::CutAfter(10_000));
     s.proxy.add("GET", &blob, 1, Fault::CutAfter(20_000));
-    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    let (out, report) = run(&ws, &s.mapping(&ws), &[]);
     expect_code(&out, 0);
     let gets = s.proxy.ranges("GET", &blob);
     assert_eq!(
@@ -301,7 +249,7 @@ fn a_truncated_body_is_completed_not_committed_short() {
     let ws = Workspace::new();
     let blob = format!("/blobs/{}", s.big_layer);
     s.proxy.add("GET", &blob, 1, Fault::ShortBody(5_000));
-    let (out, _) = ws.run(&s.mapping(&ws), &[]);
+    let (out, _) = run(&ws, &s.mapping(&ws), &[]);
     expect_code(&out, 0);
     let ranges = s.proxy.ranges("GET", &blob);
     assert_eq!(ranges, [None, Some("bytes=5000-".to_owned())]);
@@ -317,7 +265,7 @@ fn a_flipped_byte_is_never_committed_and_the_tag_stays_as_it_was() {
     let old = seed_docker_image(&s.dst, "app", "1", &[layer(9, 1000)]);
     let blob = format!("/blobs/{}", s.big_layer);
     s.proxy.add("GET", &blob, 100, Fault::FlipByte(40_000));
-    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    let (out, report) = run(&ws, &s.mapping(&ws), &[]);
     expect_code(&out, 1);
     assert_eq!(total(&report, "retries"), 0, "corrupt data is not retried");
     let error = report["images"][0]["error"].as_str().unwrap_or("");
@@ -371,7 +319,7 @@ fn a_stalled_registry_times_out_and_is_asked_again() {
         1,
         Fault::Stall(Duration::from_secs(6)),
     );
-    let (out, report) = ws.run(&s.mapping(&ws), &[]);
+    let (out, report) = run(&ws, &s.mapping(&ws), &[]);
     expect_code(&out, 0);
     // --read-timeout=1 gives up on each stall (6 s) and asks again.
     assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
@@ -393,7 +341,7 @@ fn a_stalled_registry_times_out_and_is_asked_again() {
         Fault::Stall(Duration::from_secs(3)),
     );
     let asked = s.proxy.count("GET", "/manifests/1");
-    let (out, report) = ws.run(&mapping, &["--request-attempts=2", "--retries=0"]);
+    let (out, report) = run(&ws, &mapping, &["--request-attempts=2", "--retries=0"]);
     expect_code(&out, 1);
     assert_eq!(
         s.proxy.count("GET", "/manifests/1") - asked,
@@ -418,7 +366,7 @@ fn a_destination_connection_dropped_mid_upload_restarts_that_blob() {
     ));
     // The first blob PUT is dropped before it reaches the registry.
     proxy.add("PUT", "/blobs/uploads/", 1, Fault::Drop);
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(proxy.injected(), 1);
     assert_eq!(total(&report, "request_retries"), 1, "{report:#}");
@@ -451,7 +399,7 @@ fn a_registry_that_does_not_mount_gets_the_blob_in_the_session_it_opened() {
     let mapping = ws.mapping(&format!(
         "{s}/team/app:1 {d}/a/app:1\n{s}/team/app:1 {d}/b/app:1\n"
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     let blobs = image.blobs.len();
     // Each blob: uploaded into one repository; for the other, a mount that opened a
@@ -504,7 +452,7 @@ fn permanent_failures_fail_at_once_with_the_registrys_words() {
         s.dst.host()
     ));
     let mark = s.src.mark();
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 1);
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
     assert_eq!(total(&report, "request_retries"), 0);
@@ -535,7 +483,7 @@ fn permanent_failures_fail_at_once_with_the_registrys_words() {
             retry_after: None,
         },
     );
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 1);
     assert_eq!(proxy.count("PUT", "/manifests/1"), 1);
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
@@ -660,7 +608,7 @@ fn runs_killed_with_sigkill_mid_run_complete_when_started_again() {
                 .replace("SRC", &src.host())
                 .replace("DST", &dst.host()),
         );
-        let (out, json) = ws.run(&mapping, &[]);
+        let (out, json) = run(&ws, &mapping, &[]);
         expect_code(&out, 0);
         for image in json["images"].as_array().expect("images") {
             let dest = image["destination"].as_str().unwrap_or("");
@@ -714,4 +662,83 @@ fn a_job_without_a_terminal_logs_progress_lines() {
     // Not a terminal: no progress bar drawn.
     assert!(!stderr.contains('\r'), "{stderr}");
     s.assert_copied(&ws);
+}
+
+/// Row 10: when one blob of an image fails, its sibling's copy under way finishes. The
+/// source answers one layer 404 at once and holds the other until that 404 was answered.
+#[test]
+fn when_one_blob_fails_its_siblings_finish() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(112, 2000), layer(113, 3000)]);
+    let (failing, sibling) = (image.blobs[1].clone(), image.blobs[2].clone());
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add(
+        "GET",
+        &format!("/blobs/{failing}"),
+        100,
+        Fault::Status {
+            code: 404,
+            retry_after: None,
+        },
+    );
+    proxy.add(
+        "GET",
+        &format!("/blobs/{sibling}"),
+        1,
+        Fault::HoldUntilAnswered(format!("/blobs/{failing}")),
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = ws.run_report_with_env(&mapping, &["--insecure", "--retries=0"], &[]);
+    expect_code(&out, 1);
+    assert_eq!(images(&report)[0]["status"], "failed", "{report:#}");
+    assert!(dst.manifest_digest("app", "1").is_none());
+    assert!(!dst.blob_exists("app", &failing));
+    assert!(
+        dst.blob_exists("app", &sibling),
+        "the sibling's upload was dropped: {:#?}",
+        proxy.seen()
+    );
+    assert!(dst.blob_exists("app", &image.blobs[0]), "the config");
+}
+
+/// "downloads cut mid-blob resume with `Range` … (or a whole new GET whose leading bytes are
+/// dropped, for a source that ignores `Range`)".
+#[test]
+fn a_source_that_ignores_range_is_resumed_by_dropping_what_was_read() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(2500, 64 * 1024)]);
+    let big = image.blobs[1].clone();
+    let proxy = FaultProxy::start_with(
+        &src.host(),
+        Behaviour {
+            ignore_range: true,
+            ..Default::default()
+        },
+    );
+    proxy.add("GET", &format!("/blobs/{big}"), 1, Fault::CutAfter(20_000));
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = ws.run_report(&mapping, &["--insecure", "--retries=0"]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["attempts"], 1, "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(image.digest.as_str())
+    );
+    dst.assert_complete("app", "1");
+    let ranges = proxy.ranges("GET", &format!("/blobs/{big}"));
+    assert_eq!(
+        ranges,
+        [None, Some("bytes=20000-".to_owned())],
+        "asked from the byte reached, answered whole"
+    );
 }

@@ -3,12 +3,10 @@
 //! help and the README agree. Each fail-fast test counts the attempts (in the report), it
 //! never times them.
 
-mod support;
-
 use std::path::Path;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 /// Runs `image-mirror run ARGS... MAPPING` and checks what every fail-fast row shares: exit
 /// 1, the image failed permanently after one attempt, no request tried again. Returns the
@@ -98,13 +96,13 @@ fn a_run_whose_requests_all_failed_says_none_was_answered() {
 fn a_retry_says_what_it_waits_for_and_how_long_as_a_person_writes_it() {
     let src = Registry::start();
     let s = src.host();
-    let proxy = support::proxy::FaultProxy::start(&s);
+    let proxy = crate::support::proxy::FaultProxy::start(&s);
     // The first request for the image's manifest (HEAD or GET) answers 503 once.
     proxy.add(
         "*",
         "/manifests/1",
         1,
-        support::proxy::Fault::Status {
+        crate::support::proxy::Fault::Status {
             code: 503,
             retry_after: None,
         },
@@ -196,12 +194,12 @@ fn one_entry_that_cannot_be_translated_is_one_entry() {
 fn the_progress_line_says_what_a_retry_waits_for() {
     let src = Registry::start();
     let s = src.host();
-    let proxy = support::proxy::FaultProxy::start(&s);
+    let proxy = crate::support::proxy::FaultProxy::start(&s);
     proxy.add(
         "*",
         "/manifests/1",
         1,
-        support::proxy::Fault::Status {
+        crate::support::proxy::Fault::Status {
             code: 503,
             retry_after: Some("3".into()),
         },

@@ -1,12 +1,10 @@
 //! Tests of the integration-test harness itself (tests/support) against real
 //! `docker-registry` processes.
 
-mod support;
-
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use support::*;
+use crate::support::*;
 
 const PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le")];
 

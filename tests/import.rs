@@ -2,12 +2,10 @@
 //! documentation, pointed at a real registry), translated, then `check`ed and rehearsed with
 //! a dry run against the real registries.
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 /// `import --from FORMAT [--to TO] FILE`, then `check` and a dry run of its output; returns
 /// the destinations the dry run would copy.

@@ -1,14 +1,12 @@
-//! The periodic-job side of `run`: JSON report, shards, interruption, default mapping
-//! directory handling — against real registries.
-
-mod support;
+//! The periodic-job side of `run`: JSON report, shards, interruption (SIGTERM: exit 143,
+//! SIGINT: 130), default mapping directory handling — against real registries.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 fn base_command(dir: &Path) -> assert_cmd::Command {
     image_mirror(dir)
@@ -236,18 +234,19 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
         assert!(Instant::now() < deadline, "the run never started uploading");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY-free: plain kill(1) sends SIGTERM.
+    // The job is frozen (SIGSTOP) before the mark is taken and the SIGTERM sent, then let
+    // go (SIGCONT) with the SIGTERM pending: nothing it starts between the mark and the
+    // signal is counted as after, however long kill(1) takes on a busy machine.
+    freeze(child.id());
     let at_signal = dst.mark();
-    let killed = StdCommand::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    send_signal(child.id(), "TERM");
+    send_signal(child.id(), "CONT");
     let out = child.wait_with_output().expect("wait");
     expect_code(&out, 143);
     // It stops instead of finishing the job: no new upload or tag after the signal, only
-    // what was in flight (two requests at most, --max-per-registry=2), or started while
-    // kill(1) was starting.
+    // what was in flight when it was frozen (two writes at most, --max-per-registry=2), and
+    // at most one more for each of those two slots, started by a task let go in the instant
+    // before the signal is handled.
     let after: Vec<_> = dst
         .tool_writes_since(at_signal)
         .into_iter()
@@ -259,7 +258,7 @@ fn sigterm_stops_cleanly_and_the_next_run_finishes() {
     let cancelled = json["totals"]["cancelled"].as_u64().unwrap_or(0);
     assert!(cancelled > 0, "{json:#}");
     // The JUnit view says the same: the cancelled images are skipped test cases.
-    let xml = support::junit::read_junit(&junit);
+    let xml = crate::support::junit::read_junit(&junit);
     let skipped: Vec<&serde_json::Value> = xml["suites"][0]["cases"]
         .as_array()
         .map(|cases| {
@@ -327,4 +326,52 @@ fn mapping_directories_honour_the_prefix_variable() {
     expect_code(&out, 0);
     assert_eq!(dst.tags("ours"), ["1"]);
     assert!(dst.tags("theirs").is_empty());
+}
+
+/// "143 / 130 after SIGTERM / SIGINT": SIGINT once the first upload has started.
+#[test]
+fn sigint_stops_the_run_with_exit_130() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut mapping = String::new();
+    for i in 0..8 {
+        seed_docker_image(
+            &src,
+            &format!("team/big{i}"),
+            "1",
+            &[layer(2000 + i, 4 * 1024 * 1024)],
+        );
+        mapping.push_str(&format!("{s}/team/big{i}:1 {d}/big{i}:1\n"));
+    }
+    let ws = Workspace::new();
+    let file = ws.write("m", &mapping);
+    let report = ws.path("report.json");
+    let mark = dst.mark();
+    let child = image_mirror_process(ws.dir())
+        .args(["run", "--insecure", "--max-per-registry=2", "--report"])
+        .arg(&report)
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dst
+        .tool_requests_since(mark)
+        .iter()
+        .any(|r| r.method == "POST")
+    {
+        assert!(Instant::now() < deadline, "the run never started uploading");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send_signal(child.id(), "INT");
+    let out = child.wait_with_output().expect("wait");
+    expect_code(&out, 130);
+    let json = read_report(&report);
+    assert_eq!(json["interrupted"], true, "{json:#}");
+    assert!(
+        json["totals"]["cancelled"].as_u64().unwrap_or(0) > 0,
+        "{json:#}"
+    );
 }

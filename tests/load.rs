@@ -6,14 +6,12 @@
 //! `bench/load.sh` runs the full one (2,000 tags in 200 repositories) with a release build
 //! through `LOAD_TAGS` / `LOAD_REPOS`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::support::*;
 use assert_cmd::cargo::cargo_bin;
-use support::*;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -85,7 +83,7 @@ fn many_small_images_in_one_run() {
         .arg(&mapping)
         .env("DOCKER_CONFIG", dir.path())
         .env("RUST_LOG", "warn");
-    for name in support::cli::AMBIENT_ENV {
+    for name in crate::support::cli::AMBIENT_ENV {
         cmd.env_remove(name);
     }
     let started = Instant::now();
@@ -117,7 +115,7 @@ fn many_small_images_in_one_run() {
     let repos_args: Vec<String> = (0..repos)
         .map(|r| format!("{}/mirror/r{r}", dst.host()))
         .collect();
-    let verify = support::cli::image_mirror_process(dir.path())
+    let verify = crate::support::cli::image_mirror_process(dir.path())
         .args(["verify", "--insecure", "--max-per-registry=16"])
         .args(&repos_args)
         .output()

@@ -3,17 +3,15 @@
 //! (Debian's `prometheus-pushgateway`, started here on a free port) and are read back from
 //! its `/metrics` — over runs that succeed, fail, throttle and are sharded.
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
 /// A Pushgateway process for one test, killed when dropped.
 struct Pushgateway {

@@ -1,11 +1,13 @@
 //! How image-mirror speaks to registries on a real network's terms: HTTP/2 where the
-//! registry offers it over TLS, and fewer requests in flight when a registry answers 429.
+//! registry offers it over TLS, fewer requests in flight when a registry answers 429, and
+//! never more in flight than `--max-per-registry` and `--max-checks-per-registry` allow
+//! (measured at proxies).
 
-mod support;
+use std::time::Duration;
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
 /// Over TLS, distribution offers HTTP/2 (ALPN): checks, manifests and tag lists go that way,
 /// multiplexed; blob bodies go over HTTP/1.1, a connection each (multiplexed they would share
@@ -13,7 +15,7 @@ use support::*;
 /// HTTP/1.1 reads back); plain HTTP stays HTTP/1.1.
 #[test]
 fn http2_is_spoken_where_the_registry_offers_it() {
-    let ca = support::tls::TestCa::new("image-mirror test registry CA");
+    let ca = crate::support::tls::TestCa::new("image-mirror test registry CA");
     let tls_reg = Registry::start_with(RegistryConfig {
         tls: Some(ca.server_cert()),
         ..Default::default()
@@ -228,5 +230,114 @@ fn an_unchanged_run_waits_for_a_few_round_trips() {
     assert!(
         one_at_a_time >= 24,
         "{one_at_a_time} round trips: {report:#}"
+    );
+}
+
+/// "`--max-per-registry N` for transfers and writes, `--max-checks-per-registry M` for
+/// checks, reads and lists": never more than N + M requests in flight at a registry,
+/// measured at proxies in front of the source and the destination; and more than M are
+/// reached (the transfers' bound is what holds the run back).
+#[test]
+fn max_per_registry_bounds_the_requests_in_flight() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let src_proxy = FaultProxy::start(&src.host());
+    let dst_proxy = FaultProxy::start(&dst.host());
+    let (s, d) = (src_proxy.host(), dst_proxy.host());
+    let mut mapping = String::new();
+    for i in 0..12 {
+        seed_docker_image(
+            &src,
+            &format!("team/r{i}"),
+            "1",
+            &[layer(2200 + i, 1000), layer(2300 + i, 20_000)],
+        );
+        mapping.push_str(&format!("{s}/team/r{i}:1 {d}/r{i}:1\n"));
+    }
+    // Slow answers at the source keep requests in flight long enough to overlap.
+    src_proxy.add(
+        "GET",
+        "/blobs/",
+        24,
+        Fault::Stall(Duration::from_millis(100)),
+    );
+    let ws = Workspace::new();
+    let file = ws.write("m", &mapping);
+    let (out, _) = ws.run_report(
+        &file,
+        &[
+            "--insecure",
+            "--max-per-registry=3",
+            "--max-checks-per-registry=1",
+        ],
+    );
+    expect_code(&out, 0);
+    for i in 0..12 {
+        dst.assert_complete(&format!("r{i}"), "1");
+    }
+    // The proxy counts a request until it has written the answer's last byte, and the client
+    // may have read that byte and sent its next request before the proxy's count goes down:
+    // one more at a boundary is the measurement, not the client (unbounded, 24 stalled blob
+    // GETs would be in flight at once).
+    let slack = 1;
+    assert!(
+        src_proxy.max_in_flight() <= 3 + 1 + slack,
+        "{} in flight at the source",
+        src_proxy.max_in_flight()
+    );
+    assert!(
+        dst_proxy.max_in_flight() <= 3 + 1 + slack,
+        "{} in flight at the destination",
+        dst_proxy.max_in_flight()
+    );
+    assert!(src_proxy.max_in_flight() >= 3, "the bound was reached");
+}
+
+/// "Each registry still has at most its limit of transfers in flight", with each end's slot
+/// held only for its own request: uploads whose commit answers are slow (the source's bytes
+/// all read, its slot given back) still hold the destination's slots, so no more than
+/// `--max-per-registry` of them wait at once.
+#[test]
+fn uploads_waiting_for_their_commit_hold_the_destination_slots() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let dst_proxy = FaultProxy::start(&dst.host());
+    let (s, d) = (src.host(), dst_proxy.host());
+    let mut mapping = String::new();
+    for i in 0..12 {
+        seed_docker_image(
+            &src,
+            &format!("team/c{i}"),
+            "1",
+            &[layer(2500 + i, 1000), layer(2600 + i, 20_000)],
+        );
+        mapping.push_str(&format!("{s}/team/c{i}:1 {d}/c{i}:1\n"));
+    }
+    // Slow commits: each blob's last PUT is answered late.
+    dst_proxy.add(
+        "PUT",
+        "/blobs/uploads/",
+        24,
+        Fault::Stall(Duration::from_millis(150)),
+    );
+    let ws = Workspace::new();
+    let file = ws.write("m", &mapping);
+    let (out, _) = ws.run_report(
+        &file,
+        &[
+            "--insecure",
+            "--max-per-registry=3",
+            "--max-checks-per-registry=1",
+        ],
+    );
+    expect_code(&out, 0);
+    for i in 0..12 {
+        dst.assert_complete(&format!("c{i}"), "1");
+    }
+    // As above: one of slack for the proxy's own count at a boundary.
+    assert!(
+        dst_proxy.max_in_flight() <= 3 + 1 + 1,
+        "{} in flight at the destination",
+        dst_proxy.max_in_flight()
     );
 }

@@ -1,38 +1,24 @@
 //! The engine's main scenarios against a second registry implementation, the
-//! `container-registry` crate ([`support::other::OtherRegistry`]), between real
+//! `container-registry` crate ([`crate::support::other::OtherRegistry`]), between real
 //! distribution registries: a single image into it and back out with identical digests, a
 //! dry run, an unchanged rerun, digest verification of what it serves, shared layers without
 //! mounts; and where it lacks an API (tag listing, manifests by digest), the clear error.
 
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use support::cli::*;
-use support::other::OtherRegistry;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::other::OtherRegistry;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
-impl Workspace {
-    fn mapping(&self, text: &str) -> PathBuf {
-        self.write("mapping", text)
-    }
-
-    /// `image-mirror run --insecure ARGS... --report report.json MAPPING` with the
-    /// workspace's `config.json`: the output and the report.
-    fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        self.run_report(
-            mapping,
-            &[&["--insecure", "--max-retry-wait=1", "--retries=0"], args].concat(),
-        )
-    }
-}
-
-fn total(report: &serde_json::Value, name: &str) -> u64 {
-    report["totals"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.{name} in {report:#}"))
+/// `image-mirror run --insecure ARGS... --report report.json MAPPING` with the workspace's
+/// `config.json`: the output and the report.
+fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    ws.run_report(
+        mapping,
+        &[&["--insecure", "--max-retry-wait=1", "--retries=0"], args].concat(),
+    )
 }
 
 /// Into it, a dry run, an unchanged rerun, a corrupted pull refused, and back out into
@@ -55,7 +41,7 @@ fn an_image_goes_into_it_and_back_out_with_identical_digests() {
 
     // Into it: its refusal of a body on PUT is met with PATCH + PUT.
     let into = ws.mapping(&format!("{s}/team/app:1 {o}/mirror/app:1\n"));
-    let (out, report) = ws.run(&into, &[]);
+    let (out, report) = run(&ws, &into, &[]);
     expect_code(&out, 0);
     assert_eq!(
         other.manifest_digest("mirror/app", "1").as_deref(),
@@ -74,14 +60,14 @@ fn an_image_goes_into_it_and_back_out_with_identical_digests() {
 
     // Unchanged: found so (without tag listing, and without a digest on HEAD), nothing
     // written.
-    let (out, report) = ws.run(&into, &[]);
+    let (out, report) = run(&ws, &into, &[]);
     expect_code(&out, 0);
     assert_eq!(report["images"][0]["status"], "unchanged", "{report:#}");
     assert_eq!(total(&report, "blobs_uploaded"), 0, "{report:#}");
 
     // A dry run of a new tag, through a proxy that sees every request: nothing written.
     let dry = ws.mapping(&format!("{s}/team/app:1 {}/mirror/app:2\n", proxy.host()));
-    let (out, report) = ws.run(&dry, &["--dry-run"]);
+    let (out, report) = run(&ws, &dry, &["--dry-run"]);
     expect_code(&out, 0);
     assert_eq!(report["images"][0]["status"], "would-copy", "{report:#}");
     let writes: Vec<_> = proxy
@@ -96,14 +82,14 @@ fn an_image_goes_into_it_and_back_out_with_identical_digests() {
     let big = image.blobs[2].clone();
     proxy.add("GET", &big, 100, Fault::FlipByte(1000));
     let out_corrupt = ws.mapping(&format!("{}/mirror/app:1 {b}/team/app:1\n", proxy.host()));
-    let (out, report) = ws.run(&out_corrupt, &[]);
+    let (out, report) = run(&ws, &out_corrupt, &[]);
     expect_code(&out, 1);
     assert_eq!(report["images"][0]["error_kind"], "corrupt", "{report:#}");
     assert_eq!(back.manifest_digest("team/app", "1"), None);
 
     // Out of it: identical digests, complete.
     let out_of = ws.mapping(&format!("{o}/mirror/app:1 {b}/team/app:1\n"));
-    let (out, report) = ws.run(&out_of, &[]);
+    let (out, report) = run(&ws, &out_of, &[]);
     expect_code(&out, 0);
     assert_eq!(report["images"][0]["status"], "copied", "{report:#}");
     assert_eq!(
@@ -129,7 +115,7 @@ fn shared_layers_arrive_in_both_repositories_without_mounts() {
     let into = ws.mapping(&format!(
         "{s}/team/one:1 {o}/mirror/one:1\n{s}/team/two:1 {o}/mirror/two:1\n"
     ));
-    let (out, report) = ws.run(&into, &[]);
+    let (out, report) = run(&ws, &into, &[]);
     expect_code(&out, 0);
     assert_eq!(total(&report, "blobs_mounted"), 0, "{report:#}");
     for (repo, image) in [("mirror/one", &one), ("mirror/two", &two)] {
@@ -141,7 +127,7 @@ fn shared_layers_arrive_in_both_repositories_without_mounts() {
     let out_of = ws.mapping(&format!(
         "{o}/mirror/one:1 {b}/team/one:1\n{o}/mirror/two:1 {b}/team/two:1\n"
     ));
-    let (out, _) = ws.run(&out_of, &[]);
+    let (out, _) = run(&ws, &out_of, &[]);
     expect_code(&out, 0);
     for (repo, image) in [("team/one", &one), ("team/two", &two)] {
         assert_eq!(
@@ -172,7 +158,7 @@ fn an_index_cannot_go_into_it_and_the_error_says_why() {
         src.host(),
         other.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 1);
     let error = report["images"][0]["error"].as_str().unwrap_or("");
     assert!(
@@ -195,7 +181,7 @@ fn a_wildcard_over_it_fails_clearly() {
         other.host(),
         back.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 1);
     let error = report["listing_failures"][0]["error"]
         .as_str()

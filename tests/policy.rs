@@ -2,15 +2,13 @@
 //! containers-policy.json accepts are copied, the others are `refused` (exit 1) and nothing of
 //! them is written; a policy that cannot be enforced is exit 2 before any request.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
-use support::cli::*;
-use support::cosign::*;
-use support::*;
 
 /// A policy whose scopes (`scope`, requirements JSON) sit under `transports.docker`, with
 /// `default` rejecting everything else.
@@ -396,7 +394,7 @@ fn a_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
         ),
         (
             r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "/ca.pem", "oidcIssuer": "https://x", "subjectEmail": "a@b"}, "rekorPublicKeyPath": "/r.pub"}]}"#,
-            "keyless verification",
+            "Fulcio CA /ca.pem",
         ),
         (
             r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/nonexistent/cosign.pub"}]}"#,
@@ -699,4 +697,50 @@ fn an_rsa_key_accepts_what_it_signed_and_refuses_the_rest() {
     assert!(rsa_verifies(&at(&d, "mirror/app", &signed)));
     assert!(dst.manifest_digest("mirror/app", "unsigned").is_none());
     assert!(dst.manifest_digest("mirror/app", "tampered").is_none());
+}
+
+/// A signature whose payload is right in everything but the digest it signs (made for
+/// another image, with the identity this one is mirrored by) is refused, and the message
+/// says which digest it signs.
+#[test]
+fn a_signature_of_another_digest_is_refused_for_that_alone() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let other = seed_oci_image(&src, "org/app", "other", &[layer(11, 900)]);
+    let image = seed_oci_image(&src, "org/app", "app", &[layer(12, 900)]);
+    // `other` signed for `org/app:app`, then that signature put under `app`'s .sig tag: the
+    // identity is the one `app` is mirrored by; only the digest is another.
+    let identity = format!("{s}/org/app:app");
+    sign(
+        dir,
+        &format!("{s}/org/app@{}", other.digest),
+        &["--sign-container-identity", &identity],
+    );
+    put_sig(
+        &src,
+        "org/app",
+        &image.digest,
+        &sig_manifest(&src, "org/app", &other.digest),
+    );
+    let policy = policy(&ws, &[(format!("{s}/org/app"), signed_by(dir, None))]);
+    let (code, report) = run(
+        &ws,
+        &format!("{s}/org/app:app {d}/mirror/app:app\n"),
+        &policy,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    let destination = format!("{d}/mirror/app:app");
+    assert_refused(
+        &report,
+        &destination,
+        &format!("signs {}, not {}", other.digest, image.digest),
+    );
+    let error = entry(&report, &destination)["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!error.contains("signed for"), "{error}");
+    assert!(dst.tags("mirror/app").is_empty());
 }

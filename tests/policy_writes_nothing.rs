@@ -4,14 +4,12 @@
 //! placed would still refuse the image, and still leave no tag: only the destination's
 //! requests and blobs show the difference.)
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::*;
 use serde_json::Value;
-use support::cli::*;
-use support::cosign::*;
-use support::*;
 
 /// A policy accepting only images of `scopes` signed with the workspace's `cosign.pub`.
 fn signed_only(ws: &Workspace, dir: &Path, scopes: &[String]) -> std::path::PathBuf {

@@ -1,10 +1,8 @@
 //! oc's push by digest: a digest source with a repository destination puts the manifest by
 //! digest only, writes no tag, and an unchanged rerun is a HEAD by digest and no write.
 
-mod support;
-
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 #[test]
 fn a_digest_source_to_a_repository_is_pushed_by_digest_without_a_tag() {

@@ -1,48 +1,19 @@
 //! Registries differ from distribution in a few corners; the engine must mirror through each
-//! with identical digests. A proxy ([`support::proxy::Quirk`]) gives a real `docker-registry`
+//! with identical digests. A proxy ([`crate::support::proxy::Quirk`]) gives a real `docker-registry`
 //! one quirk at a time: a body on `PUT` refused, chunk size limits, HEAD without
 //! `Docker-Content-Digest`, absolute upload `Location`s on another port, `Range` ignored.
 //! Each test checks the destination through the registry API and with `image-mirror verify`.
 
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy, Quirk};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy, Quirk};
+use crate::support::*;
 
-const FAST: &[&str] = &["--insecure", "--max-retry-wait=1", "--read-timeout=5"];
-
-impl Workspace {
-    fn mapping(&self, text: &str) -> PathBuf {
-        self.write("mapping", text)
-    }
-
-    /// `image-mirror run FAST... ARGS... --report report.json MAPPING`: the output and the
-    /// report.
-    fn run(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-        self.run_report(mapping, &[FAST, args].concat())
-    }
-
-    /// `image-mirror verify` of `repos` exits 0.
-    fn assert_verified(&self, repos: &[String]) {
-        let out = self
-            .command()
-            .arg("verify")
-            .arg("--insecure")
-            .args(repos)
-            .output()
-            .expect("run verify");
-        expect_code(&out, 0);
-    }
-}
-
-fn total(report: &serde_json::Value, name: &str) -> u64 {
-    report["totals"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.{name} in {report:#}"))
+/// `image-mirror run FAST... ARGS... --report report.json MAPPING`: the output and the report.
+fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    ws.run_report(mapping, &[FAST, &["--read-timeout=5"], args].concat())
 }
 
 /// A source with `team/app:1`: a config and layers of 2,000 bytes and 300 KiB.
@@ -83,7 +54,7 @@ fn a_registry_refusing_a_body_on_put_gets_patch_then_put() {
         proxy.host()
     ));
     // One blob at a time, so that exactly the first is refused.
-    let (out, report) = ws.run(&mapping, &["--max-per-registry=1"]);
+    let (out, report) = run(&ws, &mapping, &["--max-per-registry=1"]);
     expect_code(&out, 0);
     assert_mirrored(&ws, &dst, "app", &image);
     let blobs = image.blobs.len() as u64;
@@ -114,7 +85,7 @@ fn a_registry_refusing_a_body_on_put_gets_patch_then_put() {
         src.host(),
         other.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     let registry = &report["registries"][other.host()];
     assert_eq!(registry["upload_method"], "put", "{report:#}");
@@ -135,7 +106,7 @@ fn concurrent_refusals_each_fall_back_once() {
         src.host(),
         proxy.host()
     ));
-    let (out, report) = ws.run(&mapping, &["--request-attempts=1", "--retries=0"]);
+    let (out, report) = run(&ws, &mapping, &["--request-attempts=1", "--retries=0"]);
     expect_code(&out, 0);
     assert_mirrored(&ws, &dst, "app", &image);
     let registry = &report["registries"][proxy.host()];
@@ -163,7 +134,7 @@ fn chunk_limits_a_registry_states_are_kept() {
         src.host(),
         proxy.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_mirrored(&ws, &dst, "app", &image);
     let seen = proxy.seen();
@@ -206,7 +177,7 @@ fn head_without_a_digest_still_finds_tags_unchanged() {
         src_proxy.host(),
         dst_proxy.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(report["images"][0]["status"], "copied", "{report:#}");
     assert_mirrored(&ws, &dst, "app", &image);
@@ -215,7 +186,7 @@ fn head_without_a_digest_still_finds_tags_unchanged() {
         .iter()
         .filter(|s| s.method != "GET" && s.method != "HEAD")
         .count();
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(report["images"][0]["status"], "unchanged", "{report:#}");
     let writes_after = dst_proxy
@@ -247,7 +218,7 @@ fn an_absolute_location_on_another_port_is_followed() {
         proxy.host()
     ));
     let mark = dst.mark();
-    let (out, _) = ws.run(&mapping, &[]);
+    let (out, _) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_mirrored(&ws, &dst, "app", &image);
     assert_eq!(
@@ -282,7 +253,7 @@ fn a_source_ignoring_range_still_resumes_a_cut_download() {
         faults.host(),
         dst.host()
     ));
-    let (out, report) = ws.run(&mapping, &[]);
+    let (out, report) = run(&ws, &mapping, &[]);
     expect_code(&out, 0);
     assert_mirrored(&ws, &dst, "app", &image);
     // The client asked from the byte reached; the registry answered the whole blob.

@@ -4,11 +4,9 @@
 //! the signature anywhere — against real registries behind the fault proxy: one proxy plays
 //! the registry's redirect, a second one plays the storage host.
 
-mod support;
-
-use support::cli::*;
-use support::proxy::{ACCESS_KEY, Fault, FaultProxy, SIGNATURE};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{ACCESS_KEY, EXPIRES, Fault, FaultProxy, SIGNATURE, SIGNED_DATE};
+use crate::support::*;
 
 fn b64(text: &str) -> String {
     use base64::Engine;
@@ -132,4 +130,65 @@ fn a_refusing_redirect_host_is_blamed_asked_again_and_its_signed_url_stays_secre
         "{stderr}"
     );
     assert_eq!(front.count("GET", &doomed_digest), 4, "{:?}", front.seen());
+}
+
+/// A refusal from outside that quotes the signed URL whole loses the URL's whole query in
+/// everything image-mirror writes: not only the parameters whose names say secret
+/// (`X-Amz-Signature`, `X-Amz-Credential`) but also `X-Amz-Date` and `Expires`, whose names
+/// say nothing (the query as a whole is the credential).
+#[test]
+fn a_quoted_signed_url_loses_its_plainly_named_parameters_too() {
+    let src = Registry::start();
+    let storage = Registry::start();
+    let dst = Registry::start();
+    let blob = layer(3, 3000);
+    for reg in [&src, &storage] {
+        seed_docker_image(reg, "team/app", "1", std::slice::from_ref(&blob));
+    }
+    let cdn = FaultProxy::start(&storage.host());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    cdn.add("GET", "/blobs/", 1000, Fault::RefuseSigned(403));
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    );
+    let (report, junit) = (ws.path("report.json"), ws.path("junit.xml"));
+    let out = ws
+        .command()
+        .env("RUST_LOG", "trace")
+        .args(["run", "--insecure", "--retries=0", "--request-attempts=1"])
+        .args(["--report", p(&report), "--junit", p(&junit), p(&mapping)])
+        .output()
+        .expect("run");
+    expect_code(&out, 1);
+    // The CDN was sent them, and quoted them back.
+    let sent: Vec<String> = cdn.seen().into_iter().map(|s| s.target).collect();
+    assert!(
+        sent.iter()
+            .any(|t| t.contains(SIGNED_DATE) && t.contains(EXPIRES)),
+        "{sent:?}"
+    );
+    let report_text = std::fs::read_to_string(&report).expect("report written");
+    for (name, written) in [
+        ("stdout", text(&out.stdout)),
+        ("stderr", text(&out.stderr)),
+        ("report", report_text.clone()),
+        (
+            "junit",
+            std::fs::read_to_string(&junit).expect("junit written"),
+        ),
+    ] {
+        for secret in [SIGNED_DATE, EXPIRES, SIGNATURE, ACCESS_KEY] {
+            assert!(
+                !written.contains(secret),
+                "{name} holds {secret} of the signed URL:\n{written}"
+            );
+        }
+    }
+    // What the CDN said is still there, its URL without the query.
+    let json: serde_json::Value = serde_json::from_str(&report_text).expect("JSON");
+    let error = images(&json)[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&cdn.host()), "{error}");
 }

@@ -1,5 +1,5 @@
 //! OCI 1.1 referrers against a registry that HAS the referrers API (`ferro-oci-server`,
-//! [`support::ferro::Ferro`]) as well as against Debian's distribution 2.8, which has none
+//! [`crate::support::ferro::Ferro`]) as well as against Debian's distribution 2.8, which has none
 //! (referrers are then found and written through the fallback tag `sha256-<hex>`):
 //!
 //! - API source -> API destination: every referrer arrives with its digest and is listed by
@@ -14,12 +14,10 @@
 //! turn; the dry run lists all of them, and `cosign verify` / `verify-attestation` pass
 //! against the destination.
 
-mod support;
-
-use support::cli::*;
-use support::cosign::*;
-use support::ferro::Ferro;
-use support::*;
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::ferro::Ferro;
+use crate::support::*;
 
 const SPDX: &str = "application/spdx+json";
 const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -137,22 +135,7 @@ fn seed_attached(
     let cosign_sbom = only_new(&listed(&image.digest), &[&sbom, &signature]);
     sign(dir, &at(&sbom), &["--registry-referrers-mode=oci-1-1"]);
     let sbom_signature = only_new(&listed(&sbom), &[]);
-    std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
-    cosign_ok(
-        dir,
-        &[
-            "attest",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "-y",
-            "--type",
-            "custom",
-            "--predicate",
-            "predicate.json",
-            &at(&image.digest),
-        ],
-    );
+    attest(dir, &at(&image.digest));
     let att_tag = format!("sha256-{}.att", hex(&image.digest));
     let attestation = sha256_digest(&manifest(&att_tag).expect("cosign wrote the .att tag"));
     sign(dir, &at(&attestation), &[]);
@@ -216,7 +199,7 @@ fn dry_run_lists_everything(
     mapping: &std::path::Path,
     attached: &Attached,
 ) -> Vec<(String, String)> {
-    let (out, report) = run(ws, mapping, &["--dry-run"]);
+    let (out, report) = ws.run_insecure(mapping, &["--dry-run"]);
     expect_code(&out, 0);
     let plan = text(&out.stdout);
     let line = |kind: &str, digest: &str, of: &str| format!("+ {kind} {digest}  (of {of})");
@@ -266,16 +249,6 @@ fn sorted(mut digests: Vec<String>) -> Vec<String> {
     digests
 }
 
-fn run(
-    ws: &Workspace,
-    mapping: &std::path::Path,
-    extra: &[&str],
-) -> (std::process::Output, serde_json::Value) {
-    let mut args = vec!["--insecure"];
-    args.extend_from_slice(extra);
-    ws.run_report(mapping, &args)
-}
-
 /// The attachments the report shows for the first image, as (kind, digest), sorted.
 fn reported(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = report["images"][0]["attached"]
@@ -323,7 +296,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
     assert_eq!(dst.requests().since(&before).writes(), 0);
 
     let (src_before, dst_before) = (src.requests(), dst.requests());
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let (src_seen, dst_seen) = (
         src.requests().since(&src_before),
@@ -401,7 +374,7 @@ fn referrers_api_to_referrers_api_lists_them_at_the_destination() {
 
     // A re-run writes nothing, and asks no referrers API (the image is unchanged).
     let (src_before, dst_before) = (src.requests(), dst.requests());
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let (src_seen, dst_seen) = (
         src.requests().since(&src_before),
@@ -430,7 +403,7 @@ fn referrers_api_to_a_registry_without_it_writes_the_fallback_index() {
     let rehearsed = dry_run_lists_everything(&ws, &mapping, &attached);
     assert!(dst.tool_writes_since(mark).is_empty());
     let mark = dst.mark();
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(reported(&report), rehearsed);
     let seen = dst.tool_requests_since(mark);
@@ -466,7 +439,7 @@ fn referrers_api_to_a_registry_without_it_writes_the_fallback_index() {
     ));
 
     let mark = dst.mark();
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert!(
         dst.tool_writes_since(mark).is_empty(),
@@ -505,7 +478,7 @@ fn fallback_tags_to_a_referrers_api_are_listed_by_it() {
     assert_eq!(dst.requests().since(&before).writes(), 0);
     let mark = src.mark();
     let before = dst.requests();
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     assert_eq!(reported(&report), rehearsed);
     let src_seen = src.tool_requests_since(mark);
@@ -547,7 +520,7 @@ fn fallback_tags_to_a_referrers_api_are_listed_by_it() {
     // A re-run finds the referrers through the fallback tags again (the image is unchanged)
     // and writes nothing: ferro lists a manifest put twice twice, so a second PUT would show.
     let before = dst.requests();
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let seen = dst.requests().since(&before);
     assert_eq!(seen.writes(), 0, "{seen:?}");
@@ -564,9 +537,9 @@ fn referrers_api_pages_are_followed() {
     let attached = seed_at_ferro(&src, dir);
     let image = &attached.image.digest;
     // The source's referrers answered one descriptor per page, each page linking the next.
-    let pager = support::proxy::FaultProxy::start_with(
+    let pager = crate::support::proxy::FaultProxy::start_with(
         &s,
-        support::proxy::Behaviour {
+        crate::support::proxy::Behaviour {
             referrer_pages: Some(1),
             ..Default::default()
         },
@@ -576,7 +549,7 @@ fn referrers_api_pages_are_followed() {
         "mapping",
         &format!("{p_host}/org/app:v1 {d}/mirror/app:v1\n"),
     );
-    let (out, report) = run(&ws, &mapping, &[]);
+    let (out, report) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
     let listed = src.referrer_digests("org/app", image);
     assert_eq!(listed.len(), 3);
@@ -605,7 +578,7 @@ fn verify_finds_referrers_through_the_api_and_the_fallback_index() {
         "mapping",
         &format!("{s}/org/app:v1 {a}/mirror/app:v1 {p_}/mirror/app:v1\n"),
     );
-    let (out, _) = run(&ws, &mapping, &[]);
+    let (out, _) = ws.run_insecure(&mapping, &[]);
     expect_code(&out, 0);
 
     let verify = || {

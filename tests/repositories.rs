@@ -2,13 +2,11 @@
 //! most two repositories a page): which repositories and tags arrive, `**` across nested
 //! paths, a registry that refuses its catalog, and `--max-images`.
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
 /// A source paging its catalog two at a time, holding `team/a` (v1.0, v1.1, v2.0),
 /// `team/b` (v1.0), `team/nested/c` (v1.5) and `other/x` (v1.0).
@@ -33,8 +31,7 @@ fn source() -> Registry {
 }
 
 fn run(ws: &Workspace, text: &str, args: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mapping = ws.write("mapping", text);
-    ws.run_report(&mapping, &[&["--insecure"], args].concat())
+    ws.run_insecure(&ws.mapping(text), args)
 }
 
 /// `repo:tag` for every tag of every repository of `dst`.
@@ -180,4 +177,29 @@ fn max_images_refuses_a_plan_too_large_before_copying() {
         "{err}"
     );
     assert!(dst.catalog().is_empty());
+}
+
+/// `--max-images N` is the most a plan may hold: a plan of exactly N images runs, all of it.
+#[test]
+fn max_images_runs_a_plan_of_exactly_that_many_images() {
+    let src = source();
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let (out, report) = run(
+        &ws,
+        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
+        &["--max-images", "5"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(total(&report, "copied"), 5, "{report:#}");
+    assert_eq!(
+        content(&dst),
+        set(&[
+            "all/a:v1.0",
+            "all/a:v1.1",
+            "all/a:v2.0",
+            "all/b:v1.0",
+            "all/nested/c:v1.5"
+        ])
+    );
 }

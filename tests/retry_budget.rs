@@ -2,11 +2,9 @@
 //! answer 503 is asked for at most `--request-attempts × (--retries + 1)` times, however
 //! many layers of the client could retry it, and no tag is written.
 
-mod support;
-
-use support::cli::*;
-use support::proxy::{Fault, FaultProxy};
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
+use crate::support::*;
 
 #[test]
 fn a_blob_that_always_answers_503_is_asked_for_attempts_times_retries_plus_one() {

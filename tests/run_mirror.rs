@@ -1,30 +1,13 @@
 //! `image-mirror run` against real registries (Debian's docker-registry), checked through
-//! the registry API.
+//! the registry API: copies, unchanged reruns, dry runs (which fail where the run would),
+//! tag wildcards (paged listings, failed listings), a source manifest fetched once for all
+//! its destinations, filtered lists.
 
-mod support;
-
-use std::process::Output;
-
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::proxy::{Behaviour, Fault, FaultProxy, Paging};
+use crate::support::*;
 
 const TWO_PLATFORMS: &[(&str, &str)] = &[("linux", "amd64"), ("linux", "arm64")];
-
-impl Workspace {
-    /// Runs the binary with no ambient credentials or dry-run settings.
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_env(args, &[])
-    }
-
-    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = self.command();
-        cmd.arg("run").args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run image-mirror")
-    }
-}
 
 #[test]
 fn every_manifest_kind_is_copied_byte_identical() {
@@ -653,10 +636,10 @@ fn empty_destination_repositories_are_not_asked_blob_by_blob() {
 fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
     let src = Registry::start();
     let dst = Registry::start();
-    let pager = support::proxy::FaultProxy::start_with(
+    let pager = crate::support::proxy::FaultProxy::start_with(
         &src.host(),
-        support::proxy::Behaviour {
-            paging: Some(support::proxy::Paging::LastOnly),
+        crate::support::proxy::Behaviour {
+            paging: Some(crate::support::proxy::Paging::LastOnly),
             ..Default::default()
         },
     );
@@ -690,4 +673,225 @@ fn a_wildcard_over_more_tags_than_a_page_lists_each_once() {
     assert!(listings[1].contains("last=t0999"), "{listings:#?}");
     // Each tag's manifest asked once, none twice.
     assert_eq!(pager.count("GET", "/manifests/"), 1001);
+}
+
+/// Row 4 (`Link`): a registry that pages `tags/list` two tags at a time with `Link: <…>;
+/// rel="next"` (as quay.io and Docker Hub do) has every page read. (`last=` paging without
+/// `Link`: `run_mirror::a_wildcard_over_more_tags_than_a_page_lists_each_once`.)
+#[test]
+fn a_wildcard_follows_link_pagination() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let image = seed_docker_image(&src, "team/many", "t1", &[layer(105, 100)]);
+    let (media_type, body) = src.manifest("team/many", "t1").expect("manifest");
+    for i in 2..=5 {
+        src.push_manifest("team/many", &format!("t{i}"), &media_type, &body);
+    }
+    let proxy = FaultProxy::start_with(
+        &src.host(),
+        Behaviour {
+            paging: Some(Paging::Link(2)),
+            ..Default::default()
+        },
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{}/team/many:* {}/many\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = ws.run_report_with_env(&mapping, &["--insecure", "--dry-run"], &[]);
+    expect_code(&out, 0);
+    let tags: Vec<&str> = images(&report)
+        .iter()
+        .map(|i| i["destination"].as_str().unwrap_or_default())
+        .map(|d| d.rsplit(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(tags, ["t1", "t2", "t3", "t4", "t5"], "{report:#}");
+    assert!(
+        images(&report)
+            .iter()
+            .all(|i| i["source_digest"] == image.digest.as_str())
+    );
+    assert_eq!(
+        proxy.count("GET", "/tags/list"),
+        3,
+        "three pages: {:#?}",
+        proxy.seen()
+    );
+}
+
+/// Row 5: a wildcard whose tags cannot be listed fails the run (exit 1) with a
+/// `listing_failures` entry naming the source and its line; the other images still run.
+#[test]
+fn a_failed_wildcard_listing_fails_the_run_and_is_reported() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add(
+        "GET",
+        "/team/gone/tags/list",
+        100,
+        Fault::Status {
+            code: 403,
+            retry_after: None,
+        },
+    );
+    seed_docker_image(&src, "team/gone", "1", &[layer(106, 100)]);
+    let app = seed_docker_image(&src, "team/app", "1", &[layer(107, 100)]);
+    let (s, x, d) = (src.host(), proxy.host(), dst.host());
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{x}/team/gone:* {d}/gone\n{s}/team/app:1 {d}/app:1\n"),
+    );
+    let (out, report) = ws.run_report_with_env(&mapping, &["--insecure"], &[]);
+    expect_code(&out, 1);
+    let failures = report["listing_failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("listing_failures: {report:#}"));
+    assert_eq!(failures.len(), 1, "{report:#}");
+    assert!(
+        failures[0]["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("team/gone")),
+        "{report:#}"
+    );
+    assert_eq!(failures[0]["line"], 1, "{report:#}");
+    assert!(total(&report, "failed") >= 1, "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(app.digest.as_str()),
+        "the other image still ran"
+    );
+    assert!(dst.tags("gone").is_empty());
+}
+
+/// Row 7: a source manifest named by three destinations is fetched once.
+#[test]
+fn a_source_manifest_is_fetched_once_for_every_destination() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let other = Registry::start();
+    let (s, d, o) = (src.host(), dst.host(), other.host());
+    let image = seed_oci_index(
+        &src,
+        "team/app",
+        "1",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        109,
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!("{s}/team/app:1 {d}/a:1 {d}/b:1 {o}/c:1\n{s}/team/app:1={d}/a:2\n"),
+    );
+    let mark = src.mark();
+    let (out, _) = ws.run_report_with_env(&mapping, &["--insecure"], &[]);
+    expect_code(&out, 0);
+    for (reg, repo, tag) in [(&dst, "a", "1"), (&dst, "b", "1"), (&other, "c", "1")] {
+        assert_eq!(
+            reg.manifest_digest(repo, tag).as_deref(),
+            Some(image.digest.as_str())
+        );
+    }
+    let requests = src.tool_requests_since(mark);
+    let manifest_gets: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path().contains("/manifests/"))
+        .collect();
+    // The index and its two children, once each.
+    assert_eq!(
+        manifest_gets.len(),
+        1 + image.children.len(),
+        "{manifest_gets:#?}"
+    );
+}
+
+/// Row 8: with `--filter-by-os`, a second run finds the filtered list unchanged: nothing
+/// written, status `unchanged`.
+#[test]
+fn an_unchanged_filtered_list_is_recognised_as_unchanged() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_docker_list(
+        &src,
+        "team/multi",
+        "1",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        110,
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write("m", &format!("{s}/team/multi:1 {d}/multi:1\n"));
+    let args = ["--insecure", "--filter-by-os=linux/amd64"];
+    let (out, first) = ws.run_report_with_env(&mapping, &args, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&first)[0]["status"], "copied", "{first:#}");
+    let written = dst.manifest_digest("multi", "1");
+    let mark = dst.mark();
+    let (out, second) = ws.run_report_with_env(&mapping, &args, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&second)[0]["status"], "unchanged", "{second:#}");
+    assert_eq!(
+        images(&second)[0]["source_digest"].as_str(),
+        written.as_deref()
+    );
+    let writes = dst.tool_writes_since(mark);
+    assert!(writes.is_empty(), "{writes:#?}");
+}
+
+/// "A tag that differs is fetched and parsed in a dry run too, so the rehearsal fails where
+/// the run would": a source whose manifest comes back corrupt, and a missing one.
+#[test]
+fn the_dry_run_fails_where_the_run_would() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let proxy = FaultProxy::start(&src.host());
+    let (s, d) = (proxy.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(2400, 500)]);
+    seed_docker_image(&src, "team/ok", "1", &[layer(2401, 500)]);
+    // A destination repository with a tag: the source's digest is asked first (HEAD), and
+    // the manifest fetched only because it differs.
+    seed_docker_image(&dst, "app", "old", &[layer(2402, 500)]);
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "m",
+        &format!(
+            "{s}/team/app:1 {d}/app:1\n{s}/team/app:missing {d}/app:2\n{s}/team/ok:1 {d}/ok:1\n"
+        ),
+    );
+    let mut outcomes = Vec::new();
+    for dry in [true, false] {
+        proxy.add("GET", "/team/app/manifests/1", 100, Fault::FlipByte(20));
+        let mark = dst.mark();
+        let args: &[&str] = if dry {
+            &["--insecure", "--dry-run", "--retries=0"]
+        } else {
+            &["--insecure", "--retries=0"]
+        };
+        let (out, report) = ws.run_report(&mapping, args);
+        expect_code(&out, 1);
+        let statuses: Vec<(String, String)> = images(&report)
+            .iter()
+            .map(|i| {
+                (
+                    i["destination"].as_str().unwrap_or_default().to_owned(),
+                    i["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        if dry {
+            assert_eq!(dst.tool_writes_since(mark), []);
+        }
+        outcomes.push(statuses);
+    }
+    let failed = |statuses: &Vec<(String, String)>| -> Vec<String> {
+        statuses
+            .iter()
+            .filter(|(_, s)| s == "failed")
+            .map(|(d, _)| d.clone())
+            .collect()
+    };
+    assert_eq!(failed(&outcomes[0]), failed(&outcomes[1]), "{outcomes:#?}");
+    assert_eq!(failed(&outcomes[0]).len(), 2, "{outcomes:#?}");
 }

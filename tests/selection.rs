@@ -2,14 +2,12 @@
 //! `# image-mirror:` options of a mapping line (semver ranges, pre-releases, the newest N,
 //! exclusions, regular expressions, platforms, immutable tags) and `--immutable-tags`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::cli::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::*;
 
 /// Tags a release-minded repository holds: releases, pre-releases, and tags that are no
 /// versions at all.
@@ -41,7 +39,7 @@ struct Run {
 }
 
 fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> Run {
-    let (out, report) = ws.run_report(mapping, &[&["--insecure"], args].concat());
+    let (out, report) = ws.run_insecure(mapping, args);
     Run { out, report }
 }
 
@@ -281,4 +279,49 @@ fn bad_options_are_check_errors_with_their_place() {
     at(2, 139, "names one image");
     at(3, 60, "latest=0");
     assert_eq!(err.matches("error:").count(), 3, "{err}");
+}
+
+/// `latest=N` of many more versions than N + 1: the N highest in version order (`v1.10.0`
+/// above `v1.9.0`), pre-releases and tags that are no versions left out.
+#[test]
+fn latest_keeps_the_n_highest_of_many_versions() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let tags = [
+        "v1.0.0",
+        "v1.1.0",
+        "v1.2.0",
+        "v1.3.0",
+        "v1.4.0",
+        "v1.5.0",
+        "v1.6.0",
+        "v1.7.0",
+        "v1.8.0",
+        "v1.9.0",
+        "v1.10.0",
+        "v1.11.0-rc1",
+        "latest",
+        "main",
+    ];
+    for (i, tag) in tags.iter().enumerate() {
+        seed_docker_image(&src, "org/app", tag, &[layer(700 + i as u64, 300)]);
+    }
+    let (s, d) = (src.host(), dst.host());
+    let ws = Workspace::new();
+    let file = mapping(
+        &ws,
+        &format!("{s}/org/app {d}/org/app   # image-mirror: latest=3\n"),
+    );
+    let dry = run(&ws, &file, &["--dry-run"]);
+    expect_code(&dry.out, 0);
+    let chosen = set(&["v1.8.0", "v1.9.0", "v1.10.0"]);
+    assert_eq!(
+        reported(&dry.report, &format!("{d}/org/app"), "would-copy"),
+        chosen,
+        "{:#}",
+        dry.report
+    );
+    let done = run(&ws, &file, &[]);
+    expect_code(&done.out, 0);
+    assert_eq!(tags_of(&dst, "org/app"), chosen);
 }

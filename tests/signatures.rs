@@ -7,11 +7,9 @@
 //! `COSIGN_BIN`; without it the default path and then `PATH` are tried, and a missing binary
 //! fails the test with the command that installs it.
 
-mod support;
-
-use support::cli::*;
-use support::cosign::*;
-use support::*;
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::*;
 
 fn hex(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
@@ -39,22 +37,7 @@ fn signatures_attestations_sboms_and_referrers_arrive_byte_identical() {
     let at = |seeded: &Seeded| format!("{s}/org/app@{}", seeded.digest);
 
     sign(dir, &at(&signed), &[]);
-    std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
-    cosign_ok(
-        dir,
-        &[
-            "attest",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "-y",
-            "--type",
-            "custom",
-            "--predicate",
-            "predicate.json",
-            &at(&signed),
-        ],
-    );
+    attest(dir, &at(&signed));
     std::fs::write(
         dir.join("sbom.spdx.json"),
         r#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,

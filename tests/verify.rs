@@ -3,15 +3,13 @@
 //! compared with its source — digests, completeness, and what is attached (cosign's tags,
 //! referrers), read-only.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::cli::*;
+use crate::support::cosign::*;
+use crate::support::other::OtherRegistry;
+use crate::support::*;
 use serde_json::Value;
-use support::cli::*;
-use support::cosign::*;
-use support::other::OtherRegistry;
-use support::*;
 
 fn verify(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,22 +133,7 @@ fn verify_against_the_sources_finds_missing_attachments_and_moved_tags() {
     let at = |seeded: &Seeded| format!("{s}/org/app@{}", seeded.digest);
     let signed = seed_oci_image(&src, "org/app", "signed", &[layer(1, 900)]);
     sign(dir, &at(&signed), &[]);
-    std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
-    cosign_ok(
-        dir,
-        &[
-            "attest",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "-y",
-            "--type",
-            "custom",
-            "--predicate",
-            "predicate.json",
-            &at(&signed),
-        ],
-    );
+    attest(dir, &at(&signed));
     let multi = seed_oci_index(
         &src,
         "org/app",

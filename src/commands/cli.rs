@@ -356,6 +356,7 @@ impl RegistryArgs {
             insecure_registries: self.insecure_registry.clone(),
             max_per_registry: self.max_per_registry as usize,
             max_checks_per_registry: self.max_checks_per_registry as usize,
+            quota_share: None,
         }
     }
 }

@@ -19,7 +19,11 @@ use crate::inputs::{self, InputSpec, MappingSet};
 /// How a command ends, as its process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
-    /// Everything done.
+    /// Everything done — or all that is not done is deferred: a source registry's pull
+    /// quota could not cover it in this window. Deferred work is not a failure (a CronJob
+    /// must not page, nor retry its pod into the same spent quota, every hour), but it is no
+    /// success either: the metrics' last-success timestamp is not advanced and
+    /// `image_mirror_deferred_images` counts it, so a set that never completes is seen.
     Ok,
     /// Some images failed (the others still ran to the end), or a check found a problem.
     Failed,

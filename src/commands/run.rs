@@ -21,7 +21,9 @@ use crate::inputs::{MappingSet, repositories_of};
 use crate::model::reference::TagPattern;
 use crate::plan::{LineSelection, Shard, tags_per_repository};
 use crate::registry::auth::credentials::Credentials;
+use crate::registry::control::quota::Share;
 use crate::registry::{NetworkOptions, Registries, RegistryOptions};
+use crate::report::outcome::Status;
 use crate::report::progress::Progress;
 use crate::report::{RunResult, json, junit, text};
 use crate::stats::Stats;
@@ -218,12 +220,15 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
     } else {
+        // Deferred work exits 0 but is no success: the last success stays where it was, so
+        // a set the quota never lets complete fires the staleness alert (see ExitCode::Ok).
+        let deferred = result.outcomes.iter().any(|o| o.status == Status::Deferred);
         publish(
             &result,
             outputs.metrics_file.as_deref(),
             outputs.pushgateway.as_ref(),
             outputs.shard.as_deref(),
-            code == Done && signal.is_none(),
+            code == Done && signal.is_none() && !deferred,
         );
     }
     // stderr is unbuffered, but a log line may sit in a writer's buffer; stdout is flushed
@@ -293,6 +298,12 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let stats = Arc::new(Stats::default());
+    let mut registry = registry;
+    // Shards pulling with one account share its quota: each takes its part.
+    registry.quota_share = shard.map(|s| Share {
+        index: s.index(),
+        count: s.count(),
+    });
     let registries = Arc::new(Registries::new(
         registry,
         network,
@@ -364,6 +375,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         listing_failures,
         stats: stats.snapshot(),
         registries: stats.registries(),
+        quotas: stores.registries.quotas(),
         uploads: stats.uploads(),
         selections,
         repository_wildcards,

@@ -38,6 +38,7 @@ use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
+use crate::registry::control::ration::for_one_image;
 use crate::report::outcome::{Outcome, Status};
 use crate::retry::{self, RetryPolicy};
 use crate::stats::Stats;
@@ -167,7 +168,38 @@ impl Executor {
         outcomes
     }
 
+    /// The copies a destination lacks first, then the others (unchanged or moved), each in
+    /// plan order: where a source's pull quota runs out, it went to the tags missing
+    /// altogether before the tags that moved. The destination's tags were listed at the start
+    /// of the run (see prefetch); a repository that cannot be listed keeps its order.
+    async fn lacking_first(&self, jobs: Vec<CopyJob>) -> Vec<CopyJob> {
+        if self.options.force {
+            return jobs;
+        }
+        let mut held: HashMap<Repository, Option<Arc<HashSet<String>>>> = HashMap::new();
+        let mut keyed = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let repository = &job.destination.repository;
+            if !held.contains_key(repository) {
+                let tags = match self.stores.destination(repository).await {
+                    Ok(dst) => self.held_tags(dst.as_ref(), repository).await,
+                    Err(_) => None,
+                };
+                held.insert(repository.clone(), tags);
+            }
+            let lacks = match (job.destination.tag(), held.get(repository)) {
+                (Some(tag), Some(Some(tags))) => !tags.contains(tag.as_str()),
+                _ => false,
+            };
+            keyed.push((!lacks, job));
+        }
+        // Stable: false (lacking) before true, plan order within each.
+        keyed.sort_by_key(|(has, _)| *has);
+        keyed.into_iter().map(|(_, job)| job).collect()
+    }
+
     async fn run_jobs(self: Arc<Self>, jobs: Vec<CopyJob>) -> Vec<Outcome> {
+        let jobs = self.lacking_first(jobs).await;
         let mut set = JoinSet::new();
         let mut pending = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -186,7 +218,8 @@ impl Executor {
             let task_job = job.clone();
             let handle = set.spawn(async move {
                 let _slot = slot;
-                this.run_job(task_job).await
+                // The image's manifest GETs share one reservation of each pull quota.
+                for_one_image(this.run_job(task_job)).await
             });
             pending.insert(handle.id(), job);
         }
@@ -244,11 +277,7 @@ impl Executor {
                 }
                 Some(Err(e)) => {
                     let failure = Failure::of(&e);
-                    outcome.status = if failure.kind == ErrorKind::Refused {
-                        Status::Refused
-                    } else {
-                        Status::Failed
-                    };
+                    outcome.status = Status::after_failure(failure.kind);
                     outcome.error = Some(failure);
                     return Err(e);
                 }

@@ -21,6 +21,10 @@ use crate::store::Source;
 
 /// cosign's annotation holding a layer's signature (base64).
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// A keyless signature's Fulcio certificate, its chain (PEM) and Rekor bundle (JSON).
+const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 /// A payload larger than this is no cosign simple-signing payload; it is not read.
 const MAX_PAYLOAD: u64 = 1 << 20;
@@ -135,9 +139,13 @@ impl Executor {
                 continue;
             }
             let payload = self.read_payload(src, source, &digest, size).await?;
+            let annotation = |name: &str| layer["annotations"][name].as_str().map(str::to_owned);
             out.push(Signature {
                 payload,
                 signature: signature.to_owned(),
+                certificate: annotation(CERTIFICATE_ANNOTATION),
+                chain: annotation(CHAIN_ANNOTATION),
+                bundle: annotation(BUNDLE_ANNOTATION),
             });
         }
         Ok(out)

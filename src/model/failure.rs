@@ -21,6 +21,9 @@ pub enum ErrorKind {
     /// Not done by rule: an immutable destination tag already holds another image, or the
     /// image's signatures do not meet `--policy`.
     Refused,
+    /// Not done for now: the source registry's pull quota cannot cover it in this window.
+    /// Never retried in the run (only [`ErrorKind::Transient`] is): the next window does it.
+    Deferred,
 }
 
 impl ErrorKind {
@@ -33,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Denied => "denied",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Refused => "refused",
+            ErrorKind::Deferred => "deferred",
         }
     }
 
@@ -102,6 +106,8 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::Denied,
             ErrorKind::Corrupt,
+            ErrorKind::Refused,
+            ErrorKind::Deferred,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).ok(),

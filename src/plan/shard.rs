@@ -47,6 +47,11 @@ impl Shard {
         self.index
     }
 
+    /// How many shards there are.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     pub fn owns(&self, repository: &Repository) -> bool {
         stable_hash(repository.to_string().as_bytes()) % u64::from(self.count)
             == u64::from(self.index)

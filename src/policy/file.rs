@@ -1,6 +1,6 @@
 //! containers-policy.json(5) read into what `--policy` enforces: the default, the `docker`
-//! transport's scopes, and each scope's requirements. Pure: key files are named here and
-//! read by the caller, so a malformed policy is refused before anything is contacted.
+//! transport's scopes, and each scope's requirements. Pure: key and CA files are named here
+//! and read by the caller, so a malformed policy is refused before anything is contacted.
 
 use std::path::PathBuf;
 
@@ -10,18 +10,42 @@ use serde_json::{Map, Value};
 /// A policy file as written: the requirements of the default and of each `docker` scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyFile {
-    pub default: Vec<Requirement<KeyRef>>,
+    pub default: Vec<Requirement<SignerRef>>,
     /// `transports.docker`: scope (`""`, `host`, `host/ns`, `host/ns/repo[:tag|@digest]`,
     /// `*.domain`) to requirements.
-    pub docker: Vec<(String, Vec<Requirement<KeyRef>>)>,
+    pub docker: Vec<(String, Vec<Requirement<SignerRef>>)>,
 }
 
-/// One requirement; `K` is how its keys are held (named in the file, then loaded).
+/// One requirement; `S` is how its signer is held (named in the file, then loaded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requirement<K> {
+pub enum Requirement<S> {
     Accept,
     Reject,
-    Sigstore { keys: Vec<K>, identity: Identity },
+    Sigstore { signer: S, identity: Identity },
+}
+
+/// Who must have signed, as the file names it: public keys, or (keyless) a Fulcio
+/// certificate for one identity whose signature Rekor logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerRef {
+    Keys(Vec<KeyRef>),
+    Keyless(KeylessRef),
+}
+
+/// `fulcio` and `rekorPublicKey*` of a `sigstoreSigned` requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessRef {
+    /// `fulcio.caPath` / `fulcio.caData`: the CA certificates (PEM) a signing certificate
+    /// must chain to.
+    pub ca: KeyRef,
+    /// `fulcio.oidcIssuer`: the issuer the certificate's Fulcio extension must name.
+    pub oidc_issuer: String,
+    /// `fulcio.subjectEmail`: an email SAN, or (as cosign's `--certificate-identity`) a URI
+    /// SAN when it is a URI, such as a CI workflow's.
+    pub subject: String,
+    /// `rekorPublicKeyPath(s)` / `rekorPublicKeyData`: the keys one of which must have
+    /// signed the signature's SignedEntryTimestamp.
+    pub rekor: Vec<KeyRef>,
 }
 
 /// A public key as the file gives it: a path (`keyPath`, `keyPaths`) or the PEM itself
@@ -51,14 +75,22 @@ pub enum Identity {
     },
 }
 
-/// The fields that would need Fulcio certificates or a Rekor log: keyless verification.
-const KEYLESS: [&str; 5] = [
+/// The fields a `sigstoreSigned` requirement may have (containers-policy.json(5)).
+const SIGSTORE_FIELDS: [&str; 10] = [
+    "type",
+    "keyPath",
+    "keyPaths",
+    "keyData",
     "fulcio",
     "rekorPublicKeyPath",
     "rekorPublicKeyPaths",
     "rekorPublicKeyData",
     "pki",
+    "signedIdentity",
 ];
+
+/// The fields of `fulcio`.
+const FULCIO_FIELDS: [&str; 4] = ["caPath", "caData", "oidcIssuer", "subjectEmail"];
 
 /// Reads a policy file's text. The error names what is wrong and where.
 pub fn parse(text: &str) -> Result<PolicyFile, String> {
@@ -89,7 +121,7 @@ pub fn parse(text: &str) -> Result<PolicyFile, String> {
     Ok(PolicyFile { default, docker })
 }
 
-fn requirements(value: &Value, at: &str) -> Result<Vec<Requirement<KeyRef>>, String> {
+fn requirements(value: &Value, at: &str) -> Result<Vec<Requirement<SignerRef>>, String> {
     let list = value
         .as_array()
         .ok_or_else(|| format!("{at}: not a list of requirements"))?;
@@ -102,7 +134,7 @@ fn requirements(value: &Value, at: &str) -> Result<Vec<Requirement<KeyRef>>, Str
         .collect()
 }
 
-fn requirement(value: &Value, at: &str) -> Result<Requirement<KeyRef>, String> {
+fn requirement(value: &Value, at: &str) -> Result<Requirement<SignerRef>, String> {
     let map = value
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
@@ -121,49 +153,139 @@ fn requirement(value: &Value, at: &str) -> Result<Requirement<KeyRef>, String> {
     }
 }
 
-fn sigstore(map: &Map<String, Value>, at: &str) -> Result<Requirement<KeyRef>, String> {
-    if let Some(field) = KEYLESS.iter().find(|f| map.contains_key(**f)) {
+fn sigstore(map: &Map<String, Value>, at: &str) -> Result<Requirement<SignerRef>, String> {
+    known_fields(map, &SIGSTORE_FIELDS, at)?;
+    if map.contains_key("pki") {
         return Err(format!(
-            "{at}: {field:?}: keyless verification (Fulcio certificates, Rekor) is not supported; give the signer's public key with \"keyPath\", \"keyPaths\" or \"keyData\""
+            "{at}: \"pki\" (certificates from a private CA without Fulcio) is not supported; use \"fulcio\" or a public key"
         ));
     }
-    let mut keys = Vec::new();
-    if let Some(path) = map.get("keyPath") {
-        let path = path
-            .as_str()
-            .ok_or_else(|| format!("{at}: \"keyPath\" is not a string"))?;
-        keys.push(KeyRef::Path(PathBuf::from(path)));
-    }
-    if let Some(paths) = map.get("keyPaths") {
-        let paths = paths
-            .as_array()
-            .ok_or_else(|| format!("{at}: \"keyPaths\" is not a list"))?;
-        for p in paths {
-            let p = p
-                .as_str()
-                .ok_or_else(|| format!("{at}: \"keyPaths\" holds a non-string"))?;
-            keys.push(KeyRef::Path(PathBuf::from(p)));
+    let mut keys = key_refs(map, at, ["keyPath", "keyPaths", "keyData"])?;
+    let rekor = key_refs(
+        map,
+        at,
+        [
+            "rekorPublicKeyPath",
+            "rekorPublicKeyPaths",
+            "rekorPublicKeyData",
+        ],
+    )?;
+    let signer = match map.get("fulcio") {
+        Some(fulcio) => {
+            if !keys.is_empty() {
+                return Err(format!(
+                    "{at}: \"fulcio\" and \"keyPath\"/\"keyPaths\"/\"keyData\" exclude each other"
+                ));
+            }
+            if rekor.is_empty() {
+                return Err(format!(
+                    "{at}: \"fulcio\" needs \"rekorPublicKeyPath\", \"rekorPublicKeyPaths\" or \"rekorPublicKeyData\" (keyless signatures are checked against Rekor's signed timestamp)"
+                ));
+            }
+            SignerRef::Keyless(keyless(fulcio, rekor, &format!("{at}.fulcio"))?)
         }
-    }
-    if let Some(data) = map.get("keyData") {
-        let data = data
-            .as_str()
-            .ok_or_else(|| format!("{at}: \"keyData\" is not a string"))?;
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| format!("{at}: \"keyData\" is not base64: {e}"))?;
-        keys.push(KeyRef::Data(pem));
-    }
-    if keys.is_empty() {
-        return Err(format!(
-            "{at}: \"sigstoreSigned\" needs \"keyPath\", \"keyPaths\" or \"keyData\""
-        ));
-    }
+        None => {
+            if !rekor.is_empty() {
+                return Err(format!(
+                    "{at}: \"rekorPublicKey*\" without \"fulcio\" (Rekor checks of key-signed images) is not supported"
+                ));
+            }
+            if keys.is_empty() {
+                return Err(format!(
+                    "{at}: \"sigstoreSigned\" needs \"keyPath\", \"keyPaths\", \"keyData\" or \"fulcio\""
+                ));
+            }
+            SignerRef::Keys(std::mem::take(&mut keys))
+        }
+    };
     let identity = match map.get("signedIdentity") {
         None => Identity::MatchRepoDigestOrExact,
         Some(v) => identity(v, &format!("{at}.signedIdentity"))?,
     };
-    Ok(Requirement::Sigstore { keys, identity })
+    Ok(Requirement::Sigstore { signer, identity })
+}
+
+/// A field not in `known` is an error: a misspelt field would otherwise loosen the policy.
+fn known_fields(map: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), String> {
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(field) => Err(format!(
+            "{at}: unknown field {field:?} (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The keys named by a `…Path`, `…Paths` and `…Data` triple of fields.
+fn key_refs(
+    map: &Map<String, Value>,
+    at: &str,
+    [one, many, data]: [&str; 3],
+) -> Result<Vec<KeyRef>, String> {
+    let mut keys = Vec::new();
+    if let Some(path) = map.get(one) {
+        let path = path
+            .as_str()
+            .ok_or_else(|| format!("{at}: {one:?} is not a string"))?;
+        keys.push(KeyRef::Path(PathBuf::from(path)));
+    }
+    if let Some(paths) = map.get(many) {
+        let paths = paths
+            .as_array()
+            .ok_or_else(|| format!("{at}: {many:?} is not a list"))?;
+        for p in paths {
+            let p = p
+                .as_str()
+                .ok_or_else(|| format!("{at}: {many:?} holds a non-string"))?;
+            keys.push(KeyRef::Path(PathBuf::from(p)));
+        }
+    }
+    if let Some(value) = map.get(data) {
+        keys.push(KeyRef::Data(base64_field(value, data, at)?));
+    }
+    Ok(keys)
+}
+
+fn base64_field(value: &Value, name: &str, at: &str) -> Result<Vec<u8>, String> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("{at}: {name:?} is not a string"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("{at}: {name:?} is not base64: {e}"))
+}
+
+fn keyless(value: &Value, rekor: Vec<KeyRef>, at: &str) -> Result<KeylessRef, String> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| format!("{at}: not an object"))?;
+    known_fields(map, &FULCIO_FIELDS, at)?;
+    let ca = match (map.get("caPath"), map.get("caData")) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{at}: \"caPath\" and \"caData\" exclude each other"
+            ));
+        }
+        (Some(path), None) => KeyRef::Path(PathBuf::from(
+            path.as_str()
+                .ok_or_else(|| format!("{at}: \"caPath\" is not a string"))?,
+        )),
+        (None, Some(data)) => KeyRef::Data(base64_field(data, "caData", at)?),
+        (None, None) => return Err(format!("{at}: \"caPath\" or \"caData\" is missing")),
+    };
+    let text = |name: &str| {
+        map.get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{at}: {name:?} is missing"))
+    };
+    Ok(KeylessRef {
+        ca,
+        oidc_issuer: text("oidcIssuer")?,
+        subject: text("subjectEmail")?,
+        rekor,
+    })
 }
 
 fn identity(value: &Value, at: &str) -> Result<Identity, String> {
@@ -226,22 +348,50 @@ mod tests {
         assert_eq!(
             file.docker[0].1,
             vec![Requirement::Sigstore {
-                keys: vec![KeyRef::Path("/k/org.pub".into())],
+                signer: SignerRef::Keys(vec![KeyRef::Path("/k/org.pub".into())]),
                 identity: Identity::MatchRepository
             }]
         );
         assert_eq!(
             file.docker[1].1,
             vec![Requirement::Sigstore {
-                keys: vec![
+                signer: SignerRef::Keys(vec![
                     KeyRef::Path("/a".into()),
                     KeyRef::Path("/b".into()),
                     KeyRef::Data(b"PEM".to_vec())
-                ],
+                ]),
                 identity: Identity::MatchRepoDigestOrExact
             }]
         );
         assert_eq!(file.docker[2], (String::new(), vec![Requirement::Accept]));
+    }
+
+    #[test]
+    fn reads_the_keyless_form() {
+        let text = r#"{"default": [{"type": "sigstoreSigned",
+            "fulcio": {"caData": "UEVN", "oidcIssuer": "https://token.actions.githubusercontent.com",
+                       "subjectEmail": "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"},
+            "rekorPublicKeyPaths": ["/r1.pub", "/r2.pub"], "rekorPublicKeyData": "UkVL",
+            "signedIdentity": {"type": "matchRepository"}}]}"#;
+        let file = parse(text).expect("parses");
+        assert_eq!(
+            file.default,
+            vec![Requirement::Sigstore {
+                signer: SignerRef::Keyless(KeylessRef {
+                    ca: KeyRef::Data(b"PEM".to_vec()),
+                    oidc_issuer: "https://token.actions.githubusercontent.com".into(),
+                    subject:
+                        "https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"
+                            .into(),
+                    rekor: vec![
+                        KeyRef::Path("/r1.pub".into()),
+                        KeyRef::Path("/r2.pub".into()),
+                        KeyRef::Data(b"REK".to_vec())
+                    ],
+                }),
+                identity: Identity::MatchRepository
+            }]
+        );
     }
 
     #[test]
@@ -258,11 +408,31 @@ mod tests {
             (r#"{"default": [{"type": "signedBy"}]}"#, "GPG"),
             (
                 r#"{"default": [{"type": "sigstoreSigned", "fulcio": {}}]}"#,
-                "keyless",
+                "\"fulcio\" needs \"rekorPublicKeyPath\"",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "/ca", "subjectEmail": "a@b"}, "rekorPublicKeyPath": "/r"}]}"#,
+                "[0].fulcio: \"oidcIssuer\" is missing",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"caPath": "/ca", "oidcIssuer": "i", "subjectEmail": "a@b", "subjectURI": "x"}, "rekorPublicKeyPath": "/r"}]}"#,
+                "[0].fulcio: unknown field \"subjectURI\"",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "fulcio": {"oidcIssuer": "i", "subjectEmail": "a@b"}, "rekorPublicKeyPath": "/r"}]}"#,
+                "\"caPath\" or \"caData\" is missing",
             ),
             (
                 r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "rekorPublicKeyPath": "/r"}]}"#,
-                "keyless",
+                "without \"fulcio\"",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "keyPaht": "/r"}]}"#,
+                "unknown field \"keyPaht\"",
+            ),
+            (
+                r#"{"default": [{"type": "sigstoreSigned", "pki": {}}]}"#,
+                "\"pki\"",
             ),
             (r#"{"default": [{"type": "sigstoreSigned"}]}"#, "needs"),
             (

@@ -1,35 +1,50 @@
 //! `--policy`: mirror only what is signed. A containers-policy.json (the file skopeo and
-//! podman read) says, per source scope, which cosign keys must have signed an image; an image
-//! that its scope's requirements refuse is not copied (`refused`).
+//! podman read) says, per source scope, which cosign keys — or, keyless, which Fulcio-certified
+//! identity whose signature Rekor logged — must have signed an image; an image that its
+//! scope's requirements refuse is not copied (`refused`).
 //!
 //! - [`file`]: the file's grammar, pure.
 //! - [`verify`]: keys, signatures and payloads.
+//! - [`keyless`]: Fulcio certificates and Rekor's signed entry timestamps, offline.
 //!
 //! Loaded in `commands/run.rs` before anything is contacted; checked by `execute/signed.rs`
 //! before an image is written.
 
 pub mod file;
+pub mod keyless;
 pub mod verify;
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use self::file::{Identity, KeyRef, Requirement};
+use self::file::{Identity, KeyRef, KeylessRef, Requirement, SignerRef};
+use self::keyless::{Evidence, Keyless};
 use self::verify::{Intended, PublicKey};
 
 /// A policy with its keys read.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    default: Vec<Requirement<PublicKey>>,
-    docker: Vec<(String, Vec<Requirement<PublicKey>>)>,
+    default: Vec<Requirement<Signer>>,
+    docker: Vec<(String, Vec<Requirement<Signer>>)>,
 }
 
-/// One signature of an image: the payload (the `.sig` layer's bytes) and its signature
-/// (base64, from the layer's annotation).
+/// Who must have signed, read: public keys, or a Fulcio CA, an identity and Rekor keys.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    Keys(Vec<PublicKey>),
+    Keyless(Keyless),
+}
+
+/// One signature of an image: the payload (the `.sig` layer's bytes), its signature (base64,
+/// from the layer's annotation) and, for a keyless one, the layer's certificate, chain and
+/// Rekor bundle annotations.
 pub struct Signature {
     pub payload: Vec<u8>,
     pub signature: String,
+    pub certificate: Option<String>,
+    pub chain: Option<String>,
+    pub bundle: Option<String>,
 }
 
 impl Policy {
@@ -38,9 +53,9 @@ impl Policy {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--policy {}", path.display()))?;
         let parsed = file::parse(&text).map_err(|e| anyhow!("--policy {}: {e}", path.display()))?;
-        let load = |reqs: Vec<Requirement<KeyRef>>| -> Result<Vec<Requirement<PublicKey>>> {
+        let load = |reqs: Vec<Requirement<SignerRef>>| -> Result<Vec<Requirement<Signer>>> {
             reqs.into_iter()
-                .map(|r| load_keys(r).map_err(|e| anyhow!("--policy {}: {e}", path.display())))
+                .map(|r| load_signer(r).map_err(|e| anyhow!("--policy {}: {e}", path.display())))
                 .collect()
         };
         Ok(Policy {
@@ -57,11 +72,7 @@ impl Policy {
     /// and the scope they come from: the most specific scope wins (the image itself, its
     /// repository, each namespace above, the registry, `*.domain` wildcards, `""`, then
     /// `default`).
-    pub fn requirements_for(
-        &self,
-        name: &str,
-        reference: &str,
-    ) -> (&str, &[Requirement<PublicKey>]) {
+    pub fn requirements_for(&self, name: &str, reference: &str) -> (&str, &[Requirement<Signer>]) {
         for candidate in scopes(name, reference) {
             if let Some((scope, reqs)) = self.docker.iter().find(|(s, _)| *s == candidate) {
                 return (scope, reqs);
@@ -74,7 +85,7 @@ impl Policy {
 /// Whether every requirement accepts `image`, given its signatures (`None`: not fetched,
 /// which only requirements that need none may meet). `Err` says why not.
 pub fn evaluate(
-    requirements: &[Requirement<PublicKey>],
+    requirements: &[Requirement<Signer>],
     image: &Intended,
     shown: &str,
     signatures: &[Signature],
@@ -83,16 +94,21 @@ pub fn evaluate(
         match requirement {
             Requirement::Accept => {}
             Requirement::Reject => return Err(format!("the policy rejects {shown}")),
-            Requirement::Sigstore { keys, identity } => {
-                sigstore(keys, identity, image, shown, signatures)?
-            }
+            Requirement::Sigstore {
+                signer: Signer::Keys(keys),
+                identity,
+            } => sigstore(keys, identity, image, shown, signatures)?,
+            Requirement::Sigstore {
+                signer: Signer::Keyless(keyless),
+                identity,
+            } => certified(keyless, identity, image, shown, signatures)?,
         }
     }
     Ok(())
 }
 
 /// Whether the requirements can be met without reading any signature.
-pub fn needs_signatures(requirements: &[Requirement<PublicKey>]) -> bool {
+pub fn needs_signatures(requirements: &[Requirement<Signer>]) -> bool {
     requirements
         .iter()
         .any(|r| matches!(r, Requirement::Sigstore { .. }))
@@ -137,25 +153,87 @@ fn sigstore(
     Err(message)
 }
 
-fn load_keys(requirement: Requirement<KeyRef>) -> Result<Requirement<PublicKey>, String> {
+/// One keyless signature is enough: certified for the policy's identity, logged by Rekor
+/// while its certificate was valid, and its payload for this image and an accepted identity.
+fn certified(
+    keyless: &Keyless,
+    identity: &Identity,
+    image: &Intended,
+    shown: &str,
+    signatures: &[Signature],
+) -> Result<(), String> {
+    let mut why = Vec::new();
+    for sig in signatures {
+        let evidence = Evidence {
+            payload: &sig.payload,
+            signature: &sig.signature,
+            certificate: sig.certificate.as_deref(),
+            chain: sig.chain.as_deref(),
+            bundle: sig.bundle.as_deref(),
+        };
+        let checked = keyless
+            .check(&evidence)
+            .and_then(|()| verify::check_payload(&sig.payload, image, identity));
+        match checked {
+            Ok(()) => {
+                tracing::debug!(image = shown, subject = %keyless.subject, "keyless signature verified");
+                return Ok(());
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    let mut message = format!(
+        "no signature of {shown} is signed with {}",
+        keyless.describe()
+    );
+    if signatures.is_empty() {
+        message.push_str(" (it has no signature)");
+    } else {
+        message.push_str(&format!(" ({})", why.join("; ")));
+    }
+    Err(message)
+}
+
+fn load_signer(requirement: Requirement<SignerRef>) -> Result<Requirement<Signer>, String> {
     Ok(match requirement {
         Requirement::Accept => Requirement::Accept,
         Requirement::Reject => Requirement::Reject,
-        Requirement::Sigstore { keys, identity } => Requirement::Sigstore {
-            keys: keys
-                .into_iter()
-                .map(|k| match k {
-                    KeyRef::Path(path) => {
-                        let name = path.display().to_string();
-                        let pem = std::fs::read(&path).map_err(|e| format!("key {name}: {e}"))?;
-                        PublicKey::from_pem(&name, &pem)
-                    }
-                    KeyRef::Data(pem) => PublicKey::from_pem("keyData", &pem),
-                })
-                .collect::<Result<_, _>>()?,
+        Requirement::Sigstore { signer, identity } => Requirement::Sigstore {
+            signer: match signer {
+                SignerRef::Keys(keys) => Signer::Keys(load_keys(keys, "key", "keyData")?),
+                SignerRef::Keyless(keyless) => Signer::Keyless(load_keyless(keyless)?),
+            },
             identity,
         },
     })
+}
+
+/// Public keys from their files or the policy's `…Data` field (named `data` in messages).
+fn load_keys(keys: Vec<KeyRef>, what: &str, data: &str) -> Result<Vec<PublicKey>, String> {
+    keys.into_iter()
+        .map(|k| {
+            let (name, pem) = read(k, what, data)?;
+            PublicKey::from_pem(&name, &pem)
+        })
+        .collect()
+}
+
+fn load_keyless(keyless: KeylessRef) -> Result<Keyless, String> {
+    let (ca_name, ca) = read(keyless.ca, "Fulcio CA", "fulcio.caData")?;
+    let rekor = load_keys(keyless.rekor, "Rekor key", "rekorPublicKeyData")?;
+    Keyless::new(ca_name, &ca, keyless.oidc_issuer, keyless.subject, rekor)
+}
+
+/// A key's or a CA's bytes and the name messages give it (its path, or the field).
+fn read(key: KeyRef, what: &str, data: &str) -> Result<(String, Vec<u8>), String> {
+    match key {
+        KeyRef::Path(path) => {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(&path).map_err(|e| format!("{what} {name}: {e}"))?;
+            Ok((name, bytes))
+        }
+        KeyRef::Data(bytes) => Ok((data.to_owned(), bytes)),
+    }
 }
 
 /// The scopes that may name an image, most specific first.

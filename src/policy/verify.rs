@@ -44,6 +44,11 @@ impl PublicKey {
         }
         let (_, spki) = SubjectPublicKeyInfo::from_der(&pem.contents)
             .map_err(|e| format!("{name}: not a SubjectPublicKeyInfo: {e}"))?;
+        PublicKey::from_spki(name, &spki)
+    }
+
+    /// The key of a certificate or of a PEM `PUBLIC KEY`.
+    pub fn from_spki(name: &str, spki: &SubjectPublicKeyInfo) -> Result<PublicKey, String> {
         let algorithm = if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
             let curve = spki
                 .algorithm
@@ -76,10 +81,15 @@ impl PublicKey {
         let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else {
             return false;
         };
+        self.verifies_bytes(payload, &sig)
+    }
+
+    /// Whether `sig` (ASN.1 ECDSA, or RSA PKCS#1 v1.5 / PSS) signs `payload` with SHA-256.
+    pub fn verifies_bytes(&self, payload: &[u8], sig: &[u8]) -> bool {
         match self.algorithm {
             Algorithm::EcdsaP256 => {
                 UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &self.bytes)
-                    .verify(payload, &sig)
+                    .verify(payload, sig)
                     .is_ok()
             }
             Algorithm::Rsa => [
@@ -89,7 +99,7 @@ impl PublicKey {
             .into_iter()
             .any(|alg| {
                 UnparsedPublicKey::new(alg, &self.bytes)
-                    .verify(payload, &sig)
+                    .verify(payload, sig)
                     .is_ok()
             }),
         }

@@ -107,11 +107,17 @@ impl RegistryClient {
             // alert that HTTP/1.1 reads back, where an HTTP/2 connection is just closed and
             // the reason lost.
             bulk: built(true)?,
-            control: Controller::new(
-                host.as_str(),
-                options.max_per_registry,
-                options.max_checks_per_registry,
-            ),
+            control: {
+                let controller = Controller::new(
+                    host.as_str(),
+                    options.max_per_registry,
+                    options.max_checks_per_registry,
+                );
+                match options.quota_share {
+                    Some(share) => controller.shared(share),
+                    None => controller,
+                }
+            },
             policy: network.request_policy(),
             stats,
         };

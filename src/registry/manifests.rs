@@ -9,9 +9,10 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use super::auth::Access;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
+use super::control::ration::Probe;
 use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
-use crate::model::manifest::{MANIFEST_MEDIA_TYPES, Manifest};
+use crate::model::manifest::{Content, DOCKER_LIST, MANIFEST_MEDIA_TYPES, Manifest, OCI_INDEX};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 
 impl RegistryClient {
@@ -90,6 +91,10 @@ impl RegistryClient {
     ) -> Result<Manifest> {
         let access = Access::pull(repository.path());
         let what = format!("reading manifest {repository}:{reference}");
+        // Held until the manifest is read: the first fetch of a registry goes alone.
+        let _probe = self
+            .reserve_pulls(repository, reference, &access, &what)
+            .await?;
         let answer = self
             .ask_manifest(reqwest::Method::GET, repository, reference, &access, &what)
             .await?;
@@ -124,8 +129,52 @@ impl RegistryClient {
                 ));
             }
         }
-        Manifest::parse(answer.body, digest)
-            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))
+        let manifest = Manifest::parse(answer.body, digest)
+            .map_err(|e| failure(ErrorKind::Permanent, format!("{what}: {e:#}")))?;
+        // An index's children are fetched next: the image's share of the pull quota must
+        // cover them all, or none is fetched (see control::ration).
+        let children = match &manifest.content {
+            Content::Index { children } => children.len() as u64,
+            Content::Image { .. } => 0,
+        };
+        self.control()
+            .rationing()
+            .manifest_read(children)
+            .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
+        Ok(manifest)
+    }
+
+    /// Where the registry publishes a pull quota, the first manifest GET of an image is
+    /// preceded by a HEAD (which the quota does not count) telling an index from an image,
+    /// so that what the whole image needs is set aside before any of it is fetched (see
+    /// control::ration); an image the quota cannot cover is deferred here.
+    async fn reserve_pulls(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+        access: &Access,
+        what: &str,
+    ) -> Result<Option<Probe<'_>>> {
+        let rationing = self.control().rationing();
+        // The first fetch of a registry goes alone, its kind untold (no request more for a
+        // registry that rations nothing); the others wait until it is read, and so until the
+        // quota, if any, is known and this image's reservation has grown to its children.
+        let probe = rationing.first_answer().await;
+        if !rationing.needs_kind() {
+            return Ok(probe);
+        }
+        let head = self
+            .ask_manifest(reqwest::Method::HEAD, repository, reference, access, what)
+            .await?;
+        let index = head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains(OCI_INDEX) || t.contains(DOCKER_LIST));
+        rationing
+            .reserve_image(index)
+            .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
+        Ok(probe)
     }
 
     /// Writes a manifest as its exact bytes and media type, under a tag or its digest.

@@ -91,6 +91,8 @@ pub struct RegistryOptions {
     pub max_per_registry: usize,
     /// Checks, reads and lists in flight to one registry.
     pub max_checks_per_registry: usize,
+    /// This shard's part of each registry's pull quota (`--shard I/N`); `None`: all of it.
+    pub quota_share: Option<control::quota::Share>,
 }
 
 impl RegistryOptions {
@@ -128,6 +130,32 @@ impl Registries {
             clients: std::sync::Mutex::default(),
             stats,
         }
+    }
+
+    /// What each registry's pull quota had left, for those that published one or refused
+    /// a manifest GET with a quota 429; sorted by registry.
+    pub fn quotas(&self) -> Vec<(String, control::quota::QuotaState)> {
+        let cells: Vec<(Host, Arc<OnceCell<Arc<RegistryClient>>>)> = match self.clients.lock() {
+            Ok(clients) => clients
+                .iter()
+                .map(|(h, c)| (h.clone(), c.clone()))
+                .collect(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .iter()
+                .map(|(h, c)| (h.clone(), c.clone()))
+                .collect(),
+        };
+        let mut out: Vec<(String, control::quota::QuotaState)> = cells
+            .iter()
+            .filter_map(|(host, cell)| {
+                let state = cell.get()?.control().rationing().state();
+                (state.limit.is_some() || state.left.is_some() || state.spent)
+                    .then(|| (host.to_string(), state))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The client for `host`, connected once: concurrent askers for one host wait for the

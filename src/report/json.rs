@@ -20,6 +20,26 @@ pub struct JsonReport<'a> {
     pub selections: Vec<JsonSelection<'a>>,
     /// Per destination registry that received blob uploads: how it took them.
     pub registries: BTreeMap<&'a str, JsonRegistry>,
+    /// Per source registry with a pull quota (published, or enforced with a 429): what was
+    /// left at the end, and the images deferred to its next window.
+    pub quotas: BTreeMap<&'a str, JsonQuota>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonQuota {
+    /// Manifest GETs the window allows (this shard's part when sharded); null if unpublished.
+    pub limit: Option<u64>,
+    /// Left at the end of the run; null if unpublished.
+    pub left: Option<u64>,
+    pub window_seconds: Option<u64>,
+    /// Manifest GETs this run counted against it.
+    pub taken: u64,
+    /// Manifest GETs not sent because nothing was left.
+    pub not_sent: u64,
+    /// Manifest GETs stopped for the rest of the run.
+    pub spent: bool,
+    /// Images not started for lack of it.
+    pub deferred: usize,
 }
 
 /// What one wildcard line's rules chose among the listed tags.
@@ -215,5 +235,39 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
                 (host.as_str(), entry)
             })
             .collect(),
+        quotas: json_quotas(run),
     }
+}
+
+/// The `quotas` object: every registry with a quota, and every one that deferred images.
+fn json_quotas(run: &RunResult) -> BTreeMap<&str, JsonQuota> {
+    let deferred = super::deferred_per_registry(&run.outcomes);
+    let mut out: BTreeMap<&str, JsonQuota> = run
+        .quotas
+        .iter()
+        .map(|(registry, q)| {
+            let entry = JsonQuota {
+                limit: q.limit,
+                left: q.left,
+                window_seconds: q.window.map(|w| w.as_secs()),
+                taken: q.taken,
+                not_sent: q.refused,
+                spent: q.spent,
+                deferred: deferred.get(registry.as_str()).copied().unwrap_or(0),
+            };
+            (registry.as_str(), entry)
+        })
+        .collect();
+    for (registry, n) in deferred {
+        out.entry(registry).or_insert(JsonQuota {
+            limit: None,
+            left: None,
+            window_seconds: None,
+            taken: 0,
+            not_sent: 0,
+            spent: true,
+            deferred: n,
+        });
+    }
+    out
 }

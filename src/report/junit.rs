@@ -25,7 +25,7 @@ struct Case<'a> {
 enum Verdict<'a> {
     Passed,
     Failed { kind: &'a str, message: String },
-    Skipped(&'static str),
+    Skipped(String),
 }
 
 /// The report as JUnit XML: one `<testsuite>` per mapping file (sorted by path), one
@@ -136,9 +136,15 @@ fn case_of(o: &Outcome) -> Case<'_> {
                 o.job.source
             ),
         },
-        Status::Cancelled => {
-            Verdict::Skipped("cancelled: the run was interrupted first; the next run does it")
-        }
+        Status::Cancelled => Verdict::Skipped(
+            "cancelled: the run was interrupted first; the next run does it".to_owned(),
+        ),
+        // Skipped, not failed: it waits for the registry's next window.
+        Status::Deferred => Verdict::Skipped(format!(
+            "deferred: {}; the next window does it",
+            o.error_text()
+                .unwrap_or_else(|| "pull quota spent".to_owned())
+        )),
         Status::Copied | Status::Unchanged | Status::WouldCopy | Status::WouldOverwrite => {
             Verdict::Passed
         }

@@ -29,7 +29,7 @@ pub const JOB: &str = "image-mirror";
 pub struct Ending {
     /// Seconds since the Unix epoch.
     pub at: f64,
-    /// Every image mirrored (nothing failed or interrupted).
+    /// Every image mirrored (nothing failed, interrupted or deferred).
     pub success: bool,
 }
 
@@ -126,6 +126,7 @@ pub fn render(
         ("unchanged", t.unchanged),
         ("failed", t.failed),
         ("cancelled", t.cancelled),
+        ("deferred", t.deferred),
     ];
     family(
         &mut out,
@@ -189,7 +190,59 @@ pub fn render(
         "Answers 429 Too Many Requests the last run got, per registry.",
         &per(|c| c.throttled),
     );
+    quota_families(&mut out, run, common);
     out
+}
+
+/// Per source registry with a pull quota: what was left at the end and the images deferred
+/// to its next window. A set the quota never lets complete shows as images deferred run
+/// after run, and as [`LAST_SUCCESS`] growing old (a run that deferred work is no success).
+fn quota_families(out: &mut String, run: &RunResult, common: &[(&str, &str)]) {
+    let with = |registry: &str, value: f64| {
+        let mut pairs = common.to_vec();
+        pairs.push(("registry", registry));
+        (labels(&pairs), value)
+    };
+    let left: Vec<(String, f64)> = run
+        .quotas
+        .iter()
+        .filter_map(|(r, q)| q.left.map(|left| with(r, left as f64)))
+        .collect();
+    if !left.is_empty() {
+        family(
+            out,
+            "image_mirror_quota_remaining",
+            "Manifest GETs left of the registry's pull quota at the end of the last run (this shard's part when sharded).",
+            &left,
+        );
+    }
+    let limit: Vec<(String, f64)> = run
+        .quotas
+        .iter()
+        .filter_map(|(r, q)| q.limit.map(|limit| with(r, limit as f64)))
+        .collect();
+    if !limit.is_empty() {
+        family(
+            out,
+            "image_mirror_quota_limit",
+            "Manifest GETs the registry's pull quota allows per window, as it published it.",
+            &limit,
+        );
+    }
+    let deferred = super::deferred_per_registry(&run.outcomes);
+    let mut registries: Vec<&str> = run.quotas.iter().map(|(r, _)| r.as_str()).collect();
+    registries.extend(deferred.keys().copied());
+    registries.sort_unstable();
+    registries.dedup();
+    family(
+        out,
+        "image_mirror_deferred_images",
+        "Images the last run deferred to the registry's next quota window, per source registry.",
+        &registries
+            .iter()
+            .map(|r| with(r, deferred.get(r).copied().unwrap_or(0) as f64))
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// The [`LAST_SUCCESS`] value in a metrics file written before, if any.

@@ -11,16 +11,33 @@ pub mod progress;
 pub mod text;
 pub mod verified;
 
+#[cfg(test)]
+mod tests_deferred;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
 use crate::plan::LineSelection;
+use crate::registry::control::quota::QuotaState;
 use crate::stats::{RegistryUploads, Snapshot};
 
 /// The repositories one repository wildcard matched, with the source tags each brought
 /// (the plan counts them).
 pub use crate::plan::WildcardRepositories;
+
+/// Images deferred per source registry (see [`outcome::Status::Deferred`]).
+pub fn deferred_per_registry(outcomes: &[Outcome]) -> BTreeMap<&str, usize> {
+    let mut out = BTreeMap::new();
+    for o in outcomes
+        .iter()
+        .filter(|o| o.status == outcome::Status::Deferred)
+    {
+        *out.entry(o.job.source.repository.registry().as_str())
+            .or_default() += 1;
+    }
+    out
+}
 
 /// Everything a finished (or interrupted) run has to say.
 #[derive(Debug)]
@@ -36,6 +53,9 @@ pub struct RunResult {
     pub uploads: BTreeMap<String, RegistryUploads>,
     /// Requests, retries and 429s per registry.
     pub registries: metrics::PerRegistry,
+    /// What each registry that publishes (or enforced) a pull quota had left at the end,
+    /// sorted by registry.
+    pub quotas: Vec<(String, QuotaState)>,
     pub elapsed: Duration,
     pub dry_run: bool,
     pub interrupted: bool,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::model::attached::Attachment;
-use crate::model::failure::Failure;
+use crate::model::failure::{ErrorKind, Failure};
 use crate::model::reference::Digest;
 use crate::plan::CopyJob;
 use crate::redact::redact;
@@ -23,10 +23,14 @@ pub enum Status {
     Refused,
     /// Not done: the run was interrupted first.
     Cancelled,
+    /// Not started: the source registry's pull quota could not cover it in this window (see
+    /// `registry::control::quota`). Waits for the next window; does not fail the run.
+    Deferred,
 }
 
 impl Status {
-    /// Whether the run fails (exit 1) because of this image.
+    /// Whether the run fails (exit 1) because of this image. A deferred image does not: it
+    /// only waits for the next window (see `commands::ExitCode`).
     pub fn fails_the_run(self) -> bool {
         matches!(self, Status::Failed | Status::Refused)
     }
@@ -40,6 +44,16 @@ impl Status {
             Status::WouldOverwrite => "would overwrite",
             Status::Refused => "refused",
             Status::Cancelled => "cancelled",
+            Status::Deferred => "deferred",
+        }
+    }
+
+    /// The status of an image whose copy ended with an error of this kind.
+    pub fn after_failure(kind: ErrorKind) -> Status {
+        match kind {
+            ErrorKind::Refused => Status::Refused,
+            ErrorKind::Deferred => Status::Deferred,
+            _ => Status::Failed,
         }
     }
 }
@@ -106,6 +120,7 @@ pub struct Totals {
     pub would_overwrite: usize,
     pub refused: usize,
     pub cancelled: usize,
+    pub deferred: usize,
 }
 
 impl Totals {
@@ -123,6 +138,7 @@ impl Totals {
                 Status::WouldOverwrite => t.would_overwrite += 1,
                 Status::Refused => t.refused += 1,
                 Status::Cancelled => t.cancelled += 1,
+                Status::Deferred => t.deferred += 1,
             }
         }
         t
@@ -135,7 +151,7 @@ mod tests {
 
     /// Every status: its label, whether it fails the run, and where the totals count it.
     /// `Refused` (an immutable tag, or `--policy`) fails the run as `Failed` does, and is
-    /// counted apart.
+    /// counted apart; `Deferred` (a pull quota spent) does not fail it.
     #[test]
     fn every_status_is_labelled_counted_and_judged() {
         let statuses = [
@@ -146,6 +162,7 @@ mod tests {
             (Status::WouldOverwrite, "would overwrite", false),
             (Status::Refused, "refused", true),
             (Status::Cancelled, "cancelled", false),
+            (Status::Deferred, "deferred", false),
         ];
         for (status, label, fails) in statuses {
             assert_eq!(status.label(), label);
@@ -175,6 +192,7 @@ mod tests {
                 would_overwrite: 1,
                 refused: 1,
                 cancelled: 1,
+                deferred: 1,
             }
         );
     }

@@ -28,7 +28,7 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             .map_or("?".to_owned(), |d| d.to_string());
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
-            (Status::Failed | Status::Refused, _) => {
+            (Status::Failed | Status::Refused | Status::Deferred, _) => {
                 format!(
                     "{}: {}",
                     o.status.label(),
@@ -130,6 +130,7 @@ pub fn summary(run: &RunResult) -> String {
             );
         }
     }
+    out.push_str(&deferred_section(&run.outcomes));
     if totals.cancelled > 0 {
         let _ = writeln!(
             out,
@@ -145,22 +146,24 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{};{} nothing was written ({secs:.1}s)",
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} nothing was written ({secs:.1}s)",
             totals.would_copy,
             totals.would_overwrite,
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
+            deferred_note(totals.deferred),
             attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum())
         );
     } else {
         let _ = writeln!(
             out,
-            "{} copied, {} unchanged, {} failed{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
+            "{} copied, {} unchanged, {} failed{}{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
             count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
+            deferred_note(totals.deferred),
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
@@ -202,6 +205,42 @@ fn refused_note(refused: usize) -> String {
     } else {
         String::new()
     }
+}
+
+/// ", 92 deferred" (waiting for a registry's next quota window); empty when none.
+fn deferred_note(deferred: usize) -> String {
+    if deferred > 0 {
+        format!(", {deferred} deferred")
+    } else {
+        String::new()
+    }
+}
+
+/// The images deferred, counted by reason (one line per registry and quota, not one per
+/// image: a spent quota defers most of a large set), and what happens to them.
+fn deferred_section(outcomes: &[Outcome]) -> String {
+    let mut by_reason: Vec<(String, usize)> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.status == Status::Deferred) {
+        let reason = o
+            .error_text()
+            .unwrap_or_else(|| "pull quota spent".to_owned());
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => by_reason.push((reason, 1)),
+        }
+    }
+    let total: usize = by_reason.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "Deferred ({}, not failed: the next window continues):\n",
+        count(total, "image")
+    );
+    for (reason, n) in &by_reason {
+        let _ = writeln!(out, "  {}: {reason}", count(*n, "image"));
+    }
+    out
 }
 
 /// " (2 retries, 7 request retries)": image copies started again, and requests (or blob

@@ -43,6 +43,40 @@ pub fn image_mirror_process(config_dir: &Path) -> std::process::Command {
     cmd
 }
 
+/// Sends `signal` (`TERM`, `INT`, `STOP`, `CONT`) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// Stops process `pid` (SIGSTOP) and returns once every thread of it is stopped: from then
+/// on it sends nothing until SIGCONT.
+pub fn freeze(pid: u32) {
+    send_signal(pid, "STOP");
+    let stopped = |stat: &str| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).map_or(true, |s| stopped(&s))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -96,14 +130,68 @@ impl Workspace {
     }
 }
 
+/// Flags for runs through fault-injecting proxies: plain HTTP, and short waits, so that a
+/// fault costs little time (each area adds the read timeout its faults need).
+pub const FAST: &[&str] = &["--insecure", "--max-retry-wait=2", "--connect-timeout=2"];
+
 impl Workspace {
+    /// Writes the mapping file `mapping` with `text`; returns its path.
+    pub fn mapping(&self, text: &str) -> PathBuf {
+        self.write("mapping", text)
+    }
+
+    /// `image-mirror run ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[])
+    }
+
+    /// `image-mirror run ARGS...` with `env` on top.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command();
+        cmd.arg("run").args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run image-mirror")
+    }
+
     /// `image-mirror run ARGS... --report report.json MAPPING`: the output and the report
     /// (`Null` when none was written).
     pub fn run_report(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        self.report_run(self.command(), mapping, args)
+    }
+
+    /// [`Workspace::run_report`] with `--insecure` first: the test registries speak plain
+    /// HTTP.
+    pub fn run_insecure(&self, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+        self.run_report(mapping, &[&["--insecure"], args].concat())
+    }
+
+    /// [`Workspace::run_report`] with `env` on top and the workspace's `certs.d` (empty
+    /// unless a test fills it) as the only certificate directory.
+    pub fn run_report_with_env(
+        &self,
+        mapping: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Output, serde_json::Value) {
+        let mut cmd = self.command();
+        cmd.env("IMAGE_MIRROR_CERTS_DIRS", self.path("certs.d"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.report_run(cmd, mapping, args)
+    }
+
+    fn report_run(
+        &self,
+        mut cmd: assert_cmd::Command,
+        mapping: &Path,
+        args: &[&str],
+    ) -> (Output, serde_json::Value) {
         let report = self.path("report.json");
         let _ = std::fs::remove_file(&report);
-        let out = self
-            .command()
+        let out = cmd
             .arg("run")
             .args(args)
             .arg("--report")
@@ -113,6 +201,43 @@ impl Workspace {
             .expect("run image-mirror");
         (out, read_report(&report))
     }
+
+    /// `image-mirror verify --insecure REPO...`: exit code and stdout.
+    pub fn verify(&self, repos: &[String]) -> (i32, String) {
+        let out = self
+            .command()
+            .arg("verify")
+            .arg("--insecure")
+            .args(repos)
+            .output()
+            .expect("run verify");
+        (out.status.code().unwrap_or(-1), text(&out.stdout))
+    }
+
+    /// Every listed repository verifies complete (`image-mirror verify` exits 0).
+    pub fn assert_verified(&self, repos: &[String]) {
+        let (code, out) = self.verify(repos);
+        assert_eq!(code, 0, "verify: {out}");
+    }
+}
+
+/// `totals.NAME` of a JSON report; panics (showing the report) when it is missing.
+pub fn total(report: &serde_json::Value, name: &str) -> u64 {
+    report["totals"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.{name} in {report:#}"))
+}
+
+/// The report's `images`; panics (showing the report) when there are none.
+pub fn images(report: &serde_json::Value) -> &Vec<serde_json::Value> {
+    report["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no images in the report: {report:#}"))
+}
+
+/// stdout and stderr of a run, one after the other.
+pub fn all_output(out: &Output) -> String {
+    format!("{}\n{}", text(&out.stdout), text(&out.stderr))
 }
 
 /// A JSON report, or `Null` when there is none to read.

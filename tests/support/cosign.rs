@@ -69,3 +69,24 @@ pub fn verifies(dir: &Path, image: &str, extra: &[&str]) -> bool {
     args.push(image);
     cosign(dir, &args).status.success()
 }
+
+/// `cosign attest` of `image` with the key pair in `dir`: a `custom` predicate
+/// (`{"built-by":"test"}`), no transparency log.
+pub fn attest(dir: &Path, image: &str) {
+    std::fs::write(dir.join("predicate.json"), r#"{"built-by":"test"}"#).expect("predicate");
+    cosign_ok(
+        dir,
+        &[
+            "attest",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "-y",
+            "--type",
+            "custom",
+            "--predicate",
+            "predicate.json",
+            image,
+        ],
+    );
+}

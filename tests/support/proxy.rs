@@ -63,6 +63,12 @@ pub enum Fault {
 pub const SIGNATURE: &str = "5ec2e7519a7";
 /// The access key id in [`Fault::Redirect`]'s signed queries; a secret just the same.
 pub const ACCESS_KEY: &str = "AKIAIMAGEMIRRORTEST";
+/// `X-Amz-Date` of [`Fault::Redirect`]'s signed queries: a name that says nothing secret, in
+/// a query that is a credential as a whole.
+pub const SIGNED_DATE: &str = "20261130T060000Z";
+/// `Expires` of [`Fault::Redirect`]'s signed queries (as CloudFront and older S3 URLs carry
+/// it): likewise.
+pub const EXPIRES: &str = "1796018400";
 
 static SIGNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -520,7 +526,7 @@ fn serve_one(
     }
     if let Some(issuer) = &behaviour.sign_with {
         let query = target.split_once('?').map(|(_, q)| q);
-        let token = issuer.mint("harness", &super::harness_access(&path, query));
+        let token = issuer.mint("harness", &super::registry::harness_access(&path, query));
         request
             .head
             .retain(|l| !l.to_ascii_lowercase().starts_with("authorization:"));
@@ -547,8 +553,8 @@ fn serve_one(
         let location = format!(
             "http://{to}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
              &X-Amz-Credential={ACCESS_KEY}%2F20261130%2Fus-east-1%2Fs3%2Faws4_request\
-             &X-Amz-Date=20261130T060000Z&X-Amz-Expires=1200&X-Amz-SignedHeaders=host\
-             &X-Amz-Signature={SIGNATURE}{n:08}"
+             &X-Amz-Date={SIGNED_DATE}&X-Amz-Expires=1200&Expires={EXPIRES}\
+             &X-Amz-SignedHeaders=host&X-Amz-Signature={SIGNATURE}{n:08}"
         );
         let answer = format!(
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
@@ -740,11 +746,15 @@ fn send_elsewhere(response: &mut Message, own_host: &str, elsewhere: &str) {
     }
 }
 
-/// Answers `code` with a registry error carrying `message`.
+/// Answers `code` with a registry error carrying `message`, saying `Connection: close`: the
+/// proxy closes the connection after it (the body unread). Without the header a client may
+/// keep the connection for its next request and find it closed, a retry the registry caused
+/// by breaking HTTP/1.1, not by the quirk it plays (a server that closes says so, as hyper's
+/// does when it leaves a body unread).
 fn error_answer(code: u16, message: &str) -> String {
     let body = format!("{{\"errors\":[{{\"code\":\"QUIRK\",\"message\":\"{message}\"}}]}}");
     format!(
-        "HTTP/1.1 {code} Quirk\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {code} Quirk\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }

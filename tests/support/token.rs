@@ -153,13 +153,17 @@ impl TokenIssuer {
                 )
             })
             .collect();
-        self.shared.users.lock().unwrap().insert(
-            name.to_owned(),
-            User {
-                password: password.to_owned(),
-                rules,
-            },
-        );
+        self.shared
+            .users
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)")
+            .insert(
+                name.to_owned(),
+                User {
+                    password: password.to_owned(),
+                    rules,
+                },
+            );
     }
 
     /// Accepts `token` as an OAuth2 refresh token (docker's identity token) for `user`.
@@ -167,7 +171,7 @@ impl TokenIssuer {
         self.shared
             .refresh_tokens
             .lock()
-            .unwrap()
+            .expect("issuer state (a panicked test thread poisoned it)")
             .insert(token.to_owned(), user.to_owned());
     }
 
@@ -175,7 +179,11 @@ impl TokenIssuer {
     /// a token once it has run out (within the second after): distribution accepts a token
     /// up to [`LEEWAY`] past its `exp`, so `exp` is set that much earlier.
     pub fn set_lifetime(&self, seconds: u64) {
-        *self.shared.lifetime.lock().unwrap() = seconds;
+        *self
+            .shared
+            .lifetime
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)") = seconds;
     }
 
     /// The next `count` tokens whose scopes contain `scope_part` are issued already expired:
@@ -185,7 +193,7 @@ impl TokenIssuer {
         self.shared
             .expire_next
             .lock()
-            .unwrap()
+            .expect("issuer state (a panicked test thread poisoned it)")
             .push((scope_part.to_owned(), count));
     }
 
@@ -194,19 +202,27 @@ impl TokenIssuer {
         self.shared
             .delays
             .lock()
-            .unwrap()
+            .expect("issuer state (a panicked test thread poisoned it)")
             .push((prefix.to_owned(), delay));
     }
 
     /// Every token request so far.
     pub fn grants(&self) -> Vec<Grant> {
-        self.shared.grants.lock().unwrap().clone()
+        self.shared
+            .grants
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)")
+            .clone()
     }
 
     /// A token for `subject` with exactly `access` ((type, name, actions)), for the harness's
     /// own requests.
     pub fn mint(&self, subject: &str, access: &[(String, String, Vec<String>)]) -> String {
-        let lifetime = *self.shared.lifetime.lock().unwrap();
+        let lifetime = *self
+            .shared
+            .lifetime
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)");
         sign(&self.shared, subject, access, now() + lifetime.max(60))
     }
 }
@@ -375,7 +391,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let refuse = |stream: &mut TcpStream, mut grant: Grant, why: &str| {
         grant.status = 401;
-        shared.grants.lock().unwrap().push(grant);
+        shared
+            .grants
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)")
+            .push(grant);
         respond(
             stream,
             "401 Unauthorized",
@@ -385,7 +405,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     if param("service").as_deref() != Some(SERVICE) {
         grant.status = 400;
-        shared.grants.lock().unwrap().push(grant);
+        shared
+            .grants
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)")
+            .push(grant);
         return respond(
             &mut stream,
             "400 Bad Request",
@@ -399,7 +423,12 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             return refuse(&mut stream, grant, "unsupported grant type");
         }
         let token = param("refresh_token").unwrap_or_default();
-        match shared.refresh_tokens.lock().unwrap().get(&token) {
+        match shared
+            .refresh_tokens
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)")
+            .get(&token)
+        {
             Some(user) => user.clone(),
             None => return refuse(&mut stream, grant, "unknown refresh token"),
         }
@@ -411,7 +440,10 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let (name, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-        let users = shared.users.lock().unwrap();
+        let users = shared
+            .users
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)");
         match users.get(name) {
             Some(u) if !name.is_empty() && u.password == password => name.to_owned(),
             _ => {
@@ -426,7 +458,10 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     grant.user = (!user.is_empty()).then(|| user.clone());
     let mut access = Vec::new();
     {
-        let users = shared.users.lock().unwrap();
+        let users = shared
+            .users
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)");
         let rules = users.get(&user).map(|u| u.rules.as_slice()).unwrap_or(&[]);
         for scope in &requested {
             let Some((kind, name, actions)) = parse_scope(scope) else {
@@ -455,7 +490,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let delay = shared
         .delays
         .lock()
-        .unwrap()
+        .expect("issuer state (a panicked test thread poisoned it)")
         .iter()
         .filter(|(prefix, _)| {
             requested
@@ -467,9 +502,15 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     if let Some(d) = delay {
         std::thread::sleep(d);
     }
-    let lifetime = *shared.lifetime.lock().unwrap();
+    let lifetime = *shared
+        .lifetime
+        .lock()
+        .expect("issuer state (a panicked test thread poisoned it)");
     {
-        let mut expire = shared.expire_next.lock().unwrap();
+        let mut expire = shared
+            .expire_next
+            .lock()
+            .expect("issuer state (a panicked test thread poisoned it)");
         for (part, count) in expire.iter_mut() {
             if *count > 0 && requested.iter().any(|s| s.contains(part.as_str())) {
                 *count -= 1;
@@ -492,7 +533,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let token = sign(shared, subject, &access, exp);
     grant.token = Some(token.clone());
-    shared.grants.lock().unwrap().push(grant);
+    shared
+        .grants
+        .lock()
+        .expect("issuer state (a panicked test thread poisoned it)")
+        .push(grant);
     let body = serde_json::json!({
         "token": token,
         "access_token": token,

@@ -13,12 +13,20 @@
 //! Depends on [`crate::limiter`] and [`crate::model`] only; knows nothing of how a request
 //! is built.
 
+pub mod pace;
+pub mod published;
+pub mod quota;
+pub mod ration;
+pub mod throttle;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::sync::SemaphorePermit;
 
+use self::quota::Share;
+use self::ration::Rationing;
 use crate::limiter::Slots;
 use crate::model::failure::ErrorKind;
 
@@ -75,6 +83,8 @@ pub struct Controller {
     /// run is nothing but these, and its wall time is their round trips, which many in
     /// flight hide.
     checks: Slots,
+    /// The registry's pace and pull quota (see [`ration`]).
+    rationing: Rationing,
 }
 
 impl Controller {
@@ -83,7 +93,19 @@ impl Controller {
             registry: registry.to_owned(),
             transfers: Slots::new(max_transfers),
             checks: Slots::new(max_checks),
+            rationing: Rationing::new(registry, Share::WHOLE),
         }
+    }
+
+    /// The same, for a shard that shares the registry's pull quota with its siblings.
+    pub fn shared(mut self, share: Share) -> Controller {
+        self.rationing = Rationing::new(&self.registry, share);
+        self
+    }
+
+    /// The registry's pace and pull quota.
+    pub fn rationing(&self) -> &Rationing {
+        &self.rationing
     }
 
     /// The limit a transfer takes its slot from, across all its requests (the copy
@@ -100,13 +122,30 @@ impl Controller {
             CostClass::Write => Some(self.transfers.take(1).await),
             CostClass::Transfer => None,
         };
+        // A manifest GET takes from the pull quota once it holds its slot, just before it
+        // leaves: GETs queued for a slot were not sent, and must not count as if they were.
+        if class == CostClass::ManifestGet {
+            self.rationing
+                .admit_manifest_get()
+                .map_err(|deferral| Refused {
+                    kind: ErrorKind::Deferred,
+                    message: deferral.to_string(),
+                })?;
+        }
+        // Paced once it holds its slot, so that the bucket spaces what is actually sent.
+        self.rationing.pace().await;
         Ok(Admission { _slot: slot })
     }
 
     /// Learns from an answer: a `429` halves both limits, a run of other answers raises them
     /// again (see [`Slots`]); each change is logged once. A request that got no answer
     /// teaches nothing yet.
-    pub fn observe(&self, _class: CostClass, observed: &Observed<'_>) {
+    pub fn observe(&self, class: CostClass, observed: &Observed<'_>) {
+        self.rationing.observe(
+            class == CostClass::ManifestGet,
+            observed.status,
+            observed.headers,
+        );
         let Some(status) = observed.status else {
             return;
         };

@@ -34,8 +34,9 @@ use reqwest::{StatusCode, Url};
 pub use self::request::{Auth, Body, Connection, Request, Tries};
 use super::auth::credentials::RegistryCredential;
 use super::auth::{Access, Authorization};
+use super::control::throttle::Throttle;
 use super::control::{Controller, Observed};
-use super::error::{is_transient_status, retry_after, transport_kind};
+use super::error::{is_transient_status, registry_answer, retry_after, transport_kind};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Host;
 use crate::retry::{RetryPolicy, Verdict, drive, next_try};
@@ -117,6 +118,12 @@ enum Miss {
         response: Box<reqwest::Response>,
         after: Option<Duration>,
     },
+    /// A pace 429 (its body read to judge it, see [`Pipeline::throttled`]): tried again, or
+    /// a transient failure with the registry's words when no try is left.
+    Throttled {
+        after: Option<Duration>,
+        answer: String,
+    },
     /// No answer, or its body cut short.
     Transport(reqwest::Error),
     /// Not sent: the controller refused it, or its credentials could not be had.
@@ -126,7 +133,9 @@ enum Miss {
 impl Miss {
     fn verdict(&self, request: &Request<'_>) -> Verdict {
         match self {
-            Miss::Answered { after, .. } => Verdict::Retry { after: *after },
+            Miss::Answered { after, .. } | Miss::Throttled { after, .. } => {
+                Verdict::Retry { after: *after }
+            }
             Miss::Transport(e) if classify::kind(e, request) == ErrorKind::Transient => {
                 Verdict::Retry { after: None }
             }
@@ -201,6 +210,7 @@ impl Pipeline {
             |retry, wait, miss| {
                 let why = match miss {
                     Miss::Answered { response, .. } => response.status().to_string(),
+                    Miss::Throttled { answer, .. } => answer.clone(),
                     Miss::Transport(e) => classify::describe(e, host, &self.api_host),
                     Miss::Failed(e) => format!("{e:#}"),
                 };
@@ -228,6 +238,12 @@ impl Pipeline {
             Err(Miss::Answered { response, .. }) => {
                 let status = response.status();
                 (status, finish(*response).await.map_err(transport)?)
+            }
+            Err(Miss::Throttled { answer, .. }) => {
+                return Err(failed(failure(
+                    ErrorKind::Transient,
+                    format!("{}: {answer}", request.what),
+                )));
             }
             Err(Miss::Transport(e)) => return Err(transport(e)),
             Err(Miss::Failed(e)) => return Err(failed(e)),
@@ -301,12 +317,43 @@ impl Pipeline {
                 }
                 continue;
             }
+            let sent = match sent {
+                Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    return Err(self.throttled(request, response).await);
+                }
+                other => other,
+            };
             let response = judge(sent)?;
             let status = response.status();
             return match finish(response).await {
                 Ok(value) => Ok((status, value)),
                 Err(e) => Err(Miss::Transport(e)),
             };
+        }
+    }
+
+    /// A 429, judged with its body (see [`super::control::throttle`]): a spent pull quota
+    /// fails the request at once, as deferred, never retried — asking again is wasted, and
+    /// is how an address gets blocked; a pace exceeded is retried after its `Retry-After`
+    /// like any transient status (its body read: it fails as transient when no try is left).
+    async fn throttled(&self, request: &Request<'_>, response: reqwest::Response) -> Miss {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let after = retry_after(status, &headers);
+        // An error body is small; one that cannot be read says nothing either way.
+        let body = response.bytes().await.unwrap_or_default();
+        let rationing = self.control.rationing();
+        let verdict = rationing.throttled(&headers, after, &String::from_utf8_lossy(&body));
+        if verdict == Throttle::Quota {
+            tracing::warn!(registry = %self.host, "pull quota spent: no more manifest GETs this run; what is left is deferred");
+            return Miss::Failed(failure(
+                ErrorKind::Deferred,
+                format!("{}: {}", request.what, rationing.deferral()),
+            ));
+        }
+        Miss::Throttled {
+            after,
+            answer: registry_answer(status, &body),
         }
     }
 

@@ -1,0 +1,437 @@
+//! One registry's pacing and pull quota together, as the [`super::Controller`] asks them:
+//! before a request ([`Rationing::admit_manifest_get`]: a manifest GET refused because the
+//! quota cannot cover it; [`Rationing::pace`]: how long to wait) and after its answer
+//! ([`Rationing::observe`], [`Rationing::throttled`] for a 429, [`Rationing::manifest_read`]
+//! once a manifest and so an index's children are known).
+//!
+//! An image's manifest GETs are reserved together: the copy of one image runs inside
+//! [`for_one_image`]. Where a quota is known, the image's first manifest GET is preceded by
+//! a HEAD (free) that tells a single manifest (1 GET) from an index (the largest image seen
+//! so far, at least [`super::quota::FIRST_INDEX`]), and that much is set aside
+//! ([`Rationing::reserve_image`]); once the index is read, the reservation grows to one GET
+//! per child before any is fetched ([`Rationing::manifest_read`]). A quota that cannot cover
+//! the reservation refuses the image before its first GET, so it is deferred before
+//! anything of it is fetched. What the image did not use is given back when its copy ends.
+//!
+//! Until the registry has answered one manifest GET (and so said whether it publishes a
+//! quota), one image's manifest is fetched at a time ([`Rationing::first_answer`]): a cold
+//! run would otherwise send a whole batch into a quota of which a few units are left.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::sync::watch;
+
+use super::super::error::retry_after;
+use super::pace::{Answer, Pace};
+use super::published::published;
+use super::quota::{Deferral, Quota, QuotaState, Reservation, Share};
+use super::throttle::{Throttle, allowed_rate, classify_429};
+
+/// The pacing and quota of one registry.
+pub struct Rationing {
+    state: Arc<Mutex<State>>,
+    /// Set once the registry has answered a manifest request.
+    learned: watch::Sender<bool>,
+}
+
+struct State {
+    quota: Quota,
+    pace: Pace,
+    /// A manifest GET is out before anything was learned (see the module doc).
+    probing: bool,
+}
+
+impl Rationing {
+    pub fn new(registry: &str, share: Share) -> Rationing {
+        Rationing {
+            state: Arc::new(Mutex::new(State {
+                quota: Quota::new(registry, share),
+                pace: Pace::new(),
+                probing: false,
+            })),
+            learned: watch::Sender::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Before a manifest GET: one unit of the quota (from the image's reservation when it
+    /// runs inside [`for_one_image`]), or the reason it cannot be sent.
+    pub fn admit_manifest_get(&self) -> Result<(), Deferral> {
+        self.take_unit()
+    }
+
+    /// Before any request, once it holds its slot: the wait the pace asks for, slept here.
+    pub async fn pace(&self) {
+        let wait = self.lock().pace.admit(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Before an image's manifest is fetched: waits until the registry has answered a
+    /// manifest GET, or returns the [`Probe`] that lets one go first (the others wait until
+    /// it is dropped, whatever became of it).
+    pub async fn first_answer(&self) -> Option<Probe<'_>> {
+        let mut learned = self.learned.subscribe();
+        loop {
+            if *learned.borrow_and_update() {
+                return None;
+            }
+            {
+                let mut state = self.lock();
+                if !state.probing {
+                    state.probing = true;
+                    return Some(Probe {
+                        learned: &self.learned,
+                    });
+                }
+            }
+            if learned.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Whether the image being copied should tell its kind before its first manifest GET
+    /// here: a quota is known, and nothing is reserved for the image yet.
+    pub fn needs_kind(&self) -> bool {
+        let known = self.lock().quota.is_known();
+        known
+            && IMAGE
+                .try_with(|image| self.held_index(&lock(&image.held)).is_none())
+                .unwrap_or(false)
+    }
+
+    /// Sets aside what the image being copied will cost here, by its kind (see
+    /// [`Quota::estimate`]); refuses when the quota cannot cover it. Outside an image's copy,
+    /// or when something is reserved already, nothing to do.
+    pub fn reserve_image(&self, index: bool) -> Result<(), Deferral> {
+        let reserved = IMAGE.try_with(|image| {
+            let mut held = lock(&image.held);
+            if self.held_index(&held).is_some() {
+                return Ok(());
+            }
+            let mut state = self.lock();
+            let units = state.quota.estimate(index);
+            let reservation = state.quota.reserve(units)?;
+            held.push(Held {
+                state: self.state.clone(),
+                reservation,
+                cost: 0,
+            });
+            Ok(())
+        });
+        reserved.unwrap_or(Ok(()))
+    }
+
+    /// Where this registry's reservation is in an image's list.
+    fn held_index(&self, held: &[Held]) -> Option<usize> {
+        held.iter().position(|h| Arc::ptr_eq(&h.state, &self.state))
+    }
+
+    /// Takes one unit for a manifest GET: from the current image's reservation, reserving
+    /// for the image first (its kind unknown) if this is its first GET here.
+    fn take_unit(&self) -> Result<(), Deferral> {
+        let image = IMAGE.try_with(|image| {
+            let mut held = lock(&image.held);
+            let mut state = self.lock();
+            let index = match self.held_index(&held) {
+                Some(i) => i,
+                None => {
+                    let units = state.quota.estimate_image();
+                    let reservation = state.quota.reserve(units)?;
+                    held.push(Held {
+                        state: self.state.clone(),
+                        reservation,
+                        cost: 0,
+                    });
+                    held.len() - 1
+                }
+            };
+            let h = &mut held[index];
+            state.quota.take(Some(&mut h.reservation))?;
+            h.cost += 1;
+            Ok(())
+        });
+        match image {
+            Ok(taken) => taken,
+            // Outside any image's copy (attachments listed by the run, tests).
+            Err(_) => self.lock().quota.take(None),
+        }
+    }
+
+    /// A manifest GET was read: `children` of an index (0 for an image). The image's
+    /// reservation grows to cover them, or the image is deferred before any is fetched.
+    pub fn manifest_read(&self, children: u64) -> Result<(), Deferral> {
+        let grown = if children == 0 {
+            Ok(())
+        } else {
+            IMAGE
+                .try_with(|image| {
+                    let mut held = lock(&image.held);
+                    let Some(i) = self.held_index(&held) else {
+                        return Ok(());
+                    };
+                    let h = &mut held[i];
+                    let mut state = self.lock();
+                    state.quota.note_image(h.cost + children);
+                    state.quota.grow(&mut h.reservation, children)
+                })
+                .unwrap_or(Ok(()))
+        };
+        self.learned
+            .send_if_modified(|l| !std::mem::replace(l, true));
+        grown
+    }
+
+    /// After an answer (or a transport failure): what it published, that a manifest GET is
+    /// no longer in flight, and, for any answer but a 429 (see [`Rationing::throttled`]),
+    /// that a request was let through.
+    pub fn observe(
+        &self,
+        manifest_get: bool,
+        status: Option<StatusCode>,
+        headers: Option<&HeaderMap>,
+    ) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if manifest_get {
+            state.quota.answered();
+        }
+        if let Some(p) = headers.and_then(published) {
+            state.quota.observe(&p);
+            state.pace.publish(now, &p);
+        }
+        match status {
+            // A 429 with Retry-After is a pace (a spent quota sends none): learned at once,
+            // before its body is read, so that nothing more is sent into an empty bucket
+            // meanwhile. One without waits for its body (see throttled).
+            Some(StatusCode::TOO_MANY_REQUESTS) => {
+                let after = headers.and_then(|h| retry_after(StatusCode::TOO_MANY_REQUESTS, h));
+                if after.is_some() {
+                    state
+                        .pace
+                        .observe(now, Answer::Refused { retry_after: after });
+                }
+            }
+            Some(_) => state.pace.observe(now, Answer::Passed),
+            None => {}
+        }
+    }
+
+    /// A 429, with its body: a spent quota stops manifest GETs here for the rest of the run
+    /// (the request fails as deferred); a pace is learned from (the request is retried).
+    pub fn throttled(
+        &self,
+        headers: &HeaderMap,
+        retry_after: Option<Duration>,
+        body: &str,
+    ) -> Throttle {
+        let verdict = classify_429(headers, retry_after, Some(body));
+        let mut state = self.lock();
+        match verdict {
+            Throttle::Quota => state.quota.spent_by_refusal(),
+            Throttle::Pace { retry_after } => {
+                let now = Instant::now();
+                // One with Retry-After was learned from already (see observe).
+                if retry_after.is_none() {
+                    state.pace.observe(now, Answer::Refused { retry_after });
+                }
+                if let Some(rate) = allowed_rate(body) {
+                    state.pace.publish_rate(now, rate);
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Why a manifest GET is refused now.
+    pub fn deferral(&self) -> Deferral {
+        self.lock().quota.deferral(None)
+    }
+
+    /// What the report and metrics show.
+    pub fn state(&self) -> QuotaState {
+        self.lock().quota.state()
+    }
+
+    /// The pace sent at, requests per second, once the registry showed it limits.
+    pub fn rate(&self) -> Option<f64> {
+        self.lock().pace.rate()
+    }
+}
+
+/// The first manifest fetch of a registry, let go before the others: when it is over
+/// (dropped), whatever became of it, the others go.
+pub struct Probe<'a> {
+    learned: &'a watch::Sender<bool>,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.learned
+            .send_if_modified(|l| !std::mem::replace(l, true));
+    }
+}
+
+/// A lock that a panicking holder did not poison for good: the quota's numbers stay usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What one image holds of each registry's quota.
+struct Held {
+    state: Arc<Mutex<State>>,
+    reservation: Reservation,
+    /// Manifest GETs the image sent there.
+    cost: u64,
+}
+
+/// The reservations of the image being copied, given back when its copy ends.
+#[derive(Default)]
+pub struct ImageQuota {
+    held: Mutex<Vec<Held>>,
+}
+
+impl Drop for ImageQuota {
+    fn drop(&mut self) {
+        let held = std::mem::take(&mut *lock(&self.held));
+        for h in held {
+            lock(&h.state).quota.release(h.reservation, h.cost);
+        }
+    }
+}
+
+tokio::task_local! {
+    static IMAGE: ImageQuota;
+}
+
+/// Runs the copy of one image with its own quota reservations (see the module doc).
+pub async fn for_one_image<F: Future>(copy: F) -> F::Output {
+    IMAGE.scope(ImageQuota::default(), copy).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn hub(remaining: u64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-limit", HeaderValue::from_static("10;w=3600"));
+        let left =
+            HeaderValue::from_str(&format!("{remaining};w=3600")).unwrap_or_else(|e| panic!("{e}"));
+        h.insert("ratelimit-remaining", left);
+        h
+    }
+
+    /// Sends a manifest GET of an image through `r` if admitted; the registry answers with
+    /// `remaining` left.
+    async fn get(r: &Rationing, remaining: &mut u64) -> bool {
+        if r.admit_manifest_get().is_err() {
+            return false;
+        }
+        *remaining -= 1;
+        r.observe(true, Some(StatusCode::OK), Some(&hub(*remaining)));
+        r.manifest_read(0).is_ok()
+    }
+
+    #[tokio::test]
+    async fn images_are_started_only_when_the_quota_covers_them_whole() {
+        let r = Rationing::new("docker.io", Share::WHOLE);
+        let mut remaining = 10;
+        // A HEAD told the quota: 10 left.
+        r.observe(false, Some(StatusCode::OK), Some(&hub(remaining)));
+        let mut whole = 0;
+        let mut started = 0;
+        for _ in 0..5 {
+            // An index of 2 children: 3 GETs.
+            let done = for_one_image(async {
+                if !get(&r, &mut remaining).await {
+                    return None;
+                }
+                if r.manifest_read(2).is_err() {
+                    return Some(false);
+                }
+                let children = [get(&r, &mut remaining).await, get(&r, &mut remaining).await];
+                Some(children.iter().all(|c| *c))
+            })
+            .await;
+            match done {
+                Some(true) => {
+                    whole += 1;
+                    started += 1;
+                }
+                Some(false) => started += 1,
+                None => {}
+            }
+        }
+        // 10 units: 3 whole images (9); the first image's GET reserved 1 only (its kind not
+        // told) and grew; the fourth is not started at all.
+        assert_eq!((whole, started), (3, 3));
+        assert_eq!(remaining, 1);
+        let state = r.state();
+        assert_eq!(state.left, Some(1));
+    }
+
+    #[tokio::test]
+    async fn an_image_told_an_index_reserves_for_its_children_before_its_first_get() {
+        let r = Rationing::new("docker.io", Share::WHOLE);
+        r.observe(false, Some(StatusCode::OK), Some(&hub(4)));
+        let mut remaining = 4;
+        let first = for_one_image(async {
+            assert!(r.needs_kind());
+            r.reserve_image(true)?;
+            assert!(!r.needs_kind(), "reserved once");
+            assert!(get(&r, &mut remaining).await);
+            r.manifest_read(2)?;
+            for _ in 0..2 {
+                assert!(get(&r, &mut remaining).await);
+            }
+            Ok::<(), Deferral>(())
+        })
+        .await;
+        assert!(first.is_ok());
+        // 1 left after a whole index's 3: an index is refused before its first GET, a
+        // single image is not.
+        assert!(
+            for_one_image(async { r.reserve_image(true) })
+                .await
+                .is_err()
+        );
+        assert!(
+            for_one_image(async { r.reserve_image(false) })
+                .await
+                .is_ok()
+        );
+        assert!(!r.needs_kind(), "outside an image's copy");
+    }
+
+    #[tokio::test]
+    async fn a_quota_429_stops_manifest_gets_and_a_pace_429_does_not() {
+        let r = Rationing::new("docker.io", Share::WHOLE);
+        let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
+        assert!(r.admit_manifest_get().is_ok());
+        r.observe(
+            true,
+            Some(StatusCode::TOO_MANY_REQUESTS),
+            Some(&HeaderMap::new()),
+        );
+        let pace = r.throttled(&HeaderMap::new(), Some(Duration::from_secs(1)), body);
+        assert!(matches!(pace, Throttle::Pace { .. }));
+        assert!(r.admit_manifest_get().is_ok(), "a pace 429 stops nothing");
+        assert_eq!(r.throttled(&HeaderMap::new(), None, body), Throttle::Quota);
+        let refused = r.admit_manifest_get().err().map(|d| d.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("docker.io: pull quota spent (the registry answered 429 and publishes no limit)")
+        );
+        r.pace().await;
+    }
+}
