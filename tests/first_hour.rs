@@ -419,3 +419,23 @@ fn check_with_no_path_and_no_default_directory_says_no_path_was_given() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_certificate_nobody_vouches_for_fails_at_once_naming_where_its_ca_goes() {
+    let ca = crate::support::tls::TestCa::new("first-hour CA nobody trusts");
+    let src = Registry::start_with(RegistryConfig {
+        tls: Some(ca.server_cert()),
+        ..Default::default()
+    });
+    let dst = Registry::start();
+    let (t, d) = (src.host(), dst.host());
+    seed_docker_image(&src, "team/app", "1", &[layer(285, 500)]);
+    let ws = Workspace::new();
+    let mapping = ws.write("mapping", &format!("{t}/team/app:1 {d}/mirror/app:1\n"));
+    let error = fails_at_once(&ws, &mapping, &[&format!("--insecure-registry={d}")]);
+    assert!(
+        error.contains(&format!("the certificate of {t} is not trusted"))
+            && error.contains("ca.crt"),
+        "{error}"
+    );
+}
