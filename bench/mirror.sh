@@ -62,7 +62,9 @@
 # SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison); SKOPEO_SCALE=0 leaves
 # it out of the scale case only (at 20 ms RTT and more it takes most of an hour there);
 # DELAY_MS=D puts both registries behind proxies adding D ms each way (2D round trip), an
-# emulated WAN; RESULTS=PATH keeps the per-run figures (a TSV) there (bench/wan.sh reads it).
+# emulated WAN; RESULTS=PATH keeps the per-run figures (a TSV) there (bench/wan.sh reads it);
+# CONCURRENCY=PATH keeps, per image-mirror run, the transfers at once each registry reached
+# and why no more (from the JSON report; a TSV); SKIP_FLOOR=1 leaves the floor out.
 set -euo pipefail
 
 QUICK=0
@@ -272,7 +274,7 @@ PY
 # (arrays, not functions: GNU time runs them)
 SKOPEO=(skopeo sync --src yaml --dest docker --all --preserve-digests --retry-times 0
   --dest-cert-dir "$W/certs")
-IMAGE_MIRROR=(env "${IM_ENV[@]}" "$IM" run "${IM_TLS[@]}" "${IM_EXTRA[@]}")
+IMAGE_MIRROR=(env "${IM_ENV[@]}" "$IM" run "${IM_TLS[@]}" --report "$W/report.json" "${IM_EXTRA[@]}")
 verify() { # LABEL LIST
   "${rb[@]}" verify "$SRC" "$DST" --ca "$CA" --list "$2" --out "$W/$1.digests" ||
     { echo "verification failed after $1" >&2; exit 1; }
@@ -280,11 +282,28 @@ verify() { # LABEL LIST
 
 if [ -n "${BASELINE:-}" ]; then
   BL=$(realpath "$BASELINE")
-  IMAGE_MIRROR_BASELINE=(env "${IM_ENV[@]}" "$BL" run "${IM_TLS[@]}" "${IM_EXTRA[@]}")
+  IMAGE_MIRROR_BASELINE=(env "${IM_ENV[@]}" "$BL" run "${IM_TLS[@]}" --report "$W/report.json" "${IM_EXTRA[@]}")
 fi
 
+# concurrency CASE ROUND: what the last run's JSON report says each registry's transfers
+# reached (a binary from before the adaptive limit says nothing: six, or its flag).
+printf 'case\tround\tregistry\tdirection\tlimit\tin_flight\tstopped\n' >"$W/concurrency.tsv"
+concurrency() {
+  python3 - "$1" "$2" "$TSRC" "$TDST" "$W/report.json" >>"$W/concurrency.tsv" <<'PY'
+import json, sys
+case, rnd, src, dst, path = sys.argv[1:]
+report = json.load(open(path))
+for host, c in sorted(report.get("concurrency", {}).items()):
+    role = {src: "src", dst: "dst"}.get(host, host)
+    for direction, r in sorted(c.items()):
+        print(f"{case}\t{rnd}\t{role}\t{direction}\t{r['limit']}\t{r['in_flight']}\t{r['stopped']}")
+PY
+  rm -f "$W/report.json"
+}
+
 # ------------------------------------------------------------------ main workload
-TOOLS=(image-mirror floor)
+TOOLS=(image-mirror)
+[ "${SKIP_FLOOR:-0}" = 1 ] || TOOLS+=(floor)
 [ "${SKIP_SKOPEO:-0}" = 1 ] || TOOLS=(skopeo "${TOOLS[@]}")
 [ -z "${BASELINE:-}" ] || TOOLS+=(baseline)
 run=0
@@ -299,8 +318,14 @@ for round in $(seq 1 "$ROUNDS"); do
       say "round $round/$ROUNDS: $tool $phase"
       case $tool in
         skopeo) measure "$tool-$phase" "$round" -- "${SKOPEO[@]}" "$W/main.yaml" "$DST" ;;
-        image-mirror) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR[@]}" "$W/main.mapping" ;;
-        baseline) measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/main.mapping" ;;
+        image-mirror)
+          measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR[@]}" "$W/main.mapping"
+          concurrency "$tool-$phase" "$round"
+          ;;
+        baseline)
+          measure "$tool-$phase" "$round" -- "${IMAGE_MIRROR_BASELINE[@]}" "$W/main.mapping"
+          concurrency "$tool-$phase" "$round"
+          ;;
         floor)
           if [ $phase = cold ]; then
             measure "$tool-$phase" "$round" -- "${rb[@]}" floor "$TSRC" "$TDST" --ca "$CA" --jobs "$JOBS" --workload "$W/workload.json"
@@ -347,6 +372,7 @@ fi
 
 # ------------------------------------------------------------------ report
 [ -z "${RESULTS:-}" ] || cp "$W/results.tsv" "$RESULTS"
+[ -z "${CONCURRENCY:-}" ] || cp "$W/concurrency.tsv" "$CONCURRENCY"
 python3 - "$W/results.tsv" "$W/workload.json" "$NTAGS" "$SCALE_N" "$REPOS" "$TAGS" "$W" <<'EOF'
 import collections, csv, json, re, statistics, sys
 runs = collections.defaultdict(list)

@@ -10,7 +10,8 @@
 //! - [`policy`]: `--policy`, a containers-policy.json and cosign signature checks (pure
 //!   but for reading its key files);
 //! - [`plan`]: wildcards expanded, copies batched per destination repository, shards (pure);
-//! - [`retry`]: the one retry policy; [`limiter`]: a store's adaptive limit on work in
+//! - [`retry`]: the one retry policy; [`concurrency`]: how many transfers a registry gets at
+//!   once, from what its answers show; [`limiter`]: a store's adaptive limit on work in
 //!   flight; [`store`]: the seam between copying and storage;
 //!   [`ends`]: a copy's (or a comparison's) source and destination repositories;
 //!   [`memo`]: work done once however many callers need it;
@@ -27,6 +28,7 @@
 pub mod attachments;
 pub mod audit;
 pub mod commands;
+pub mod concurrency;
 pub mod disk;
 pub mod duration;
 pub mod ends;

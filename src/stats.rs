@@ -1,14 +1,18 @@
 //! Every counter of a run in one place: what was sent (requests, retries, bytes), what
 //! happened to blobs and images. The stores and the copy algorithm add to it; the progress
-//! display and the report read it. A leaf: it depends on nothing else in the crate.
+//! display and the report read it. A leaf: it depends on nothing else in the crate but the
+//! plain values of [`crate::concurrency`].
 //!
 //! Requests, their retries and 429 answers are also counted per registry, for the metrics a
-//! batch job exports: a registry that starts throttling shows up by name.
+//! batch job exports: a registry that starts throttling shows up by name; so do how many
+//! transfers each registry got at once, and why no more.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use crate::concurrency::Reached;
 
 /// Counters shared by everything a run does; cheap to bump from any task.
 #[derive(Debug, Default)]
@@ -63,6 +67,9 @@ pub struct RegistryCounts {
     pub retries: u64,
     /// Answers `429 Too Many Requests`.
     pub throttled: u64,
+    /// What its limits on transfers reached, reading from it and writing to it.
+    pub reads: Option<Reached>,
+    pub writes: Option<Reached>,
 }
 
 /// How blobs went into one registry.
@@ -217,6 +224,14 @@ impl Stats {
         self.chain.lock().map(|c| c.length).unwrap_or(0)
     }
 
+    /// Notes what `registry`'s limits on transfers have reached so far.
+    pub fn concurrency(&self, registry: &str, reads: Reached, writes: Reached) {
+        self.for_registry(registry, |c| {
+            c.reads = Some(reads);
+            c.writes = Some(writes);
+        });
+    }
+
     fn for_registry(&self, registry: &str, bump: impl FnOnce(&mut RegistryCounts)) {
         if let Ok(mut map) = self.per_registry.lock() {
             bump(map.entry(registry.to_owned()).or_default());
@@ -265,7 +280,8 @@ mod tests {
             Some(&RegistryCounts {
                 requests: 2,
                 retries: 1,
-                throttled: 1
+                throttled: 1,
+                ..RegistryCounts::default()
             })
         );
         assert_eq!(per.get("b").map(|c| c.requests), Some(1));

@@ -19,9 +19,8 @@ use anyhow::Result;
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use tokio::sync::SemaphorePermit;
 
-pub use crate::limiter::{Slots, holding};
+pub use crate::limiter::{Slot, Slots, holding};
 use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -40,7 +39,8 @@ pub trait Source: Send + Sync {
     /// mounted between repositories of the same name.
     fn name(&self) -> &str;
 
-    /// The store's limit on work in flight; a blob transfer holds a slot at both ends.
+    /// The store's limit on work in flight (reads, for a store that keeps one per
+    /// direction); a blob transfer holds a slot at both ends.
     fn slots(&self) -> &Slots;
 
     /// Opens what the store's first requests will need (connections, how it wants to be
@@ -107,6 +107,12 @@ pub trait Source: Send + Sync {
 /// Where images are written. A destination can be read too: the copy algorithm asks it
 /// what it holds before writing.
 pub trait Destination: Source {
+    /// The store's limit on writes in flight: a registry keeps one per direction, since
+    /// what it can take from us and give us differ; other stores share [`Source::slots`].
+    fn write_slots(&self) -> &Slots {
+        self.slots()
+    }
+
     /// Asks the store to link a blob it holds in `from` (a repository of the same store)
     /// into `repository`.
     fn mount<'a>(
@@ -202,22 +208,27 @@ impl UploadSession {
 /// those requests without taking another slot.
 #[must_use = "the transfer's slots are given back when this is dropped"]
 pub struct TransferPermit<'a> {
-    _first: SemaphorePermit<'a>,
-    _second: Option<SemaphorePermit<'a>>,
+    _first: Slot<'a>,
+    _second: Option<Slot<'a>>,
 }
 
-/// The slots a blob transfer holds: one at each end, or two at once when both ends are one
-/// store, taken in the order of the stores' names so that transfers running the other way
-/// cannot deadlock holding one each.
-pub async fn transfer_slots<'a>(src: &'a dyn Source, dst: &'a dyn Source) -> TransferPermit<'a> {
-    let (first, second) = if src.name() == dst.name() {
-        (dst.slots().take(2).await, None)
-    } else if src.name() < dst.name() {
-        let a = src.slots().take(1).await;
-        (a, Some(dst.slots().take(1).await))
+/// The slots a blob transfer holds: the source's read slot and the destination's write
+/// slot, or two at once when both are one pool (a store without directions), taken in one
+/// order — by store name, then reads before writes — so that transfers running the other
+/// way cannot deadlock holding one each.
+pub async fn transfer_slots<'a>(
+    src: &'a dyn Source,
+    dst: &'a dyn Destination,
+) -> TransferPermit<'a> {
+    let (reads, writes) = (src.slots(), dst.write_slots());
+    let (first, second) = if std::ptr::eq(reads, writes) {
+        (reads.take(2).await, None)
+    } else if src.name() <= dst.name() {
+        let a = reads.take(1).await;
+        (a, Some(writes.take(1).await))
     } else {
-        let b = dst.slots().take(1).await;
-        (b, Some(src.slots().take(1).await))
+        let b = writes.take(1).await;
+        (b, Some(reads.take(1).await))
     };
     TransferPermit {
         _first: first,

@@ -39,6 +39,7 @@ mod job;
 mod keyless;
 // Many tags in many repositories.
 mod load;
+mod long_paths;
 // Metrics file and Pushgateway.
 mod metrics;
 // HTTP/2, requests in flight, 429s.

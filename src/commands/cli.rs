@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::concurrency::Limit;
 use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
 use crate::registry::RegistryOptions;
 
@@ -116,8 +117,8 @@ pub enum Command {
     /// attestations, SBOMs, referrers) there with the same digest. Exit 0 if so, 1 if not.
     // verify writes nothing: its transfer limit speaks of reads.
     #[command(mut_arg("max_per_registry", |a| a
-        .help("Most blob reads per registry")
-        .long_help("Most blob reads in flight to one registry (verify only reads). Lowered for a while when the registry answers 429.")))]
+        .help("Most blob reads per registry (a ceiling)")
+        .long_help("Most blob reads in flight to one registry (verify only reads), a hard ceiling. Lowered for a while when the registry answers 429 or 503. Without it: six at first, more while the round trip is long and does not lengthen under load, at most 32.")))]
     Verify(VerifyArgs),
     /// Print the mapping lines (with `# image-mirror:` options) equivalent to another
     /// mirroring tool's configuration file. Whatever cannot be translated is an error naming
@@ -332,12 +333,14 @@ pub struct RegistryArgs {
     )]
     pub insecure_registry: Vec<String>,
 
-    /// Most transfers and writes per registry.
+    /// Most blob transfers per registry, each way (a ceiling).
     ///
-    /// Most blob transfers and writes (manifests, mounts) in flight to one registry: what
-    /// loads it (oc's flag and meaning). Lowered for a while when the registry answers 429.
-    #[arg(help_heading = "Registries", long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub max_per_registry: u32,
+    /// Most blob transfers in flight to one registry in each direction (reads from it,
+    /// writes to it): what loads it (oc's flag and meaning), a hard ceiling. Lowered for a
+    /// while when the registry answers 429 or 503. Without it: six at first, more while the
+    /// round trip is long and does not lengthen under load, at most 32.
+    #[arg(help_heading = "Registries", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_per_registry: Option<u32>,
 
     /// Most checks and reads per registry.
     ///
@@ -354,7 +357,9 @@ impl RegistryArgs {
         RegistryOptions {
             insecure: self.insecure,
             insecure_registries: self.insecure_registry.clone(),
-            max_per_registry: self.max_per_registry as usize,
+            transfers: self
+                .max_per_registry
+                .map_or_else(Limit::adaptive, Limit::AtMost),
             max_checks_per_registry: self.max_checks_per_registry as usize,
             quota_share: None,
         }
@@ -671,7 +676,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.registry.max_per_registry, 3);
+        assert_eq!(run.registry.max_per_registry, Some(3));
         assert_eq!(run.dry_run, Some(false));
         assert_eq!(
             run.mappings.filenames,

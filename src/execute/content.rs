@@ -345,7 +345,7 @@ impl Executor {
                 None => open(),
             }
         };
-        let _destination_slot = dst.slots().take(1).await;
+        let _destination_slot = dst.write_slots().take(1).await;
         dst.upload(dst_repo, blob, session, &first_then_anew, budget)
             .await
     }

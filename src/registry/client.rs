@@ -110,7 +110,7 @@ impl RegistryClient {
             control: {
                 let controller = Controller::new(
                     host.as_str(),
-                    options.max_per_registry,
+                    options.transfers,
                     options.max_checks_per_registry,
                 );
                 match options.quota_share {

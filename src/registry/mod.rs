@@ -47,6 +47,7 @@ use tokio::sync::OnceCell;
 
 use self::auth::credentials::Credentials;
 use self::client::RegistryClient;
+use crate::concurrency::Limit;
 use crate::model::reference::Host;
 use crate::retry::RetryPolicy;
 use crate::stats::Stats;
@@ -88,7 +89,9 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// The same, for these registries only (`host[:port]`, as written in references).
     pub insecure_registries: Vec<String>,
-    pub max_per_registry: usize,
+    /// Blob transfers in flight to one registry in each direction: adaptive by default,
+    /// `--max-per-registry N` fixes the most.
+    pub transfers: Limit,
     /// Checks, reads and lists in flight to one registry.
     pub max_checks_per_registry: usize,
     /// This shard's part of each registry's pull quota (`--shard I/N`); `None`: all of it.

@@ -23,7 +23,7 @@ impl Source for RegistryClient {
     }
 
     fn slots(&self) -> &Slots {
-        self.control().transfers()
+        self.control().transfers().reads()
     }
 
     fn prepare(&self) -> BoxFuture<'_, ()> {
@@ -84,6 +84,10 @@ impl Source for RegistryClient {
 }
 
 impl Destination for RegistryClient {
+    fn write_slots(&self) -> &Slots {
+        self.control().transfers().writes()
+    }
+
     fn open_session<'a>(
         &'a self,
         repository: &'a Repository,

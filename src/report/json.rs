@@ -23,6 +23,9 @@ pub struct JsonReport<'a> {
     /// Per source registry with a pull quota (published, or enforced with a 429): what was
     /// left at the end, and the images deferred to its next window.
     pub quotas: BTreeMap<&'a str, JsonQuota>,
+    /// Per registry that had blob transfers: how many it got at once in each direction it
+    /// was used in, and why no more.
+    pub concurrency: BTreeMap<&'a str, JsonConcurrency>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -40,6 +43,45 @@ pub struct JsonQuota {
     pub spent: bool,
     /// Images not started for lack of it.
     pub deferred: usize,
+}
+
+/// A registry's limits on transfers, reading from it and writing to it.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonConcurrency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<JsonReached>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<JsonReached>,
+}
+
+/// What one limit on transfers reached.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReached {
+    /// The highest limit it had.
+    pub limit: u32,
+    /// The limit at the end of the run.
+    pub limit_at_end: u32,
+    /// The most transfers in flight at once.
+    pub in_flight: u32,
+    /// The most it could have had (`--max-per-registry`, or the default ceiling).
+    pub ceiling: u32,
+    /// Why it went no higher: `ceiling`, `latency` (round trips grew), `throttled` (429),
+    /// `unavailable` (503), `resets`, `demand` (no more work at once), `growing`.
+    pub stopped: &'static str,
+}
+
+impl JsonReached {
+    /// A limit that was used (some transfer held a slot), else none.
+    fn of(reached: Option<crate::concurrency::Reached>) -> Option<JsonReached> {
+        let r = reached.filter(|r| r.in_flight > 0)?;
+        Some(JsonReached {
+            limit: r.limit,
+            limit_at_end: r.now,
+            in_flight: r.in_flight,
+            ceiling: r.ceiling,
+            stopped: r.stop.label(),
+        })
+    }
 }
 
 /// What one wildcard line's rules chose among the listed tags.
@@ -236,6 +278,17 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             })
             .collect(),
         quotas: json_quotas(run),
+        concurrency: run
+            .registries
+            .iter()
+            .filter_map(|(host, c)| {
+                let entry = JsonConcurrency {
+                    reads: JsonReached::of(c.reads),
+                    writes: JsonReached::of(c.writes),
+                };
+                (entry.reads.is_some() || entry.writes.is_some()).then_some((host.as_str(), entry))
+            })
+            .collect(),
     }
 }
 

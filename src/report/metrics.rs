@@ -191,6 +191,35 @@ pub fn render(
         &per(|c| c.throttled),
     );
     quota_families(&mut out, run, common);
+    let reached = |pick: fn(&crate::concurrency::Reached) -> u32, why: bool| {
+        let mut samples = Vec::new();
+        for (registry, c) in &run.registries {
+            for (direction, r) in [("read", c.reads), ("write", c.writes)] {
+                let Some(r) = r.filter(|r| r.in_flight > 0) else {
+                    continue;
+                };
+                let mut pairs = common.to_vec();
+                pairs.extend([("registry", registry.as_str()), ("direction", direction)]);
+                if why {
+                    pairs.push(("stopped", r.stop.label()));
+                }
+                samples.push((labels(&pairs), f64::from(pick(&r))));
+            }
+        }
+        samples
+    };
+    family(
+        &mut out,
+        "image_mirror_transfers_limit",
+        "The highest limit on blob transfers at once the last run reached, per registry and direction (read from it, write to it), labelled with why it went no higher (ceiling, latency, throttled, unavailable, resets, demand, growing).",
+        &reached(|r| r.limit, true),
+    );
+    family(
+        &mut out,
+        "image_mirror_transfers_in_flight",
+        "The most blob transfers in flight at once in the last run, per registry and direction.",
+        &reached(|r| r.in_flight, false),
+    );
     out
 }
 

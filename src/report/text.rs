@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::RunResult;
 use super::outcome::{Outcome, Status, Totals};
+use crate::concurrency::Stop;
 use crate::model::reference::Repository;
 use crate::plan::LineSelection;
 use crate::plural::{count, count_as};
@@ -140,8 +141,14 @@ pub fn summary(run: &RunResult) -> String {
     }
     let secs = run.elapsed.as_secs_f64();
     let stats = &run.stats;
-    // What a run over a slow link pays for is round trips, not requests (see
-    // Stats::round_trips). Before the summary, which stays the last line.
+    // How many transfers each registry took at once, where that moved from the start
+    // (and why no more), then what a run over a slow link pays for: round trips, not
+    // requests (see Stats::round_trips). Before the summary, which stays the last line.
+    for (host, c) in &run.registries {
+        if let Some(line) = concurrency_note(host, c) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let _ = writeln!(out, "{}", requests_note(stats.requests, stats.round_trips));
     if run.dry_run {
         let _ = writeln!(
@@ -196,6 +203,37 @@ fn requests_note(requests: u64, round_trips: u64) -> String {
         count(requests, "request"),
         count(round_trips, "round trip")
     )
+}
+
+/// "quay.io: up to 32 transfers at once reading (at the ceiling)": what a registry's limit
+/// on transfers reached in each direction it was used in, and why it went no higher; none
+/// when it stayed where it started (nothing to explain) or the registry had no transfer.
+fn concurrency_note(host: &str, c: &crate::stats::RegistryCounts) -> Option<String> {
+    let parts: Vec<String> = [("reading", c.reads), ("writing", c.writes)]
+        .into_iter()
+        .filter_map(|(direction, reached)| {
+            let r = reached.filter(|r| r.in_flight > 0)?;
+            let why = match r.stop {
+                Stop::Growing => "still growing",
+                Stop::Ceiling => "at the ceiling",
+                Stop::Demand => "no more work at once",
+                Stop::Latency => "round trips grew",
+                Stop::Throttled => "the registry answered 429",
+                Stop::Unavailable => "the registry answered 503",
+                Stop::Resets => "connections were reset",
+            };
+            Some((direction, r, why))
+        })
+        .filter(|(_, r, _)| r.limit != r.now || r.limit > crate::concurrency::START)
+        .map(|(direction, r, why)| {
+            format!(
+                "up to {} at once {direction} ({why}; {} now)",
+                count(u64::from(r.limit), "transfer"),
+                r.now
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("{host}: {}", parts.join(", ")))
 }
 
 /// ", 2 refused" (immutable tags that would have been overwritten); empty when none.

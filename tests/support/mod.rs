@@ -23,6 +23,7 @@ pub mod access_log;
 pub mod api;
 pub mod cli;
 pub mod cosign;
+pub mod delay;
 pub mod ferro;
 pub mod fulcio;
 pub mod junit;

@@ -3,10 +3,11 @@
 //! every request: [`Controller::admit`] before it is sent, [`Controller::observe`] after
 //! its answer (or its transport failure).
 //!
-//! Today it holds two adaptive limits on requests in flight (see [`crate::limiter::Slots`]):
-//! one for what loads the registry (transfers and writes, `--max-per-registry`) and one
-//! for what costs it little (checks, manifest reads, lists, tokens,
-//! `--max-checks-per-registry`); a `429` halves both, a run of other answers raises them
+//! Today it holds adaptive limits on requests in flight (see [`crate::limiter::Slots`]):
+//! for what loads the registry (transfers and writes), one per direction, which follow the
+//! round trip and the registry's refusals ([`transfers`]; `--max-per-registry` their
+//! ceiling), and one for what costs it little (checks, manifest reads, lists, tokens,
+//! `--max-checks-per-registry`), which a `429` halves and a run of other answers raises
 //! again. Pacing (a token bucket) and a published pull quota belong here too: `admit` may
 //! then refuse a request with an error that must not be retried ([`Refused`]).
 //!
@@ -23,12 +24,15 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use tokio::sync::SemaphorePermit;
 
 use self::quota::Share;
 use self::ration::Rationing;
-use crate::limiter::Slots;
+use self::transfers::Transfers;
+use crate::concurrency::Limit;
+use crate::limiter::{Slot, Slots};
 use crate::model::failure::ErrorKind;
+
+pub mod transfers;
 
 /// What a request costs the registry, which decides what it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +61,9 @@ pub struct Observed<'a> {
     pub elapsed: Duration,
     /// The kind of the transport failure, when no answer came.
     pub failed: Option<ErrorKind>,
+    /// The request carried a blob's bytes: `elapsed` is then the upload's time, not a
+    /// round trip.
+    pub uploaded: bool,
 }
 
 /// A request the controller will not let leave now (a pull quota spent): the pipeline
@@ -70,15 +77,16 @@ pub struct Refused {
 /// Leave to send one request, given back when the request's answer is in (dropped).
 #[must_use = "the request may leave while the admission is held"]
 pub struct Admission<'a> {
-    _slot: Option<SemaphorePermit<'a>>,
+    _slot: Option<Slot<'a>>,
 }
 
 /// One registry's controller, held by its client.
 pub struct Controller {
     /// For messages.
     registry: String,
-    /// Transfers and writes in flight (`--max-per-registry`, oc's meaning).
-    transfers: Slots,
+    /// Transfers and writes in flight, one adaptive limit per direction
+    /// (`--max-per-registry` their ceiling when given, oc's meaning).
+    transfers: Transfers,
     /// Checks, manifest reads, lists in flight (`--max-checks-per-registry`): an unchanged
     /// run is nothing but these, and its wall time is their round trips, which many in
     /// flight hide.
@@ -88,10 +96,10 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(registry: &str, max_transfers: usize, max_checks: usize) -> Controller {
+    pub fn new(registry: &str, transfers: Limit, max_checks: usize) -> Controller {
         Controller {
             registry: registry.to_owned(),
-            transfers: Slots::new(max_transfers),
+            transfers: Transfers::new(transfers),
             checks: Slots::new(max_checks),
             rationing: Rationing::new(registry, Share::WHOLE),
         }
@@ -108,9 +116,9 @@ impl Controller {
         &self.rationing
     }
 
-    /// The limit a transfer takes its slot from, across all its requests (the copy
-    /// algorithm holds it over the [`crate::store`] seam).
-    pub fn transfers(&self) -> &Slots {
+    /// The limits transfers take their slots from, across all their requests (the copy
+    /// algorithm holds them over the [`crate::store`] seam): reads and writes.
+    pub fn transfers(&self) -> &Transfers {
         &self.transfers
     }
 
@@ -119,7 +127,7 @@ impl Controller {
     pub async fn admit(&self, class: CostClass) -> Result<Admission<'_>, Refused> {
         let slot = match class {
             CostClass::Check | CostClass::ManifestGet => Some(self.checks.take(1).await),
-            CostClass::Write => Some(self.transfers.take(1).await),
+            CostClass::Write => Some(self.transfers.writes().take(1).await),
             CostClass::Transfer => None,
         };
         // A manifest GET takes from the pull quota once it holds its slot, just before it
@@ -137,27 +145,22 @@ impl Controller {
         Ok(Admission { _slot: slot })
     }
 
-    /// Learns from an answer: a `429` halves both limits, a run of other answers raises them
-    /// again (see [`Slots`]); each change is logged once. A request that got no answer
-    /// teaches nothing yet.
+    /// Learns from an answer: the pull quota and the pace from its status and headers (see
+    /// [`Rationing`]); the transfers' limits from every answer and reset (see
+    /// [`Transfers`]); the checks' limit halves on a `429` and a run of other answers raises
+    /// it again (see [`Slots`]); each change is logged once.
     pub fn observe(&self, class: CostClass, observed: &Observed<'_>) {
         self.rationing.observe(
             class == CostClass::ManifestGet,
             observed.status,
             observed.headers,
         );
+        let registry = self.registry.as_str();
+        self.transfers.observe(registry, class, observed);
         let Some(status) = observed.status else {
             return;
         };
-        let registry = self.registry.as_str();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            if let Some(limit) = self.transfers.throttled() {
-                tracing::warn!(
-                    registry,
-                    limit,
-                    "the registry answers 429: fewer transfers and writes at once"
-                );
-            }
             if let Some(limit) = self.checks.throttled() {
                 tracing::warn!(
                     registry,
@@ -165,13 +168,8 @@ impl Controller {
                     "the registry answers 429: fewer checks at once"
                 );
             }
-        } else {
-            if let Some(limit) = self.transfers.succeeded() {
-                tracing::info!(registry, limit, "more transfers and writes at once again");
-            }
-            if let Some(limit) = self.checks.succeeded() {
-                tracing::info!(registry, limit, "more checks at once again");
-            }
+        } else if let Some(limit) = self.checks.succeeded() {
+            tracing::info!(registry, limit, "more checks at once again");
         }
     }
 }

@@ -290,8 +290,12 @@ impl Pipeline {
                     headers: sent.as_ref().ok().map(|r| r.headers()),
                     elapsed: sent_at.elapsed(),
                     failed: sent.as_ref().err().map(transport_kind),
+                    uploaded: carries_bytes(&request.body),
                 },
             );
+            // What the transfers' limits have reached, for the report and the metrics.
+            let (reads, writes) = self.control.transfers().reached();
+            self.stats.concurrency(host, reads, writes);
             // A 401 from the host a redirect led to (a CDN) is not the registry's: its
             // token is fine, and the caller judges that answer.
             if let (Ok(response), Auth::Registry { access, .. }, Some(by)) =
@@ -423,6 +427,16 @@ pub fn authority(url: &Url) -> String {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
         _ => String::new(),
+    }
+}
+
+/// Whether a request carries bytes worth timing apart from its round trip: a blob's (a
+/// stream, or a part of more than 64 KiB).
+fn carries_bytes(body: &Body) -> bool {
+    match body {
+        Body::Stream(_) => true,
+        Body::Bytes(bytes) => bytes.len() > 64 * 1024,
+        Body::Empty | Body::Form(_) => false,
     }
 }
 
