@@ -4,20 +4,33 @@
 #
 #   bash bench/big-layer.sh            # 64 MiB, 256 MiB and 1 GiB layers
 #   SIZES_MIB="64 1024" bash bench/big-layer.sh
+#   # the source far away: 20 ms each way, 80 Mbit/s per TCP connection (a CDN edge, a long
+#   # thin path); each size copied as one stream (--ranges-per-blob=1) and in ranges
+#   SIZES_MIB=256 DELAY_MS=20 RATE=80Mbit bash bench/big-layer.sh
 #
 # Starts two plain-HTTP docker-registry processes on loopback with temporary storage, seeds
 # a single-layer Docker v2s2 image of each size into the first (the layer generated on the fly
 # and streamed, never written to disk by the seeder), mirrors it with `image-mirror run
 # --insecure` under GNU time, verifies the digest at the destination, and prints a table.
+# With DELAY_MS (and RATE), the source is reached through bench/delay_proxy.py, and each size
+# is copied twice, as one stream and in ranges (MODES), into two repositories; `floor_s` is
+# the layer's time at RATE over one connection. BIN=PATH uses another binary (no build);
+# ARGS adds flags to every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZES_MIB=${SIZES_MIB:-"64 256 1024"}
+DELAY_MS=${DELAY_MS:-0}
+RATE=${RATE:-}
+MODES=${MODES:-$([ "$DELAY_MS" != 0 ] || [ -n "$RATE" ] && echo "one-stream ranged" || echo default)}
+ARGS=${ARGS:-}
 command -v docker-registry >/dev/null || { echo "needs docker-registry (apt-get install -y docker-registry)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 2; }
 
-cargo build --release --locked -q
-BIN=$PWD/target/release/image-mirror
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q
+  BIN=$PWD/target/release/image-mirror
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -28,6 +41,14 @@ source bench/local-registry.sh
 
 start_registry src SRC
 start_registry dst DST
+FAR=$SRC
+if [ "$DELAY_MS" != 0 ] || [ -n "$RATE" ]; then
+  port=$(free_port)
+  python3 bench/delay_proxy.py "$port" "$SRC" "$DELAY_MS" ${RATE:+--rate-per-conn "$RATE"} &
+  PIDS+=($!)
+  FAR=127.0.0.1:$port
+  for _ in $(seq 50); do python3 bench/regbench.py ping "$FAR" >/dev/null 2>&1 && break; sleep 0.1; done
+fi
 
 seed() { # SIZE_MIB -> prints the manifest digest of big:SIZE
   python3 - "$SRC" "$1" <<'PY'
@@ -95,15 +116,32 @@ digest_of() { # HOST REPO TAG
     | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}'
 }
 
-printf '%-10s %12s %14s %10s\n' layer wall_s peak_rss_MiB digest
+floor() { # SIZE_MIB -> seconds at RATE over one connection, or -
+  [ -n "$RATE" ] || { echo -; return; }
+  python3 - "$1" "$RATE" <<'PY'
+import sys
+sys.path.insert(0, "bench")
+from delay_proxy import parse_rate
+print(f"{int(sys.argv[1]) * 1024 * 1024 * 8 / parse_rate(sys.argv[2]):.1f}")
+PY
+}
+
+printf '%-10s %-11s %9s %8s %14s %10s\n' layer mode wall_s floor_s peak_rss_MiB digest
 for mib in $SIZES_MIB; do
   want=$(seed "$mib")
-  echo "$SRC/big:$mib $DST/big:$mib" >"$WORK/mapping"
-  /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" run --insecure "$WORK/mapping" >"$WORK/out" 2>"$WORK/err" \
-    || { cat "$WORK/out" "$WORK/err" >&2; exit 1; }
-  read -r wall rss_kib <"$WORK/time"
-  got=$(digest_of "$DST" big "$mib")
-  ok=$([ "$got" = "$want" ] && echo same || echo DIFFERENT)
-  printf '%-10s %12s %14s %10s\n' "${mib}MiB" "$wall" "$((rss_kib / 1024))" "$ok"
-  [ "$ok" = same ] || exit 1
+  for mode in $MODES; do
+    case $mode in
+      one-stream) flags=--ranges-per-blob=1 ;;
+      *) flags= ;;
+    esac
+    echo "$FAR/big:$mib $DST/big-$mode:$mib" >"$WORK/mapping"
+    # shellcheck disable=SC2086
+    /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" run --insecure $flags $ARGS "$WORK/mapping" >"$WORK/out" 2>"$WORK/err" \
+      || { cat "$WORK/out" "$WORK/err" >&2; exit 1; }
+    read -r wall rss_kib <"$WORK/time"
+    got=$(digest_of "$DST" "big-$mode" "$mib")
+    ok=$([ "$got" = "$want" ] && echo same || echo DIFFERENT)
+    printf '%-10s %-11s %9s %8s %14s %10s\n' "${mib}MiB" "$mode" "$wall" "$(floor "$mib")" "$((rss_kib / 1024))" "$ok"
+    [ "$ok" = same ] || exit 1
+  done
 done

@@ -56,6 +56,8 @@ mod push_by_digest;
 mod quirks;
 mod rationing;
 mod rationing_proxy;
+// Big blobs as parallel byte ranges.
+mod ranged;
 // Blobs kept elsewhere (redirects to signed URLs).
 mod redirects;
 // OCI 1.1 referrers.

@@ -9,6 +9,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use crate::concurrency::Limit;
 use crate::inputs::{DEFAULT_MAPPING_DIR, InputSpec};
 use crate::registry::RegistryOptions;
+use crate::registry::blobs::ranged;
 
 /// Selects mapping files in directories (the Prow jobs set it).
 pub const ENV_MAPPING_FILE_PREFIX: &str = "MAPPING_FILE_PREFIX";
@@ -350,6 +351,27 @@ pub struct RegistryArgs {
     /// they share one connection). Lowered for a while when the registry answers 429.
     #[arg(help_heading = "Registries", long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
+
+    /// Fetch blobs this big as byte ranges.
+    ///
+    /// Blobs of at least this size are fetched as byte ranges over several connections at
+    /// once (bytes, or with KiB/MiB/GiB; 0: never). See the README, "How a copy works".
+    #[arg(help_heading = "Big blobs", long, value_name = "SIZE", default_value = "64MiB", value_parser = ranged::parse_size)]
+    pub range_threshold: u64,
+
+    /// The size of each byte range.
+    ///
+    /// The size of each byte range of a big blob (0: no ranges). Memory held per blob is at
+    /// most (--ranges-per-blob + 1) x this.
+    #[arg(help_heading = "Big blobs", long, value_name = "SIZE", default_value = "8MiB", value_parser = ranged::parse_size)]
+    pub range_chunk_size: u64,
+
+    /// Byte ranges of one blob in flight at once.
+    ///
+    /// Byte ranges of one big blob in flight at once, each on a connection of its own (0 or
+    /// 1: one stream).
+    #[arg(help_heading = "Big blobs", long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub ranges_per_blob: u32,
 }
 
 impl RegistryArgs {
@@ -362,6 +384,11 @@ impl RegistryArgs {
                 .map_or_else(Limit::adaptive, Limit::AtMost),
             max_checks_per_registry: self.max_checks_per_registry as usize,
             quota_share: None,
+            ranges: ranged::RangeOptions {
+                threshold: self.range_threshold,
+                chunk: self.range_chunk_size,
+                per_blob: self.ranges_per_blob as usize,
+            },
         }
     }
 }

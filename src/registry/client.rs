@@ -21,6 +21,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::auth::credentials::{Credential, Credentials, RegistryCredential};
 use super::auth::{Access, Authenticator, Authorization};
+use super::blobs::ranged::RangeOptions;
 use super::control::{Controller, CostClass};
 use super::error::{kind_of_status, registry_answer};
 use super::pipeline::{Authorizing, Pipeline, Reply, Request, Unsent, unread};
@@ -39,6 +40,10 @@ pub struct RegistryClient {
     auth: Authenticator,
     /// How this registry takes blob uploads, learned during the run.
     pub(super) uploads: UploadMethods,
+    /// How big blobs are fetched in ranges ([`super::blobs::ranged`]).
+    pub(super) ranges: RangeOptions,
+    /// The registry answered a range with the whole blob: big blobs come as one stream.
+    pub(super) ranges_ignored: std::sync::atomic::AtomicBool,
     /// Set once [`Self::warm_up`] has run.
     warmed: tokio::sync::OnceCell<()>,
     /// The HTTP/2-capable connection was opened already, by the scheme probe of an
@@ -132,6 +137,8 @@ impl RegistryClient {
             credentials,
             auth,
             uploads: UploadMethods::default(),
+            ranges: options.ranges,
+            ranges_ignored: std::sync::atomic::AtomicBool::new(false),
             warmed: tokio::sync::OnceCell::new(),
             probed: insecure,
         })

@@ -96,6 +96,8 @@ pub struct RegistryOptions {
     pub max_checks_per_registry: usize,
     /// This shard's part of each registry's pull quota (`--shard I/N`); `None`: all of it.
     pub quota_share: Option<control::quota::Share>,
+    /// Big blobs fetched as parallel byte ranges.
+    pub ranges: blobs::ranged::RangeOptions,
 }
 
 impl RegistryOptions {

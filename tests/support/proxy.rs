@@ -56,6 +56,8 @@ pub enum Fault {
     /// Answer this status with a distribution-style JSON error whose message quotes the
     /// request's full URL, signature included.
     RefuseSigned(u16),
+    /// Forward without the `Range` header: this request is answered whole, from byte 0.
+    IgnoreRange,
 }
 
 /// What every signature [`Fault::Redirect`] makes starts with; a secret that must never
@@ -519,7 +521,10 @@ fn serve_one(
     if paging.is_some() || referrer_pages.is_some() {
         request.head[0] = request.head[0].replacen(&target, &path, 1);
     }
-    if behaviour.ignore_range || quirk == Some(&Quirk::IgnoreRange) {
+    if behaviour.ignore_range
+        || quirk == Some(&Quirk::IgnoreRange)
+        || fault == Some(Fault::IgnoreRange)
+    {
         request
             .head
             .retain(|l| !l.to_ascii_lowercase().starts_with("range:"));

@@ -1,7 +1,8 @@
 //! Blob downloads that resume: a `Range` request from the byte reached when an answer
 //! breaks off (or a whole new GET whose leading bytes are dropped, for a registry that
 //! ignores `Range`), so the reader sees one continuous stream. Every resume is a try taken
-//! from the blob copy's budget.
+//! from the blob copy's budget. A blob above `--range-threshold` is fetched as byte ranges
+//! over several connections instead ([`super::ranged`]), through the same [`Ask`]s.
 
 use std::sync::Arc;
 
@@ -22,17 +23,63 @@ use crate::model::reference::{Digest, Repository};
 use crate::retry::{Budget, Verdict};
 use crate::store::BlobStream;
 
+/// Which bytes of a blob a `GET` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// From this byte to the end (the whole blob from 0, without a `Range` header).
+    From(u64),
+    /// Bytes `start..end` (end exclusive): `Range: bytes=start-(end-1)`.
+    Span { start: u64, end: u64 },
+}
+
+impl Ask {
+    /// The `Range` header value, if one is sent.
+    pub(super) fn range(self) -> Option<String> {
+        match self {
+            Ask::From(0) => None,
+            Ask::From(offset) => Some(format!("bytes={offset}-")),
+            Ask::Span { start, end } => Some(format!("bytes={start}-{}", end.saturating_sub(1))),
+        }
+    }
+
+    /// Whether a 206's `Content-Range` (`bytes a-b/total`) is what was asked.
+    pub(super) fn answered_by(self, content_range: Option<&str>) -> bool {
+        let Some((a, b)) = content_range
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('/').next())
+            .and_then(|v| v.split_once('-'))
+        else {
+            return false;
+        };
+        let (a, b) = (a.trim().parse::<u64>().ok(), b.trim().parse::<u64>().ok());
+        match self {
+            Ask::From(offset) => a == Some(offset),
+            Ask::Span { start, end } => a == Some(start) && b == Some(end.saturating_sub(1)),
+        }
+    }
+}
+
+/// What a blob `GET` was answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answered {
+    /// 206: exactly the bytes asked.
+    Part,
+    /// 200: the whole blob from its first byte, whatever was asked (a source that ignores
+    /// `Range`).
+    Whole,
+}
+
 impl RegistryClient {
-    /// `GET` a blob from `offset` on (a `Range` request when `offset > 0`). Returns the
-    /// response and how many of its leading bytes to drop: a registry that ignores `Range`
-    /// answers 200 with the whole blob.
-    async fn open_blob_at(
+    /// `GET` the bytes `ask` names of a blob (a `Range` request unless it is the whole).
+    /// Returns the response and whether it is the part asked or the whole blob: a registry
+    /// that ignores `Range` answers 200 with every byte.
+    pub(super) async fn open_blob_at(
         &self,
         repository: &Repository,
         digest: &Digest,
-        offset: u64,
+        ask: Ask,
         budget: &Budget,
-    ) -> Result<(reqwest::Response, u64)> {
+    ) -> Result<(reqwest::Response, Answered)> {
         let access = Access::pull(repository.path());
         let what = format!("reading blob {digest} from {repository}");
         let url = self.url(repository, &["blobs", digest.as_str()]);
@@ -40,9 +87,7 @@ impl RegistryClient {
             .access(&access)
             .bulk()
             .within(budget);
-        if offset > 0
-            && let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-"))
-        {
+        if let Some(range) = ask.range().and_then(|r| HeaderValue::from_str(&r).ok()) {
             request = request.header(RANGE, range);
         }
         let pipe = &self.pipe;
@@ -51,7 +96,7 @@ impl RegistryClient {
             budget,
             &pipe.stats.request_retries,
             None,
-            || self.open_once(&request, &access, offset),
+            || self.open_once(&request, &access, ask),
             |opening| match opening {
                 Opening::Redirected { .. } => Verdict::Retry { after: None },
                 Opening::Failed(_) => Verdict::Stop,
@@ -84,8 +129,8 @@ impl RegistryClient {
         &self,
         request: &Request<'_>,
         access: &Access,
-        offset: u64,
-    ) -> Result<(reqwest::Response, u64), Opening> {
+        ask: Ask,
+    ) -> Result<(reqwest::Response, Answered), Opening> {
         let what = request.what;
         let reply = self
             .send(request, unread)
@@ -116,18 +161,16 @@ impl RegistryClient {
                 format!("{what}: {why}"),
             )));
         }
-        let from = |r: &reqwest::Response| {
-            r.headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("bytes "))
-                .and_then(|v| v.split('-').next())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+        let content_range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok());
         match status {
-            StatusCode::OK => Ok((response, offset)),
-            StatusCode::PARTIAL_CONTENT if offset > 0 && from(&response) == Some(offset) => {
-                Ok((response, 0))
+            StatusCode::OK => Ok((response, Answered::Whole)),
+            StatusCode::PARTIAL_CONTENT
+                if ask != Ask::From(0) && ask.answered_by(content_range) =>
+            {
+                Ok((response, Answered::Part))
             }
             StatusCode::PARTIAL_CONTENT => Err(Opening::Failed(failure(
                 ErrorKind::Transient,
@@ -150,16 +193,34 @@ impl RegistryClient {
     /// shorter than `size`), the stream goes on with a `Range` request from the byte reached
     /// (or a whole new GET whose leading bytes are dropped, for a source that ignores
     /// `Range`), each try taken from `budget`: the reader sees one continuous stream.
-    /// Whatever it yields is checked by [`Self::push_blob`].
+    /// A blob at or above `--range-threshold` is fetched as byte ranges over several
+    /// connections instead ([`Self::pull_ranged`]), unless this registry has answered a
+    /// range with the whole blob. Whatever it yields is checked by the copy
+    /// (`execute::checked`).
     pub async fn pull_blob(
         self: Arc<Self>,
         repository: Repository,
         blob: BlobRef,
         budget: Arc<Budget>,
     ) -> Result<BlobStream> {
-        let (response, skip) = self
-            .open_blob_at(&repository, &blob.digest, 0, &budget)
+        if self.ranges.applies(blob.size) && !self.ranges_ignored() {
+            return self.pull_ranged(repository, blob, budget).await;
+        }
+        let (response, _) = self
+            .open_blob_at(&repository, &blob.digest, Ask::From(0), &budget)
             .await?;
+        Ok(self.resuming(repository, blob, budget, response))
+    }
+
+    /// The download from byte 0 that `response` (the whole blob) starts, resumed where it
+    /// breaks off.
+    pub(super) fn resuming(
+        self: Arc<Self>,
+        repository: Repository,
+        blob: BlobRef,
+        budget: Arc<Budget>,
+        response: reqwest::Response,
+    ) -> BlobStream {
         let state = ResumeState {
             client: self,
             repository,
@@ -167,15 +228,12 @@ impl RegistryClient {
             size: blob.size,
             budget,
             offset: 0,
-            skip,
+            skip: 0,
             body: Some(Box::pin(response.bytes_stream())),
             resumes: 0,
             done: false,
         };
-        Ok(Box::pin(futures_util::stream::unfold(
-            state,
-            ResumeState::next,
-        )))
+        Box::pin(futures_util::stream::unfold(state, ResumeState::next))
     }
 }
 
@@ -276,11 +334,19 @@ impl ResumeState {
                 .await;
             match self
                 .client
-                .open_blob_at(&self.repository, &self.digest, self.offset, &self.budget)
+                .open_blob_at(
+                    &self.repository,
+                    &self.digest,
+                    Ask::From(self.offset),
+                    &self.budget,
+                )
                 .await
             {
-                Ok((response, skip)) => {
-                    self.skip = skip;
+                Ok((response, answered)) => {
+                    self.skip = match answered {
+                        Answered::Whole => self.offset,
+                        Answered::Part => 0,
+                    };
                     self.body = Some(Box::pin(response.bytes_stream()));
                 }
                 Err(e) => {

@@ -1,8 +1,10 @@
 //! Blobs: whether a repository has one, cross-repository mounts, and upload sessions; the
-//! upload itself ([`upload`]), the resumable download ([`download`]) and where a body's
+//! upload itself ([`upload`]), the resumable download ([`download`]), big blobs fetched as
+//! parallel byte ranges ([`ranged`]) and where a body's
 //! failure is kept ([`watch`]; the digest check itself is the copy's, for every destination).
 
 pub mod download;
+pub mod ranged;
 pub mod upload;
 pub mod watch;
 

@@ -1,0 +1,313 @@
+//! Big blobs fetched as parallel byte ranges (`--range-threshold`, `--range-chunk-size`,
+//! `--ranges-per-blob`) from a real `docker-registry` (distribution serves `Range` on blob
+//! GETs), through the fault proxy, which records every request's `Range`: the blob arrives
+//! byte-identical at a registry and in an `oci:` directory, a chunk cut midway is asked
+//! again alone from its byte reached, a source that ignores `Range` is read as one stream
+//! (and not asked for ranges again), and no more ranges of a blob are in flight than asked.
+//! Small sizes (1 MiB chunks, a 3 MiB layer) keep the tests fast.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::support::cli::*;
+use crate::support::proxy::{Behaviour, Fault, FaultProxy};
+use crate::support::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// 1 MiB ranges (three at once, as the tests pass) for every blob of 1 MiB or more; one blob transfer at a
+/// time per registry, so the ranges in flight are one blob's.
+const RANGED: &[&str] = &[
+    "--insecure",
+    "--max-retry-wait=1",
+    "--read-timeout=5",
+    "--max-per-registry=1",
+    "--range-threshold=1MiB",
+    "--range-chunk-size=1MiB",
+];
+
+/// The ranges of a blob of `size` bytes in 1 MiB chunks, as `Range` headers.
+fn chunks(size: usize) -> Vec<Option<String>> {
+    (0..size.div_ceil(MIB))
+        .map(|i| {
+            let end = ((i + 1) * MIB).min(size) - 1;
+            Some(format!("bytes={}-{end}", i * MIB))
+        })
+        .collect()
+}
+
+/// A source with `team/app:1`: a small layer and one of `size` bytes (not a whole number of
+/// chunks). Returns the registry, the image and the big layer's digest (hex).
+fn source(size: usize) -> (Registry, Seeded, String) {
+    let src = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(1, 2000), layer(2, size)]);
+    let big = sha256_digest(&layer(2, size))
+        .trim_start_matches("sha256:")
+        .to_owned();
+    (src, image, big)
+}
+
+fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
+    ws.run_report(mapping, &[RANGED, args].concat())
+}
+
+/// `dst` holds `app:1` as the source's image, every blob there.
+fn assert_mirrored(dst: &Registry, image: &Seeded) {
+    assert_eq!(
+        dst.manifest_digest("app", "1").as_deref(),
+        Some(image.digest.as_str())
+    );
+    dst.assert_complete("app", "1");
+}
+
+/// `ranges` sorted (the window's ranges may arrive in any order).
+fn sorted(mut ranges: Vec<Option<String>>) -> Vec<Option<String>> {
+    ranges.sort();
+    ranges
+}
+
+/// A blob above the threshold is fetched as its 1 MiB ranges, each once, and arrives
+/// byte-identical; a blob below it comes as one stream without `Range`.
+#[test]
+fn a_big_blob_fetched_in_ranges_arrives_identical() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(
+        dst.blob("app", &format!("sha256:{big}")),
+        Some(layer(2, size))
+    );
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+    let small = sha256_digest(&layer(1, 2000));
+    assert_eq!(proxy.ranges("GET", &small), vec![None]);
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// A range cut midway is asked again alone, from the byte reached; the other ranges are
+/// asked once each.
+#[test]
+fn a_range_cut_midway_is_asked_again_alone() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    // The first request for the big blob is its first range.
+    proxy.add("GET", &big, 1, Fault::CutAfter(100 * 1024));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let ranges = proxy.ranges("GET", &big);
+    assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
+    let mut expected = chunks(size);
+    expected.push(Some(format!("bytes={}-{}", 100 * 1024, MIB - 1)));
+    assert_eq!(sorted(ranges), sorted(expected));
+    assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
+
+/// A source that ignores `Range` answers the first range with the whole blob: that answer
+/// is read as one stream, and the registry's next big blob is asked without `Range`.
+#[test]
+fn a_source_ignoring_range_is_read_as_one_stream() {
+    let src = Registry::start();
+    let (one, two) = (layer(2, 3 * MIB + 123), layer(3, 2 * MIB + 7));
+    let image = seed_docker_image(
+        &src,
+        "team/app",
+        "1",
+        &[layer(1, 2000), one.clone(), two.clone()],
+    );
+    let proxy = FaultProxy::start_with(
+        &src.host(),
+        Behaviour {
+            ignore_range: true,
+            ..Behaviour::default()
+        },
+    );
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let hex = |data: &[u8]| sha256_digest(data).trim_start_matches("sha256:").to_owned();
+    // Blobs go one at a time (--max-per-registry=1): the first big one asked learns it.
+    let asked: Vec<Option<String>> = [hex(&one), hex(&two)]
+        .iter()
+        .flat_map(|d| proxy.ranges("GET", d))
+        .collect();
+    assert_eq!(
+        sorted(asked),
+        sorted(vec![None, Some(format!("bytes=0-{}", MIB - 1))])
+    );
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// An `oci:` directory receives a ranged blob intact.
+#[test]
+fn an_oci_directory_receives_a_ranged_blob_intact() {
+    let size = 3 * MIB + 123;
+    let (src, _image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    let ws = Workspace::new();
+    let layout = ws.path("layout");
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 oci:{}:1\n", proxy.host(), p(&layout)),
+    );
+    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    let written = std::fs::read(layout.join("blobs/sha256").join(&big)).expect("the blob");
+    assert!(written == layer(2, size), "the blob differs");
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+}
+
+/// No more ranges of a blob are in flight than `--ranges-per-blob`, and that many are (each
+/// range held at the proxy for a while, so they overlap).
+#[test]
+fn no_more_ranges_are_in_flight_than_asked() {
+    let size = 6 * MIB + 5;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add("GET", &big, 100, Fault::Stall(Duration::from_millis(200)));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=2"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(proxy.ranges("GET", &big).len(), 7);
+    assert_eq!(proxy.max_in_flight(), 2);
+}
+
+/// Each range is redirected to the CDN on its own and carries its `Range` there, never the
+/// registry's credentials; a signed URL the CDN refuses is asked afresh from the registry
+/// for that range alone.
+#[test]
+fn ranges_follow_redirects_to_a_cdn_without_credentials() {
+    // The source wants basic auth; its blobs are "stored" on an anonymous registry holding
+    // the same content, behind the proxy that plays the CDN.
+    let src = Registry::start_with(RegistryConfig {
+        htpasswd: vec![("robot".into(), "robot-pass".into())],
+        ..Default::default()
+    });
+    let storage = Registry::start();
+    let size = 3 * MIB + 123;
+    let layers = [layer(1, 2000), layer(2, size)];
+    let image = seed_docker_image(&src, "team/app", "1", &layers);
+    seed_docker_image(&storage, "team/app", "1", &layers);
+    let big = sha256_digest(&layers[1]);
+    let cdn = FaultProxy::start(&storage.host());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    // The first range's signed URL is refused once (expired).
+    cdn.add("GET", &big, 1, Fault::RefuseSigned(403));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:robot-pass");
+    ws.write(
+        "config.json",
+        &format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            front.host()
+        ),
+    );
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    );
+    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let mut expected = chunks(size);
+    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(sorted(cdn.ranges("GET", &big)), sorted(expected.clone()));
+    assert_eq!(sorted(front.ranges("GET", &big)), sorted(expected));
+    let leaked: Vec<_> = cdn
+        .seen()
+        .into_iter()
+        .filter(|s| s.authorization.is_some())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "Authorization sent to the CDN: {leaked:?}"
+    );
+    assert!(front.seen().iter().any(|s| s.authorization.is_some()));
+}
+
+/// A range whose answer stalls longer than `--read-timeout` (an idle limit, not one on the
+/// blob's length) fails alone and is asked again; the others are asked once each.
+#[test]
+fn a_stalled_range_is_asked_again_alone() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    // The first request for the big blob is its first range; RANGED waits 5 s at most.
+    proxy.add("GET", &big, 1, Fault::Stall(Duration::from_secs(7)));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let mut expected = chunks(size);
+    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(expected));
+    assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
+}
+
+/// A range answered with the whole blob after the first was served (a redirect host that
+/// ignores `Range`): the registry is taken as one that ignores `Range`, and the blob copy's
+/// next try reads it as one stream.
+#[test]
+fn a_later_range_answered_whole_falls_back_to_one_stream() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    // The first range is served as asked; the next one to come is answered whole.
+    proxy.add("GET", &big, 1, Fault::Stall(Duration::ZERO));
+    proxy.add("GET", &big, 1, Fault::IgnoreRange);
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let ranges = proxy.ranges("GET", &big);
+    assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
+    assert_eq!(ranges.last(), Some(&None), "{ranges:?}");
+    assert_eq!(
+        ranges.iter().filter(|r| r.is_none()).count(),
+        1,
+        "{ranges:?}"
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
