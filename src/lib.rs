@@ -3,7 +3,7 @@
 //!
 //! One pipeline, data flowing one way, each layer using only those listed before it:
 //!
-//! - [`plural`], [`redact`], [`stats`], [`model`]: counts in words, secrets out of outside
+//! - [`plural`], [`duration`], [`redact`], [`stats`], [`model`]: counts and durations in words, secrets out of outside
 //!   text, counters and pure data (references, manifests, diagnostics,
 //!   kinds of failure);
 //! - [`inputs`]: mapping files found and parsed (pure but for reading the files);
@@ -30,6 +30,7 @@ pub mod audit;
 pub mod commands;
 pub mod concurrency;
 pub mod disk;
+pub mod duration;
 pub mod ends;
 pub mod execute;
 pub mod inputs;

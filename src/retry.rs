@@ -165,6 +165,17 @@ where
     }
 }
 
+/// What a retry waits for, as logs and the progress line say it: "retry 3 of 5 in 11 s"
+/// (`retry` is 0-based, as [`Budget::take`] gives it).
+pub fn next_try(retry: u32, budget: &Budget, wait: Duration) -> String {
+    format!(
+        "retry {} of {} in {}",
+        retry + 1,
+        budget.allowed(),
+        crate::duration::human(wait)
+    )
+}
+
 /// The classifier of a step whose failures carry an [`ErrorKind`] (a blob copy, an image
 /// copy): what is transient is tried again, the rest stands.
 ///
@@ -191,6 +202,11 @@ impl Budget {
     pub fn take(&self) -> Option<u32> {
         let n = self.used.fetch_add(1, Ordering::Relaxed);
         (n < self.allowed).then_some(n)
+    }
+
+    /// Retries allowed in all.
+    pub fn allowed(&self) -> u32 {
+        self.allowed
     }
 
     /// Retries taken so far.
@@ -307,6 +323,10 @@ mod tests {
         assert_eq!(budget.take(), None);
         assert_eq!(budget.take(), None);
         assert_eq!(budget.used(), 2);
+        assert_eq!(
+            next_try(1, &budget, Duration::from_millis(10_700)),
+            "retry 2 of 2 in 11 s"
+        );
         assert_eq!(
             RetryPolicy::requests(0, Duration::ZERO).budget().take(),
             None

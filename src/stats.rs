@@ -45,6 +45,8 @@ pub struct Stats {
     per_registry: Mutex<BTreeMap<String, RegistryCounts>>,
     /// The run's sequential round trips, see [`Stats::round_trips`].
     chain: Mutex<Chain>,
+    /// The latest retry's wait: what it waits for, and until when (see [`Stats::waiting`]).
+    waiting: Mutex<Option<(String, Instant)>>,
 }
 
 /// The longest chain of requests each sent after the previous one was answered, kept as
@@ -176,6 +178,21 @@ impl Stats {
         Stats::bump(&self.requests);
         self.for_registry(registry, |c| c.requests += 1);
         Instant::now()
+    }
+
+    /// Notes that a retry waits `wait` because of `why` ("127.0.0.1:1: connection refused,
+    /// retry 3 of 5 in 11 s"), for the progress line.
+    pub fn waiting_on(&self, why: String, wait: std::time::Duration) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            *waiting = Some((why, Instant::now() + wait));
+        }
+    }
+
+    /// What the latest retry waits for, while it waits.
+    pub fn waiting(&self) -> Option<String> {
+        let waiting = self.waiting.lock().ok()?;
+        let (why, until) = waiting.as_ref()?;
+        (Instant::now() < *until).then(|| why.clone())
     }
 
     /// Counts a retry of a request to `registry`; the total is counted where the retry waits

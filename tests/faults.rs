@@ -121,12 +121,14 @@ fn rate_limits_are_waited_out_as_retry_after_says_within_the_longest_wait() {
     );
     // The waits, as the tool logs them before sleeping: 1 s, then 2 s (capped).
     let stderr = text(&out.stderr);
-    let waits: Vec<&str> = stderr
+    let waits: Vec<String> = stderr
         .lines()
-        .filter_map(|l| l.split_once("retrying in "))
-        .filter_map(|(_, w)| w.split_whitespace().next())
+        .filter_map(|l| l.split_once(", retry "))
+        .filter_map(|(_, w)| w.split_once(" in "))
+        .map(|(_, w)| w.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect();
-    assert_eq!(waits, ["1s", "2s"], "{stderr}");
+    // "…: 429 Too Many Requests, retry 1 of 4 in 1 s".
+    assert_eq!(waits, ["1 s", "2 s"], "{stderr}");
     assert_eq!(total(&report, "request_retries"), 2, "{report:#}");
     assert_eq!(total(&report, "retries"), 0, "no image retried: {report:#}");
     assert!(

@@ -28,6 +28,8 @@ mod directory_bytes;
 mod disk;
 // Faults injected by a proxy; runs killed midway.
 mod faults;
+// A newcomer's first hour: fail fast with the fix, retries that say why, help and README.
+mod first_hour;
 // The harness itself.
 mod harness;
 // `import` of other tools' files.

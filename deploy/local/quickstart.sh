@@ -20,8 +20,13 @@ if ! command -v docker-registry >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
 fi
+echo "building image-mirror (a few minutes the first time)"
 cargo build --release --locked -q
 BIN=$PWD/target/release/image-mirror
+# Warnings and errors only: each step's output is its plan and summary, not interleaved with
+# INFO log lines on stderr (set RUST_LOG=info to see them).
+export RUST_LOG="${RUST_LOG:-warn}"
+
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -67,11 +72,11 @@ dry_run=true "$BIN" run --insecure "$WORK/mappings"
 
 echo
 echo "== 2. mirror =="
-RUST_LOG=warn "$BIN" run --insecure --report "$WORK/report.json" "$WORK/mappings"
+"$BIN" run --insecure --report "$WORK/report.json" "$WORK/mappings"
 
 echo
 echo "== 3. again: nothing to do =="
-RUST_LOG=warn "$BIN" run --insecure "$WORK/mappings"
+"$BIN" run --insecure "$WORK/mappings"
 
 echo
 echo "== 4. verify the mirror =="

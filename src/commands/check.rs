@@ -21,6 +21,10 @@ pub fn summary(set: &MappingSet) -> String {
 
 /// Runs `check`.
 pub fn run(args: &CheckArgs) -> ExitCode {
+    if let Err(message) = args.mappings.default_exists() {
+        eprintln!("error: {message}");
+        return ExitCode::Usage;
+    }
     let spec = args.mappings.input_spec();
     let stderr = std::io::stderr();
     let Some(set) = load_and_report(&spec, &mut stderr.lock()) else {

@@ -48,10 +48,14 @@ pub const ENV_NO_COLOR: &str = "NO_COLOR";
         Exit codes: 0 success, 1 some images failed, 2 bad input or usage (nothing pushed)."
 )]
 pub struct Cli {
+    /// Log format on stderr (the level: RUST_LOG).
+    ///
     /// Log format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Colour log lines.
+    ///
     /// Colour log lines: `auto` only when stderr is a terminal and NO_COLOR is unset or
     /// empty (a Prow or CronJob log is a file: no escape codes in it), `always`, `never`.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
@@ -112,6 +116,10 @@ pub enum Command {
     /// mapping files, that each image they name is at its destination as at its source —
     /// same digest, complete, and everything attached at the source (signatures,
     /// attestations, SBOMs, referrers) there with the same digest. Exit 0 if so, 1 if not.
+    // verify writes nothing: its transfer limit speaks of reads.
+    #[command(mut_arg("max_per_registry", |a| a
+        .help("Most blob reads per registry (a ceiling)")
+        .long_help("Most blob reads in flight to one registry (verify only reads), a hard ceiling. Lowered for a while when the registry answers 429 or 503. Without it: six at first, more while the round trip is long and does not lengthen under load, at most 32.")))]
     Verify(VerifyArgs),
     /// Print the mapping lines (with `# image-mirror:` options) equivalent to another
     /// mirroring tool's configuration file. Whatever cannot be translated is an error naming
@@ -234,22 +242,49 @@ pub enum DiffFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct MappingArgs {
+    /// Mapping files or directories (default: /etc/imagemirror).
+    ///
     /// Mapping files or directories of them. Default: /etc/imagemirror (the ConfigMap mount
     /// the Prow jobs use), unless -f is given.
-    #[arg(value_name = "PATH")]
+    #[arg(help_heading = "Mapping files", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
+    /// A mapping file (oc's flag; repeatable).
+    ///
     /// A mapping file (oc's flag; repeatable, `-f=FILE` works too).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    #[arg(
+        help_heading = "Mapping files",
+        short = 'f',
+        long = "filename",
+        value_name = "FILE"
+    )]
     pub filenames: Vec<PathBuf>,
 
+    /// In directories, only files starting with this.
+    ///
     /// In directories, read only files whose names start with this. Hidden files are always
     /// skipped.
-    #[arg(long, env = ENV_MAPPING_FILE_PREFIX, value_name = "PREFIX")]
+    #[arg(help_heading = "Mapping files", long, env = ENV_MAPPING_FILE_PREFIX, value_name = "PREFIX")]
     pub prefix: Option<String>,
 }
 
 impl MappingArgs {
+    /// With no PATH and no -f the default directory is read: when it does not exist, the
+    /// error says that no path was given (not only that a directory the user never named is
+    /// missing).
+    pub fn default_exists(&self) -> Result<(), String> {
+        if self.paths.is_empty()
+            && self.filenames.is_empty()
+            && !std::path::Path::new(DEFAULT_MAPPING_DIR).exists()
+        {
+            return Err(format!(
+                "no path given and the default {DEFAULT_MAPPING_DIR} does not exist: name \
+                 mapping files or directories (PATH... or -f FILE)"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn input_spec(&self) -> InputSpec {
         let mut paths: Vec<PathBuf> = self.paths.iter().chain(&self.filenames).cloned().collect();
         if paths.is_empty() {
@@ -266,51 +301,76 @@ impl MappingArgs {
 /// `run` and `verify`.
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
+    /// Docker config.json with the credentials (oc's flag).
+    ///
     /// Docker config.json with registry credentials (oc's flag). Default: REGISTRY_AUTH_FILE,
     /// $DOCKER_CONFIG/config.json, ~/.docker/config.json; none means anonymous.
-    #[arg(short = 'a', long = "registry-config", value_name = "PATH")]
+    #[arg(
+        help_heading = "Registries",
+        short = 'a',
+        long = "registry-config",
+        value_name = "PATH"
+    )]
     pub registry_config: Option<PathBuf>,
 
+    /// Plain HTTP or unchecked TLS anywhere.
+    ///
     /// Allow plain HTTP and unverified TLS for every registry (oc's flag).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(help_heading = "Registries", long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub insecure: bool,
 
+    /// Plain HTTP or unchecked TLS for this registry.
+    ///
     /// Allow plain HTTP and unverified TLS for this registry only (repeatable). Without it,
     /// TLS is verified against the system's roots plus the CA certificates in
     /// /etc/containers/certs.d/HOST[:PORT]/*.crt and /etc/docker/certs.d/HOST[:PORT]/*.crt;
     /// a client certificate there (NAME.cert with its key NAME.key) is presented to a
     /// registry that asks for one (env IMAGE_MIRROR_CERTS_DIRS, colon-separated, replaces
     /// those two base directories; meant for tests).
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    #[arg(
+        help_heading = "Registries",
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]"
+    )]
     pub insecure_registry: Vec<String>,
 
+    /// Most blob transfers per registry, each way (a ceiling).
+    ///
     /// Most blob transfers in flight to one registry in each direction (reads from it,
     /// writes to it): what loads it (oc's flag and meaning), a hard ceiling. Lowered for a
     /// while when the registry answers 429 or 503. Without it: six at first, more while the
     /// round trip is long and does not lengthen under load, at most 32.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(help_heading = "Registries", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: Option<u32>,
 
+    /// Most checks and reads per registry.
+    ///
     /// Most existence checks, manifest reads, tag or catalog lists and upload sessions opened
     /// ahead of their transfers in flight to one registry: cheap for it, and an unchanged run
     /// is nothing but these, so many in flight hide the network's round trips (over HTTP/2
     /// they share one connection). Lowered for a while when the registry answers 429.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(help_heading = "Registries", long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_checks_per_registry: u32,
 
+    /// Fetch blobs this big as byte ranges.
+    ///
     /// Blobs of at least this size are fetched as byte ranges over several connections at
     /// once (bytes, or with KiB/MiB/GiB; 0: never). See the README, "How a copy works".
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = ranged::parse_size)]
+    #[arg(help_heading = "Big blobs", long, value_name = "SIZE", default_value = "64MiB", value_parser = ranged::parse_size)]
     pub range_threshold: u64,
 
+    /// The size of each byte range.
+    ///
     /// The size of each byte range of a big blob (0: no ranges). Memory held per blob is at
     /// most (--ranges-per-blob + 1) x this.
-    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = ranged::parse_size)]
+    #[arg(help_heading = "Big blobs", long, value_name = "SIZE", default_value = "8MiB", value_parser = ranged::parse_size)]
     pub range_chunk_size: u64,
 
+    /// Byte ranges of one blob in flight at once.
+    ///
     /// Byte ranges of one big blob in flight at once, each on a connection of its own (0 or
     /// 1: one stream).
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=64))]
+    #[arg(help_heading = "Big blobs", long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub ranges_per_blob: u32,
 }
 
@@ -338,143 +398,192 @@ pub struct RunArgs {
     #[command(flatten)]
     pub mappings: MappingArgs,
 
+    /// Print the plan and write nothing (env dry_run).
+    ///
     /// Resolve and print the plan, write nothing. Also set by env `dry_run` or `DRY_RUN`
     /// (`true`/`false`). Unlike oc, the dry run asks the destinations, so it shows what would
     /// really be copied, overwritten or left unchanged, and under each image what is attached
     /// to it and would be copied with it (attachments of attachments too).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    #[arg(help_heading = "What to copy", long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub dry_run: Option<bool>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
 
     /// Most registries worked on at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(help_heading = "Registries", long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_registry: u32,
 
+    /// Copy only the platforms matching REGEX.
+    ///
     /// Keep only the platforms of a manifest list whose `os/arch[/variant]` matches this
     /// regular expression. This rewrites the list, so its digest at the destination differs
     /// from the source's. Without it, every platform is copied and digests are preserved
     /// (oc keeps only the host's platform unless told otherwise).
-    #[arg(long, value_name = "REGEX")]
+    #[arg(help_heading = "What to copy", long, value_name = "REGEX")]
     pub filter_by_os: Option<String>,
 
+    /// Refuse a plan of more than N images.
+    ///
     /// Refuse to start a plan of more than N images (exit 2, with the count): one
     /// repository-wildcard line can mean thousands. Off by default.
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "What to copy", long, value_name = "N")]
     pub max_images: Option<usize>,
 
+    /// Never overwrite destination tags matching GLOB.
+    ///
     /// Destination tags matching GLOB are immutable: one that already holds another image is
     /// never overwritten (that image is `refused`, exit 1), as with `immutable` in a line's
     /// `# image-mirror:` options. Repeatable.
-    #[arg(long = "immutable-tags", value_name = "GLOB")]
+    #[arg(
+        help_heading = "What to copy",
+        long = "immutable-tags",
+        value_name = "GLOB"
+    )]
     pub immutable_tags: Vec<String>,
 
+    /// Copy only images signed as this policy says.
+    ///
     /// Copy only images whose cosign signatures meet this containers-policy.json (the file
     /// skopeo and podman read): `sigstoreSigned` with public keys, `reject`,
     /// `insecureAcceptAnything`, scoped by source registry, namespace and repository. An
     /// image it refuses is `refused` (exit 1); a policy that cannot be read is exit 2.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "What to copy", long, value_name = "PATH")]
     pub policy: Option<PathBuf>,
 
+    /// Where file:// destinations are written.
+    ///
     /// Where `file://REPO[:TAG]` destinations are written, in oc's layout
     /// (`DIR/v2/REPO/manifests/…`, `DIR/v2/REPO/blobs/…`), and `file://` sources read from
     /// unless --from-dir says otherwise (oc's flag). Default: the current directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "What to copy", long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
+    /// Where file:// sources are read from.
+    ///
     /// Where `file://` sources are read from (oc's flag). Default: --dir.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "What to copy", long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
 
+    /// Copy signatures, attestations, SBOMs, referrers.
+    ///
     /// Copy what is attached to each image with it (on by default): cosign's signatures,
     /// attestations and SBOMs (`sha256-<hex>.sig`/`.att`/`.sbom` tags) and OCI referrers,
     /// byte for byte. `--attached=false` copies the images alone.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_bool)]
+    #[arg(help_heading = "What to copy", long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_bool)]
     pub attached: bool,
 
+    /// Re-push what the destination already has.
+    ///
     /// Re-push blobs and manifests even when the destination already has them.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(help_heading = "What to copy", long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub force: bool,
 
+    /// Retries of an image after a transient failure.
+    ///
     /// Further attempts for an image whose copy failed transiently, as a whole, before it
     /// counts as failed; waits from 11 s, doubling, up to 300 s (plus up to a fifth). Permanent
     /// failures are never retried.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=20))]
+    #[arg(help_heading = "Retries and timeouts", long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
 
+    /// Seconds between progress lines in a log.
+    ///
     /// When stderr is not a terminal (Prow, CronJob), log a progress line this often; on a
     /// terminal a progress bar is drawn instead.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(help_heading = "Reports", long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub progress_interval: u64,
 
+    /// Tries of one request.
+    ///
     /// Tries of one request (and of one blob copy, whose download, resumes and upload share
     /// them) before a transient failure counts: refused or reset connections, timeouts, 408,
     /// 429 and 5xx answers. Waits between tries grow exponentially from 0.25 s, with jitter,
     /// up to --max-retry-wait; a `Retry-After` on 429/503 is honoured. Worst case: a request
     /// that keeps failing is sent N × (--retries + 1) times, and its waits add up to at most
     /// (N - 1) × (--retries + 1) × --max-retry-wait plus the image retries' waits.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(help_heading = "Retries and timeouts", long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub request_attempts: u32,
 
+    /// The longest wait before a retry.
+    ///
     /// The longest wait before trying a request again, `Retry-After` included.
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_wait)]
+    #[arg(help_heading = "Retries and timeouts", long, value_name = "SECONDS", default_value = "60", value_parser = parse_wait)]
     pub max_retry_wait: Duration,
 
     /// The longest wait for a connection to a registry.
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    #[arg(help_heading = "Retries and timeouts", long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
 
+    /// The longest a registry may stay silent.
+    ///
     /// The longest a registry may stay silent while an answer is awaited or read (an idle
     /// timeout, not a limit on a long transfer).
-    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_timeout)]
+    #[arg(help_heading = "Retries and timeouts", long, value_name = "SECONDS", default_value = "300", value_parser = parse_timeout)]
     pub read_timeout: Duration,
 
+    /// Write a JSON report here.
+    ///
     /// Write a JSON report of every destination tag and the totals here (schema in README).
     /// Default when ARTIFACTS is set (Prow): $ARTIFACTS/image-mirror-report.json.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Reports", long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
+    /// Write a JUnit XML report here.
+    ///
     /// Write a JUnit XML report here: a test suite per mapping file, a test case per
     /// destination tag. Default when ARTIFACTS is set (Prow): $ARTIFACTS/junit_image_mirror.xml,
     /// which the job's page shows.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Reports", long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
 
+    /// Write Prometheus metrics here.
+    ///
     /// Write the run's metrics here in the Prometheus text format, for node_exporter's
     /// textfile collector (name it `*.prom` in the collector's directory). Written to a
     /// temporary file and renamed; the last success's time is kept from the previous file
     /// when this run fails.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Reports", long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
+    /// Push the metrics to this Pushgateway.
+    ///
     /// Push the same metrics to this Pushgateway (`http://HOST:9091`) under job
     /// `image-mirror`, grouped by `shard` when sharded. A failed run leaves the last
     /// success's time as it was.
-    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    #[arg(help_heading = "Reports", long, value_name = "URL", value_parser = parse_http_url)]
     pub pushgateway: Option<reqwest::Url>,
 
+    /// Work only on shard INDEX of COUNT.
+    ///
     /// Work only on shard INDEX of COUNT (e.g. `0/4`): destination repositories are split by
     /// a stable hash, so COUNT runs together cover the plan exactly once.
-    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "shard_count")]
+    #[arg(
+        help_heading = "Sharding",
+        long,
+        value_name = "INDEX/COUNT",
+        conflicts_with = "shard_count"
+    )]
     pub shard: Option<String>,
 
+    /// Split into COUNT shards; take JOB_COMPLETION_INDEX's.
+    ///
     /// Split into COUNT shards and take the one in JOB_COMPLETION_INDEX (set by a Kubernetes
     /// Indexed Job).
-    #[arg(long, value_name = "COUNT")]
+    #[arg(help_heading = "Sharding", long, value_name = "COUNT")]
     pub shard_count: Option<u32>,
 
     /// Accepted for oc compatibility: manifest lists are always kept whole.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    #[arg(help_heading = "oc compatibility", hide_short_help = true, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub keep_manifest_list: Option<bool>,
 
     /// Accepted for oc compatibility: tokens always carry one repository's scopes (plus the
     /// pull scope a cross-repository mount needs).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    #[arg(help_heading = "oc compatibility", hide_short_help = true, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub skip_multiple_scopes: Option<bool>,
 
     /// Accepted for oc compatibility: a failed image never stops the others (exit 1 at the end).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
+    #[arg(help_heading = "oc compatibility", hide_short_help = true, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     pub continue_on_error: Option<bool>,
 }
 

@@ -28,8 +28,8 @@ pub fn run(args: &ImportArgs) -> ExitCode {
             eprintln!("error: {}: {error}", args.file.display());
         }
         eprintln!(
-            "{} entries could not be translated; nothing was printed",
-            translation.errors.len()
+            "{} could not be translated; nothing was printed",
+            crate::plural::count_as(translation.errors.len(), "entry", "entries")
         );
         return ExitCode::Usage;
     }

@@ -81,6 +81,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     credentials
         .validate()
         .map_err(|e| usage(format!("{e:#}")))?;
+    args.mappings.default_exists().map_err(usage)?;
     let set = load_valid(&args.mappings.input_spec(), "nothing was copied")?;
     let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
     preflight(&set, &disk, &credentials).map_err(|e| usage(format!("{e:#}")))?;

@@ -22,11 +22,18 @@ use crate::registry::{NetworkOptions, Registries};
 use crate::report::verified::{self, VerifyResult};
 use crate::stats::Stats;
 
-/// Parses `host/path` repository arguments, or directories (`oci:PATH`, `file://REPO`).
+/// Parses `host/path` repository arguments, or directories (`oci:PATH`, `file://REPO`). A
+/// local file or directory given where a repository goes is a mapping file (or a directory of
+/// them) that lost its `-f`: said so.
 pub fn parse_repositories(args: &[String]) -> Result<Vec<Repository>, String> {
     args.iter()
         .map(|a| {
-            if a.starts_with("oci:") || a.starts_with("file://") {
+            let local = std::path::Path::new(a);
+            if local.is_file() {
+                Err(format!("{a} is a file: did you mean `verify -f {a}`?"))
+            } else if local.is_dir() && !a.starts_with("oci:") {
+                Err(format!("{a} is a directory: did you mean `verify -f {a}`?"))
+            } else if a.starts_with("oci:") || a.starts_with("file://") {
                 match Reference::parse(a) {
                     Ok(r) if r.tag.is_none() && r.digest.is_none() => Ok(r.repository),
                     Ok(_) => Err(format!("{a:?}: name the repository, without tag or digest")),

@@ -281,7 +281,14 @@ impl Executor {
             None,
             attempt,
             retry::when_transient,
-            |_, wait, e| tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, error = %format!("{e:#}"), "blob copy failed; starting it again in {wait:?}"),
+            |retry, wait, e| {
+                let said = format!(
+                    "blob copy failed: {e:#}, starting it again ({})",
+                    retry::next_try(retry, &budget, wait)
+                );
+                tracing::info!(digest = %blob.digest, from = %src_repo, to = %dst_repo, "{said}");
+                self.stats.waiting_on(said, wait);
+            },
         )
         .await
         .map_err(|e| {

@@ -294,7 +294,15 @@ impl Executor {
             Some(&self.cancel),
             attempt,
             retry::when_transient,
-            |retry, wait, e| tracing::info!(%destination, attempt = retry + 1, error = %Failure::of(e).message, "copy failed; retrying in {wait:?}"),
+            |retry, wait, e| {
+                let said = format!(
+                    "copy of {destination} failed: {}, {}",
+                    Failure::of(e).message,
+                    retry::next_try(retry, &budget, wait)
+                );
+                tracing::info!(%destination, attempt = retry + 1, "{said}");
+                self.stats.waiting_on(said, wait);
+            },
         )
         .await;
         let mut outcome = outcome.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -74,7 +74,8 @@ pub fn wildcard_sources(mappings: &[ExpandedMapping]) -> Vec<Repository> {
 #[derive(Debug, Clone)]
 pub struct ListingFailure {
     pub origin: Location,
-    /// The wildcard source as written: a repository, or a repository pattern.
+    /// The wildcard source as its line writes it: `repository:tag-pattern`, or a repository
+    /// pattern.
     pub source: String,
     pub error: Failure,
 }
@@ -87,13 +88,17 @@ pub fn tags_unlisted(
 ) -> Vec<ListingFailure> {
     mappings
         .iter()
-        .filter(|m| {
-            matches!(m, ExpandedMapping::Wildcard { repository: r, .. } if r.value == *repository)
-        })
-        .map(|m| ListingFailure {
-            origin: m.location().clone(),
-            source: repository.to_string(),
-            error: error.clone(),
+        .filter_map(|m| match m {
+            ExpandedMapping::Wildcard {
+                repository: r,
+                pattern,
+                ..
+            } if r.value == *repository => Some(ListingFailure {
+                origin: m.location().clone(),
+                source: format!("{repository}:{}", pattern.as_str()),
+                error: error.clone(),
+            }),
+            _ => None,
         })
         .collect()
 }

@@ -159,7 +159,7 @@ fn case_of(o: &Outcome) -> Case<'_> {
 
 fn listing_case(f: &ListingFailure) -> Case<'_> {
     Case {
-        name: format!("{}:* (listing tags)", f.source),
+        name: format!("{} (listing tags)", f.source),
         duration: Duration::ZERO,
         verdict: Verdict::Failed {
             kind: f.error.kind.as_str(),

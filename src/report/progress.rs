@@ -33,13 +33,23 @@ impl Progress {
     fn line(&self) -> String {
         let s = self.stats.snapshot();
         format!(
-            "{}/{} ({} failed), {} uploaded, {}",
+            "{}/{} ({} failed), {} uploaded, {}{}",
             s.images_done,
             count(s.images_planned, "image"),
             s.images_failed,
             human_bytes(s.bytes),
-            count(s.transfers, "active transfer")
+            count(s.transfers, "active transfer"),
+            self.waiting()
         )
+    }
+
+    /// "; waiting: 127.0.0.1:1: connection refused, retry 3 of 5 in 11 s" while a retry
+    /// waits, else nothing: a line that does not move says why.
+    fn waiting(&self) -> String {
+        self.stats
+            .waiting()
+            .map(|why| format!("; waiting: {why}"))
+            .unwrap_or_default()
     }
 
     /// Reports until `stop` is cancelled: a bar when stderr is a terminal, else a log line
@@ -60,9 +70,10 @@ impl Progress {
                 let s = self.stats.snapshot();
                 bar.set_position(s.images_done);
                 bar.set_message(format!(
-                    "{} uploaded, {}",
+                    "{} uploaded, {}{}",
                     human_bytes(s.bytes),
-                    count(s.transfers, "transfer")
+                    count(s.transfers, "transfer"),
+                    self.waiting()
                 ));
                 tokio::select! {
                     _ = stop.cancelled() => break,

@@ -109,7 +109,7 @@ pub fn summary(run: &RunResult) -> String {
         for f in &run.listing_failures {
             let _ = writeln!(
                 out,
-                "  {}:* ({}): listing tags failed: {}",
+                "  {} ({}): listing failed: {}",
                 f.source,
                 f.origin,
                 f.error_text()
@@ -149,12 +149,7 @@ pub fn summary(run: &RunResult) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
-    let _ = writeln!(
-        out,
-        "{} in {} one after another",
-        count(stats.requests, "request"),
-        count(stats.round_trips, "round trip")
-    );
+    let _ = writeln!(out, "{}", requests_note(stats.requests, stats.round_trips));
     if run.dry_run {
         let _ = writeln!(
             out,
@@ -195,6 +190,19 @@ pub fn summary(run: &RunResult) -> String {
         }
     }
     out
+}
+
+/// "54 requests in 12 round trips one after another"; "54 requests, none answered" when
+/// every one failed (no round trip to speak of).
+fn requests_note(requests: u64, round_trips: u64) -> String {
+    if requests > 0 && round_trips == 0 {
+        return format!("{}, none answered", count(requests, "request"));
+    }
+    format!(
+        "{} in {} one after another",
+        count(requests, "request"),
+        count(round_trips, "round trip")
+    )
 }
 
 /// "quay.io: up to 32 transfers at once reading (at the ceiling)": what a registry's limit
@@ -336,6 +344,19 @@ fn attached_note(copied: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_none_of_which_was_answered_say_so() {
+        assert_eq!(requests_note(54, 0), "54 requests, none answered");
+        assert_eq!(
+            requests_note(1, 1),
+            "1 request in 1 round trip one after another"
+        );
+        assert_eq!(
+            requests_note(0, 0),
+            "0 requests in 0 round trips one after another"
+        );
+    }
 
     #[test]
     fn bytes_read_like_people_write_them() {

@@ -180,7 +180,9 @@ impl Authenticator {
         let mut url = self.pipe.base.clone();
         url.set_path("/v2/");
         let what = format!("connecting to {}", self.host);
-        let request = Request::new(reqwest::Method::GET, url, CostClass::Check, &what).bulk();
+        let request = Request::new(reqwest::Method::GET, url, CostClass::Check, &what)
+            .bulk()
+            .first_contact();
         let response = match self.pipe.send(&request, None, unread).await {
             Ok(r) => r.value,
             Err(e) => {

@@ -105,7 +105,12 @@ impl RegistryClient {
                 if let Opening::Redirected { why } = opening {
                     let why = format!("{why}; asking {} for a new redirect", self.host);
                     pipe.stats.retried(self.host.as_str());
-                    tracing::info!(registry = %self.host, attempt = retry + 1, error = %why, "{what}: retrying in {wait:?}");
+                    let said = format!(
+                        "{what}: {why}, {}",
+                        crate::retry::next_try(retry, budget, wait)
+                    );
+                    tracing::info!(registry = %self.host, attempt = retry + 1, "{said}");
+                    pipe.stats.waiting_on(said, wait);
                 }
             },
         )
@@ -322,7 +327,9 @@ impl ResumeState {
                 .pipe
                 .policy
                 .pause(retry, None, &client.pipe.stats.request_retries, None, |wait| {
-                    tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = self.offset, error = %why, "blob download broke off; resuming in {wait:?}")
+                    let said = format!("blob download broke off: {why}, resuming ({})", crate::retry::next_try(retry, &self.budget, wait));
+                    tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = self.offset, "{said}");
+                    client.pipe.stats.waiting_on(said, wait);
                 })
                 .await;
             match self

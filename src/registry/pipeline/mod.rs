@@ -19,6 +19,7 @@
 //! credentials) and [`super::client`] (which lends it the registry's credentials through
 //! [`Authorizing`]).
 
+pub mod classify;
 pub mod request;
 
 use std::future::Future;
@@ -35,12 +36,10 @@ use super::auth::credentials::RegistryCredential;
 use super::auth::{Access, Authorization};
 use super::control::throttle::Throttle;
 use super::control::{Controller, Observed};
-use super::error::{
-    describe_http_error, is_transient_status, registry_answer, retry_after, transport_kind,
-};
+use super::error::{is_transient_status, registry_answer, retry_after, transport_kind};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::reference::Host;
-use crate::retry::{RetryPolicy, Verdict, drive};
+use crate::retry::{RetryPolicy, Verdict, drive, next_try};
 use crate::stats::Stats;
 
 /// What the pipeline needs of one registry to send to it.
@@ -132,12 +131,12 @@ enum Miss {
 }
 
 impl Miss {
-    fn verdict(&self) -> Verdict {
+    fn verdict(&self, request: &Request<'_>) -> Verdict {
         match self {
             Miss::Answered { after, .. } | Miss::Throttled { after, .. } => {
                 Verdict::Retry { after: *after }
             }
-            Miss::Transport(e) if transport_kind(e) == ErrorKind::Transient => {
+            Miss::Transport(e) if classify::kind(e, request) == ErrorKind::Transient => {
                 Verdict::Retry { after: None }
             }
             Miss::Transport(_) | Miss::Failed(_) => Verdict::Stop,
@@ -207,23 +206,29 @@ impl Pipeline {
             &self.stats.request_retries,
             None,
             || self.try_once(request, authorizing, &state, &finish),
-            Miss::verdict,
+            |miss| miss.verdict(request),
             |retry, wait, miss| {
                 let why = match miss {
                     Miss::Answered { response, .. } => response.status().to_string(),
                     Miss::Throttled { answer, .. } => answer.clone(),
-                    Miss::Transport(e) => describe_http_error(e, host),
+                    Miss::Transport(e) => classify::describe(e, host, &self.api_host),
                     Miss::Failed(e) => format!("{e:#}"),
                 };
                 self.stats.retried(host);
-                tracing::info!(registry = host, attempt = retry + 1, error = %why, "{}: retrying in {wait:?}", request.what);
+                let said = format!("{}: {why}, {}", request.what, next_try(retry, budget, wait));
+                tracing::info!(registry = host, attempt = retry + 1, "{said}");
+                self.stats.waiting_on(said, wait);
             },
         )
         .await;
         let transport = |e: reqwest::Error| Unsent {
             error: failure(
-                transport_kind(&e),
-                format!("{}: {}", request.what, describe_http_error(&e, host)),
+                classify::kind(&e, request),
+                format!(
+                    "{}: {}",
+                    request.what,
+                    classify::describe(&e, host, &self.api_host)
+                ),
             ),
             transport: Some(e),
         };

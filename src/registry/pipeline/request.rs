@@ -31,6 +31,9 @@ pub struct Request<'a> {
     /// The name its count goes under, when that is not the registry's (Docker Hub's
     /// account API).
     pub counted_as: Option<&'a str>,
+    /// The registry's first contact (`GET /v2/`): nothing of it has answered yet, so a
+    /// refused connection is final (see [`super::classify`]).
+    pub first_contact: bool,
 }
 
 /// Which credentials the request carries.
@@ -97,6 +100,7 @@ impl<'a> Request<'a> {
             tries: Tries::Fresh,
             timeout: None,
             counted_as: None,
+            first_contact: false,
         }
     }
 
@@ -158,6 +162,12 @@ impl<'a> Request<'a> {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The registry's first contact: a refused connection is not tried again.
+    pub fn first_contact(mut self) -> Self {
+        self.first_contact = true;
         self
     }
 
