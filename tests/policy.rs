@@ -744,3 +744,84 @@ fn a_signature_of_another_digest_is_refused_for_that_alone() {
     assert!(!error.contains("signed for"), "{error}");
     assert!(dst.tags("mirror/app").is_empty());
 }
+
+/// `--policy` refuses an image before anything of it is written: not one blob, not a
+/// manifest, not an upload session of a refused image reaches the destination, while a
+/// signed image of the same run is copied whole. (A policy check moved after the content is
+/// placed would still refuse the image, and still leave no tag: only the destination's
+/// requests and blobs show the difference.)
+#[test]
+fn no_blob_or_manifest_of_a_refused_image_reaches_the_destination() {
+    let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
+    let dir = ws.dir();
+    cosign_ok(dir, &["generate-key-pair"]);
+    let (s, d) = (src.host(), dst.host());
+    let signed = seed_oci_image(&src, "org/signed", "1", &[layer(1, 4000), layer(2, 3000)]);
+    // Signed for its tag (matchRepoDigestOrExact, the default, wants the exact tag).
+    let identity = format!("{s}/org/signed:1");
+    sign(
+        dir,
+        &format!("{s}/org/signed@{}", signed.digest),
+        &["--sign-container-identity", &identity],
+    );
+    let unsigned = seed_oci_image(&src, "org/unsigned", "1", &[layer(3, 4000), layer(4, 3000)]);
+    let policy = policy(
+        &ws,
+        &[
+            (format!("{s}/org/signed"), signed_by(dir, None)),
+            (format!("{s}/org/unsigned"), signed_by(dir, None)),
+        ],
+    );
+    let mapping =
+        format!("{s}/org/signed:1 {d}/mirror/signed:1\n{s}/org/unsigned:1 {d}/mirror/unsigned:1\n");
+
+    let mark = dst.mark();
+    let (code, report) = run(&ws, &mapping, &policy, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        entry(&report, &format!("{d}/mirror/signed:1"))["status"],
+        "copied"
+    );
+    assert_eq!(
+        entry(&report, &format!("{d}/mirror/unsigned:1"))["status"],
+        "refused"
+    );
+    dst.assert_complete("mirror/signed", "1");
+
+    // Not one request of the tool wrote into the refused image's repository, and none names
+    // one of its blobs or its manifest anywhere at the destination.
+    let writes = dst.tool_writes_since(mark);
+    assert!(!writes.is_empty(), "the signed image was written");
+    let refused_repo = "/v2/mirror/unsigned/";
+    let of_refused: Vec<String> = writes
+        .iter()
+        .filter(|r| {
+            r.path().starts_with(refused_repo)
+                || unsigned
+                    .blobs
+                    .iter()
+                    .chain([&unsigned.digest])
+                    .any(|digest| r.uri.contains(digest.trim_start_matches("sha256:")))
+        })
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        of_refused.is_empty(),
+        "writes of the refused image: {of_refused:#?}"
+    );
+    for blob in &unsigned.blobs {
+        assert!(
+            !dst.blob_exists("mirror/unsigned", blob),
+            "{blob} was written"
+        );
+        assert!(
+            !dst.blob_exists("mirror/signed", blob),
+            "{blob} was written"
+        );
+    }
+    assert!(
+        dst.manifest_digest("mirror/unsigned", &unsigned.digest)
+            .is_none()
+    );
+    assert!(dst.tags("mirror/unsigned").is_empty());
+}

@@ -48,8 +48,6 @@ mod network;
 mod other_registry;
 // `--policy`: only what is signed.
 mod policy;
-// --policy: nothing of a refused image reaches the destination.
-mod policy_writes_nothing;
 // oc's push by digest.
 mod push_by_digest;
 // Other registries' corners, one at a time.
