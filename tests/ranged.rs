@@ -11,6 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::support::cli::*;
+use crate::support::delay::DelayProxy;
 use crate::support::proxy::{Behaviour, Fault, FaultProxy};
 use crate::support::*;
 
@@ -181,11 +182,17 @@ fn an_oci_directory_receives_a_ranged_blob_intact() {
 }
 
 /// No more ranges of a blob are in flight than `--ranges-per-blob`, and that many are (each
-/// range held at the proxy for a while, so they overlap).
+/// range held at the proxy for a while, so they overlap). The registry's limit allows four
+/// transfers (each range in flight takes one of them): the image is the big layer and its
+/// config alone, so what the proxy serves at once is that blob's ranges.
 #[test]
 fn no_more_ranges_are_in_flight_than_asked() {
     let size = 6 * MIB + 5;
-    let (src, image, big) = source(size);
+    let src = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(2, size)]);
+    let big = sha256_digest(&layer(2, size))
+        .trim_start_matches("sha256:")
+        .to_owned();
     let proxy = FaultProxy::start(&src.host());
     proxy.add("GET", &big, 100, Fault::Stall(Duration::from_millis(200)));
     let dst = Registry::start();
@@ -194,7 +201,13 @@ fn no_more_ranges_are_in_flight_than_asked() {
         "mapping",
         &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
     );
-    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=2"]);
+    let mut args: Vec<&str> = RANGED
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--max-per-registry"))
+        .collect();
+    args.extend(["--max-per-registry=4", "--ranges-per-blob=2"]);
+    let (out, _) = ws.run_report(&mapping, &args);
     expect_code(&out, 0);
     assert_mirrored(&dst, &image);
     assert_eq!(proxy.ranges("GET", &big).len(), 7);
@@ -310,4 +323,44 @@ fn a_later_range_answered_whole_falls_back_to_one_stream() {
         "{ranges:?}"
     );
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
+
+/// Every range in flight counts against the registry's limit on transfers: two big blobs
+/// copied at once under `--max-per-registry=2`, three ranges each asked for, and the source
+/// (each request held 200 ms, so that they overlap) never serves more than two blob `GET`s
+/// at once, yet two.
+#[test]
+fn ranges_of_big_blobs_share_the_registrys_limit() {
+    let src = Registry::start();
+    let (one, two) = (layer(2, 3 * MIB + 123), layer(3, 3 * MIB + 7));
+    let image = seed_docker_image(
+        &src,
+        "team/app",
+        "1",
+        &[layer(1, 2000), one.clone(), two.clone()],
+    );
+    let far = DelayProxy::start(&src.host(), Duration::from_millis(200));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", far.host(), dst.host()),
+    );
+    let (out, report) = ws.run_report(
+        &mapping,
+        &[
+            "--insecure",
+            "--max-per-registry=2",
+            "--range-threshold=1MiB",
+            "--range-chunk-size=1MiB",
+            "--ranges-per-blob=3",
+        ],
+    );
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(dst.blob("app", &sha256_digest(&one)), Some(one));
+    assert_eq!(dst.blob("app", &sha256_digest(&two)), Some(two));
+    let counts = far.counts();
+    assert_eq!(counts.max, 2, "{counts:?}");
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
 }
