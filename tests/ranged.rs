@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::support::cli::*;
 use crate::support::delay::DelayProxy;
-use crate::support::proxy::{Behaviour, Fault, FaultProxy};
+use crate::support::proxy::{ACCESS_KEY, Behaviour, Fault, FaultProxy, SIGNATURE};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
@@ -363,4 +363,159 @@ fn ranges_of_big_blobs_share_the_registrys_limit() {
     let counts = far.counts();
     assert_eq!(counts.max, 2, "{counts:?}");
     assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// Each range of the big blob answered slowly: its 1 MiB in 8 pieces 400 ms apart, 2.8 s in
+/// all, never silent for more than 0.4 s.
+fn trickle() -> Fault {
+    Fault::Trickle {
+        pieces: 8,
+        pause: Duration::from_millis(400),
+    }
+}
+
+/// `--read-timeout` is an idle limit, not one on a range's length: ranges that take longer
+/// than it in all, their bytes never stopping for as long, are read once each and none is
+/// asked again.
+#[test]
+fn a_slow_range_that_never_stalls_is_not_cut() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add("GET", &big, 100, trickle());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let mut args: Vec<&str> = RANGED
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--read-timeout"))
+        .collect();
+    args.extend(["--read-timeout=2", "--ranges-per-blob=3"]);
+    let (out, report) = ws.run_report(&mapping, &args);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// In a log (not a terminal), a big blob still moving gets a line with each progress line:
+/// where it comes from, its short digest, bytes done of its size and the rate, in a
+/// person's units; never the signed URL its bytes come from (the registry redirects every
+/// range to a CDN that answers slowly).
+#[test]
+fn a_big_blob_moving_is_logged_in_a_persons_words_without_its_url() {
+    let src = Registry::start();
+    let storage = Registry::start();
+    let size = 3 * MIB + 123;
+    let layers = [layer(1, 2000), layer(2, size)];
+    let image = seed_docker_image(&src, "team/app", "1", &layers);
+    seed_docker_image(&storage, "team/app", "1", &layers);
+    let big = sha256_digest(&layers[1]);
+    let cdn = FaultProxy::start(&storage.host());
+    cdn.add("GET", &big, 100, trickle());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    );
+    let out = image_mirror(ws.dir())
+        .env("RUST_LOG", "info")
+        .args(["run", "--progress-interval=1", "--ranges-per-blob=3"])
+        .args(RANGED)
+        .arg(&mapping)
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let stderr = text(&out.stderr);
+    let named = format!("big blob {} of {}/team/app: ", &big[..19], front.host());
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(&named)).collect();
+    assert!(!lines.is_empty(), "no line for the big blob:\n{stderr}");
+    for line in &lines {
+        assert!(line.contains(" of 3.0 MiB, "), "{line}");
+        assert!(line.contains("B/s"), "{line}");
+    }
+    let all = all_output(&out);
+    assert!(
+        !all.contains(SIGNATURE) && !all.contains(ACCESS_KEY),
+        "a signed URL in the output:\n{all}"
+    );
+}
+
+/// An upload streams on a connection without the HTTP client's read timeout (which would
+/// cap its length), but a registry that takes the whole body and then gives no answer for
+/// `--read-timeout` still fails that upload, which the blob copy then tries again.
+#[test]
+fn an_upload_left_unanswered_fails_after_the_read_timeout() {
+    let (src, image, _) = source(3 * MIB + 123);
+    let dst = Registry::start();
+    let slow = FaultProxy::start(&dst.host());
+    slow.add(
+        "PUT",
+        "/blobs/uploads/",
+        1,
+        Fault::Stall(Duration::from_secs(8)),
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", src.host(), slow.host()),
+    );
+    let (out, report) = ws.run_report_with_env(
+        &mapping,
+        &[RANGED, &["--ranges-per-blob=3"]].concat(),
+        &[("RUST_LOG", "info")],
+    );
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let all = all_output(&out);
+    assert!(
+        all.contains("took no byte and gave no answer for 5 s (--read-timeout)"),
+        "{all}"
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), a big blob gets a bar of
+/// its own while it moves, named by its short digest and where it comes from, with its
+/// bytes, rate and time left.
+#[test]
+fn a_big_blob_moving_gets_a_bar_on_a_terminal() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add("GET", &big, 100, trickle());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let binary = assert_cmd::cargo::cargo_bin("image-mirror");
+    let command = format!(
+        "{} run {} --ranges-per-blob=3 {}",
+        p(&binary),
+        RANGED.join(" "),
+        p(&mapping)
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", ws.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_mirrored(&dst, &image);
+    let screen = text(&out.stdout);
+    let bar = format!("sha256:{} {}/team/app", &big[..12], proxy.host());
+    assert!(screen.contains(&bar), "no bar for the big blob:\n{screen}");
+    assert!(screen.contains("MiB/3.00 MiB"), "{screen}");
+    assert!(screen.contains(" left"), "{screen}");
 }

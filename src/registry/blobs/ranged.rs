@@ -80,6 +80,17 @@ impl RangeOptions {
             && size > self.chunk
     }
 
+    /// Whether a blob of `size` bytes is big: one the progress display follows (see
+    /// [`crate::moving`]). The threshold of ranges, or its default when ranges are off: a
+    /// layer of several GiB read as one stream deserves watching all the more.
+    pub fn big(&self, size: u64) -> bool {
+        let threshold = match self.threshold {
+            0 => RangeOptions::default().threshold,
+            n => n,
+        };
+        size >= threshold
+    }
+
     /// The chunks of a blob of `size` bytes, in order: `(start, end)`, end exclusive.
     fn spans(&self, size: u64) -> Vec<(u64, u64)> {
         let chunk = self.chunk.max(1);
@@ -152,8 +163,6 @@ impl RegistryClient {
         }
         tracing::debug!(registry = %self.host, path = %repository.path(), digest = %blob.digest, size = blob.size, ranges = spans.len(), "fetching the blob in ranges");
         let window = self.ranges.per_blob;
-        let (host, path) = (self.host.to_string(), repository.path().to_owned());
-        let short: String = blob.digest.as_str().chars().take(19).collect();
         let fetcher = Arc::new(Chunks {
             client: self,
             repository,
@@ -169,65 +178,7 @@ impl RegistryClient {
             }))
         });
         // `buffered` keeps at most `window` chunks in flight and yields them in order.
-        let mut progress = Progress::new(host, path, short, blob.size);
-        Ok(Box::pin(chunks.buffered(window).inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                progress.advance(bytes.len() as u64);
-            }
-        })))
-    }
-}
-
-/// How often a big blob still moving is logged.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A log line every [`PROGRESS_EVERY`] for a big blob still moving (a CronJob's log shows a
-/// multi-GiB layer advancing, not a silence of minutes): its repository, short digest,
-/// bytes handed on of its size and the rate so far.
-struct Progress {
-    registry: String,
-    path: String,
-    short: String,
-    size: u64,
-    done: u64,
-    started: std::time::Instant,
-    logged: std::time::Instant,
-}
-
-impl Progress {
-    fn new(registry: String, path: String, short: String, size: u64) -> Progress {
-        let now = std::time::Instant::now();
-        Progress {
-            registry,
-            path,
-            short,
-            size,
-            done: 0,
-            started: now,
-            logged: now,
-        }
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.done += bytes;
-        if self.done >= self.size || self.logged.elapsed() < PROGRESS_EVERY {
-            return;
-        }
-        self.logged = std::time::Instant::now();
-        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-        let mib = |n: u64| n as f64 / MIB as f64;
-        tracing::info!(
-            registry = %self.registry,
-            path = %self.path,
-            digest = %self.short,
-            done = self.done,
-            size = self.size,
-            "blob {}: {:.1} of {:.1} MiB, {:.1} MiB/s",
-            self.short,
-            mib(self.done),
-            mib(self.size),
-            mib(self.done) / seconds,
-        );
+        Ok(Box::pin(chunks.buffered(window)))
     }
 }
 
