@@ -519,3 +519,37 @@ fn a_big_blob_moving_gets_a_bar_on_a_terminal() {
     assert!(screen.contains("MiB/3.00 MiB"), "{screen}");
     assert!(screen.contains(" left"), "{screen}");
 }
+
+/// A dry run says how many bytes the copy would send (the blobs the destination lacks, from
+/// the source's manifest), in its summary and its JSON report, without reading a blob.
+#[test]
+fn a_dry_run_says_how_many_bytes_it_would_send() {
+    let (src, _image, _) = source(3 * MIB + 123);
+    let (_, body) = src.manifest("team/app", "1").expect("the manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let expected: u64 = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().expect("layers"))
+        .map(|d| d["size"].as_u64().expect("a size"))
+        .sum();
+    let proxy = FaultProxy::start(&src.host());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--dry-run"]);
+    expect_code(&out, 0);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("3.0 MiB of blobs would be sent; nothing was written"),
+        "{summary}"
+    );
+    assert_eq!(report["totals"]["would_move_bytes"], expected, "{report:#}");
+    assert_eq!(
+        report["images"][0]["would_move_bytes"], expected,
+        "{report:#}"
+    );
+    assert_eq!(proxy.count("GET", "/blobs/"), 0, "{:#?}", proxy.seen());
+    assert_eq!(dst.manifest_digest("app", "1"), None);
+}
