@@ -3,8 +3,11 @@
 //! GETs), through the fault proxy, which records every request's `Range`: the blob arrives
 //! byte-identical at a registry and in an `oci:` directory, a chunk cut midway is asked
 //! again alone from its byte reached, a source that ignores `Range` is read as one stream
-//! (and not asked for ranges again), and no more ranges of a blob are in flight than asked.
-//! Small sizes (1 MiB chunks, a 3 MiB layer) keep the tests fast.
+//! (and not asked for ranges again), and no more ranges of a blob are in flight than asked
+//! nor, for all big blobs together, than the registry's limit. Around them: time limits on
+//! idleness, not length (a slow range, an unanswered upload), the progress a big blob shows
+//! (a log line, a terminal bar) and the bytes a dry run would send. Small sizes (1 MiB
+//! chunks, a 3 MiB layer) keep the tests fast.
 
 use std::path::Path;
 use std::process::Output;
