@@ -15,7 +15,8 @@
 # With DELAY_MS (and RATE), the source is reached through bench/delay_proxy.py, and each size
 # is copied twice, as one stream and in ranges (MODES), into two repositories; `floor_s` is
 # the layer's time at RATE over one connection. BIN=PATH uses another binary (no build);
-# ARGS adds flags to every run.
+# ARGS adds flags to every run; LOGS=DIR keeps each run's log there (big-SIZE-MODE.log:
+# the progress lines of the big blob, with ARGS=--progress-interval=N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ DELAY_MS=${DELAY_MS:-0}
 RATE=${RATE:-}
 MODES=${MODES:-$([ "$DELAY_MS" != 0 ] || [ -n "$RATE" ] && echo "one-stream ranged" || echo default)}
 ARGS=${ARGS:-}
+LOGS=${LOGS:-}
 command -v docker-registry >/dev/null || { echo "needs docker-registry (apt-get install -y docker-registry)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 2; }
 
@@ -139,6 +141,7 @@ for mib in $SIZES_MIB; do
     /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" run --insecure $flags $ARGS "$WORK/mapping" >"$WORK/out" 2>"$WORK/err" \
       || { cat "$WORK/out" "$WORK/err" >&2; exit 1; }
     read -r wall rss_kib <"$WORK/time"
+    [ -z "$LOGS" ] || { mkdir -p "$LOGS"; cp "$WORK/err" "$LOGS/big-$mib-$mode.log"; }
     got=$(digest_of "$DST" "big-$mode" "$mib")
     ok=$([ "$got" = "$want" ] && echo same || echo DIFFERENT)
     printf '%-10s %-11s %9s %8s %14s %10s\n' "${mib}MiB" "$mode" "$wall" "$(floor "$mib")" "$((rss_kib / 1024))" "$ok"

@@ -37,6 +37,7 @@ pub mod inputs;
 pub mod limiter;
 pub mod memo;
 pub mod model;
+pub mod moving;
 pub mod plan;
 pub mod plural;
 pub mod policy;

@@ -1,7 +1,8 @@
 //! Every counter of a run in one place: what was sent (requests, retries, bytes), what
 //! happened to blobs and images. The stores and the copy algorithm add to it; the progress
-//! display and the report read it. A leaf: it depends on nothing else in the crate but the
-//! plain values of [`crate::concurrency`].
+//! display and the report read it, and the progress display the big blobs moving now
+//! ([`crate::moving`]). A leaf: it depends on nothing else in the crate but the plain values
+//! of [`crate::concurrency`] and that list.
 //!
 //! Requests, their retries and 429 answers are also counted per registry, for the metrics a
 //! batch job exports: a registry that starts throttling shows up by name; so do how many
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::concurrency::Reached;
+use crate::moving::Moving;
 
 /// Counters shared by everything a run does; cheap to bump from any task.
 #[derive(Debug, Default)]
@@ -38,6 +40,8 @@ pub struct Stats {
     pub transfers: AtomicU64,
     /// Workers that stopped without reporting their images (a bug): the run fails.
     pub lost_workers: AtomicU64,
+    /// The big blobs being read now, for the progress display.
+    pub moving: Moving,
     /// Per destination registry: blobs committed by each upload method, and the switches
     /// from one method to another.
     uploads: Mutex<BTreeMap<String, RegistryUploads>>,

@@ -3,15 +3,19 @@
 //! GETs), through the fault proxy, which records every request's `Range`: the blob arrives
 //! byte-identical at a registry and in an `oci:` directory, a chunk cut midway is asked
 //! again alone from its byte reached, a source that ignores `Range` is read as one stream
-//! (and not asked for ranges again), and no more ranges of a blob are in flight than asked.
-//! Small sizes (1 MiB chunks, a 3 MiB layer) keep the tests fast.
+//! (and not asked for ranges again), and no more ranges of a blob are in flight than asked
+//! nor, for all big blobs together, than the registry's limit. Around them: time limits on
+//! idleness, not length (a slow range, an unanswered upload), the progress a big blob shows
+//! (a log line, a terminal bar) and the bytes a dry run would send. Small sizes (1 MiB
+//! chunks, a 3 MiB layer) keep the tests fast.
 
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use crate::support::cli::*;
-use crate::support::proxy::{Behaviour, Fault, FaultProxy};
+use crate::support::delay::DelayProxy;
+use crate::support::proxy::{ACCESS_KEY, Behaviour, Fault, FaultProxy, SIGNATURE};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
@@ -181,11 +185,17 @@ fn an_oci_directory_receives_a_ranged_blob_intact() {
 }
 
 /// No more ranges of a blob are in flight than `--ranges-per-blob`, and that many are (each
-/// range held at the proxy for a while, so they overlap).
+/// range held at the proxy for a while, so they overlap). The registry's limit allows four
+/// transfers (each range in flight takes one of them): the image is the big layer and its
+/// config alone, so what the proxy serves at once is that blob's ranges.
 #[test]
 fn no_more_ranges_are_in_flight_than_asked() {
     let size = 6 * MIB + 5;
-    let (src, image, big) = source(size);
+    let src = Registry::start();
+    let image = seed_docker_image(&src, "team/app", "1", &[layer(2, size)]);
+    let big = sha256_digest(&layer(2, size))
+        .trim_start_matches("sha256:")
+        .to_owned();
     let proxy = FaultProxy::start(&src.host());
     proxy.add("GET", &big, 100, Fault::Stall(Duration::from_millis(200)));
     let dst = Registry::start();
@@ -194,7 +204,13 @@ fn no_more_ranges_are_in_flight_than_asked() {
         "mapping",
         &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
     );
-    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=2"]);
+    let mut args: Vec<&str> = RANGED
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--max-per-registry"))
+        .collect();
+    args.extend(["--max-per-registry=4", "--ranges-per-blob=2"]);
+    let (out, _) = ws.run_report(&mapping, &args);
     expect_code(&out, 0);
     assert_mirrored(&dst, &image);
     assert_eq!(proxy.ranges("GET", &big).len(), 7);
@@ -310,4 +326,233 @@ fn a_later_range_answered_whole_falls_back_to_one_stream() {
         "{ranges:?}"
     );
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
+
+/// Every range in flight counts against the registry's limit on transfers: two big blobs
+/// copied at once under `--max-per-registry=2`, three ranges each asked for, and the source
+/// (each request held 200 ms, so that they overlap) never serves more than two blob `GET`s
+/// at once, yet two.
+#[test]
+fn ranges_of_big_blobs_share_the_registrys_limit() {
+    let src = Registry::start();
+    let (one, two) = (layer(2, 3 * MIB + 123), layer(3, 3 * MIB + 7));
+    let image = seed_docker_image(
+        &src,
+        "team/app",
+        "1",
+        &[layer(1, 2000), one.clone(), two.clone()],
+    );
+    let far = DelayProxy::start(&src.host(), Duration::from_millis(200));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", far.host(), dst.host()),
+    );
+    let (out, report) = ws.run_report(
+        &mapping,
+        &[
+            "--insecure",
+            "--max-per-registry=2",
+            "--range-threshold=1MiB",
+            "--range-chunk-size=1MiB",
+            "--ranges-per-blob=3",
+        ],
+    );
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(dst.blob("app", &sha256_digest(&one)), Some(one));
+    assert_eq!(dst.blob("app", &sha256_digest(&two)), Some(two));
+    let counts = far.counts();
+    assert_eq!(counts.max, 2, "{counts:?}");
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// Each range of the big blob answered slowly: its 1 MiB in 8 pieces 400 ms apart, 2.8 s in
+/// all, never silent for more than 0.4 s.
+fn trickle() -> Fault {
+    Fault::Trickle {
+        pieces: 8,
+        pause: Duration::from_millis(400),
+    }
+}
+
+/// `--read-timeout` is an idle limit, not one on a range's length: ranges that take longer
+/// than it in all, their bytes never stopping for as long, are read once each and none is
+/// asked again.
+#[test]
+fn a_slow_range_that_never_stalls_is_not_cut() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add("GET", &big, 100, trickle());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let mut args: Vec<&str> = RANGED
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--read-timeout"))
+        .collect();
+    args.extend(["--read-timeout=2", "--ranges-per-blob=3"]);
+    let (out, report) = ws.run_report(&mapping, &args);
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+    assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
+}
+
+/// In a log (not a terminal), a big blob still moving gets a line with each progress line:
+/// where it comes from, its short digest, bytes done of its size and the rate, in a
+/// person's units; never the signed URL its bytes come from (the registry redirects every
+/// range to a CDN that answers slowly).
+#[test]
+fn a_big_blob_moving_is_logged_in_a_persons_words_without_its_url() {
+    let src = Registry::start();
+    let storage = Registry::start();
+    let size = 3 * MIB + 123;
+    let layers = [layer(1, 2000), layer(2, size)];
+    let image = seed_docker_image(&src, "team/app", "1", &layers);
+    seed_docker_image(&storage, "team/app", "1", &layers);
+    let big = sha256_digest(&layers[1]);
+    let cdn = FaultProxy::start(&storage.host());
+    cdn.add("GET", &big, 100, trickle());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    );
+    let out = image_mirror(ws.dir())
+        .env("RUST_LOG", "info")
+        .args(["run", "--progress-interval=1", "--ranges-per-blob=3"])
+        .args(RANGED)
+        .arg(&mapping)
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let stderr = text(&out.stderr);
+    let named = format!("big blob {} of {}/team/app: ", &big[..19], front.host());
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(&named)).collect();
+    assert!(!lines.is_empty(), "no line for the big blob:\n{stderr}");
+    for line in &lines {
+        assert!(line.contains(" of 3.0 MiB, "), "{line}");
+        assert!(line.contains("B/s"), "{line}");
+    }
+    let all = all_output(&out);
+    assert!(
+        !all.contains(SIGNATURE) && !all.contains(ACCESS_KEY),
+        "a signed URL in the output:\n{all}"
+    );
+}
+
+/// An upload streams on a connection without the HTTP client's read timeout (which would
+/// cap its length), but a registry that takes the whole body and then gives no answer for
+/// `--read-timeout` still fails that upload, which the blob copy then tries again.
+#[test]
+fn an_upload_left_unanswered_fails_after_the_read_timeout() {
+    let (src, image, _) = source(3 * MIB + 123);
+    let dst = Registry::start();
+    let slow = FaultProxy::start(&dst.host());
+    slow.add(
+        "PUT",
+        "/blobs/uploads/",
+        1,
+        Fault::Stall(Duration::from_secs(8)),
+    );
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", src.host(), slow.host()),
+    );
+    let (out, report) = ws.run_report_with_env(
+        &mapping,
+        &[RANGED, &["--ranges-per-blob=3"]].concat(),
+        &[("RUST_LOG", "info")],
+    );
+    expect_code(&out, 0);
+    assert_mirrored(&dst, &image);
+    let all = all_output(&out);
+    assert!(
+        all.contains("took no byte and gave no answer for 5 s (--read-timeout)"),
+        "{all}"
+    );
+    assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), a big blob gets a bar of
+/// its own while it moves, named by its short digest and where it comes from, with its
+/// bytes, rate and time left.
+#[test]
+fn a_big_blob_moving_gets_a_bar_on_a_terminal() {
+    let size = 3 * MIB + 123;
+    let (src, image, big) = source(size);
+    let proxy = FaultProxy::start(&src.host());
+    proxy.add("GET", &big, 100, trickle());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let binary = assert_cmd::cargo::cargo_bin("image-mirror");
+    let command = format!(
+        "{} run {} --ranges-per-blob=3 {}",
+        p(&binary),
+        RANGED.join(" "),
+        p(&mapping)
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", ws.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_mirrored(&dst, &image);
+    let screen = text(&out.stdout);
+    let bar = format!("sha256:{} {}/team/app", &big[..12], proxy.host());
+    assert!(screen.contains(&bar), "no bar for the big blob:\n{screen}");
+    assert!(screen.contains("MiB/3.00 MiB"), "{screen}");
+    assert!(screen.contains(" left"), "{screen}");
+}
+
+/// A dry run says how many bytes the copy would send (the blobs the destination lacks, from
+/// the source's manifest), in its summary and its JSON report, without reading a blob.
+#[test]
+fn a_dry_run_says_how_many_bytes_it_would_send() {
+    let (src, _image, _) = source(3 * MIB + 123);
+    let (_, body) = src.manifest("team/app", "1").expect("the manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let expected: u64 = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().expect("layers"))
+        .map(|d| d["size"].as_u64().expect("a size"))
+        .sum();
+    let proxy = FaultProxy::start(&src.host());
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    );
+    let (out, report) = run(&ws, &mapping, &["--dry-run"]);
+    expect_code(&out, 0);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("3.0 MiB of blobs would be sent; nothing was written"),
+        "{summary}"
+    );
+    assert_eq!(report["totals"]["would_move_bytes"], expected, "{report:#}");
+    assert_eq!(
+        report["images"][0]["would_move_bytes"], expected,
+        "{report:#}"
+    );
+    assert_eq!(proxy.count("GET", "/blobs/"), 0, "{:#?}", proxy.seen());
+    assert_eq!(dst.manifest_digest("app", "1"), None);
 }

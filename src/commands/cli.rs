@@ -368,8 +368,9 @@ pub struct RegistryArgs {
 
     /// Byte ranges of one blob in flight at once.
     ///
-    /// Byte ranges of one big blob in flight at once, each on a connection of its own (0 or
-    /// 1: one stream).
+    /// Byte ranges of one big blob in flight at once, each on a connection of its own and
+    /// each counting as a transfer from its registry (--max-per-registry) (0 or 1: one
+    /// stream).
     #[arg(help_heading = "Big blobs", long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub ranges_per_blob: u32,
 }

@@ -44,6 +44,8 @@ pub(super) struct Found {
     pub previous: Option<Option<Digest>>,
     /// What is attached to the image, carried (or, in a dry run, would be).
     pub attached: Option<Vec<Attachment>>,
+    /// In a dry run, the blob bytes the copy would send.
+    pub would_move: Option<u64>,
 }
 
 /// What the destination holds for the tag, and what the source's digest is when it could be
@@ -140,7 +142,9 @@ impl Executor {
             return Err(refuse_overwrite(job, held, &manifest.digest));
         }
         found.previous = Some(current.clone());
-        if !dry_run {
+        if dry_run {
+            found.would_move = Some(self.would_move(&copying, manifest.clone()).await?);
+        } else {
             self.ensure_content(&copying, manifest.clone()).await?;
         }
         // What is attached goes before the tag: an image whose signatures could not be

@@ -17,6 +17,7 @@ mod copy;
 #[cfg(test)]
 pub(crate) mod memory;
 mod prefetch;
+mod rehearsal;
 mod signed;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -87,6 +88,9 @@ pub struct Executor {
     /// Where each blob was uploaded in each destination store this run.
     uploads: Memo<(String, Digest), Repository>,
     blobs_in_repo: Memo<(Repository, Digest), ()>,
+    /// In a dry run, the blobs counted as sent to each destination store (see
+    /// [`rehearsal`]).
+    would_send: std::sync::Mutex<HashSet<(String, Digest)>>,
     /// Per destination repository, the tags it held when the run first asked (`None` when
     /// its store cannot list them); see [`Executor::held_tags`].
     held: Memo<Repository, Option<Arc<HashSet<String>>>>,
@@ -113,6 +117,7 @@ impl Executor {
             content: Memo::new(),
             uploads: Memo::new(),
             blobs_in_repo: Memo::new(),
+            would_send: std::sync::Mutex::default(),
             held: Memo::new(),
             attachments: Discovery::new(),
             cancel,
@@ -327,6 +332,9 @@ fn learnt(outcome: &mut Outcome, found: copy::Found) {
     }
     if let Some(attached) = found.attached {
         outcome.attached = attached;
+    }
+    if let Some(bytes) = found.would_move {
+        outcome.would_move = Some(bytes);
     }
 }
 

@@ -385,6 +385,47 @@ async fn a_dry_run_writes_nothing_and_says_what_it_would_do() {
     assert!(s.dst.writes().is_empty(), "{:#?}", s.dst.writes());
 }
 
+/// A dry run counts the bytes the run would send: the blobs the destination repository
+/// lacks, through an index's children (one the destination has is complete), each blob once
+/// per destination registry however many repositories lack it (the run mounts it there).
+#[tokio::test]
+async fn a_dry_run_counts_the_bytes_it_would_send() {
+    let s = seeded();
+    let held = repo("dst.io/mirror/app");
+    let [ca, base, a, cb, b] = ["ca", "base", "a", "cb", "b"].map(blob);
+    s.dst.seed(
+        &held,
+        "0",
+        &[&s.children[0]],
+        &[ca.clone(), base.clone(), a.clone()],
+    );
+    let dry = ExecuteOptions {
+        dry_run: true,
+        ..options()
+    };
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+        dry.clone(),
+    )
+    .await;
+    assert_eq!(statuses(&outcomes), [Status::WouldCopy]);
+    // The first child is there whole, the base layer too: the second child's own blobs.
+    let size = |blobs: &[&Bytes]| blobs.iter().map(|b| b.len() as u64).sum::<u64>();
+    assert_eq!(outcomes[0].would_move, Some(size(&[&cb, &b])));
+    // A new repository lacks everything; the same blobs for two repositories of one registry
+    // are sent once.
+    let outcomes = run(
+        &s.stores,
+        "src.io/team/app:1 dst.io/mirror/app:1 dst.io/other/app:1 dst.io/third/app:1\n",
+        dry,
+    )
+    .await;
+    let total: u64 = outcomes.iter().filter_map(|o| o.would_move).sum();
+    assert_eq!(total, size(&[&ca, &base, &a, &cb, &b]));
+    assert!(s.dst.writes().is_empty(), "{:#?}", s.dst.writes());
+}
+
 /// The retry budget: a blob whose download always fails transiently is asked for at most
 /// `request_attempts` times per image attempt, `request_attempts × (retries + 1)` in all.
 #[tokio::test(start_paused = true)]

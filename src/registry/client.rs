@@ -82,17 +82,17 @@ impl RegistryClient {
     ) -> Result<Self> {
         let api_host = host.api_host().to_owned();
         let insecure = options.insecure_for(host);
-        let settings = |http1_only| ClientSettings {
+        let settings = |http1_only, read_timeout| ClientSettings {
             host: host.as_str(),
             api_host: &api_host,
             insecure,
             connect_timeout: network.connect_timeout,
-            read_timeout: network.read_timeout,
+            read_timeout,
             http1_only,
         };
-        let built = |http1_only| {
-            http_client(&settings(http1_only))
-                .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
+        let with_read_timeout = |http1_only| settings(http1_only, Some(network.read_timeout));
+        let built = |settings: ClientSettings| {
+            http_client(&settings).map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
         };
         let base = |scheme: &str| {
             Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
@@ -106,12 +106,14 @@ impl RegistryClient {
             host: host.clone(),
             api_host: api_host.clone(),
             base: base("https")?,
-            http: built(false)?,
+            http: built(with_read_timeout(false))?,
             // The first contact (`GET /v2/`) and token requests over HTTP/1.1 too: a
             // registry that refuses our TLS (a client certificate it wants) says so in an
             // alert that HTTP/1.1 reads back, where an HTTP/2 connection is just closed and
             // the reason lost.
-            bulk: built(true)?,
+            bulk: built(with_read_timeout(true))?,
+            uploads: built(settings(true, None))?,
+            read_timeout: network.read_timeout,
             control: {
                 let controller = Controller::new(
                     host.as_str(),

@@ -209,7 +209,8 @@ pub struct ClientSettings<'a> {
     /// Certificates unchecked (and plain HTTP allowed, see the probe).
     pub insecure: bool,
     pub connect_timeout: Duration,
-    pub read_timeout: Duration,
+    /// None for the client of streamed uploads, which have an idle limit of their own.
+    pub read_timeout: Option<Duration>,
     /// HTTP/1.1 only (no HTTP/2 offered): for blob transfers, each on a connection of its
     /// own (see `RegistryClient::bulk`).
     pub http1_only: bool,
@@ -224,8 +225,10 @@ pub fn http_client(settings: &ClientSettings) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .danger_accept_invalid_certs(settings.insecure)
         .connect_timeout(settings.connect_timeout)
-        .read_timeout(settings.read_timeout)
         .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")));
+    if let Some(read_timeout) = settings.read_timeout {
+        builder = builder.read_timeout(read_timeout);
+    }
     builder = builder.tls_certs_merge(tls_files.roots);
     if let Some(client) = tls_files.client {
         builder = builder.identity(client.identity);

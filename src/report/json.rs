@@ -128,6 +128,9 @@ pub struct JsonTotals {
     /// Signatures, attestations, SBOMs and referrers written.
     pub attached_copied: u64,
     pub bytes: u64,
+    /// In a dry run only: the blob bytes the run would send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_move_bytes: Option<u64>,
     pub retries: u64,
     /// Requests sent (token requests and retries included).
     pub requests: u64,
@@ -147,6 +150,9 @@ pub struct JsonImage<'a> {
     pub line: u32,
     pub status: Status,
     pub bytes: u64,
+    /// In a dry run only: the blob bytes this copy would send (see `Outcome::would_move`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_move_bytes: Option<u64>,
     pub duration_seconds: f64,
     pub attempts: u32,
     pub error: Option<String>,
@@ -201,6 +207,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             line: o.job.origin.line,
             status: o.status,
             bytes: o.bytes,
+            would_move_bytes: o.would_move,
             duration_seconds: o.duration.as_secs_f64(),
             attempts: o.attempts,
             error: o.error_text(),
@@ -223,6 +230,7 @@ pub fn json_report(run: &RunResult) -> JsonReport<'_> {
             blobs_present: stats.blobs_present,
             attached_copied: stats.attached_copied,
             bytes: stats.bytes,
+            would_move_bytes: run.dry_run.then(|| super::text::would_move(&run.outcomes)),
             retries: stats.image_retries,
             requests: stats.requests,
             request_retries: stats.request_retries,

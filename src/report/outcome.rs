@@ -71,6 +71,10 @@ pub struct Outcome {
     pub duration: Duration,
     /// Blob bytes this copy uploaded (blobs found, mounted or uploaded by another copy: 0).
     pub bytes: u64,
+    /// In a dry run, the blob bytes this copy would upload (counted as `bytes` would be:
+    /// each blob once per destination registry); `None` outside a dry run, or when the copy
+    /// would not get that far.
+    pub would_move: Option<u64>,
     pub attempts: u32,
     /// Signatures, attestations, SBOMs and referrers copied with the image (would be, in a
     /// dry run).
@@ -88,6 +92,7 @@ impl Outcome {
             error: None,
             duration: Duration::ZERO,
             bytes: 0,
+            would_move: None,
             attempts: 0,
             attached: Vec::new(),
         }

@@ -153,14 +153,15 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} nothing was written ({secs:.1}s)",
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} {} of blobs would be sent; nothing was written ({secs:.1}s)",
             totals.would_copy,
             totals.would_overwrite,
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
             deferred_note(totals.deferred),
-            attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum())
+            attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum()),
+            human_bytes(would_move(&run.outcomes)),
         );
     } else {
         let _ = writeln!(
@@ -315,6 +316,11 @@ pub fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// The blob bytes a dry run's copies would send, each blob once per destination registry.
+pub fn would_move(outcomes: &[Outcome]) -> u64 {
+    outcomes.iter().filter_map(|o| o.would_move).sum()
 }
 
 /// The attached manifests a dry run lists (nested ones included), when it lists any.

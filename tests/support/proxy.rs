@@ -58,6 +58,9 @@ pub enum Fault {
     RefuseSigned(u16),
     /// Forward without the `Range` header: this request is answered whole, from byte 0.
     IgnoreRange,
+    /// Forward, sending the answer's body in this many pieces with a pause between each:
+    /// a slow answer that never stops for as long as the whole takes.
+    Trickle { pieces: usize, pause: Duration },
 }
 
 /// What every signature [`Fault::Redirect`] makes starts with; a secret that must never
@@ -654,6 +657,17 @@ fn serve_one(
         _ => {}
     }
     to_client.write_all(&response.head_bytes())?;
+    if let Some(Fault::Trickle { pieces, pause }) = fault {
+        let size = response.body.len().div_ceil(pieces.max(1)).max(1);
+        for (i, piece) in response.body.chunks(size).enumerate() {
+            if i > 0 {
+                std::thread::sleep(pause);
+            }
+            to_client.write_all(piece)?;
+            to_client.flush()?;
+        }
+        return Ok((target, true));
+    }
     to_client.write_all(&response.body)?;
     Ok((target, true))
 }

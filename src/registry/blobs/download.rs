@@ -20,6 +20,7 @@ use super::super::pipeline::{Request, authority, unread};
 use crate::model::failure::{ErrorKind, Failure, error_kind, failure};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::{Digest, Repository};
+use crate::moving::Following;
 use crate::retry::{Budget, Verdict};
 use crate::store::BlobStream;
 
@@ -195,7 +196,8 @@ impl RegistryClient {
     /// `Range`), each try taken from `budget`: the reader sees one continuous stream.
     /// A blob at or above `--range-threshold` is fetched as byte ranges over several
     /// connections instead ([`Self::pull_ranged`]), unless this registry has answered a
-    /// range with the whole blob. Whatever it yields is checked by the copy
+    /// range with the whole blob. A big blob is followed by the progress display while it
+    /// moves ([`crate::moving`]). Whatever it yields is checked by the copy
     /// (`execute::checked`).
     pub async fn pull_blob(
         self: Arc<Self>,
@@ -203,13 +205,26 @@ impl RegistryClient {
         blob: BlobRef,
         budget: Arc<Budget>,
     ) -> Result<BlobStream> {
-        if self.ranges.applies(blob.size) && !self.ranges_ignored() {
-            return self.pull_ranged(repository, blob, budget).await;
-        }
-        let (response, _) = self
-            .open_blob_at(&repository, &blob.digest, Ask::From(0), &budget)
-            .await?;
-        Ok(self.resuming(repository, blob, budget, response))
+        let following = self.ranges.big(blob.size).then(|| {
+            self.pipe.stats.moving.follow(
+                self.host.as_str(),
+                repository.path(),
+                blob.digest.as_str(),
+                blob.size,
+            )
+        });
+        let stream = if self.ranges.applies(blob.size) && !self.ranges_ignored() {
+            self.pull_ranged(repository, blob, budget).await?
+        } else {
+            let (response, _) = self
+                .open_blob_at(&repository, &blob.digest, Ask::From(0), &budget)
+                .await?;
+            self.resuming(repository, blob, budget, response)
+        };
+        Ok(match following {
+            Some(following) => followed(stream, following),
+            None => stream,
+        })
     }
 
     /// The download from byte 0 that `response` (the whole blob) starts, resumed where it
@@ -235,6 +250,26 @@ impl RegistryClient {
         };
         Box::pin(futures_util::stream::unfold(state, ResumeState::next))
     }
+}
+
+/// `stream` with its bytes counted for the progress display until it ends or is dropped
+/// (a big blob, see [`crate::moving`]).
+fn followed(stream: BlobStream, following: Following) -> BlobStream {
+    let mut following = Some(following);
+    Box::pin(stream.map(move |chunk| {
+        // Every byte in, or failed: it no longer moves (a try of the copy after a failure
+        // is followed anew).
+        let moved = match &chunk {
+            Ok(bytes) => following
+                .as_ref()
+                .is_some_and(|f| !f.advance(bytes.len() as u64)),
+            Err(_) => false,
+        };
+        if !moved {
+            following = None;
+        }
+        chunk
+    }))
 }
 
 /// Why a blob's `GET` gave no stream to read.

@@ -10,9 +10,14 @@
 //! are the same as for one stream. Memory is bounded by the window: at most
 //! `ranges-per-blob` chunks being filled plus the one being handed on.
 //!
-//! Every range request goes through the pipeline as a transfer (under the transfer permit
-//! the copy holds) within the blob's one retry budget; a chunk that fails is asked again
-//! alone, from its byte reached. Redirects to a CDN are followed per range (no
+//! Each range in flight holds a read slot of the registry (see [`Ticket`]): the one the
+//! copy's transfer permit holds, lent to one range at a time, and for each further range
+//! one more slot of the same limit. So several big layers share the registry's limit on
+//! transfers, and one layer never opens the registry more than that limit; a range that
+//! finds no slot free waits for the blob's own, which every range gives back when its
+//! bytes are in, so a blob always moves on with its one slot. Every range request goes
+//! through the pipeline as a transfer within the blob's one retry budget; a chunk that
+//! fails is asked again alone, from its byte reached. Redirects to a CDN are followed per range (no
 //! `Authorization` goes there), and a signed URL refused is asked afresh from the registry
 //! (see [`RegistryClient::open_blob_at`]). A registry that answers the first range with
 //! 200 and the whole blob is read as one stream, and is not asked for ranges again in the
@@ -27,10 +32,12 @@ use std::task::{Context, Poll};
 use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::super::client::RegistryClient;
 use super::super::error::{describe_http_error, transport_kind};
 use super::download::{Answered, Ask};
+use crate::limiter::OwnedSlot;
 use crate::model::failure::{ErrorKind, Failure, error_kind};
 use crate::model::manifest::BlobRef;
 use crate::model::reference::{Digest, Repository};
@@ -71,6 +78,17 @@ impl RangeOptions {
             && self.threshold > 0
             && size >= self.threshold
             && size > self.chunk
+    }
+
+    /// Whether a blob of `size` bytes is big: one the progress display follows (see
+    /// [`crate::moving`]). The threshold of ranges, or its default when ranges are off: a
+    /// layer of several GiB read as one stream deserves watching all the more.
+    pub fn big(&self, size: u64) -> bool {
+        let threshold = match self.threshold {
+            0 => RangeOptions::default().threshold,
+            n => n,
+        };
+        size >= threshold
     }
 
     /// The chunks of a blob of `size` bytes, in order: `(start, end)`, end exclusive.
@@ -133,6 +151,9 @@ impl RegistryClient {
         let Some(&(start, end)) = spans.first() else {
             return Ok(Box::pin(futures_util::stream::empty()));
         };
+        // The first range goes under the blob's own slot, free as nothing else runs yet.
+        let own = Arc::new(Semaphore::new(1));
+        let first_ticket = Ticket::own(&own).await;
         let (response, answered) = self
             .open_blob_at(&repository, &blob.digest, Ask::Span { start, end }, &budget)
             .await?;
@@ -142,15 +163,14 @@ impl RegistryClient {
         }
         tracing::debug!(registry = %self.host, path = %repository.path(), digest = %blob.digest, size = blob.size, ranges = spans.len(), "fetching the blob in ranges");
         let window = self.ranges.per_blob;
-        let (host, path) = (self.host.to_string(), repository.path().to_owned());
-        let short: String = blob.digest.as_str().chars().take(19).collect();
         let fetcher = Arc::new(Chunks {
             client: self,
             repository,
             digest: blob.digest,
             budget,
+            own,
         });
-        let mut first = Some(response);
+        let mut first = Some((response, first_ticket));
         let chunks = futures_util::stream::iter(spans).map(move |(start, end)| {
             let (fetcher, opened) = (fetcher.clone(), first.take());
             Spawned(tokio::spawn(async move {
@@ -158,65 +178,7 @@ impl RegistryClient {
             }))
         });
         // `buffered` keeps at most `window` chunks in flight and yields them in order.
-        let mut progress = Progress::new(host, path, short, blob.size);
-        Ok(Box::pin(chunks.buffered(window).inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                progress.advance(bytes.len() as u64);
-            }
-        })))
-    }
-}
-
-/// How often a big blob still moving is logged.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A log line every [`PROGRESS_EVERY`] for a big blob still moving (a CronJob's log shows a
-/// multi-GiB layer advancing, not a silence of minutes): its repository, short digest,
-/// bytes handed on of its size and the rate so far.
-struct Progress {
-    registry: String,
-    path: String,
-    short: String,
-    size: u64,
-    done: u64,
-    started: std::time::Instant,
-    logged: std::time::Instant,
-}
-
-impl Progress {
-    fn new(registry: String, path: String, short: String, size: u64) -> Progress {
-        let now = std::time::Instant::now();
-        Progress {
-            registry,
-            path,
-            short,
-            size,
-            done: 0,
-            started: now,
-            logged: now,
-        }
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.done += bytes;
-        if self.done >= self.size || self.logged.elapsed() < PROGRESS_EVERY {
-            return;
-        }
-        self.logged = std::time::Instant::now();
-        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-        let mib = |n: u64| n as f64 / MIB as f64;
-        tracing::info!(
-            registry = %self.registry,
-            path = %self.path,
-            digest = %self.short,
-            done = self.done,
-            size = self.size,
-            "blob {}: {:.1} of {:.1} MiB, {:.1} MiB/s",
-            self.short,
-            mib(self.done),
-            mib(self.size),
-            mib(self.done) / seconds,
-        );
+        Ok(Box::pin(chunks.buffered(window)))
     }
 }
 
@@ -227,18 +189,61 @@ struct Chunks {
     digest: Digest,
     /// The blob copy's one budget: every chunk's retries are tries of the copy.
     budget: Arc<Budget>,
+    /// The blob's own slot (the one its transfer permit holds), lent to one range at a time.
+    own: Arc<Semaphore>,
+}
+
+/// Leave for one range of a blob to be in flight at its registry, held until the range's
+/// bytes are in (or it gave up): every range in flight counts against the registry's limit
+/// on reads, as a whole blob does.
+enum Ticket {
+    /// The blob's own slot: the copy holds a read slot for the whole transfer.
+    Own { _permit: OwnedSemaphorePermit },
+    /// One more read slot of the registry, for one more range at once.
+    Extra { _slot: OwnedSlot },
+}
+
+impl Ticket {
+    /// The blob's own slot, once no other range of it holds it.
+    async fn own(own: &Arc<Semaphore>) -> Ticket {
+        match own.clone().acquire_owned().await {
+            Ok(permit) => Ticket::Own { _permit: permit },
+            Err(_) => unreachable!("the semaphore is never closed"),
+        }
+    }
+
+    /// The blob's own slot when it is free, else whichever comes first: the blob's own
+    /// slot given back by another range of it, or a further read slot of the registry. Never
+    /// only the latter: a blob whose slot is held (by the copy, in `own`) must not wait on
+    /// slots that other blobs hold while they wait on it; its own slot always comes back.
+    async fn take(own: &Arc<Semaphore>, client: &RegistryClient) -> Ticket {
+        if let Ok(permit) = own.clone().try_acquire_owned() {
+            return Ticket::Own { _permit: permit };
+        }
+        let reads = client.control().transfers().reads();
+        tokio::select! {
+            biased;
+            own = Ticket::own(own) => own,
+            slot = reads.take_owned(1) => Ticket::Extra { _slot: slot },
+        }
+    }
 }
 
 impl Chunks {
-    /// Bytes `start..end` of the blob, read from `opened` (the first chunk's answer) or a
-    /// range request of their own; a chunk that breaks off is asked again alone, from its
-    /// byte reached, each time a try taken from the budget.
+    /// Bytes `start..end` of the blob, read from `opened` (the first chunk's answer, under
+    /// the blob's own slot) or a range request of their own under a [`Ticket`]; a chunk
+    /// that breaks off is asked again alone, from its byte reached, each time a try taken
+    /// from the budget.
     async fn chunk(
         &self,
         start: u64,
         end: u64,
-        mut opened: Option<reqwest::Response>,
+        opened: Option<(reqwest::Response, Ticket)>,
     ) -> std::io::Result<Bytes> {
+        let (mut opened, _ticket) = match opened {
+            Some((response, ticket)) => (Some(response), ticket),
+            None => (None, Ticket::take(&self.own, &self.client).await),
+        };
         let length = (end - start) as usize;
         let mut filled = BytesMut::with_capacity(length);
         let mut tries = 0u32;

@@ -253,7 +253,7 @@ impl RegistryClient {
         let request = Self::part(access, session, reqwest::Method::PUT, target, what)
             .header(CONTENT_LENGTH, number(blob.size))
             .header(CONTENT_TYPE, octet_stream())
-            .stream(reqwest::Body::wrap_stream(body));
+            .upload(body);
         let result = self.send_part(&request).await;
         if let Some(stream_failure) = failed.lock().ok().and_then(|mut f| f.take()) {
             return Err(NotCommitted::Failed(anyhow::Error::new(stream_failure)));
@@ -310,7 +310,7 @@ impl RegistryClient {
             .map(|max| max.max(session.min_chunk.unwrap_or(1)));
         let sent = match chunk_size {
             None => {
-                let body = reqwest::Body::wrap_stream(body);
+                let body = PatchBody::Streamed(Box::pin(body));
                 self.patch(access, what, &session, &mut location, body, blob.size, None)
                     .await
                     .map(|()| UploadMethod::Streamed)
@@ -380,7 +380,7 @@ impl RegistryClient {
                     what,
                     session,
                     location,
-                    reqwest::Body::from(part),
+                    PatchBody::Part(part),
                     len,
                     Some(offset),
                 )
@@ -402,7 +402,7 @@ impl RegistryClient {
         what: &str,
         session: &Session,
         location: &mut String,
-        body: reqwest::Body,
+        body: PatchBody,
         len: u64,
         offset: Option<u64>,
     ) -> Result<()> {
@@ -418,7 +418,11 @@ impl RegistryClient {
                 request = request.header(CONTENT_RANGE, range);
             }
         }
-        let response = self.send_part(&request.stream(body)).await?;
+        let request = match body {
+            PatchBody::Streamed(stream) => request.upload(stream),
+            PatchBody::Part(part) => request.stream(reqwest::Body::from(part)),
+        };
+        let response = self.send_part(&request).await?;
         let status = response.status();
         if status != StatusCode::ACCEPTED {
             let body = response.bytes().await.unwrap_or_default();
@@ -457,6 +461,15 @@ impl RegistryClient {
 }
 
 /// `application/octet-stream`, what a blob's bytes are sent as.
+/// What one `PATCH` carries.
+enum PatchBody {
+    /// The whole blob as it streams from its source (watched for an idle registry, see
+    /// [`super::super::pipeline::idle`]).
+    Streamed(std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>),
+    /// One chunk, held in memory, within the registry's chunk limits.
+    Part(Bytes),
+}
+
 fn octet_stream() -> reqwest::header::HeaderValue {
     reqwest::header::HeaderValue::from_static("application/octet-stream")
 }

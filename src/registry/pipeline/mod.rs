@@ -20,6 +20,7 @@
 //! [`Authorizing`]).
 
 pub mod classify;
+pub mod idle;
 pub mod request;
 
 use std::future::Future;
@@ -53,6 +54,10 @@ pub struct Pipeline {
     pub http: reqwest::Client,
     /// Blob bodies, the first contact, tokens: HTTP/1.1, a connection each.
     pub bulk: reqwest::Client,
+    /// Blobs streamed to the registry: as `bulk`, without the client's read timeout, which
+    /// would cap an upload's length (see [`idle`]); `read_timeout` is their idle limit.
+    pub uploads: reqwest::Client,
+    pub read_timeout: Duration,
     pub control: Controller,
     pub policy: RetryPolicy,
     pub stats: Arc<Stats>,
@@ -278,7 +283,27 @@ impl Pipeline {
             let authorization = state.authorization.lock().ok().and_then(|a| a.clone());
             let built = self.build(request, authorization.as_ref())?;
             let sent_at = self.stats.request(host);
-            let sent = built.send().await;
+            let Some(sent) = self.sent(request, built).await else {
+                self.control.observe(
+                    request.class,
+                    &Observed {
+                        status: None,
+                        headers: None,
+                        elapsed: sent_at.elapsed(),
+                        failed: Some(ErrorKind::Transient),
+                        uploaded: true,
+                    },
+                );
+                return Err(Miss::Failed(failure(
+                    ErrorKind::Transient,
+                    format!(
+                        "{}: {} took no byte and gave no answer for {} (--read-timeout)",
+                        request.what,
+                        self.host,
+                        crate::duration::human(self.read_timeout)
+                    ),
+                )));
+            };
             if let Ok(response) = &sent {
                 self.stats
                     .answered(host, response.status().as_u16(), sent_at);
@@ -336,6 +361,23 @@ impl Pipeline {
         }
     }
 
+    /// `built` sent; `None` when it is a streamed upload the registry kept idle for the
+    /// read timeout (see [`idle`]).
+    async fn sent(
+        &self,
+        request: &Request<'_>,
+        built: reqwest::RequestBuilder,
+    ) -> Option<reqwest::Result<reqwest::Response>> {
+        let Some(activity) = &request.activity else {
+            return Some(built.send().await);
+        };
+        activity.started();
+        tokio::select! {
+            sent = built.send() => Some(sent),
+            () = activity.idle_for(self.read_timeout) => None,
+        }
+    }
+
     /// A 429, judged with its body (see [`super::control::throttle`]): a spent pull quota
     /// fails the request at once, as deferred, never retried — asking again is wasted, and
     /// is how an address gets blocked; a pace exceeded is retried after its `Retry-After`
@@ -370,6 +412,7 @@ impl Pipeline {
         authorization: Option<&Authorization>,
     ) -> Result<reqwest::RequestBuilder, Miss> {
         let client = match request.connection {
+            _ if request.activity.is_some() => &self.uploads,
             Connection::Shared => &self.http,
             Connection::Bulk => &self.bulk,
         };

@@ -12,6 +12,7 @@ use reqwest::{Method, Url};
 use super::super::auth::credentials::RegistryCredential;
 use super::super::auth::{Access, Authorization};
 use super::super::control::CostClass;
+use super::idle::Activity;
 use crate::retry::Budget;
 
 /// One request to send (and, within its [`Tries`], to send again).
@@ -34,6 +35,9 @@ pub struct Request<'a> {
     /// The registry's first contact (`GET /v2/`): nothing of it has answered yet, so a
     /// refused connection is final (see [`super::classify`]).
     pub first_contact: bool,
+    /// A streamed upload's body, watched: the request fails when the registry keeps it
+    /// idle, not when it takes long (see [`super::idle`]).
+    pub activity: Option<Activity>,
 }
 
 /// Which credentials the request carries.
@@ -101,6 +105,7 @@ impl<'a> Request<'a> {
             timeout: None,
             counted_as: None,
             first_contact: false,
+            activity: None,
         }
     }
 
@@ -147,6 +152,19 @@ impl<'a> Request<'a> {
     pub fn stream(mut self, body: reqwest::Body) -> Self {
         self.body = Body::Stream(Mutex::new(Some(body)));
         self.tries = Tries::Once;
+        self
+    }
+
+    /// A blob's bytes streamed to the registry: sent once, on a connection without the
+    /// client's read timeout, failing instead when the registry keeps `body` idle for
+    /// `--read-timeout` (see [`super::idle`]).
+    pub fn upload<S>(mut self, body: S) -> Self
+    where
+        S: futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+    {
+        let activity = Activity::default();
+        self = self.stream(reqwest::Body::wrap_stream(activity.watch(body)));
+        self.activity = Some(activity);
         self
     }
 
