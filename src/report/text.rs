@@ -139,7 +139,7 @@ pub fn summary(run: &RunResult) -> String {
             count(totals.cancelled, "image")
         );
     }
-    let secs = run.elapsed.as_secs_f64();
+    let took = crate::duration::human(run.elapsed);
     let stats = &run.stats;
     // How many transfers each registry took at once, where that moved from the start
     // (and why no more), then what a run over a slow link pays for: round trips, not
@@ -153,7 +153,7 @@ pub fn summary(run: &RunResult) -> String {
     if run.dry_run {
         let _ = writeln!(
             out,
-            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} {} of blobs would be sent; nothing was written ({secs:.1}s)",
+            "dry run: {} would be copied, {} overwritten, {} unchanged, {} failed{}{};{} {} of blobs would be sent; nothing was written ({took})",
             totals.would_copy,
             totals.would_overwrite,
             totals.unchanged,
@@ -166,7 +166,7 @@ pub fn summary(run: &RunResult) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{} copied, {} unchanged, {} failed{}{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {secs:.1}s{}",
+            "{} copied, {} unchanged, {} failed{}{}; blobs: {} uploaded, {} mounted, {} already present;{} {} moved in {took}{}",
             count(totals.copied, "image"),
             totals.unchanged,
             totals.failed,
@@ -361,6 +361,34 @@ mod tests {
         assert_eq!(
             requests_note(0, 0),
             "0 requests in 0 round trips one after another"
+        );
+    }
+
+    /// A run with nothing in it that took `elapsed`, real or dry.
+    fn empty_run(elapsed: std::time::Duration, dry_run: bool) -> RunResult {
+        RunResult {
+            outcomes: Vec::new(),
+            listing_failures: Vec::new(),
+            selections: Vec::new(),
+            repository_wildcards: Vec::new(),
+            stats: Default::default(),
+            uploads: Default::default(),
+            registries: Default::default(),
+            quotas: Vec::new(),
+            elapsed,
+            dry_run,
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_how_long_the_run_took_as_a_person_writes_it() {
+        let quick = summary(&empty_run(std::time::Duration::from_millis(139), false));
+        assert!(quick.trim_end().ends_with("moved in 139 ms"), "{quick}");
+        let dry = summary(&empty_run(std::time::Duration::from_millis(2540), true));
+        assert!(
+            dry.trim_end().ends_with("nothing was written (2.5 s)"),
+            "{dry}"
         );
     }
 
