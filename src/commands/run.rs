@@ -1,4 +1,6 @@
-//! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report.
+//! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report; with
+//! `--ledger`, record what was written (and with `--prune`, prune). `image-mirror prune`
+//! is the same without the copies.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::block_on;
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::ledger::{self as ledger_steps, Settings, Settled};
 use super::planning::{Planned, expand, list_and_plan, load_valid, preflight};
 use super::publish::publish;
 use super::stores::AnyStores;
@@ -18,6 +21,8 @@ use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::expanded::ExpandedMapping;
 use crate::inputs::{MappingSet, repositories_of};
+use crate::ledger::prune::PruneOptions;
+use crate::ledger::{Location, Stamp, Writer};
 use crate::model::reference::TagPattern;
 use crate::plan::{LineSelection, Shard, tags_per_repository};
 use crate::registry::auth::credentials::Credentials;
@@ -42,6 +47,10 @@ struct Prepared {
     shard: Option<Shard>,
     outputs: Outputs,
     progress_every: std::time::Duration,
+    /// `--ledger`, and what to prune.
+    ledger: Option<Settings>,
+    /// False for `prune`: nothing is copied.
+    copy: bool,
 }
 
 /// Reads and validates all input; any problem is exit 2 with nothing contacted.
@@ -77,6 +86,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         None => None,
     };
     let shard = resolve_shard(args, |name| std::env::var(name).ok()).map_err(usage)?;
+    let ledger = ledger_settings(args, dry_run, shard, &network).map_err(usage)?;
     let credentials = Credentials::locate(args.registry.registry_config.clone());
     credentials
         .validate()
@@ -106,11 +116,47 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         disk,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
+        ledger,
+        copy: true,
         outputs: Outputs {
             shard: shard.map(|s| s.index().to_string()),
             ..Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS))
         },
     })
+}
+
+/// `--ledger`, `--prune`, `--prune-after`, `--max-prune` and the clock.
+fn ledger_settings(
+    args: &RunArgs,
+    dry_run: bool,
+    shard: Option<Shard>,
+    network: &NetworkOptions,
+) -> Result<Option<Settings>, String> {
+    let Some(text) = &args.ledger else {
+        return Ok(None);
+    };
+    let location = Location::parse(text)?;
+    let now = match args.now {
+        Some(seconds) => Stamp(seconds),
+        None => Stamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        ),
+    };
+    Ok(Some(Settings {
+        location,
+        writer: Writer::new(shard),
+        prune: args.prune.then_some(PruneOptions {
+            after: args.prune_after,
+            max: args.max_prune,
+            dry_run,
+        }),
+        now,
+        dry_run,
+        shard,
+        policy: network.request_policy(),
+    }))
 }
 
 /// Where the run's reports and metrics go.
@@ -172,6 +218,31 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    go(prepared)
+}
+
+/// `image-mirror prune`: plans as `run` does, copies nothing, prunes.
+pub fn prune(args: &RunArgs) -> ExitCode {
+    let mut prepared = match prepare(args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    prepared.copy = false;
+    if let Some(settings) = &mut prepared.ledger {
+        settings.prune = Some(PruneOptions {
+            after: args.prune_after,
+            max: args.max_prune,
+            dry_run: prepared.dry_run,
+        });
+    }
+    // What a prune reports is the prune: no image was copied to count.
+    prepared.outputs.junit = None;
+    prepared.outputs.metrics_file = None;
+    prepared.outputs.pushgateway = None;
+    go(prepared)
+}
+
+fn go(prepared: Prepared) -> ExitCode {
     let outputs = prepared.outputs.clone();
     match block_on(mirror(prepared)) {
         Ok(Ok(finished)) => finish(finished, &outputs),
@@ -183,12 +254,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
 struct Finished {
     result: RunResult,
     signal: Option<ExitCode>,
+    ledger: Option<Settled>,
+    copy: bool,
 }
 
 /// Writes the report and prints the plan and summary, after the runtime is gone: nothing logs
 /// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
 fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
-    let Finished { result, signal } = finished;
+    let Finished {
+        result,
+        signal,
+        ledger,
+        copy,
+    } = finished;
     let mut code = if !result.listing_failures.is_empty()
         || result.outcomes.iter().any(|o| o.status.fails_the_run())
         || result.stats.lost_workers > 0
@@ -197,8 +275,24 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     } else {
         Done
     };
+    if let Some(settled) = &ledger {
+        if settled.failed() && code == Done {
+            code = Failed;
+        }
+        if settled.refused_by_valve() {
+            code = Usage;
+        }
+        for problem in &settled.problems {
+            eprintln!("warning: {problem}");
+        }
+    }
+    let prune_report = ledger.as_ref().and_then(|l| l.prune.as_ref());
     let reports = [
-        (outputs.report.as_deref(), "JSON report", json_text(&result)),
+        (
+            outputs.report.as_deref(),
+            "JSON report",
+            json_text(&result, prune_report),
+        ),
         (
             outputs.junit.as_deref(),
             "JUnit report",
@@ -215,7 +309,9 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             }
         }
     }
-    if result.dry_run {
+    if !copy {
+        // `prune` publishes no metrics: they describe mirroring.
+    } else if result.dry_run {
         if outputs.metrics_file.is_some() || outputs.pushgateway.is_some() {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
@@ -235,7 +331,7 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     // after the summary so that nothing of ours can follow it.
     let _ = std::io::stderr().flush();
     let mut out = std::io::stdout().lock();
-    if result.dry_run {
+    if result.dry_run && copy {
         let _ = write!(
             out,
             "{}",
@@ -244,7 +340,12 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
         let _ = write!(out, "{}", text::selections(&result.selections));
         let _ = write!(out, "{}", text::dry_run_plan(&result.outcomes));
     }
-    let _ = write!(out, "{}", text::summary(&result));
+    if let Some(report) = prune_report {
+        let _ = write!(out, "{}", ledger_steps::text(report));
+    }
+    if copy {
+        let _ = write!(out, "{}", text::summary(&result));
+    }
     let _ = out.flush();
     signal.unwrap_or(code)
 }
@@ -294,6 +395,8 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         shard,
         outputs: _,
         progress_every,
+        ledger,
+        copy,
     } = prepared;
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
@@ -325,7 +428,9 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         repositories_of(expanded.mappings.iter().map(ExpandedMapping::named), |r| {
             shard.is_none_or(|s| s.owns(r))
         });
-    executor.prefetch(sources, destinations);
+    if copy {
+        executor.prefetch(sources, destinations);
+    }
     let Planned {
         mut plan,
         listed,
@@ -356,12 +461,39 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     for (repository, tags) in &listed {
         executor.know_tags(repository, tags);
     }
-    let stop_progress = CancellationToken::new();
-    let progress_task =
-        tokio::spawn(Progress::new(stats.clone()).report(progress_every, stop_progress.clone()));
-    let outcomes = executor.execute(plan).await;
-    stop_progress.cancel();
-    let _ = progress_task.await;
+    let wanted = ledger.as_ref().map(|_| ledger_steps::wanted(&plan));
+    let read = match &ledger {
+        Some(settings) => Some(ledger_steps::read(settings, stores.as_ref()).await),
+        None => None,
+    };
+    let outcomes = if copy {
+        let stop_progress = CancellationToken::new();
+        let progress_task = tokio::spawn(
+            Progress::new(stats.clone()).report(progress_every, stop_progress.clone()),
+        );
+        let outcomes = executor.execute(plan).await;
+        stop_progress.cancel();
+        let _ = progress_task.await;
+        outcomes
+    } else {
+        Vec::new()
+    };
+    // An interrupted run neither prunes nor writes the ledger: what it did not reach would
+    // look unwanted.
+    let settled = match (&ledger, read, wanted) {
+        (Some(settings), Some(read), Some(wanted)) if !cancel.is_cancelled() => Some(
+            ledger_steps::settle(
+                settings,
+                stores.as_ref(),
+                read,
+                &outcomes,
+                &wanted,
+                listing_failures.len(),
+            )
+            .await,
+        ),
+        _ => None,
+    };
 
     let interrupted = cancel.is_cancelled();
     let signal_code = if interrupted {
@@ -386,11 +518,22 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     Ok(Finished {
         result,
         signal: signal_code,
+        ledger: settled,
+        copy,
     })
 }
 
-fn json_text(result: &RunResult) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(&json::json_report(result)).context("serializing the JSON report")
+/// The JSON report, with its `prune` section when the run pruned.
+fn json_text(
+    result: &RunResult,
+    prune: Option<&crate::ledger::prune::PruneReport>,
+) -> Result<Vec<u8>> {
+    let mut value =
+        serde_json::to_value(json::json_report(result)).context("serializing the JSON report")?;
+    if let (Some(prune), Some(map)) = (prune, value.as_object_mut()) {
+        map.insert("prune".to_owned(), ledger_steps::json(prune));
+    }
+    serde_json::to_vec_pretty(&value).context("serializing the JSON report")
 }
 
 /// Writes a report, creating its directory (Prow's artefacts directory may not exist yet).

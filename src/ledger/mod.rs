@@ -7,8 +7,10 @@
 //!   adds, what is unwanted (pure);
 //! - [`stored`]: where it lives (a registry repository, or a directory) and reading and
 //!   writing it over the [`crate::store`] seam;
+//! - [`prune`]: deleting what no mapping wants any more, and what is attached to it.
 
 pub mod model;
+pub mod prune;
 pub mod stored;
 
 pub use model::{Ledger, Stamp};

@@ -1,0 +1,500 @@
+//! The ledger and `prune`, against Debian's registry (deletes enabled, and one with them
+//! disabled): a removed line's tag is pruned after the grace period and not before, with its
+//! signature; a tag someone else wrote or re-pointed, or whose digest another tag holds, is
+//! never pruned; shards writing at once lose nothing; a corrupt or newer ledger prunes
+//! nothing; the valve; the ledger costs the same few requests whatever the number of tags.
+//! Time is the hidden `--now` flag, never a sleep.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::cli::*;
+use crate::support::*;
+
+/// The clock of these tests: some day in 2026.
+const T0: u64 = 1_780_000_000;
+const DAY: u64 = 86_400;
+
+fn hex(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+
+/// `run --insecure --ledger LEDGER --now NOW ARGS --report … MAPPING`.
+fn run_at(
+    ws: &Workspace,
+    mapping: &Path,
+    ledger: &str,
+    now: u64,
+    args: &[&str],
+) -> (Output, serde_json::Value) {
+    let now = now.to_string();
+    let base = ["--ledger", ledger, "--now", &now];
+    ws.run_insecure(mapping, &[&base[..], args].concat())
+}
+
+/// `prune --insecure --ledger LEDGER --now NOW ARGS MAPPING`.
+fn prune_at(ws: &Workspace, mapping: &Path, ledger: &str, now: u64, args: &[&str]) -> Output {
+    ws.command()
+        .args(["prune", "--insecure", "--ledger", ledger, "--now"])
+        .arg(now.to_string())
+        .args(args)
+        .arg(mapping)
+        .output()
+        .expect("run prune")
+}
+
+/// The report's prune entries as (destination, status).
+fn pruned(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> = report["prune"]["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no prune section: {report:#}"))
+        .iter()
+        .map(|t| {
+            (
+                t["destination"].as_str().unwrap_or_default().to_owned(),
+                t["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+#[test]
+fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 900)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 900)]);
+    // Signatures as cosign tags them (any manifest does for the mirror).
+    let sig1 = seed_oci_image(
+        &src,
+        "org/app",
+        &format!("sha256-{}.sig", hex(&v1.digest)),
+        &[layer(11, 90)],
+    );
+    let sig2 = seed_oci_image(
+        &src,
+        "org/app",
+        &format!("sha256-{}.sig", hex(&v2.digest)),
+        &[layer(12, 90)],
+    );
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(dst.tags("mirror/ledger"), ["ledger-all"]);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v1.digest))),
+        Some(sig1.digest.clone())
+    );
+
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    // A day later: unwanted for less than --prune-after 3d.
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "waiting".to_owned())]
+    );
+    assert!(
+        text(&out.stdout).contains("unwanted; pruned in 48 h"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(v1.digest.clone())
+    );
+
+    // Four days after it was last wanted: due. The dry run lists it and writes nothing.
+    let mark = dst.mark();
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 4 * DAY,
+        &["--prune", "--prune-after=3d", "--dry-run"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "would-prune".to_owned())]
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("- {d}/mirror/app:v1  would be pruned")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        dst.tool_writes_since(mark).is_empty(),
+        "a dry run writes nothing, ledger included"
+    );
+    let out = prune_at(&ws, &only_v2, &ledger, T0 + 4 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("would be pruned"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(dst.tool_writes_since(mark).is_empty());
+
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 4 * DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v1.digest))),
+        None,
+        "the pruned digest's signature goes with it"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest.clone())
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v2.digest))),
+        Some(sig2.digest.clone()),
+        "a kept digest's signature stays"
+    );
+
+    // Pruned once: the next run has nothing to prune.
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 5 * DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert!(pruned(&report).is_empty(), "{report:#}");
+}
+
+#[test]
+fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    for (tag, seed) in [("v1", 1), ("v2", 2), ("v3", 3), ("keep", 4)] {
+        seed_oci_image(&src, "org/app", tag, &[layer(seed, 500)]);
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n\
+             {s}/org/app:v3 {d}/mirror/app:v3\n{s}/org/app:keep {d}/mirror/app:keep\n"
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // Someone else: a tag of their own, v2 re-pointed, and another name for v3's digest.
+    let theirs = seed_oci_image(&dst, "mirror/app", "theirs", &[layer(9, 500)]);
+    let other = seed_oci_image(&dst, "mirror/app", "v2", &[layer(8, 500)]);
+    let v3 = dst.manifest_digest("mirror/app", "v3").expect("v3");
+    let (_, body) = dst.manifest("mirror/app", "v3").expect("v3 manifest");
+    dst.push_manifest("mirror/app", "v3-alias", OCI_MANIFEST, &body);
+
+    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    let (out, report) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [
+            (format!("{d}/mirror/app:v1"), "pruned".to_owned()),
+            (format!("{d}/mirror/app:v2"), "changed".to_owned()),
+            (format!("{d}/mirror/app:v3"), "still-tagged".to_owned()),
+        ]
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("kept: it holds"), "{stdout}");
+    assert!(stdout.contains("still tagged v3-alias"), "{stdout}");
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "theirs"),
+        Some(theirs.digest)
+    );
+    assert_eq!(dst.manifest_digest("mirror/app", "v2"), Some(other.digest));
+    assert_eq!(dst.manifest_digest("mirror/app", "v3"), Some(v3.clone()));
+    assert_eq!(dst.manifest_digest("mirror/app", "v3-alias"), Some(v3));
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert!(dst.manifest_digest("mirror/app", "keep").is_some());
+}
+
+#[test]
+fn two_shards_writing_the_ledger_at_once_lose_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for i in 0..6 {
+        seed_oci_image(&src, &format!("org/app{i}"), "1", &[layer(i, 300)]);
+        lines.push_str(&format!("{s}/org/app{i}:1 {d}/mirror/app{i}:1\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let mapping = ws.write("all", &lines);
+    let now = T0.to_string();
+    let shard = |i: &str| {
+        let mut cmd = image_mirror_process(ws.dir());
+        cmd.args([
+            "run",
+            "--insecure",
+            "--ledger",
+            &ledger,
+            "--now",
+            &now,
+            "--shard",
+            i,
+        ])
+        .arg(&mapping)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("start a shard")
+    };
+    let (a, b) = (shard("0/2"), shard("1/2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("shard");
+        expect_code(&out, 0);
+    }
+    assert_eq!(
+        dst.tags("mirror/ledger"),
+        ["ledger-shard-0-of-2", "ledger-shard-1-of-2"]
+    );
+    // Every line removed but the first: the five others, written by either shard, are due.
+    let first = ws.write("first", &format!("{s}/org/app0:1 {d}/mirror/app0:1\n"));
+    let out = prune_at(&ws, &first, &ledger, T0 + 10 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    for i in 1..6 {
+        assert!(
+            stdout.contains(&format!("- {d}/mirror/app{i}:1  would be pruned")),
+            "app{i}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("0 tags pruned, 5 would be pruned"),
+        "{stdout}"
+    );
+}
+
+/// Builds a ledger object by hand: `json` as the config of an artifact tagged `tag`.
+fn push_ledger_object(reg: &Registry, repo: &str, tag: &str, json: &[u8]) {
+    let digest = reg.push_blob(repo, json);
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"artifactType\":\"application/vnd.image-mirror.ledger.v1+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.image-mirror.ledger.v1+json\",\"digest\":\"{digest}\",\"size\":{}}},\"layers\":[]}}",
+        json.len()
+    );
+    reg.push_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes());
+}
+
+#[test]
+fn a_corrupt_or_newer_ledger_prunes_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 400)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 400)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // A newer image-mirror's object beside ours: refused, so nothing is pruned.
+    push_ledger_object(
+        &dst,
+        "mirror/ledger",
+        "ledger-shard-0-of-9",
+        br#"{"format":99,"writer":"x","written":1}"#,
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let all = all_output(&out);
+    assert!(
+        all.contains("nothing pruned, the ledger cannot be trusted"),
+        "{all}"
+    );
+    assert!(
+        all.contains("format 99, newer than this image-mirror reads (1)"),
+        "{all}"
+    );
+    assert_eq!(report["prune"]["tags"], serde_json::json!([]), "{report:#}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+
+    // Our own object corrupt (and the newer one gone): nothing pruned, and the ledger is
+    // rebuilt from what the run sees — which no longer names v1, so v1 is never pruned.
+    dst.delete_manifest(
+        "mirror/ledger",
+        &dst.manifest_digest("mirror/ledger", "ledger-shard-0-of-9")
+            .expect("newer object"),
+    );
+    push_ledger_object(
+        &dst,
+        "mirror/ledger",
+        "ledger-all",
+        b"{\"format\":1, this is not json",
+    );
+    let (out, _) = run_at(&ws, &only_v2, &ledger, T0 + 11 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let all = all_output(&out);
+    assert!(all.contains("ledger-all: it is not a ledger"), "{all}");
+    assert!(all.contains("nothing pruned"), "{all}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 12 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert!(pruned(&report).is_empty(), "{report:#}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+}
+
+#[test]
+fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for (i, tag) in ["a", "b", "c", "keep"].iter().enumerate() {
+        seed_oci_image(&src, "org/app", tag, &[layer(i as u64, 300)]);
+        lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app:{tag}\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
+    expect_code(&out, 0);
+    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=2"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("3 tags due for pruning, more than --max-prune 2: nothing was deleted"),
+        "{stdout}"
+    );
+    for tag in ["a", "b", "c"] {
+        assert!(
+            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
+            "{stdout}"
+        );
+        assert!(
+            dst.manifest_digest("mirror/app", tag).is_some(),
+            "{tag} deleted"
+        );
+    }
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=3"]);
+    expect_code(&out, 0);
+    assert!(dst.manifest_digest("mirror/app", "a").is_none());
+}
+
+#[test]
+fn a_registry_without_deletes_gets_a_clear_error_and_the_copies_still_happen() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryConfig {
+        delete_disabled: true,
+        ..RegistryConfig::default()
+    });
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(
+        &ws,
+        &ws.write("v1", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n")),
+        &ledger,
+        T0,
+        &[],
+    );
+    expect_code(&out, 0);
+    let v2_only = ws.write("v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &v2_only, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 1);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest),
+        "the copy is done"
+    );
+    assert_eq!(total(&report, "copied"), 1);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{d} refuses to delete manifests")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("storage.delete.enabled"), "{stdout}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+}
+
+/// Requests the tool sent to the ledger's repository in its last run.
+fn ledger_requests(reg: &Registry, mark: usize) -> usize {
+    reg.tool_requests_since(mark)
+        .iter()
+        .filter(|r| r.path().contains("/mirror/ledger/"))
+        .count()
+}
+
+#[test]
+fn the_ledger_costs_the_same_few_requests_whatever_the_number_of_tags() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let ws = Workspace::new();
+    let mut costs = Vec::new();
+    for tags in [2, 12] {
+        let mut lines = String::new();
+        for i in 0..tags {
+            let tag = format!("n{tags}-{i}");
+            seed_oci_image(&src, "org/app", &tag, &[layer(i, 200)]);
+            lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app{tags}:{tag}\n"));
+        }
+        let mapping = ws.write(&format!("m{tags}"), &lines);
+        let ledger = format!("{d}/mirror/ledger/n{tags}");
+        let (out, _) = run_at(&ws, &mapping, &ledger, T0, &[]);
+        expect_code(&out, 0);
+        // The unchanged rerun: its ledger requests.
+        let mark = dst.mark();
+        let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 60, &["--prune"]);
+        expect_code(&out, 0);
+        assert_eq!(total(&report, "unchanged"), tags);
+        costs.push(ledger_requests(&dst, mark));
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "ledger requests for 2 and 12 tags: {costs:?}"
+    );
+    // A tag list, the object's manifest and blob; the blob's upload and the manifest PUT.
+    assert!(costs[0] <= 7, "{costs:?}");
+    eprintln!("ledger requests per run: {costs:?}");
+
+    // The same in a directory: one file per writer, nothing in the registry.
+    let dir = ws.path("ledger-dir");
+    let mapping = ws.path("m2");
+    let mark = dst.mark();
+    let (out, _) = run_at(&ws, &mapping, &format!("file:{}", dir.display()), T0, &[]);
+    expect_code(&out, 0);
+    assert!(dir.join("ledger-all.json").exists());
+    assert_eq!(ledger_requests(&dst, mark), 0);
+}
