@@ -498,3 +498,131 @@ fn the_ledger_costs_the_same_few_requests_whatever_the_number_of_tags() {
     assert!(dir.join("ledger-all.json").exists());
     assert_eq!(ledger_requests(&dst, mark), 0);
 }
+
+#[test]
+fn min_age_holds_a_new_tag_back_then_lets_it_through_and_a_moved_tag_restarts_its_clock() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let first = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let mapping = ws.write(
+        "wild",
+        &format!("{s}/org/app:v* {d}/mirror/app  # image-mirror: min-age=2d\n"),
+    );
+    let junit = ws.path("junit.xml");
+    let metrics = ws.path("metrics.prom");
+    let (out, report) = run_at(
+        &ws,
+        &mapping,
+        &ledger,
+        T0,
+        &["--junit", p(&junit), "--metrics-file", p(&metrics)],
+    );
+    expect_code(&out, 0);
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None, "held back");
+    assert_eq!(total(&report, "waiting"), 1);
+    let image = &images(&report)[0];
+    assert_eq!(image["status"], "waiting", "{report:#}");
+    assert_eq!(image["error_kind"], "waiting");
+    assert!(
+        image["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("48 h left"),
+        "{image:#}"
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Waiting (1 image, not failed"), "{stdout}");
+    assert!(stdout.contains("0 failed, 1 waiting;"), "{stdout}");
+    let junit = std::fs::read_to_string(&junit).expect("junit");
+    assert!(
+        junit.contains("<skipped message=\"waiting: new at the source"),
+        "{junit}"
+    );
+    let metrics = std::fs::read_to_string(&metrics).expect("metrics");
+    assert!(
+        metrics.contains("image_mirror_images{status=\"waiting\"} 1"),
+        "{metrics}"
+    );
+
+    // A day on, the same digest: a day left.
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + DAY, &[]);
+    expect_code(&out, 0);
+    assert!(
+        images(&report)[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("24 h left"),
+        "{report:#}"
+    );
+    // The tag moves at the source: its clock starts again.
+    let moved = seed_oci_image(&src, "org/app", "v1", &[layer(2, 300)]);
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 2 * DAY + 60, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "waiting", "{report:#}");
+    assert!(
+        images(&report)[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("48 h left"),
+        "{report:#}"
+    );
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    // Two days at the new digest: copied.
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 4 * DAY + 60, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "copied", "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(moved.digest.clone())
+    );
+    assert_ne!(moved.digest, first.digest);
+    // Mirrored already: a move is copied at once, as without min-age.
+    let again = seed_oci_image(&src, "org/app", "v1", &[layer(3, 300)]);
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 4 * DAY + 120, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "copied", "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), Some(again.digest));
+}
+
+#[test]
+fn min_age_needs_a_ledger_and_a_malformed_one_is_a_check_error_at_its_place() {
+    let ws = Workspace::new();
+    let good = ws.write(
+        "good",
+        "quay.io/org/app:v* reg.example/org/app  # image-mirror: min-age=3d\n",
+    );
+    let out = ws
+        .command()
+        .args(["run", "--dry-run", p(&good)])
+        .output()
+        .unwrap();
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("min-age at "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("needs --ledger"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = ws.write(
+        "bad",
+        "quay.io/org/app:v* reg.example/org/app  # image-mirror: min-age=3x\n",
+    );
+    let out = ws.command().args(["check", p(&bad)]).output().unwrap();
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:1:57", bad.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("min-age: duration \"3x\": unknown unit \"x\""),
+        "{stderr}"
+    );
+}

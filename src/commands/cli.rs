@@ -618,6 +618,22 @@ pub struct RunArgs {
     )]
     pub max_prune: Option<usize>,
 
+    /// Mirror a new source tag only once seen this long.
+    ///
+    /// Mirror a new source tag (one the destination does not hold) only once it has been
+    /// seen at the source, at the same digest, for this long (`3d`, `12h`); a tag that moves
+    /// restarts its clock. Until then it is `waiting` (not failed). Tags already mirrored
+    /// are updated as ever. A line's `min-age=` option wins. Needs --ledger (first
+    /// sightings are kept there).
+    #[arg(
+        help_heading = "What to copy",
+        hide_short_help = true,
+        long,
+        value_name = "DURATION",
+        value_parser = crate::duration::parse
+    )]
+    pub min_age: Option<Duration>,
+
     /// The time to take as now, in seconds since 1970 (tests).
     #[arg(long, value_name = "SECONDS", hide = true)]
     pub now: Option<u64>,

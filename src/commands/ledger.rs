@@ -28,6 +28,8 @@ pub struct Settings {
     pub dry_run: bool,
     pub shard: Option<Shard>,
     pub policy: RetryPolicy,
+    /// `--min-age`.
+    pub min_age: Option<std::time::Duration>,
 }
 
 /// What the ledger's steps came to, for the views and the exit code.

@@ -93,6 +93,17 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         .map_err(|e| usage(format!("{e:#}")))?;
     args.mappings.default_exists().map_err(usage)?;
     let set = load_valid(&args.mappings.input_spec(), "nothing was copied")?;
+    // First sightings live in the ledger: without one, a held tag would wait forever.
+    let min_age_line = set.mappings.iter().find(|m| m.rules().min_age.is_some());
+    if ledger.is_none() && (args.min_age.is_some() || min_age_line.is_some()) {
+        let by = match min_age_line {
+            Some(m) => format!("min-age at {}", m.location()),
+            None => "--min-age".to_owned(),
+        };
+        return Err(usage(format!(
+            "{by} needs --ledger: when a source tag was first seen is kept there"
+        )));
+    }
     let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
     preflight(&set, &disk, &credentials).map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
@@ -156,6 +167,7 @@ fn ledger_settings(
         dry_run,
         shard,
         policy: network.request_policy(),
+        min_age: args.min_age,
     }))
 }
 
@@ -466,6 +478,13 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         Some(settings) => Some(ledger_steps::read(settings, stores.as_ref()).await),
         None => None,
     };
+    if let (Some(settings), Some(read)) = (&ledger, &read) {
+        executor.quarantine(crate::ledger::model::Quarantine::new(
+            &read.ledger,
+            settings.now,
+            settings.min_age,
+        ));
+    }
     let outcomes = if copy {
         let stop_progress = CancellationToken::new();
         let progress_task = tokio::spawn(

@@ -300,6 +300,37 @@ impl Ledger {
     }
 }
 
+/// `min-age`: when each source tag was first seen at its digest (from the ledger as read
+/// before the copies), and the time now.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    seen: BTreeMap<String, Seen>,
+    now: Stamp,
+    /// `--min-age`: for lines without their own `min-age=`.
+    pub default: Option<Duration>,
+}
+
+impl Quarantine {
+    pub fn new(ledger: &Ledger, now: Stamp, default: Option<Duration>) -> Quarantine {
+        Quarantine {
+            seen: ledger.sources.clone(),
+            now,
+            default,
+        }
+    }
+
+    /// How long the source tag `tag` (`host/path:tag`) at `digest` must still wait to have
+    /// been seen for `min_age`, or `None` when it has. A tag never seen, or seen at another
+    /// digest (it moved), starts its clock now.
+    pub fn left(&self, tag: &str, digest: &Digest, min_age: Duration) -> Option<Duration> {
+        let seen_for = match self.seen.get(tag) {
+            Some(seen) if seen.digest == *digest => seen.first_seen.until(self.now),
+            _ => Duration::ZERO,
+        };
+        (seen_for < min_age).then(|| min_age - seen_for)
+    }
+}
+
 /// Whether `theirs` replaces `ours`: its latest event is later, or as late and a deletion.
 fn wins(theirs: &Written, ours: &Written) -> bool {
     match theirs.last_event().cmp(&ours.last_event()) {
@@ -418,6 +449,31 @@ mod tests {
         other.saw("s/a:1".into(), digest(2), Stamp(25));
         ledger.merge(other);
         assert_eq!(ledger.sources["s/a:1"].first_seen, Stamp(25));
+    }
+
+    #[test]
+    fn min_age_holds_a_new_tag_back_and_a_moved_tag_restarts_its_clock() {
+        let mut ledger = Ledger::default();
+        ledger.saw("s/a:1".into(), digest(1), Stamp(100));
+        let day = Duration::from_secs(86_400);
+        let at = |now| Quarantine::new(&ledger, Stamp(now), None);
+        assert_eq!(at(100).left("s/a:1", &digest(1), day), Some(day));
+        assert_eq!(
+            at(100 + 3600).left("s/a:1", &digest(1), day),
+            Some(day - Duration::from_secs(3600))
+        );
+        assert_eq!(at(100 + 86_400).left("s/a:1", &digest(1), day), None);
+        assert_eq!(
+            at(100 + 86_400).left("s/a:1", &digest(2), day),
+            Some(day),
+            "moved: its clock starts again"
+        );
+        assert_eq!(
+            at(100).left("s/b:1", &digest(1), day),
+            Some(day),
+            "never seen"
+        );
+        assert_eq!(at(100).left("s/b:1", &digest(1), Duration::ZERO), None);
     }
 
     #[test]
