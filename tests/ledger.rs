@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::support::cli::*;
+use crate::support::ferro::Ferro;
 use crate::support::*;
 
 /// The clock of these tests: some day in 2026.
@@ -624,5 +625,86 @@ fn min_age_needs_a_ledger_and_a_malformed_one_is_a_check_error_at_its_place() {
     assert!(
         stderr.contains("min-age: duration \"3x\": unknown unit \"x\""),
         "{stderr}"
+    );
+}
+
+/// An SBOM referrer of `subject` (as ORAS pushes one), by digest, listed by the fallback
+/// index at a registry without the referrers API.
+fn push_sbom_referrer(reg: &Registry, repo: &str, subject: &str) -> String {
+    let size = reg.manifest(repo, subject).expect("the subject").1.len();
+    let empty = reg.push_blob(repo, b"{}");
+    let document = format!(r#"{{"spdxVersion":"SPDX-2.3","name":"{subject}"}}"#);
+    let document_digest = reg.push_blob(repo, document.as_bytes());
+    let spdx = "application/spdx+json";
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{spdx}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"{spdx}","digest":"{document_digest}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{size}}}}}"#,
+        document.len()
+    );
+    let digest = sha256_digest(manifest.as_bytes());
+    reg.push_manifest(repo, &digest, OCI_MANIFEST, manifest.as_bytes());
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"artifactType":"{spdx}"}}]}}"#,
+        manifest.len()
+    );
+    reg.push_manifest(
+        repo,
+        &format!("sha256-{}", hex(subject)),
+        OCI_INDEX,
+        index.as_bytes(),
+    );
+    digest
+}
+
+/// A registry with the referrers API (ferro-oci-server): the pruned image's referrer, found
+/// by the API, goes with it; the kept image's stays.
+#[test]
+fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
+    let src = Registry::start();
+    let dst = Ferro::start();
+    let (s, d) = (src.host(), dst.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sbom1 = push_sbom_referrer(&src, "org/app", &v1.digest);
+    let sbom2 = push_sbom_referrer(&src, "org/app", &v2.digest);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.referrer_digests("mirror/app", &v1.digest),
+        [sbom1.clone()]
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let before = dst.requests();
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    // ferro has no tag delete (405): the tag is tried alone, then the image and its
+    // referrer go by digest.
+    let deletes = dst.requests().since(&before);
+    assert_eq!(deletes.count(Some("DELETE"), "manifests"), 3, "{deletes:?}");
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sbom1),
+        None,
+        "the referrer goes"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest.clone())
+    );
+    assert_eq!(
+        dst.referrer_digests("mirror/app", &v2.digest),
+        [sbom2],
+        "the kept one's stays"
     );
 }
