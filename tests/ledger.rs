@@ -708,3 +708,141 @@ fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
         "the kept one's stays"
     );
 }
+
+/// Directory destinations are pruned as registries are: `oci:` (the tag's entry leaves
+/// `index.json`) and `file://` (the tag's link leaves `manifests/`), each with the pruned
+/// digest's signature tag; what is still wanted stays.
+#[test]
+fn directory_destinations_are_pruned_too() {
+    let src = Registry::start();
+    let s = src.host();
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sig1 = format!("sha256-{}.sig", hex(&v1.digest));
+    seed_oci_image(&src, "org/app", &sig1, &[layer(11, 90)]);
+    let ws = Workspace::new();
+    let layout = ws.path("layout");
+    let out_dir = ws.path("out");
+    let ledger = format!("file:{}", ws.path("ledger").display());
+    let lines = |tags: &[&str]| {
+        tags.iter()
+            .map(|t| {
+                format!(
+                    "{s}/org/app:{t} oci:{}:{t}\n{s}/org/app:{t} file://team/app:{t}\n",
+                    layout.display()
+                )
+            })
+            .collect::<String>()
+    };
+    let dir = ["--dir", p(&out_dir)];
+    let (out, _) = run_at(
+        &ws,
+        &ws.write("both", &lines(&["v1", "v2"])),
+        &ledger,
+        T0,
+        &dir,
+    );
+    expect_code(&out, 0);
+    let oci_tags = || {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+                .expect("index.json");
+        let mut tags: Vec<String> = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags
+    };
+    let file_tag = |tag: &str| {
+        out_dir
+            .join("v2/team/app/manifests")
+            .join(tag)
+            .symlink_metadata()
+            .is_ok()
+    };
+    assert_eq!(oci_tags(), [sig1.clone(), "v1".to_owned(), "v2".to_owned()]);
+    assert!(file_tag("v1") && file_tag(&sig1));
+
+    let only_v2 = ws.write("only_v2", &lines(&["v2"]));
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 10 * DAY,
+        &[&["--prune"][..], &dir].concat(),
+    );
+    expect_code(&out, 0);
+    let layout_name = format!("oci:{}:v1", layout.display());
+    assert_eq!(
+        pruned(&report),
+        [
+            ("file://team/app:v1".to_owned(), "pruned".to_owned()),
+            (layout_name, "pruned".to_owned()),
+        ]
+    );
+    assert_eq!(oci_tags(), ["v2"]);
+    assert!(
+        !file_tag("v1") && !file_tag(&sig1),
+        "the tag and its signature's go"
+    );
+    assert!(file_tag("v2"));
+}
+
+/// oc's push by digest leaves no tag: the ledger names the digest, and prune deletes the
+/// manifest by digest once no mapping pushes it — unless a tag points at it.
+#[test]
+fn a_push_by_digest_no_mapping_wants_is_pruned_unless_tagged() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let one = seed_oci_image(&src, "org/app", "one", &[layer(1, 300)]);
+    let two = seed_oci_image(&src, "org/app", "two", &[layer(2, 300)]);
+    let keep = seed_oci_image(&src, "org/app", "keep", &[layer(3, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app@{} {d}/mirror/bydigest\n{s}/org/app@{} {d}/mirror/bydigest\n{s}/org/app@{} {d}/mirror/bydigest\n",
+            one.digest, two.digest, keep.digest
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // Someone tags the second image.
+    let (_, body) = dst
+        .manifest("mirror/bydigest", &two.digest)
+        .expect("pushed");
+    dst.push_manifest("mirror/bydigest", "theirs", OCI_MANIFEST, &body);
+    let only_keep = ws.write(
+        "keep",
+        &format!("{s}/org/app@{} {d}/mirror/bydigest\n", keep.digest),
+    );
+    let (out, report) = run_at(&ws, &only_keep, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let mut expected = vec![
+        (
+            format!("{d}/mirror/bydigest@{}", one.digest),
+            "pruned".to_owned(),
+        ),
+        (
+            format!("{d}/mirror/bydigest@{}", two.digest),
+            "still-tagged".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(pruned(&report), expected);
+    assert_eq!(dst.manifest_digest("mirror/bydigest", &one.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/bydigest", "theirs"),
+        Some(two.digest.clone())
+    );
+    assert!(
+        dst.manifest_digest("mirror/bydigest", &keep.digest)
+            .is_some()
+    );
+}

@@ -230,7 +230,6 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
             tags.join(", ")
         ),
         Verdict::Waiting(left) => format!("unwanted; pruned in {}", human(*left)),
-        Verdict::Kept(why) => format!("kept: {why}"),
         Verdict::Failed(why) => format!("not pruned: {why}"),
     }
 }
@@ -259,7 +258,6 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
                     "waiting",
                     serde_json::json!({"seconds_left": left.as_secs()}),
                 ),
-                Verdict::Kept(why) => ("kept", serde_json::json!({"reason": why})),
                 Verdict::Failed(why) => ("failed", serde_json::json!({"error": why})),
             };
             let mut value = serde_json::json!({

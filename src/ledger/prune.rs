@@ -13,7 +13,8 @@
 //! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
 //! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
 //! the destination by the same walk `run` uses ([`crate::attachments`]).
-//! Directory destinations (`oci:`, `file://`) are not pruned: they are reported as kept.
+//! Directory destinations (`oci:`, `file://`) are pruned alike: the directory store deletes
+//! as distribution does (a tag alone, or a digest with every tag of it), leaving blobs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use super::model::{Candidate, Ledger, Stamp};
 use crate::attachments::{At, Discovery, Visitor};
 use crate::model::attached::{Kind, Referrer, is_attachment_tag};
 use crate::model::manifest::Manifest;
-use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
+use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag};
 use crate::store::{Deleted, Destination, Stores};
 
 /// How many tags' digests are asked at once in a repository being pruned.
@@ -56,8 +57,6 @@ pub enum Verdict {
     StillTagged(Vec<String>),
     /// Not yet unwanted for the grace period: the time left.
     Waiting(Duration),
-    /// Kept for this reason (a directory destination).
-    Kept(String),
     /// The delete failed: why.
     Failed(String),
 }
@@ -218,11 +217,12 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
                 verdict: verdict.clone(),
             }));
     };
-    let repository = match parse_name(name) {
-        Ok(r) if !r.on_disk() && !name.starts_with("oci:") && !name.starts_with("file:") => r,
+    // As the report names it: `host/path`, `file://REPO` or `oci:PATH`.
+    let repository = match Reference::parse(name) {
+        Ok(r) if r.tag.is_none() && r.digest.is_none() => r.repository,
         _ => {
-            let why = "directory destinations are not pruned by this version".to_owned();
-            decide_all(&mut looked, candidates, Verdict::Kept(why));
+            let why = format!("{name:?} is not a repository name");
+            decide_all(&mut looked, candidates, Verdict::Failed(why));
             return looked;
         }
     };
