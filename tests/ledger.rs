@@ -676,7 +676,7 @@ fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
     expect_code(&out, 0);
     assert_eq!(
         dst.referrer_digests("mirror/app", &v1.digest),
-        [sbom1.clone()]
+        std::slice::from_ref(&sbom1)
     );
     let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
     let before = dst.requests();

@@ -36,10 +36,10 @@ pub struct Settings {
 #[derive(Debug, Default)]
 pub struct Settled {
     pub prune: Option<PruneReport>,
-    /// Why the ledger could not be read whole, or written: said on stderr.
+    /// Why the ledger could not be read whole, or is left unwritten: warnings on stderr.
     pub problems: Vec<String>,
-    /// Writing this writer's object failed: the run fails.
-    pub write_failed: bool,
+    /// Why this writer's object could not be written: an error, and the run fails.
+    pub write_error: Option<String>,
 }
 
 impl Settled {
@@ -50,8 +50,21 @@ impl Settled {
 
     /// A delete or the ledger's write failed: exit 1.
     pub fn failed(&self) -> bool {
-        self.write_failed || self.prune.as_ref().is_some_and(PruneReport::failed)
+        self.write_error.is_some() || self.prune.as_ref().is_some_and(PruneReport::failed)
     }
+}
+
+/// The source tags the plan copies from, as the ledger names them (`host/path:tag`): the
+/// first sightings this writer keeps.
+pub fn planned_sources(plan: &Plan) -> HashSet<String> {
+    plan.batches
+        .iter()
+        .flat_map(|b| &b.jobs)
+        .filter_map(|j| {
+            let tag = j.source.tag()?;
+            Some(format!("{}:{tag}", j.source.repository))
+        })
+        .collect()
 }
 
 /// The destination tags (and digests) the plan produces, as the ledger names them.
@@ -79,6 +92,7 @@ pub async fn settle(
     read: Read,
     outcomes: &[Outcome],
     wanted: &HashSet<(String, String)>,
+    sources: &HashSet<String>,
     listing_failures: usize,
 ) -> Settled {
     let Read {
@@ -128,7 +142,7 @@ pub async fn settle(
         ));
         return settled;
     }
-    let part = ledger.owned_part(owns);
+    let part = ledger.owned_part(owns, sources);
     if let Err(e) = stored::write(
         &settings.location,
         stores,
@@ -139,10 +153,7 @@ pub async fn settle(
     )
     .await
     {
-        settled
-            .problems
-            .push(format!("the ledger could not be written: {e:#}"));
-        settled.write_failed = true;
+        settled.write_error = Some(format!("the ledger could not be written: {e:#}"));
     } else {
         tracing::info!(ledger = %own_name, "ledger written");
     }
@@ -182,9 +193,15 @@ pub fn text(report: &PruneReport) -> String {
     }
     let pruned = report.count(|v| matches!(v, Verdict::Pruned { .. }));
     let would = report.count(|v| matches!(v, Verdict::WouldPrune));
-    let kept =
-        report.decided.len() - pruned - would - report.count(|v| matches!(v, Verdict::Waiting(_)));
+    let kept = report.count(|v| matches!(v, Verdict::Changed(_) | Verdict::StillTagged(_)));
     let waiting = report.count(|v| matches!(v, Verdict::Waiting(_)));
+    let gone = report.count(|v| matches!(v, Verdict::Gone));
+    let failed = report.count(|v| matches!(v, Verdict::Failed(_)));
+    let also = [(gone, "gone already"), (failed, "failed")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(", {n} {what}"))
+        .collect::<String>();
     if let Some(max) = report.valve {
         let _ = writeln!(
             out,
@@ -194,11 +211,8 @@ pub fn text(report: &PruneReport) -> String {
     }
     let _ = writeln!(
         out,
-        "{} pruned, {} would be pruned, {} kept, {} waiting for --prune-after",
+        "{} pruned, {would} would be pruned, {kept} kept{also}, {waiting} waiting for --prune-after",
         count(pruned, "tag"),
-        would,
-        kept,
-        waiting
     );
     out
 }

@@ -297,6 +297,9 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
         for problem in &settled.problems {
             eprintln!("warning: {problem}");
         }
+        if let Some(error) = &settled.write_error {
+            eprintln!("error: {error}");
+        }
     }
     let prune_report = ledger.as_ref().and_then(|l| l.prune.as_ref());
     let reports = [
@@ -473,7 +476,12 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     for (repository, tags) in &listed {
         executor.know_tags(repository, tags);
     }
-    let wanted = ledger.as_ref().map(|_| ledger_steps::wanted(&plan));
+    let wanted = ledger.as_ref().map(|_| {
+        (
+            ledger_steps::wanted(&plan),
+            ledger_steps::planned_sources(&plan),
+        )
+    });
     let read = match &ledger {
         Some(settings) => Some(ledger_steps::read(settings, stores.as_ref()).await),
         None => None,
@@ -500,13 +508,14 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     // An interrupted run neither prunes nor writes the ledger: what it did not reach would
     // look unwanted.
     let settled = match (&ledger, read, wanted) {
-        (Some(settings), Some(read), Some(wanted)) if !cancel.is_cancelled() => Some(
+        (Some(settings), Some(read), Some((wanted, sources))) if !cancel.is_cancelled() => Some(
             ledger_steps::settle(
                 settings,
                 stores.as_ref(),
                 read,
                 &outcomes,
                 &wanted,
+                &sources,
                 listing_failures.len(),
             )
             .await,

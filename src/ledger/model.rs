@@ -286,8 +286,9 @@ impl Ledger {
     }
 
     /// The part one writer stores: the destination repositories it owns (a shard's), and
-    /// every source tag it knows.
-    pub fn owned_part(&self, owns: impl Fn(&str) -> bool) -> Ledger {
+    /// the first sightings of the source tags its plan selects (`sources`): a tag no line
+    /// selects any more is forgotten, and starts its clock again if selected later.
+    pub fn owned_part(&self, owns: impl Fn(&str) -> bool, sources: &HashSet<String>) -> Ledger {
         Ledger {
             destinations: self
                 .destinations
@@ -295,7 +296,12 @@ impl Ledger {
                 .filter(|(repository, _)| owns(repository))
                 .map(|(r, e)| (r.clone(), e.clone()))
                 .collect(),
-            sources: self.sources.clone(),
+            sources: self
+                .sources
+                .iter()
+                .filter(|(tag, _)| sources.contains(*tag))
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect(),
         }
     }
 }
@@ -505,6 +511,11 @@ mod tests {
             ledger.destinations["dst.io/a"]["recent"].last_wanted,
             Stamp(300)
         );
+        ledger.saw("s/a:1".into(), digest(1), Stamp(1));
+        ledger.saw("s/gone:1".into(), digest(1), Stamp(1));
+        let part = ledger.owned_part(|r| r == "dst.io/a", &["s/a:1".to_owned()].into());
+        assert_eq!(part.destinations.keys().collect::<Vec<_>>(), ["dst.io/a"]);
+        assert_eq!(part.sources.keys().collect::<Vec<_>>(), ["s/a:1"]);
     }
 
     #[test]
