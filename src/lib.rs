@@ -21,6 +21,8 @@
 //! - [`attachments`]: what is attached to an image, found at its source over the [`store`]
 //!   seam (one walk, which `run` and `verify` both use);
 //! - [`execute`]: the copy algorithm, over the [`store`] seam;
+//! - [`ledger`]: what the mirror wrote (kept in a registry or a directory over the
+//!   [`store`] seam) and `prune`, which deletes what no mapping wants any more;
 //! - [`audit`]: `verify`'s read-only checks over the same seam (a plan against its sources,
 //!   or every tag of a repository);
 //! - [`commands`]: `check`, `run`, `verify`, `import` — the glue.
@@ -34,6 +36,7 @@ pub mod duration;
 pub mod ends;
 pub mod execute;
 pub mod inputs;
+pub mod ledger;
 pub mod limiter;
 pub mod memo;
 pub mod model;

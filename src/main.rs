@@ -22,6 +22,7 @@ fn main() {
     let code = match &cli.command {
         Command::Check(args) => image_mirror::commands::check::run(args),
         Command::Run(args) => image_mirror::commands::run::run(args),
+        Command::Prune(args) => image_mirror::commands::run::prune(args),
         Command::Verify(args) => image_mirror::commands::verify::run(args),
         Command::Import(args) => image_mirror::commands::import::run(args),
     };

@@ -167,6 +167,29 @@ pub trait Destination: Source {
         reference: &'a ManifestRef,
         manifest: &'a Manifest,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes a tag (only the tag, where the store can) or a manifest by digest (with
+    /// every tag pointing at it): what `prune` does, and nothing else does. A store that
+    /// does not delete this way says so in [`Deleted::Refused`] rather than failing.
+    fn delete_manifest<'a>(
+        &'a self,
+        _repository: &'a Repository,
+        _reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Deleted>> {
+        let refused = Deleted::Refused(format!("{} cannot delete", self.name()));
+        Box::pin(async move { Ok(refused) })
+    }
+}
+
+/// What a delete came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Removed,
+    /// Nothing there to delete.
+    Absent,
+    /// The store does not delete this way (a registry without deletes, or one that deletes
+    /// only by digest asked for a tag): its words.
+    Refused(String),
 }
 
 /// Finds the store for a repository.

@@ -116,6 +116,14 @@ fn removed_tags_and_unchanged_trees() {
         stdout.ends_with("1 destination tag removed, 1 re-pointed; 1 wildcard pattern narrowed\n"),
         "{stdout}"
     );
+    // What a prune would make of it, on stderr (stdout is the diff alone).
+    assert!(
+        text(&out.stderr).contains(
+            "note: with --ledger and --prune, image-mirror deletes the destination tags of the 2 removals above"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
 
     let same = {
         let mut cmd = ws.command();

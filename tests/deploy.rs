@@ -191,7 +191,9 @@ fn check_container(place: &str, pod: &Value, container: &Value) {
         // Presubmits check the pull request's files, offline: checked by
         // `presubmits_check_and_diff_the_mapping_files`.
         Command::Check(_) => return,
-        Command::Verify(_) | Command::Import(_) => panic!("{place}: not a run or check command"),
+        Command::Verify(_) | Command::Import(_) | Command::Prune(_) => {
+            panic!("{place}: not a run or check command")
+        }
     };
     let dry_run = env
         .iter()

@@ -37,6 +37,8 @@ mod import;
 // The periodic job: report, shards, signals, mapping directories.
 mod job;
 mod keyless;
+// The ledger of what was written, and `prune`.
+mod ledger;
 // Many tags in many repositories.
 mod load;
 mod long_paths;

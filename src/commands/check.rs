@@ -51,6 +51,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             DiffFormat::Markdown => report::diff::markdown(&changes),
         };
         print!("{shown}");
+        if let Some(note) = prune_note(&changes) {
+            eprintln!("{note}");
+        }
         eprintln!("{}", summary(&set));
     } else {
         println!("{}", summary(&set));
@@ -60,4 +63,30 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::Ok
     }
+}
+/// What `prune` does with this change, on stderr (stdout is the diff alone): the tags it no
+/// longer writes are deleted by `run --prune` once unwanted for `--prune-after`, when the
+/// ledger says image-mirror wrote them. `None` when nothing is removed.
+fn prune_note(changes: &crate::inputs::diff::Diff) -> Option<String> {
+    use crate::inputs::diff::Change;
+    let removed = changes
+        .values()
+        .flatten()
+        .filter(|c| {
+            matches!(
+                c,
+                Change::Removed { .. }
+                    | Change::PatternRemoved { .. }
+                    | Change::PatternNarrowed { .. }
+            )
+        })
+        .count();
+    (removed > 0).then(|| {
+        format!(
+            "note: with --ledger and --prune, image-mirror deletes the destination tags of the \
+             {} above (-, <) once unwanted for --prune-after, if its ledger says it wrote \
+             them; `image-mirror prune --dry-run` lists them",
+            count(removed, "removal")
+        )
+    })
 }

@@ -111,6 +111,11 @@ pub enum Command {
         resume where they were cut (oc retries no upload)."
     )]
     Run(Box<RunArgs>),
+    /// Delete destination tags the ledger says image-mirror wrote and no mapping produces
+    /// any more, once unwanted for --prune-after (copies nothing; `run --prune` copies, then
+    /// prunes). Needs --ledger.
+    #[command(mut_arg("ledger", |a| a.required(true)))]
+    Prune(Box<RunArgs>),
     /// Check a mirror, reading only: with REPOSITORY arguments, that every tag of them points
     /// at a complete image (the manifest, its index children and every blob exist); with -f
     /// mapping files, that each image they name is at its destination as at its source —
@@ -573,6 +578,66 @@ pub struct RunArgs {
     /// Indexed Job).
     #[arg(help_heading = "Sharding", long, value_name = "COUNT")]
     pub shard_count: Option<u32>,
+
+    /// Keep a ledger of what is written (HOST/REPO, file:DIR).
+    ///
+    /// Record what this run writes (per destination tag: digest, source, mapping line, first
+    /// written, last confirmed) in a ledger kept in this registry repository (one OCI
+    /// artifact per writer, tagged `ledger-all` or `ledger-shard-I-of-N`), or in the
+    /// directory `file:DIR`. Off unless given; `--prune` and `prune` need it. A dry run
+    /// reads it but writes nothing.
+    #[arg(help_heading = "What to copy", long, value_name = "WHERE")]
+    pub ledger: Option<String>,
+
+    /// Delete unwanted tags the ledger names.
+    ///
+    /// After copying, delete the destination tags the ledger says image-mirror wrote and no
+    /// current mapping produces, once unwanted for --prune-after; never a tag the ledger does
+    /// not name, one holding another digest than we wrote, or a digest another tag points
+    /// at. Their signatures, attestations, SBOMs and referrers go with them. The dry run
+    /// lists what would be pruned.
+    #[arg(help_heading = "What to copy", long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool, action = ArgAction::Set, requires = "ledger")]
+    pub prune: bool,
+
+    /// How long a tag stays unwanted before it is pruned.
+    ///
+    /// How long a tag must have been produced by no mapping before prune deletes it (`3d`,
+    /// `36h`, `90m`, `1w`): a line removed by mistake and put back within it costs nothing.
+    #[arg(help_heading = "What to copy", hide_short_help = true, long, value_name = "DURATION", default_value = "3d", value_parser = crate::duration::parse)]
+    pub prune_after: Duration,
+
+    /// Refuse to prune more than N tags in one run.
+    ///
+    /// Refuse to prune more than N tags in one run: nothing is deleted, the list is printed
+    /// and the exit code is 2 (a mapping directory emptied by mistake must not empty the
+    /// mirror).
+    #[arg(
+        help_heading = "What to copy",
+        hide_short_help = true,
+        long,
+        value_name = "N"
+    )]
+    pub max_prune: Option<usize>,
+
+    /// Mirror a new source tag only once seen this long.
+    ///
+    /// Mirror a new source tag (one the destination does not hold) only once it has been
+    /// seen at the source, at the same digest, for this long (`3d`, `12h`); a tag that moves
+    /// restarts its clock. Until then it is `waiting` (not failed). Tags already mirrored
+    /// are updated as ever. A line's `min-age=` option wins. Needs --ledger (first
+    /// sightings are kept there).
+    #[arg(
+        help_heading = "What to copy",
+        hide_short_help = true,
+        long,
+        value_name = "DURATION",
+        value_parser = crate::duration::parse
+    )]
+    pub min_age: Option<Duration>,
+
+    /// The time to take as now, in seconds since 1970 (tests).
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub now: Option<u64>,
 
     /// Accepted for oc compatibility: manifest lists are always kept whole.
     #[arg(help_heading = "oc compatibility", hide_short_help = true, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod import;
+pub mod ledger;
 pub mod listing;
 pub mod planning;
 pub mod publish;

@@ -1,4 +1,6 @@
-//! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report.
+//! `image-mirror run`: load and validate, list wildcard tags, plan, copy, report; with
+//! `--ledger`, record what was written (and with `--prune`, prune). `image-mirror prune`
+//! is the same without the copies.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode::{self, Failed, Interrupted, Ok as Done, Terminated, Usage};
 use super::block_on;
 use super::cli::{ENV_ARTIFACTS, ENV_JOB_COMPLETION_INDEX, RunArgs, resolve_dry_run};
+use super::ledger::{self as ledger_steps, Settings, Settled};
 use super::planning::{Planned, expand, list_and_plan, load_valid, preflight};
 use super::publish::publish;
 use super::stores::AnyStores;
@@ -18,6 +21,8 @@ use crate::disk::DiskStores;
 use crate::execute::{ExecuteOptions, Executor};
 use crate::inputs::expanded::ExpandedMapping;
 use crate::inputs::{MappingSet, repositories_of};
+use crate::ledger::prune::PruneOptions;
+use crate::ledger::{Location, Stamp, Writer};
 use crate::model::reference::TagPattern;
 use crate::plan::{LineSelection, Shard, tags_per_repository};
 use crate::registry::auth::credentials::Credentials;
@@ -42,6 +47,10 @@ struct Prepared {
     shard: Option<Shard>,
     outputs: Outputs,
     progress_every: std::time::Duration,
+    /// `--ledger`, and what to prune.
+    ledger: Option<Settings>,
+    /// False for `prune`: nothing is copied.
+    copy: bool,
 }
 
 /// Reads and validates all input; any problem is exit 2 with nothing contacted.
@@ -77,12 +86,24 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         None => None,
     };
     let shard = resolve_shard(args, |name| std::env::var(name).ok()).map_err(usage)?;
+    let ledger = ledger_settings(args, dry_run, shard, &network).map_err(usage)?;
     let credentials = Credentials::locate(args.registry.registry_config.clone());
     credentials
         .validate()
         .map_err(|e| usage(format!("{e:#}")))?;
     args.mappings.default_exists().map_err(usage)?;
     let set = load_valid(&args.mappings.input_spec(), "nothing was copied")?;
+    // First sightings live in the ledger: without one, a held tag would wait forever.
+    let min_age_line = set.mappings.iter().find(|m| m.rules().min_age.is_some());
+    if ledger.is_none() && (args.min_age.is_some() || min_age_line.is_some()) {
+        let by = match min_age_line {
+            Some(m) => format!("min-age at {}", m.location()),
+            None => "--min-age".to_owned(),
+        };
+        return Err(usage(format!(
+            "{by} needs --ledger: when a source tag was first seen is kept there"
+        )));
+    }
     let disk = DiskStores::new(args.dir.clone(), args.from_dir.clone());
     preflight(&set, &disk, &credentials).map_err(|e| usage(format!("{e:#}")))?;
     Ok(Prepared {
@@ -106,11 +127,48 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
         disk,
         shard,
         progress_every: std::time::Duration::from_secs(args.progress_interval),
+        ledger,
+        copy: true,
         outputs: Outputs {
             shard: shard.map(|s| s.index().to_string()),
             ..Outputs::resolve(args, std::env::var_os(ENV_ARTIFACTS))
         },
     })
+}
+
+/// `--ledger`, `--prune`, `--prune-after`, `--max-prune` and the clock.
+fn ledger_settings(
+    args: &RunArgs,
+    dry_run: bool,
+    shard: Option<Shard>,
+    network: &NetworkOptions,
+) -> Result<Option<Settings>, String> {
+    let Some(text) = &args.ledger else {
+        return Ok(None);
+    };
+    let location = Location::parse(text)?;
+    let now = match args.now {
+        Some(seconds) => Stamp(seconds),
+        None => Stamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        ),
+    };
+    Ok(Some(Settings {
+        location,
+        writer: Writer::new(shard),
+        prune: args.prune.then_some(PruneOptions {
+            after: args.prune_after,
+            max: args.max_prune,
+            dry_run,
+        }),
+        now,
+        dry_run,
+        shard,
+        policy: network.request_policy(),
+        min_age: args.min_age,
+    }))
 }
 
 /// Where the run's reports and metrics go.
@@ -172,6 +230,31 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    go(prepared)
+}
+
+/// `image-mirror prune`: plans as `run` does, copies nothing, prunes.
+pub fn prune(args: &RunArgs) -> ExitCode {
+    let mut prepared = match prepare(args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    prepared.copy = false;
+    if let Some(settings) = &mut prepared.ledger {
+        settings.prune = Some(PruneOptions {
+            after: args.prune_after,
+            max: args.max_prune,
+            dry_run: prepared.dry_run,
+        });
+    }
+    // What a prune reports is the prune: no image was copied to count.
+    prepared.outputs.junit = None;
+    prepared.outputs.metrics_file = None;
+    prepared.outputs.pushgateway = None;
+    go(prepared)
+}
+
+fn go(prepared: Prepared) -> ExitCode {
     let outputs = prepared.outputs.clone();
     match block_on(mirror(prepared)) {
         Ok(Ok(finished)) => finish(finished, &outputs),
@@ -183,12 +266,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
 struct Finished {
     result: RunResult,
     signal: Option<ExitCode>,
+    ledger: Option<Settled>,
+    copy: bool,
 }
 
 /// Writes the report and prints the plan and summary, after the runtime is gone: nothing logs
 /// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
 fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
-    let Finished { result, signal } = finished;
+    let Finished {
+        result,
+        signal,
+        ledger,
+        copy,
+    } = finished;
     let mut code = if !result.listing_failures.is_empty()
         || result.outcomes.iter().any(|o| o.status.fails_the_run())
         || result.stats.lost_workers > 0
@@ -197,8 +287,27 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     } else {
         Done
     };
+    if let Some(settled) = &ledger {
+        if settled.failed() && code == Done {
+            code = Failed;
+        }
+        if settled.refused_by_valve() {
+            code = Usage;
+        }
+        for problem in &settled.problems {
+            eprintln!("warning: {problem}");
+        }
+        if let Some(error) = &settled.write_error {
+            eprintln!("error: {error}");
+        }
+    }
+    let prune_report = ledger.as_ref().and_then(|l| l.prune.as_ref());
     let reports = [
-        (outputs.report.as_deref(), "JSON report", json_text(&result)),
+        (
+            outputs.report.as_deref(),
+            "JSON report",
+            json_text(&result, prune_report),
+        ),
         (
             outputs.junit.as_deref(),
             "JUnit report",
@@ -215,7 +324,9 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
             }
         }
     }
-    if result.dry_run {
+    if !copy {
+        // `prune` publishes no metrics: they describe mirroring.
+    } else if result.dry_run {
         if outputs.metrics_file.is_some() || outputs.pushgateway.is_some() {
             tracing::info!("dry run: no metrics published (they describe real mirroring)");
         }
@@ -235,7 +346,7 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     // after the summary so that nothing of ours can follow it.
     let _ = std::io::stderr().flush();
     let mut out = std::io::stdout().lock();
-    if result.dry_run {
+    if result.dry_run && copy {
         let _ = write!(
             out,
             "{}",
@@ -244,7 +355,12 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
         let _ = write!(out, "{}", text::selections(&result.selections));
         let _ = write!(out, "{}", text::dry_run_plan(&result.outcomes));
     }
-    let _ = write!(out, "{}", text::summary(&result));
+    if let Some(report) = prune_report {
+        let _ = write!(out, "{}", ledger_steps::text(report));
+    }
+    if copy {
+        let _ = write!(out, "{}", text::summary(&result));
+    }
     let _ = out.flush();
     signal.unwrap_or(code)
 }
@@ -294,6 +410,8 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         shard,
         outputs: _,
         progress_every,
+        ledger,
+        copy,
     } = prepared;
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
@@ -325,7 +443,9 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         repositories_of(expanded.mappings.iter().map(ExpandedMapping::named), |r| {
             shard.is_none_or(|s| s.owns(r))
         });
-    executor.prefetch(sources, destinations);
+    if copy {
+        executor.prefetch(sources, destinations);
+    }
     let Planned {
         mut plan,
         listed,
@@ -356,12 +476,52 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     for (repository, tags) in &listed {
         executor.know_tags(repository, tags);
     }
-    let stop_progress = CancellationToken::new();
-    let progress_task =
-        tokio::spawn(Progress::new(stats.clone()).report(progress_every, stop_progress.clone()));
-    let outcomes = executor.execute(plan).await;
-    stop_progress.cancel();
-    let _ = progress_task.await;
+    let wanted = ledger.as_ref().map(|_| {
+        (
+            ledger_steps::wanted(&plan),
+            ledger_steps::planned_sources(&plan),
+        )
+    });
+    let read = match &ledger {
+        Some(settings) => Some(ledger_steps::read(settings, stores.as_ref()).await),
+        None => None,
+    };
+    if let (Some(settings), Some(read)) = (&ledger, &read) {
+        executor.quarantine(crate::ledger::model::Quarantine::new(
+            &read.ledger,
+            settings.now,
+            settings.min_age,
+        ));
+    }
+    let outcomes = if copy {
+        let stop_progress = CancellationToken::new();
+        let progress_task = tokio::spawn(
+            Progress::new(stats.clone()).report(progress_every, stop_progress.clone()),
+        );
+        let outcomes = executor.execute(plan).await;
+        stop_progress.cancel();
+        let _ = progress_task.await;
+        outcomes
+    } else {
+        Vec::new()
+    };
+    // An interrupted run neither prunes nor writes the ledger: what it did not reach would
+    // look unwanted.
+    let settled = match (&ledger, read, wanted) {
+        (Some(settings), Some(read), Some((wanted, sources))) if !cancel.is_cancelled() => Some(
+            ledger_steps::settle(
+                settings,
+                stores.as_ref(),
+                read,
+                &outcomes,
+                &wanted,
+                &sources,
+                listing_failures.len(),
+            )
+            .await,
+        ),
+        _ => None,
+    };
 
     let interrupted = cancel.is_cancelled();
     let signal_code = if interrupted {
@@ -386,11 +546,22 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
     Ok(Finished {
         result,
         signal: signal_code,
+        ledger: settled,
+        copy,
     })
 }
 
-fn json_text(result: &RunResult) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(&json::json_report(result)).context("serializing the JSON report")
+/// The JSON report, with its `prune` section when the run pruned.
+fn json_text(
+    result: &RunResult,
+    prune: Option<&crate::ledger::prune::PruneReport>,
+) -> Result<Vec<u8>> {
+    let mut value =
+        serde_json::to_value(json::json_report(result)).context("serializing the JSON report")?;
+    if let (Some(prune), Some(map)) = (prune, value.as_object_mut()) {
+        map.insert("prune".to_owned(), ledger_steps::json(prune));
+    }
+    serde_json::to_vec_pretty(&value).context("serializing the JSON report")
 }
 
 /// Writes a report, creating its directory (Prow's artefacts directory may not exist yet).

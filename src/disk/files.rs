@@ -4,7 +4,7 @@
 //! error when they do not match, see `execute::checked`; a crash never leaves a corrupt
 //! blob under its final name), small files written the same way,
 //! hard links and symbolic links put in place by a rename. What already holds the right
-//! content is never written again.
+//! content is never written again. And the one removal (`prune`): a name unlinked.
 
 use std::path::{Path, PathBuf};
 
@@ -143,6 +143,15 @@ async fn rename(from: &Path, to: &Path) -> Result<()> {
     tokio::fs::rename(from, to)
         .await
         .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
+/// Unlinks `path` (a tag's link, a manifest's name): whether it was there.
+pub async fn remove(path: &Path) -> Result<bool> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
 }
 
 pub async fn exists(path: &Path) -> bool {

@@ -14,7 +14,9 @@ use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
-use crate::store::{BlobStream, Destination, Mount, OpenBlob, Slots, Source, UploadSession};
+use crate::store::{
+    BlobStream, Deleted, Destination, Mount, OpenBlob, Slots, Source, UploadSession,
+};
 
 /// Files read or written at once per store: disks do not gain from more.
 const DISK_SLOTS: usize = 8;
@@ -150,6 +152,55 @@ impl DiskStore {
             }
         }
         Ok(())
+    }
+
+    /// `prune`'s delete, as distribution's: a tag alone, or a manifest by digest with every
+    /// tag pointing at it. Blobs stay (nothing collects them; a registry keeps them too until
+    /// its garbage collection runs).
+    async fn delete(&self, repository: &Repository, reference: &ManifestRef) -> Result<Deleted> {
+        let removed = match &self.kind {
+            Kind::File(base) => {
+                let repo_dir = layout::file_repo(base, repository.path());
+                match reference {
+                    ManifestRef::Tag(tag) => {
+                        files::remove(&layout::file_manifest(&repo_dir, tag.as_str())).await?
+                    }
+                    ManifestRef::Digest(digest) => {
+                        let mut removed = false;
+                        for tag in self.list(repository).await? {
+                            let path = layout::file_manifest(&repo_dir, &tag);
+                            let target = tokio::fs::read_link(&path).await.ok();
+                            if target.is_some_and(|t| t.as_os_str() == digest.as_str()) {
+                                removed |= files::remove(&path).await?;
+                            }
+                        }
+                        let by_digest = layout::file_manifest(&repo_dir, digest.as_str());
+                        files::remove(&by_digest).await? || removed
+                    }
+                }
+            }
+            Kind::Oci => {
+                let dir = Path::new(repository.path());
+                let _one_writer = self.index_lock.lock().await;
+                let mut index = Index::read(dir).await?;
+                let before = index.manifests.len();
+                index.manifests.retain(|d| match reference {
+                    ManifestRef::Tag(tag) => d.ref_name() != Some(tag.as_str()),
+                    ManifestRef::Digest(digest) => d.digest != digest.as_str(),
+                });
+                let removed = index.manifests.len() != before;
+                if removed {
+                    let bytes = serde_json::to_vec(&index).context("serializing index.json")?;
+                    files::write_file(&dir.join(INDEX_FILE), &bytes).await?;
+                }
+                removed
+            }
+        };
+        Ok(if removed {
+            Deleted::Removed
+        } else {
+            Deleted::Absent
+        })
     }
 
     async fn write_manifest(
@@ -345,5 +396,13 @@ impl Destination for DiskStore {
         manifest: &'a Manifest,
     ) -> BoxFuture<'a, Result<()>> {
         self.write_manifest(repository, reference, manifest).boxed()
+    }
+
+    fn delete_manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Deleted>> {
+        self.delete(repository, reference).boxed()
     }
 }

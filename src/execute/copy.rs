@@ -122,6 +122,10 @@ impl Executor {
             found.attached = Some(self.attached_unchanged(&copying, known, dry_run).await?);
             return Ok(Status::Unchanged);
         }
+        if current.is_none() {
+            self.hold_back(src.as_ref(), job, known.as_ref(), found)
+                .await?;
+        }
         let fetched = self.fetch(src.as_ref(), job).await?;
         let manifest = &fetched.manifest;
         found.source_digest = Some(manifest.digest.clone());
@@ -219,6 +223,54 @@ impl Executor {
             immutable,
             fresh,
         })
+    }
+
+    /// `min-age`: a tag the destination does not hold yet, copied from a source tag seen at
+    /// its digest for less than the line's `min-age` (else `--min-age`), waits: an error of
+    /// kind [`ErrorKind::Waiting`] saying how long is left. A tag the destination holds is
+    /// updated as ever (unless `immutable`); a source pinned by digest cannot move and never
+    /// waits. The source's digest is noted, so that the ledger starts its clock.
+    async fn hold_back(
+        &self,
+        src: &dyn Source,
+        job: &CopyJob,
+        known: Option<&Digest>,
+        found: &mut Found,
+    ) -> Result<()> {
+        let Some(quarantine) = self.quarantine.get() else {
+            return Ok(());
+        };
+        let Some(min_age) = job.rules.min_age.or(quarantine.default) else {
+            return Ok(());
+        };
+        let (Some(tag), None) = (job.source.tag(), job.source.digest()) else {
+            return Ok(());
+        };
+        let key: SourceKey = (job.source.repository.clone(), job.source.reference());
+        let digest = match known {
+            Some(d) => d.clone(),
+            None => match self
+                .source_digest(src, &job.source, &key, self.is_shared(&key))
+                .await?
+            {
+                Some(d) => d,
+                // The registry does not say: the manifest does.
+                None => self.fetch(src, job).await?.signed,
+            },
+        };
+        found.source_digest = Some(digest.clone());
+        let name = format!("{}:{tag}", job.source.repository);
+        match quarantine.left(&name, &digest, min_age) {
+            None => Ok(()),
+            Some(left) => Err(failure(
+                ErrorKind::Waiting,
+                format!(
+                    "new at the source: copied once {name} has been seen at {digest} for min-age {}; {} left",
+                    crate::duration::human(min_age),
+                    crate::duration::human(left)
+                ),
+            )),
+        }
     }
 
     /// The source's manifest (once per run when other copies share it), filtered to the

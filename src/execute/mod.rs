@@ -97,6 +97,8 @@ pub struct Executor {
     /// Per source repository, its `sha256-*` tags (where attachments are found), and per
     /// store name whether it has the referrers API (asked once, by the first copy).
     attachments: Discovery,
+    /// `min-age`: when source tags were first seen (set once the ledger is read).
+    quarantine: std::sync::OnceLock<crate::ledger::model::Quarantine>,
     cancel: CancellationToken,
 }
 
@@ -120,8 +122,15 @@ impl Executor {
             would_send: std::sync::Mutex::default(),
             held: Memo::new(),
             attachments: Discovery::new(),
+            quarantine: std::sync::OnceLock::new(),
             cancel,
         }
+    }
+
+    /// Holds new source tags back by `min-age` (a line's, else the quarantine's default)
+    /// for the rest of the run: set before [`Self::execute`], once.
+    pub fn quarantine(&self, quarantine: crate::ledger::model::Quarantine) {
+        let _ = self.quarantine.set(quarantine);
     }
 
     /// Runs every batch; at most `max_registry` destination registries at once, each copy a

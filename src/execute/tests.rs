@@ -482,3 +482,54 @@ fn slots_are_taken_one_end_at_a_time_only_one_way() {
         "a.io/x:1 a.io/y:1\na.io/x:1 b.io/y:1\n"
     )));
 }
+
+/// `min-age`: a tag the destination lacks waits (nothing written) until its source tag has
+/// been seen at its digest long enough; a tag the destination holds is updated at once.
+#[tokio::test]
+async fn min_age_holds_back_only_what_the_destination_lacks() {
+    use crate::ledger::model::{Ledger, Quarantine, Stamp};
+    let s = seeded();
+    let day = Duration::from_secs(86_400);
+    let run_at = |ledger: &Ledger, now: u64| {
+        let parsed = parse_text(
+            &Arc::from("mapping"),
+            "src.io/team/app:1 dst.io/mirror/app:1\n",
+        );
+        let (plan, _) = plan(
+            &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+            &HashMap::new(),
+        );
+        let executor = Arc::new(Executor::new(
+            s.stores.clone(),
+            options(),
+            Arc::new(Stats::default()),
+            CancellationToken::new(),
+        ));
+        executor.quarantine(Quarantine::new(ledger, Stamp(now), Some(day)));
+        async move { executor.execute(plan).await }
+    };
+    let mut ledger = Ledger::default();
+    let held = run_at(&ledger, 1000).await;
+    assert_eq!(statuses(&held), [Status::Waiting]);
+    assert_eq!(held[0].source_digest, Some(s.top.digest.clone()));
+    assert!(s.dst.writes().is_empty(), "{:?}", s.dst.writes());
+    let error = held[0].error.as_ref().map(|e| (e.kind, e.message.clone()));
+    assert!(
+        matches!(&error, Some((ErrorKind::Waiting, m)) if m.ends_with("24 h left")),
+        "{error:?}"
+    );
+    ledger.record(&held, Stamp(1000));
+    let still = run_at(&ledger, 1000 + 3600).await;
+    assert_eq!(statuses(&still), [Status::Waiting]);
+    let through = run_at(&ledger, 1000 + 86_400).await;
+    assert_eq!(statuses(&through), [Status::Copied]);
+    let dst = repo("dst.io/mirror/app");
+    assert_eq!(s.dst.tag(&dst, "1"), Some(s.top.digest.clone()));
+    // Held now: a new digest at the source is copied at once, never seen before or not.
+    let newer = image(&[&blob("c2"), &s.base]);
+    s.src
+        .seed(&repo("src.io/team/app"), "1", &[&newer], &[blob("c2")]);
+    let updated = run_at(&Ledger::default(), 1000 + 86_401).await;
+    assert_eq!(statuses(&updated), [Status::Copied]);
+    assert_eq!(s.dst.tag(&dst, "1"), Some(newer.digest.clone()));
+}

@@ -159,6 +159,11 @@ fn apply(parsed: &mut ParsedOptions, offset: usize, item: &Item) -> Result<(), S
                 .map_err(|e| format!("repos-regex={text:?} is not a regular expression: {e}"))?;
             rules.repos.regex = Some(re);
         }
+        "min-age" => {
+            let text = value()?;
+            rules.min_age =
+                Some(crate::duration::parse(text).map_err(|e| format!("min-age: {e}"))?);
+        }
         "immutable" => match item.value.as_deref() {
             None | Some("true") => rules.immutable = true,
             Some("false") => rules.immutable = false,
@@ -180,7 +185,7 @@ fn apply(parsed: &mut ParsedOptions, offset: usize, item: &Item) -> Result<(), S
         }
         _ => {
             return Err(format!(
-                "unknown option {name:?} (options: semver, prerelease, latest, exclude, regex, immutable, platforms, lister, repos-regex)"
+                "unknown option {name:?} (options: semver, prerelease, latest, exclude, regex, immutable, platforms, min-age, lister, repos-regex)"
             ));
         }
     }
@@ -220,7 +225,7 @@ mod tests {
     #[test]
     fn every_option_is_read() {
         let p = parse(
-            r#" image-mirror: semver=">=2.13.0, <2.14.0" prerelease=true latest=3 exclude="*-perl,*-otel" regex="^v[0-9]+$" immutable platforms=linux/amd64,linux/arm/v7"#,
+            r#" image-mirror: semver=">=2.13.0, <2.14.0" prerelease=true latest=3 exclude="*-perl,*-otel" regex="^v[0-9]+$" immutable platforms=linux/amd64,linux/arm/v7 min-age=2d12h"#,
         );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let t = &p.rules.tags;
@@ -238,6 +243,10 @@ mod tests {
             Some(vec!["linux/amd64".to_owned(), "linux/arm/v7".to_owned()])
         );
         assert_eq!(p.selection_at, Some(10 + 15));
+        assert_eq!(
+            p.rules.min_age,
+            Some(std::time::Duration::from_secs(60 * 3600))
+        );
     }
 
     #[test]
@@ -256,6 +265,8 @@ mod tests {
             (" image-mirror: semver=\"^1", "unclosed quote"),
             (" image-mirror: prerelease=maybe", "true or false"),
             (" image-mirror: semver", "needs a value"),
+            (" image-mirror: min-age=3days", "unknown unit \"days\""),
+            (" image-mirror: min-age=", "needs a value"),
         ];
         for (comment, expected) in cases {
             let p = parse(comment);

@@ -70,6 +70,21 @@ impl Digest {
     }
 }
 
+/// Written as its text (the ledger keeps digests so).
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Read from its text, checked as [`Digest::parse`] checks it.
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Digest::parse(&text).map_err(|e| serde::de::Error::custom(e.to_string()))
+    }
+}
+
 /// The digest algorithms of the OCI image spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     /// Not done for now: the source registry's pull quota cannot cover it in this window.
     /// Never retried in the run (only [`ErrorKind::Transient`] is): the next window does it.
     Deferred,
+    /// Not done yet by rule: a new source tag not yet seen for the line's `min-age` (see
+    /// `crate::ledger`). Never retried in the run: a later run lets it through.
+    Waiting,
 }
 
 impl ErrorKind {
@@ -37,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Refused => "refused",
             ErrorKind::Deferred => "deferred",
+            ErrorKind::Waiting => "waiting",
         }
     }
 
@@ -108,6 +112,7 @@ mod tests {
             ErrorKind::Corrupt,
             ErrorKind::Refused,
             ErrorKind::Deferred,
+            ErrorKind::Waiting,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).ok(),

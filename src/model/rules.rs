@@ -57,6 +57,8 @@ pub struct LineRules {
     pub platforms: Option<Platforms>,
     /// For a repository wildcard: how its repositories are listed, and a further filter.
     pub repos: RepoRules,
+    /// `min-age=`: a new source tag is mirrored only once seen at the same digest this long.
+    pub min_age: Option<std::time::Duration>,
 }
 
 /// How a repository wildcard's candidates are found and filtered.

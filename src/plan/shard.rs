@@ -53,8 +53,13 @@ impl Shard {
     }
 
     pub fn owns(&self, repository: &Repository) -> bool {
-        stable_hash(repository.to_string().as_bytes()) % u64::from(self.count)
-            == u64::from(self.index)
+        self.owns_named(&repository.to_string())
+    }
+
+    /// [`Self::owns`] for a repository as its name is written (`host/path`), as the ledger
+    /// keeps it.
+    pub fn owns_named(&self, repository: &str) -> bool {
+        stable_hash(repository.as_bytes()) % u64::from(self.count) == u64::from(self.index)
     }
 }
 

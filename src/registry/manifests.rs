@@ -14,6 +14,7 @@ use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{Content, DOCKER_LIST, MANIFEST_MEDIA_TYPES, Manifest, OCI_INDEX};
 use crate::model::reference::{Digest, ManifestRef, Repository};
+use crate::store::Deleted;
 
 impl RegistryClient {
     /// `method` (HEAD or GET) on a manifest, accepting every manifest type we copy: both
@@ -205,5 +206,42 @@ impl RegistryClient {
             return Err(self.refused(&what, &access, &answer));
         }
         Ok(())
+    }
+
+    /// `DELETE /v2/<repo>/manifests/<reference>`: one request. A tag is deleted alone by
+    /// registries that implement the OCI 1.1 tag delete; distribution 2.8 refuses it (400
+    /// DIGEST_INVALID) and deletes only by digest, every tag of that digest with it; a
+    /// registry without deletes enabled answers 405 UNSUPPORTED. Both refusals are
+    /// [`Deleted::Refused`] with the registry's words, for the caller to decide.
+    pub async fn delete_manifest(
+        &self,
+        repository: &Repository,
+        reference: &ManifestRef,
+    ) -> Result<Deleted> {
+        let access = Access::delete(repository.path());
+        let what = format!("deleting {repository}:{reference}");
+        let url = self.url(repository, &["manifests", reference.as_str()]);
+        let answer = self
+            .fetch(
+                &Request::new(reqwest::Method::DELETE, url, CostClass::Write, &what)
+                    .access(&access),
+            )
+            .await?;
+        let status = answer.status;
+        if status.is_success() {
+            return Ok(Deleted::Removed);
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Deleted::Absent);
+        }
+        let unsupported = status == StatusCode::METHOD_NOT_ALLOWED
+            || (status == StatusCode::BAD_REQUEST && matches!(reference, ManifestRef::Tag(_)));
+        if unsupported {
+            return Ok(Deleted::Refused(super::error::registry_answer(
+                status,
+                &answer.body,
+            )));
+        }
+        Err(self.refused(&what, &access, &answer))
     }
 }

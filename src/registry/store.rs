@@ -14,7 +14,7 @@ use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
 use crate::retry::Budget;
 use crate::store::{
-    BlobStream, Destination, Mount, OpenBlob, Slots, Source, Stores, UploadSession,
+    BlobStream, Deleted, Destination, Mount, OpenBlob, Slots, Source, Stores, UploadSession,
 };
 
 impl Source for RegistryClient {
@@ -132,6 +132,14 @@ impl Destination for RegistryClient {
         manifest: &'a Manifest,
     ) -> BoxFuture<'a, Result<()>> {
         self.push_manifest(repository, reference, manifest).boxed()
+    }
+
+    fn delete_manifest<'a>(
+        &'a self,
+        repository: &'a Repository,
+        reference: &'a ManifestRef,
+    ) -> BoxFuture<'a, Result<Deleted>> {
+        RegistryClient::delete_manifest(self, repository, reference).boxed()
     }
 }
 

@@ -145,6 +145,12 @@ fn case_of(o: &Outcome) -> Case<'_> {
             o.error_text()
                 .unwrap_or_else(|| "pull quota spent".to_owned())
         )),
+        // Skipped, not failed: a later run copies it once it is old enough.
+        Status::Waiting => Verdict::Skipped(format!(
+            "waiting: {}",
+            o.error_text()
+                .unwrap_or_else(|| "held back by min-age".to_owned())
+        )),
         Status::Copied | Status::Unchanged | Status::WouldCopy | Status::WouldOverwrite => {
             Verdict::Passed
         }

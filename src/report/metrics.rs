@@ -127,6 +127,7 @@ pub fn render(
         ("failed", t.failed),
         ("cancelled", t.cancelled),
         ("deferred", t.deferred),
+        ("waiting", t.waiting),
     ];
     family(
         &mut out,

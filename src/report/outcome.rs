@@ -26,6 +26,10 @@ pub enum Status {
     /// Not started: the source registry's pull quota could not cover it in this window (see
     /// `registry::control::quota`). Waits for the next window; does not fail the run.
     Deferred,
+    /// Not copied yet: a new source tag held back until it has been seen at the same digest
+    /// for its line's `min-age` (or `--min-age`); the error says how long is left. Does not
+    /// fail the run.
+    Waiting,
 }
 
 impl Status {
@@ -45,6 +49,7 @@ impl Status {
             Status::Refused => "refused",
             Status::Cancelled => "cancelled",
             Status::Deferred => "deferred",
+            Status::Waiting => "waiting",
         }
     }
 
@@ -53,6 +58,7 @@ impl Status {
         match kind {
             ErrorKind::Refused => Status::Refused,
             ErrorKind::Deferred => Status::Deferred,
+            ErrorKind::Waiting => Status::Waiting,
             _ => Status::Failed,
         }
     }
@@ -126,6 +132,7 @@ pub struct Totals {
     pub refused: usize,
     pub cancelled: usize,
     pub deferred: usize,
+    pub waiting: usize,
 }
 
 impl Totals {
@@ -144,6 +151,7 @@ impl Totals {
                 Status::Refused => t.refused += 1,
                 Status::Cancelled => t.cancelled += 1,
                 Status::Deferred => t.deferred += 1,
+                Status::Waiting => t.waiting += 1,
             }
         }
         t
@@ -168,6 +176,7 @@ mod tests {
             (Status::Refused, "refused", true),
             (Status::Cancelled, "cancelled", false),
             (Status::Deferred, "deferred", false),
+            (Status::Waiting, "waiting", false),
         ];
         for (status, label, fails) in statuses {
             assert_eq!(status.label(), label);
@@ -198,6 +207,7 @@ mod tests {
                 refused: 1,
                 cancelled: 1,
                 deferred: 1,
+                waiting: 1,
             }
         );
     }

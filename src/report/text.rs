@@ -29,7 +29,7 @@ pub fn dry_run_plan(outcomes: &[Outcome]) -> String {
             .map_or("?".to_owned(), |d| d.to_string());
         let what = match (o.status, &o.previous) {
             (Status::WouldOverwrite, Some(prev)) => format!("would overwrite {prev}"),
-            (Status::Failed | Status::Refused | Status::Deferred, _) => {
+            (Status::Failed | Status::Refused | Status::Deferred | Status::Waiting, _) => {
                 format!(
                     "{}: {}",
                     o.status.label(),
@@ -132,6 +132,7 @@ pub fn summary(run: &RunResult) -> String {
         }
     }
     out.push_str(&deferred_section(&run.outcomes));
+    out.push_str(&waiting_section(&run.outcomes));
     if totals.cancelled > 0 {
         let _ = writeln!(
             out,
@@ -159,7 +160,7 @@ pub fn summary(run: &RunResult) -> String {
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
-            deferred_note(totals.deferred),
+            deferred_note(totals.deferred) + &waiting_note(totals.waiting),
             attached_would_note(run.outcomes.iter().map(|o| o.attached.len()).sum()),
             human_bytes(would_move(&run.outcomes)),
         );
@@ -171,7 +172,7 @@ pub fn summary(run: &RunResult) -> String {
             totals.unchanged,
             totals.failed,
             refused_note(totals.refused),
-            deferred_note(totals.deferred),
+            deferred_note(totals.deferred) + &waiting_note(totals.waiting),
             stats.blobs_uploaded,
             stats.blobs_mounted,
             stats.blobs_present,
@@ -253,6 +254,42 @@ fn deferred_note(deferred: usize) -> String {
     } else {
         String::new()
     }
+}
+
+/// ", 2 waiting" (new source tags held back by `min-age`); empty when none.
+fn waiting_note(waiting: usize) -> String {
+    if waiting > 0 {
+        format!(", {waiting} waiting")
+    } else {
+        String::new()
+    }
+}
+
+/// The images `min-age` holds back, each with the time it has left (a later run copies
+/// them).
+fn waiting_section(outcomes: &[Outcome]) -> String {
+    let waiting: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Waiting)
+        .collect();
+    if waiting.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "Waiting ({}, not failed: new at the source, held back by min-age):\n",
+        count(waiting.len(), "image")
+    );
+    for o in waiting {
+        let _ = writeln!(
+            out,
+            "  {} -> {} ({}): {}",
+            o.job.source,
+            o.job.destination,
+            o.job.origin,
+            o.error_text().unwrap_or_default()
+        );
+    }
+    out
 }
 
 /// The images deferred, counted by reason (one line per registry and quota, not one per

@@ -63,6 +63,9 @@ pub struct RegistryConfig {
     /// `catalog.maxentries`: the most repositories one `_catalog` page holds (a larger `n`
     /// is refused), so that listings really page.
     pub catalog_max_entries: Option<usize>,
+    /// `storage.delete.enabled: false`: every DELETE is answered 405 UNSUPPORTED (the
+    /// harness's registries delete otherwise).
+    pub delete_disabled: bool,
 }
 
 /// Mutual TLS for a test registry.
@@ -222,7 +225,7 @@ fn extra_yaml(config: &RegistryConfig, dir: &Path) -> (String, String) {
     (auth, tls)
 }
 
-fn config_yaml(port: u16, root: &Path) -> String {
+fn config_yaml(port: u16, root: &Path, delete: bool) -> String {
     format!(
         "version: 0.1
 log:
@@ -234,7 +237,7 @@ storage:
   filesystem:
     rootdirectory: {root}
   delete:
-    enabled: true
+    enabled: {delete}
   maintenance:
     uploadpurging:
       enabled: false
@@ -242,7 +245,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: image-mirror-test-harness-secret
 ",
-        root = root.display()
+        root = root.display(),
     )
 }
 
@@ -289,7 +292,10 @@ impl Registry {
         let (auth_yaml, tls_yaml) = extra_yaml(extra, dir.path());
         fs::write(
             &config,
-            format!("{}{tls_yaml}{auth_yaml}", config_yaml(port, &data)),
+            format!(
+                "{}{tls_yaml}{auth_yaml}",
+                config_yaml(port, &data, !extra.delete_disabled)
+            ),
         )
         .expect("write registry config");
         let access_log = File::create(dir.path().join("access.log")).expect("create access.log");

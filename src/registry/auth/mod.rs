@@ -42,6 +42,8 @@ const CLIENT_ID: &str = "image-mirror";
 pub struct Access {
     pub path: String,
     pub push: bool,
+    /// Deleting manifests (prune): token services grant it as its own action.
+    pub delete: bool,
     pub mount_from: Option<String>,
     /// The registry's catalog (`registry:catalog:*`) rather than a repository.
     pub catalog: bool,
@@ -52,6 +54,7 @@ impl Access {
         Access {
             path: path.to_owned(),
             push: false,
+            delete: false,
             mount_from: None,
             catalog: false,
         }
@@ -62,6 +65,7 @@ impl Access {
         Access {
             path: String::new(),
             push: false,
+            delete: false,
             mount_from: None,
             catalog: true,
         }
@@ -70,6 +74,7 @@ impl Access {
         Access {
             path: path.to_owned(),
             push: true,
+            delete: false,
             mount_from: None,
             catalog: false,
         }
@@ -78,12 +83,23 @@ impl Access {
         Access {
             path: path.to_owned(),
             push: true,
+            delete: false,
             mount_from: Some(from.to_owned()),
             catalog: false,
         }
     }
 
-    /// `repository:P:pull` / `repository:P:pull,push` (+ `repository:FROM:pull`).
+    /// Deleting a manifest of `path` (prune): `pull,delete`, as distribution's token
+    /// authorization names it.
+    pub fn delete(path: &str) -> Self {
+        Access {
+            delete: true,
+            ..Access::pull(path)
+        }
+    }
+
+    /// `repository:P:pull` / `repository:P:pull,push` / `repository:P:pull,delete`
+    /// (+ `repository:FROM:pull`).
     pub fn scopes(&self) -> Vec<String> {
         if self.catalog {
             return vec!["registry:catalog:*".to_owned()];
@@ -91,7 +107,12 @@ impl Access {
         let mut scopes = vec![format!(
             "repository:{}:{}",
             self.path,
-            if self.push { "pull,push" } else { "pull" }
+            match (self.push, self.delete) {
+                (true, true) => "pull,push,delete",
+                (true, false) => "pull,push",
+                (false, true) => "pull,delete",
+                (false, false) => "pull",
+            }
         )];
         if let Some(from) = &self.mount_from
             && from != &self.path
@@ -102,7 +123,13 @@ impl Access {
     }
 
     pub fn action(&self) -> &'static str {
-        if self.push { "push" } else { "pull" }
+        if self.delete {
+            "delete"
+        } else if self.push {
+            "push"
+        } else {
+            "pull"
+        }
     }
 }
 

@@ -1,0 +1,431 @@
+//! `prune`: deleting the destination tags the ledger says image-mirror wrote and no mapping
+//! produces any more, once unwanted for the grace period — and what is attached to their
+//! digests. Each step errs on the side of keeping:
+//!
+//! 1. only tags the ledger names ([`super::model::Ledger::unwanted`]), and only when the
+//!    whole ledger could be read (the caller's check);
+//! 2. the tag must still hold the digest image-mirror wrote (else someone else wrote it);
+//! 3. no other tag of the repository may point at that digest (ours kept, or anyone's):
+//!    distribution 2.8 deletes only by digest, every tag of it at once, and what is attached
+//!    to a digest still tagged must stay;
+//! 4. more than `--max-prune` deletions in one run is refused whole.
+//!
+//! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
+//! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
+//! the destination by the same walk `run` uses ([`crate::attachments`]).
+//! Directory destinations (`oci:`, `file://`) are pruned alike: the directory store deletes
+//! as distribution does (a tag alone, or a digest with every tag of it), leaving blobs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, stream};
+
+use super::model::{Candidate, Ledger, Stamp};
+use crate::attachments::{At, Discovery, Visitor};
+use crate::model::attached::{Kind, Referrer, is_attachment_tag};
+use crate::model::manifest::Manifest;
+use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag};
+use crate::store::{Deleted, Destination, Stores};
+
+/// How many tags' digests are asked at once in a repository being pruned.
+const HEADS_IN_FLIGHT: usize = 16;
+
+/// What `--prune`, `--prune-after` and `--max-prune` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOptions {
+    pub after: Duration,
+    pub max: Option<usize>,
+    pub dry_run: bool,
+}
+
+/// What became of one unwanted tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deleted, with this many attached manifests.
+    Pruned { attached: usize },
+    /// Would be deleted (a dry run, or a run the valve stopped).
+    WouldPrune,
+    /// Gone already: nothing to delete.
+    Gone,
+    /// It holds another digest than the one image-mirror wrote: someone else's now.
+    Changed(Digest),
+    /// Other tags point at its digest, which a delete by digest would take with it.
+    StillTagged(Vec<String>),
+    /// Not yet unwanted for the grace period: the time left.
+    Waiting(Duration),
+    /// The delete failed: why.
+    Failed(String),
+}
+
+/// One unwanted tag and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub candidate: Candidate,
+    pub verdict: Verdict,
+}
+
+impl Decided {
+    /// `host/repo:tag` or `host/repo@digest`.
+    pub fn name(&self) -> String {
+        let c = &self.candidate;
+        if c.reference.contains(':') {
+            format!("{}@{}", c.repository, c.reference)
+        } else {
+            format!("{}:{}", c.repository, c.reference)
+        }
+    }
+}
+
+/// What prune did, or would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub decided: Vec<Decided>,
+    /// Set when more than `--max-prune` were due: nothing was deleted.
+    pub valve: Option<usize>,
+    /// Set when the ledger could not be trusted: nothing was looked at.
+    pub untrusted: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl PruneReport {
+    pub fn failed(&self) -> bool {
+        self.decided
+            .iter()
+            .any(|d| matches!(d.verdict, Verdict::Failed(_)))
+    }
+
+    pub fn count(&self, pred: impl Fn(&Verdict) -> bool) -> usize {
+        self.decided.iter().filter(|d| pred(&d.verdict)).count()
+    }
+}
+
+/// Looks at each due tag, and deletes what may go (unless a dry run or the valve says
+/// not). Records what was deleted, or found gone or changed, in `ledger`.
+pub async fn prune(
+    stores: &dyn Stores,
+    ledger: &mut Ledger,
+    due: Vec<Candidate>,
+    waiting: Vec<(Candidate, Duration)>,
+    options: PruneOptions,
+    now: Stamp,
+) -> PruneReport {
+    let mut by_repository: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for candidate in due {
+        by_repository
+            .entry(candidate.repository.clone())
+            .or_default()
+            .push(candidate);
+    }
+    let mut looked = Vec::new();
+    for (name, candidates) in by_repository {
+        looked.push(look(stores, &name, candidates).await);
+    }
+    let ready: usize = looked.iter().map(|l| l.ready_count()).sum();
+    let valve = options.max.filter(|max| ready > *max);
+    let mut report = PruneReport {
+        valve,
+        dry_run: options.dry_run,
+        ..PruneReport::default()
+    };
+    for repository in looked {
+        let decided = if options.dry_run || valve.is_some() {
+            repository.without_deleting()
+        } else {
+            repository.delete().await
+        };
+        report.decided.extend(decided);
+    }
+    if !options.dry_run && valve.is_none() {
+        for d in &report.decided {
+            if matches!(
+                d.verdict,
+                Verdict::Pruned { .. } | Verdict::Gone | Verdict::Changed(_)
+            ) {
+                ledger.pruned(&d.candidate.repository, &d.candidate.reference, now);
+            }
+        }
+    }
+    report
+        .decided
+        .extend(waiting.into_iter().map(|(c, left)| Decided {
+            candidate: c,
+            verdict: Verdict::Waiting(left),
+        }));
+    report
+}
+
+/// One repository's due tags, looked at: those decided already, and the digests that may
+/// go with the tags that point at them.
+struct Looked {
+    decided: Vec<Decided>,
+    /// Per digest to delete, the candidates (tags or the digest push) it takes.
+    ready: BTreeMap<Digest, Vec<Candidate>>,
+    place: Option<(Arc<dyn Destination>, Repository, Vec<String>)>,
+}
+
+impl Looked {
+    fn ready_count(&self) -> usize {
+        self.ready.values().map(Vec::len).sum()
+    }
+
+    fn without_deleting(self) -> Vec<Decided> {
+        let mut decided = self.decided;
+        for candidates in self.ready.into_values() {
+            decided.extend(candidates.into_iter().map(|candidate| Decided {
+                candidate,
+                verdict: Verdict::WouldPrune,
+            }));
+        }
+        decided
+    }
+
+    async fn delete(self) -> Vec<Decided> {
+        let mut decided = self.decided;
+        let Some((dst, repository, tags)) = self.place else {
+            return decided;
+        };
+        let discovery = Discovery::new();
+        discovery.know_tags(&repository, &tags);
+        for (digest, candidates) in self.ready {
+            let verdict = delete_digest(&*dst, &repository, &discovery, &digest, &candidates).await;
+            decided.extend(candidates.into_iter().map(|candidate| Decided {
+                candidate,
+                verdict: verdict.clone(),
+            }));
+        }
+        decided
+    }
+}
+
+/// Finds out, for one repository, which due tags still hold what image-mirror wrote and
+/// are the only tags of their digest.
+async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Looked {
+    let mut looked = Looked {
+        decided: Vec::new(),
+        ready: BTreeMap::new(),
+        place: None,
+    };
+    let decide_all = |looked: &mut Looked, candidates: Vec<Candidate>, verdict: Verdict| {
+        looked
+            .decided
+            .extend(candidates.into_iter().map(|candidate| Decided {
+                candidate,
+                verdict: verdict.clone(),
+            }));
+    };
+    // As the report names it: `host/path`, `file://REPO` or `oci:PATH`.
+    let repository = match Reference::parse(name) {
+        Ok(r) if r.tag.is_none() && r.digest.is_none() => r.repository,
+        _ => {
+            let why = format!("{name:?} is not a repository name");
+            decide_all(&mut looked, candidates, Verdict::Failed(why));
+            return looked;
+        }
+    };
+    let held = match held_digests(stores, &repository).await {
+        Ok(held) => held,
+        Err(e) => {
+            decide_all(&mut looked, candidates, Verdict::Failed(format!("{e:#}")));
+            return looked;
+        }
+    };
+    let (dst, tags, digests) = held;
+    for candidate in candidates {
+        let current = match Digest::parse(&candidate.reference) {
+            Ok(d) => match dst
+                .manifest_digest(&repository, &ManifestRef::Digest(d))
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    let verdict = Verdict::Failed(format!("{e:#}"));
+                    looked.decided.push(Decided { candidate, verdict });
+                    continue;
+                }
+            },
+            Err(_) => digests.get(&candidate.reference).cloned(),
+        };
+        match current {
+            None => looked.decided.push(Decided {
+                candidate,
+                verdict: Verdict::Gone,
+            }),
+            Some(d) if d != candidate.entry.digest => looked.decided.push(Decided {
+                candidate,
+                verdict: Verdict::Changed(d),
+            }),
+            Some(d) => looked.ready.entry(d).or_default().push(candidate),
+        }
+    }
+    // A digest another tag still points at stays, with every tag of ours on it.
+    let ready = std::mem::take(&mut looked.ready);
+    for (digest, candidates) in ready {
+        let mut others: Vec<String> = digests
+            .iter()
+            .filter(|(tag, d)| **d == digest && !candidates.iter().any(|c| &c.reference == *tag))
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        if others.is_empty() {
+            looked.ready.insert(digest, candidates);
+        } else {
+            others.sort();
+            decide_all(&mut looked, candidates, Verdict::StillTagged(others));
+        }
+    }
+    looked.place = Some((dst, repository, tags));
+    looked
+}
+
+type Held = (Arc<dyn Destination>, Vec<String>, HashMap<String, Digest>);
+
+/// Every tag of the repository and the digest of each but the attachment tags: what a
+/// delete by digest would take with it.
+async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<Held> {
+    let dst = stores.destination(repository).await?;
+    let tags = dst.tags(repository).await?;
+    let asked: Vec<Result<Option<(String, Digest)>>> = stream::iter(
+        tags.iter()
+            .filter(|t| !is_attachment_tag(t))
+            .filter_map(|t| Tag::parse(t).ok()),
+    )
+    .map(|tag| {
+        let dst = dst.clone();
+        async move {
+            let found = dst
+                .manifest_digest(repository, &ManifestRef::Tag(tag.clone()))
+                .await?;
+            Ok(found.map(|d| (tag.as_str().to_owned(), d)))
+        }
+    })
+    .buffer_unordered(HEADS_IN_FLIGHT)
+    .collect()
+    .await;
+    let mut digests = HashMap::new();
+    for answer in asked {
+        if let Some((tag, digest)) = answer? {
+            digests.insert(tag, digest);
+        }
+    }
+    Ok((dst, tags, digests))
+}
+
+/// Deletes one digest and the tags of ours on it, then what is attached to it.
+async fn delete_digest(
+    dst: &dyn Destination,
+    repository: &Repository,
+    discovery: &Discovery,
+    digest: &Digest,
+    candidates: &[Candidate],
+) -> Verdict {
+    // Found before the subject goes: a referrers API lists by subject.
+    let mut found = Attached {
+        dst,
+        repository,
+        digests: Vec::new(),
+    };
+    let at = At {
+        src: dst,
+        src_repo: repository,
+        ask_api: true,
+    };
+    if let Err(e) = discovery
+        .walk(&at, std::slice::from_ref(digest), &mut found)
+        .await
+    {
+        return Verdict::Failed(format!(
+            "finding what is attached to {repository}@{digest}: {e:#}"
+        ));
+    }
+    for candidate in candidates {
+        let Ok(tag) = Tag::parse(&candidate.reference) else {
+            continue;
+        };
+        match dst
+            .delete_manifest(repository, &ManifestRef::Tag(tag))
+            .await
+        {
+            Ok(Deleted::Removed | Deleted::Absent | Deleted::Refused(_)) => {}
+            Err(e) => return Verdict::Failed(format!("{e:#}")),
+        }
+    }
+    match dst
+        .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
+        .await
+    {
+        Ok(Deleted::Removed | Deleted::Absent) => {}
+        Ok(Deleted::Refused(words)) => {
+            return Verdict::Failed(format!(
+                "{} refuses to delete manifests ({words}): enable deletes there \
+                 (distribution: storage.delete.enabled: true) or prune by hand; \
+                 nothing else of this run is affected",
+                repository.registry()
+            ));
+        }
+        Err(e) => return Verdict::Failed(format!("{e:#}")),
+    }
+    let mut attached = 0;
+    for digest in found.digests.iter().rev() {
+        match dst
+            .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
+            .await
+        {
+            Ok(Deleted::Removed) => attached += 1,
+            Ok(Deleted::Absent) => {}
+            Ok(Deleted::Refused(words)) => {
+                return Verdict::Failed(format!(
+                    "{repository}@{digest} (attached): {} refuses to delete it ({words})",
+                    repository.registry()
+                ));
+            }
+            Err(e) => return Verdict::Failed(format!("{e:#}")),
+        }
+    }
+    Verdict::Pruned { attached }
+}
+
+/// The attached manifests the walk finds at the destination, in the order found (a
+/// subject before what is attached to it): cosign's tags, referrers, and the referrers
+/// fallback index itself.
+struct Attached<'s> {
+    dst: &'s dyn Destination,
+    repository: &'s Repository,
+    digests: Vec<Digest>,
+}
+
+impl Visitor for Attached<'_> {
+    fn cosign_tag<'a>(
+        &'a mut self,
+        _subject: &'a Digest,
+        _kind: Kind,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Digest>>> {
+        Box::pin(async move {
+            let tag = crate::attachments::tag_of(tag)?;
+            let found = self
+                .dst
+                .manifest_digest(self.repository, &ManifestRef::Tag(tag))
+                .await?;
+            if let Some(d) = &found {
+                self.digests.push(d.clone());
+            }
+            Ok(found)
+        })
+    }
+
+    fn referrers<'a>(
+        &'a mut self,
+        _subject: &'a Digest,
+        referrers: &'a [Referrer],
+        fallback_index: Option<&'a Manifest>,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.digests
+            .extend(fallback_index.map(|i| i.digest.clone()));
+        self.digests
+            .extend(referrers.iter().map(|r| r.digest.clone()));
+        Box::pin(async { Ok(()) })
+    }
+}

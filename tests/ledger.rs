@@ -1,0 +1,848 @@
+//! The ledger and `prune`, against Debian's registry (deletes enabled, and one with them
+//! disabled): a removed line's tag is pruned after the grace period and not before, with its
+//! signature; a tag someone else wrote or re-pointed, or whose digest another tag holds, is
+//! never pruned; shards writing at once lose nothing; a corrupt or newer ledger prunes
+//! nothing; the valve; the ledger costs the same few requests whatever the number of tags.
+//! Time is the hidden `--now` flag, never a sleep.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::cli::*;
+use crate::support::ferro::Ferro;
+use crate::support::*;
+
+/// The clock of these tests: some day in 2026.
+const T0: u64 = 1_780_000_000;
+const DAY: u64 = 86_400;
+
+fn hex(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+
+/// `run --insecure --ledger LEDGER --now NOW ARGS --report … MAPPING`.
+fn run_at(
+    ws: &Workspace,
+    mapping: &Path,
+    ledger: &str,
+    now: u64,
+    args: &[&str],
+) -> (Output, serde_json::Value) {
+    let now = now.to_string();
+    let base = ["--ledger", ledger, "--now", &now];
+    ws.run_insecure(mapping, &[&base[..], args].concat())
+}
+
+/// `prune --insecure --ledger LEDGER --now NOW ARGS MAPPING`.
+fn prune_at(ws: &Workspace, mapping: &Path, ledger: &str, now: u64, args: &[&str]) -> Output {
+    ws.command()
+        .args(["prune", "--insecure", "--ledger", ledger, "--now"])
+        .arg(now.to_string())
+        .args(args)
+        .arg(mapping)
+        .output()
+        .expect("run prune")
+}
+
+/// The report's prune entries as (destination, status).
+fn pruned(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> = report["prune"]["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no prune section: {report:#}"))
+        .iter()
+        .map(|t| {
+            (
+                t["destination"].as_str().unwrap_or_default().to_owned(),
+                t["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+#[test]
+fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 900)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 900)]);
+    // Signatures as cosign tags them (any manifest does for the mirror).
+    let sig1 = seed_oci_image(
+        &src,
+        "org/app",
+        &format!("sha256-{}.sig", hex(&v1.digest)),
+        &[layer(11, 90)],
+    );
+    let sig2 = seed_oci_image(
+        &src,
+        "org/app",
+        &format!("sha256-{}.sig", hex(&v2.digest)),
+        &[layer(12, 90)],
+    );
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(dst.tags("mirror/ledger"), ["ledger-all"]);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v1.digest))),
+        Some(sig1.digest.clone())
+    );
+
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    // A day later: unwanted for less than --prune-after 3d.
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "waiting".to_owned())]
+    );
+    assert!(
+        text(&out.stdout).contains("unwanted; pruned in 48 h"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(v1.digest.clone())
+    );
+
+    // Four days after it was last wanted: due. The dry run lists it and writes nothing.
+    let mark = dst.mark();
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 4 * DAY,
+        &["--prune", "--prune-after=3d", "--dry-run"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "would-prune".to_owned())]
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("- {d}/mirror/app:v1  would be pruned")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        dst.tool_writes_since(mark).is_empty(),
+        "a dry run writes nothing, ledger included"
+    );
+    let out = prune_at(&ws, &only_v2, &ledger, T0 + 4 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("would be pruned"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(dst.tool_writes_since(mark).is_empty());
+
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 4 * DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v1.digest))),
+        None,
+        "the pruned digest's signature goes with it"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest.clone())
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v2.digest))),
+        Some(sig2.digest.clone()),
+        "a kept digest's signature stays"
+    );
+
+    // Pruned once: the next run has nothing to prune.
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 5 * DAY,
+        &["--prune", "--prune-after=3d"],
+    );
+    expect_code(&out, 0);
+    assert!(pruned(&report).is_empty(), "{report:#}");
+}
+
+#[test]
+fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    for (tag, seed) in [("v1", 1), ("v2", 2), ("v3", 3), ("keep", 4)] {
+        seed_oci_image(&src, "org/app", tag, &[layer(seed, 500)]);
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n\
+             {s}/org/app:v3 {d}/mirror/app:v3\n{s}/org/app:keep {d}/mirror/app:keep\n"
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // Someone else: a tag of their own, v2 re-pointed, and another name for v3's digest.
+    let theirs = seed_oci_image(&dst, "mirror/app", "theirs", &[layer(9, 500)]);
+    let other = seed_oci_image(&dst, "mirror/app", "v2", &[layer(8, 500)]);
+    let v3 = dst.manifest_digest("mirror/app", "v3").expect("v3");
+    let (_, body) = dst.manifest("mirror/app", "v3").expect("v3 manifest");
+    dst.push_manifest("mirror/app", "v3-alias", OCI_MANIFEST, &body);
+
+    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    let (out, report) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [
+            (format!("{d}/mirror/app:v1"), "pruned".to_owned()),
+            (format!("{d}/mirror/app:v2"), "changed".to_owned()),
+            (format!("{d}/mirror/app:v3"), "still-tagged".to_owned()),
+        ]
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("kept: it holds"), "{stdout}");
+    assert!(stdout.contains("still tagged v3-alias"), "{stdout}");
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "theirs"),
+        Some(theirs.digest)
+    );
+    assert_eq!(dst.manifest_digest("mirror/app", "v2"), Some(other.digest));
+    assert_eq!(dst.manifest_digest("mirror/app", "v3"), Some(v3.clone()));
+    assert_eq!(dst.manifest_digest("mirror/app", "v3-alias"), Some(v3));
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert!(dst.manifest_digest("mirror/app", "keep").is_some());
+}
+
+#[test]
+fn two_shards_writing_the_ledger_at_once_lose_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for i in 0..6 {
+        seed_oci_image(&src, &format!("org/app{i}"), "1", &[layer(i, 300)]);
+        lines.push_str(&format!("{s}/org/app{i}:1 {d}/mirror/app{i}:1\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let mapping = ws.write("all", &lines);
+    let now = T0.to_string();
+    let shard = |i: &str| {
+        let mut cmd = image_mirror_process(ws.dir());
+        cmd.args([
+            "run",
+            "--insecure",
+            "--ledger",
+            &ledger,
+            "--now",
+            &now,
+            "--shard",
+            i,
+        ])
+        .arg(&mapping)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("start a shard")
+    };
+    let (a, b) = (shard("0/2"), shard("1/2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("shard");
+        expect_code(&out, 0);
+    }
+    assert_eq!(
+        dst.tags("mirror/ledger"),
+        ["ledger-shard-0-of-2", "ledger-shard-1-of-2"]
+    );
+    // Every line removed but the first: the five others, written by either shard, are due.
+    let first = ws.write("first", &format!("{s}/org/app0:1 {d}/mirror/app0:1\n"));
+    let out = prune_at(&ws, &first, &ledger, T0 + 10 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    for i in 1..6 {
+        assert!(
+            stdout.contains(&format!("- {d}/mirror/app{i}:1  would be pruned")),
+            "app{i}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("0 tags pruned, 5 would be pruned"),
+        "{stdout}"
+    );
+}
+
+/// Builds a ledger object by hand: `json` as the config of an artifact tagged `tag`.
+fn push_ledger_object(reg: &Registry, repo: &str, tag: &str, json: &[u8]) {
+    let digest = reg.push_blob(repo, json);
+    let manifest = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"artifactType\":\"application/vnd.image-mirror.ledger.v1+json\",\
+         \"config\":{{\"mediaType\":\"application/vnd.image-mirror.ledger.v1+json\",\"digest\":\"{digest}\",\"size\":{}}},\"layers\":[]}}",
+        json.len()
+    );
+    reg.push_manifest(repo, tag, OCI_MANIFEST, manifest.as_bytes());
+}
+
+#[test]
+fn a_corrupt_or_newer_ledger_prunes_nothing() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 400)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 400)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // A newer image-mirror's object beside ours: refused, so nothing is pruned.
+    push_ledger_object(
+        &dst,
+        "mirror/ledger",
+        "ledger-shard-0-of-9",
+        br#"{"format":99,"writer":"x","written":1}"#,
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let all = all_output(&out);
+    assert!(
+        all.contains("nothing pruned, the ledger cannot be trusted"),
+        "{all}"
+    );
+    assert!(
+        all.contains("format 99, newer than this image-mirror reads (1)"),
+        "{all}"
+    );
+    assert_eq!(report["prune"]["tags"], serde_json::json!([]), "{report:#}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+
+    // Our own object corrupt (and the newer one gone): nothing pruned, and the ledger is
+    // rebuilt from what the run sees — which no longer names v1, so v1 is never pruned.
+    dst.delete_manifest(
+        "mirror/ledger",
+        &dst.manifest_digest("mirror/ledger", "ledger-shard-0-of-9")
+            .expect("newer object"),
+    );
+    push_ledger_object(
+        &dst,
+        "mirror/ledger",
+        "ledger-all",
+        b"{\"format\":1, this is not json",
+    );
+    let (out, _) = run_at(&ws, &only_v2, &ledger, T0 + 11 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let all = all_output(&out);
+    assert!(all.contains("ledger-all: it is not a ledger"), "{all}");
+    assert!(all.contains("nothing pruned"), "{all}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 12 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert!(pruned(&report).is_empty(), "{report:#}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+}
+
+#[test]
+fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for (i, tag) in ["a", "b", "c", "keep"].iter().enumerate() {
+        seed_oci_image(&src, "org/app", tag, &[layer(i as u64, 300)]);
+        lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app:{tag}\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
+    expect_code(&out, 0);
+    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=2"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("3 tags due for pruning, more than --max-prune 2: nothing was deleted"),
+        "{stdout}"
+    );
+    for tag in ["a", "b", "c"] {
+        assert!(
+            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
+            "{stdout}"
+        );
+        assert!(
+            dst.manifest_digest("mirror/app", tag).is_some(),
+            "{tag} deleted"
+        );
+    }
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=3"]);
+    expect_code(&out, 0);
+    assert!(dst.manifest_digest("mirror/app", "a").is_none());
+}
+
+#[test]
+fn a_registry_without_deletes_gets_a_clear_error_and_the_copies_still_happen() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryConfig {
+        delete_disabled: true,
+        ..RegistryConfig::default()
+    });
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(
+        &ws,
+        &ws.write("v1", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n")),
+        &ledger,
+        T0,
+        &[],
+    );
+    expect_code(&out, 0);
+    let v2_only = ws.write("v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &v2_only, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 1);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest),
+        "the copy is done"
+    );
+    assert_eq!(total(&report, "copied"), 1);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{d} refuses to delete manifests")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("storage.delete.enabled"), "{stdout}");
+    assert!(dst.manifest_digest("mirror/app", "v1").is_some());
+}
+
+/// Requests the tool sent to the ledger's repository in its last run.
+fn ledger_requests(reg: &Registry, mark: usize) -> usize {
+    reg.tool_requests_since(mark)
+        .iter()
+        .filter(|r| r.path().contains("/mirror/ledger/"))
+        .count()
+}
+
+#[test]
+fn the_ledger_costs_the_same_few_requests_whatever_the_number_of_tags() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let ws = Workspace::new();
+    let mut costs = Vec::new();
+    for tags in [2, 12] {
+        let mut lines = String::new();
+        for i in 0..tags {
+            let tag = format!("n{tags}-{i}");
+            seed_oci_image(&src, "org/app", &tag, &[layer(i, 200)]);
+            lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app{tags}:{tag}\n"));
+        }
+        let mapping = ws.write(&format!("m{tags}"), &lines);
+        let ledger = format!("{d}/mirror/ledger/n{tags}");
+        let (out, _) = run_at(&ws, &mapping, &ledger, T0, &[]);
+        expect_code(&out, 0);
+        // The unchanged rerun: its ledger requests.
+        let mark = dst.mark();
+        let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 60, &["--prune"]);
+        expect_code(&out, 0);
+        assert_eq!(total(&report, "unchanged"), tags);
+        costs.push(ledger_requests(&dst, mark));
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "ledger requests for 2 and 12 tags: {costs:?}"
+    );
+    // A tag list, the object's manifest and blob; the blob's upload and the manifest PUT.
+    assert!(costs[0] <= 7, "{costs:?}");
+    eprintln!("ledger requests per run: {costs:?}");
+
+    // The same in a directory: one file per writer, nothing in the registry.
+    let dir = ws.path("ledger-dir");
+    let mapping = ws.path("m2");
+    let mark = dst.mark();
+    let (out, _) = run_at(&ws, &mapping, &format!("file:{}", dir.display()), T0, &[]);
+    expect_code(&out, 0);
+    assert!(dir.join("ledger-all.json").exists());
+    assert_eq!(ledger_requests(&dst, mark), 0);
+}
+
+#[test]
+fn min_age_holds_a_new_tag_back_then_lets_it_through_and_a_moved_tag_restarts_its_clock() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let first = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let mapping = ws.write(
+        "wild",
+        &format!("{s}/org/app:v* {d}/mirror/app  # image-mirror: min-age=2d\n"),
+    );
+    let junit = ws.path("junit.xml");
+    let metrics = ws.path("metrics.prom");
+    let (out, report) = run_at(
+        &ws,
+        &mapping,
+        &ledger,
+        T0,
+        &["--junit", p(&junit), "--metrics-file", p(&metrics)],
+    );
+    expect_code(&out, 0);
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None, "held back");
+    assert_eq!(total(&report, "waiting"), 1);
+    let image = &images(&report)[0];
+    assert_eq!(image["status"], "waiting", "{report:#}");
+    assert_eq!(image["error_kind"], "waiting");
+    assert!(
+        image["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("48 h left"),
+        "{image:#}"
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Waiting (1 image, not failed"), "{stdout}");
+    assert!(stdout.contains("0 failed, 1 waiting;"), "{stdout}");
+    let junit = std::fs::read_to_string(&junit).expect("junit");
+    assert!(
+        junit.contains("<skipped message=\"waiting: new at the source"),
+        "{junit}"
+    );
+    let metrics = std::fs::read_to_string(&metrics).expect("metrics");
+    assert!(
+        metrics.contains("image_mirror_images{status=\"waiting\"} 1"),
+        "{metrics}"
+    );
+
+    // A day on, the same digest: a day left.
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + DAY, &[]);
+    expect_code(&out, 0);
+    assert!(
+        images(&report)[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("24 h left"),
+        "{report:#}"
+    );
+    // The tag moves at the source: its clock starts again.
+    let moved = seed_oci_image(&src, "org/app", "v1", &[layer(2, 300)]);
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 2 * DAY + 60, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "waiting", "{report:#}");
+    assert!(
+        images(&report)[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("48 h left"),
+        "{report:#}"
+    );
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    // Two days at the new digest: copied.
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 4 * DAY + 60, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "copied", "{report:#}");
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(moved.digest.clone())
+    );
+    assert_ne!(moved.digest, first.digest);
+    // Mirrored already: a move is copied at once, as without min-age.
+    let again = seed_oci_image(&src, "org/app", "v1", &[layer(3, 300)]);
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 4 * DAY + 120, &[]);
+    expect_code(&out, 0);
+    assert_eq!(images(&report)[0]["status"], "copied", "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), Some(again.digest));
+}
+
+#[test]
+fn min_age_needs_a_ledger_and_a_malformed_one_is_a_check_error_at_its_place() {
+    let ws = Workspace::new();
+    let good = ws.write(
+        "good",
+        "quay.io/org/app:v* reg.example/org/app  # image-mirror: min-age=3d\n",
+    );
+    let out = ws
+        .command()
+        .args(["run", "--dry-run", p(&good)])
+        .output()
+        .unwrap();
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("min-age at "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("needs --ledger"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = ws.write(
+        "bad",
+        "quay.io/org/app:v* reg.example/org/app  # image-mirror: min-age=3x\n",
+    );
+    let out = ws.command().args(["check", p(&bad)]).output().unwrap();
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:1:57", bad.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("min-age: duration \"3x\": unknown unit \"x\""),
+        "{stderr}"
+    );
+}
+
+/// An SBOM referrer of `subject` (as ORAS pushes one), by digest, listed by the fallback
+/// index at a registry without the referrers API.
+fn push_sbom_referrer(reg: &Registry, repo: &str, subject: &str) -> String {
+    let size = reg.manifest(repo, subject).expect("the subject").1.len();
+    let empty = reg.push_blob(repo, b"{}");
+    let document = format!(r#"{{"spdxVersion":"SPDX-2.3","name":"{subject}"}}"#);
+    let document_digest = reg.push_blob(repo, document.as_bytes());
+    let spdx = "application/spdx+json";
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{spdx}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"{spdx}","digest":"{document_digest}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{size}}}}}"#,
+        document.len()
+    );
+    let digest = sha256_digest(manifest.as_bytes());
+    reg.push_manifest(repo, &digest, OCI_MANIFEST, manifest.as_bytes());
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"artifactType":"{spdx}"}}]}}"#,
+        manifest.len()
+    );
+    reg.push_manifest(
+        repo,
+        &format!("sha256-{}", hex(subject)),
+        OCI_INDEX,
+        index.as_bytes(),
+    );
+    digest
+}
+
+/// A registry with the referrers API (ferro-oci-server): the pruned image's referrer, found
+/// by the API, goes with it; the kept image's stays.
+#[test]
+fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
+    let src = Registry::start();
+    let dst = Ferro::start();
+    let (s, d) = (src.host(), dst.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sbom1 = push_sbom_referrer(&src, "org/app", &v1.digest);
+    let sbom2 = push_sbom_referrer(&src, "org/app", &v2.digest);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.referrer_digests("mirror/app", &v1.digest),
+        std::slice::from_ref(&sbom1)
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let before = dst.requests();
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    // ferro has no tag delete (405): the tag is tried alone, then the image and its
+    // referrer go by digest.
+    let deletes = dst.requests().since(&before);
+    assert_eq!(deletes.count(Some("DELETE"), "manifests"), 3, "{deletes:?}");
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sbom1),
+        None,
+        "the referrer goes"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v2"),
+        Some(v2.digest.clone())
+    );
+    assert_eq!(
+        dst.referrer_digests("mirror/app", &v2.digest),
+        [sbom2],
+        "the kept one's stays"
+    );
+}
+
+/// Directory destinations are pruned as registries are: `oci:` (the tag's entry leaves
+/// `index.json`) and `file://` (the tag's link leaves `manifests/`), each with the pruned
+/// digest's signature tag; what is still wanted stays.
+#[test]
+fn directory_destinations_are_pruned_too() {
+    let src = Registry::start();
+    let s = src.host();
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sig1 = format!("sha256-{}.sig", hex(&v1.digest));
+    seed_oci_image(&src, "org/app", &sig1, &[layer(11, 90)]);
+    let ws = Workspace::new();
+    let layout = ws.path("layout");
+    let out_dir = ws.path("out");
+    let ledger = format!("file:{}", ws.path("ledger").display());
+    let lines = |tags: &[&str]| {
+        tags.iter()
+            .map(|t| {
+                format!(
+                    "{s}/org/app:{t} oci:{}:{t}\n{s}/org/app:{t} file://team/app:{t}\n",
+                    layout.display()
+                )
+            })
+            .collect::<String>()
+    };
+    let dir = ["--dir", p(&out_dir)];
+    let (out, _) = run_at(
+        &ws,
+        &ws.write("both", &lines(&["v1", "v2"])),
+        &ledger,
+        T0,
+        &dir,
+    );
+    expect_code(&out, 0);
+    let oci_tags = || {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+                .expect("index.json");
+        let mut tags: Vec<String> = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags
+    };
+    let file_tag = |tag: &str| {
+        out_dir
+            .join("v2/team/app/manifests")
+            .join(tag)
+            .symlink_metadata()
+            .is_ok()
+    };
+    assert_eq!(oci_tags(), [sig1.clone(), "v1".to_owned(), "v2".to_owned()]);
+    assert!(file_tag("v1") && file_tag(&sig1));
+
+    let only_v2 = ws.write("only_v2", &lines(&["v2"]));
+    let (out, report) = run_at(
+        &ws,
+        &only_v2,
+        &ledger,
+        T0 + 10 * DAY,
+        &[&["--prune"][..], &dir].concat(),
+    );
+    expect_code(&out, 0);
+    let layout_name = format!("oci:{}:v1", layout.display());
+    assert_eq!(
+        pruned(&report),
+        [
+            ("file://team/app:v1".to_owned(), "pruned".to_owned()),
+            (layout_name, "pruned".to_owned()),
+        ]
+    );
+    assert_eq!(oci_tags(), ["v2"]);
+    assert!(
+        !file_tag("v1") && !file_tag(&sig1),
+        "the tag and its signature's go"
+    );
+    assert!(file_tag("v2"));
+}
+
+/// oc's push by digest leaves no tag: the ledger names the digest, and prune deletes the
+/// manifest by digest once no mapping pushes it — unless a tag points at it.
+#[test]
+fn a_push_by_digest_no_mapping_wants_is_pruned_unless_tagged() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let one = seed_oci_image(&src, "org/app", "one", &[layer(1, 300)]);
+    let two = seed_oci_image(&src, "org/app", "two", &[layer(2, 300)]);
+    let keep = seed_oci_image(&src, "org/app", "keep", &[layer(3, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app@{} {d}/mirror/bydigest\n{s}/org/app@{} {d}/mirror/bydigest\n{s}/org/app@{} {d}/mirror/bydigest\n",
+            one.digest, two.digest, keep.digest
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // Someone tags the second image.
+    let (_, body) = dst
+        .manifest("mirror/bydigest", &two.digest)
+        .expect("pushed");
+    dst.push_manifest("mirror/bydigest", "theirs", OCI_MANIFEST, &body);
+    let only_keep = ws.write(
+        "keep",
+        &format!("{s}/org/app@{} {d}/mirror/bydigest\n", keep.digest),
+    );
+    let (out, report) = run_at(&ws, &only_keep, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    let mut expected = vec![
+        (
+            format!("{d}/mirror/bydigest@{}", one.digest),
+            "pruned".to_owned(),
+        ),
+        (
+            format!("{d}/mirror/bydigest@{}", two.digest),
+            "still-tagged".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(pruned(&report), expected);
+    assert_eq!(dst.manifest_digest("mirror/bydigest", &one.digest), None);
+    assert_eq!(
+        dst.manifest_digest("mirror/bydigest", "theirs"),
+        Some(two.digest.clone())
+    );
+    assert!(
+        dst.manifest_digest("mirror/bydigest", &keep.digest)
+            .is_some()
+    );
+}
