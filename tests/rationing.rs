@@ -3,8 +3,8 @@
 //! 429) and what it cannot cover is deferred, not failed — in the summary, the JSON report,
 //! the JUnit XML (skipped) and the metrics — and done in the next window; a quota that
 //! publishes nothing stops manifest GETs at its first 429; an index is fetched whole or not
-//! at all; shards stay within their part; a request-rate limit refuses few requests. Counts
-//! requests and 429s at the proxy; no timing asserts.
+//! at all; shards stay within their part; a request-rate limit refuses at most 5% of the
+//! requests. Counts requests and 429s at the proxy; no timing asserts.
 
 use std::path::Path;
 
@@ -325,14 +325,18 @@ fn shards_sharing_one_quota_stay_within_their_part() {
 
 #[test]
 fn a_request_rate_limit_is_learned_and_few_requests_are_refused() {
+    // Enough images that what discovering the limit costs (the first requests sent before
+    // a 429 can come back, the first blob transfers among them) is the workload's
+    // share of it, not most of a tiny run's.
+    const SINGLES: usize = 40;
     let (src, dst) = (Registry::start(), Registry::start());
-    seed(&src, 24, 0);
+    seed(&src, SINGLES, 0);
     let proxy = RationProxy::rate(&src.host(), 20.0, 10);
     let ws = Workspace::new();
-    let list = mapping(&ws, &proxy.host(), &dst.host(), 24, 0);
+    let list = mapping(&ws, &proxy.host(), &dst.host(), SINGLES, 0);
     let (out, report) = ws.run_report(&list, &["--insecure"]);
     expect_code(&out, 0);
-    assert_eq!(totals(&report, "copied"), 24, "{report:#}");
+    assert_eq!(totals(&report, "copied"), SINGLES as u64, "{report:#}");
     let counts = proxy.counts();
     let requests = counts.requests();
     // What was sent before the registry first said 429 cannot be recalled: up to the checks
@@ -350,7 +354,14 @@ fn a_request_rate_limit_is_learned_and_few_requests_are_refused() {
             .collect::<String>()
     );
     assert!(counts.too_many <= 22 + requests / 20, "{counts:?}");
-    for i in 0..24 {
+    // And all told, the first requests included: the manifest fetches start a few at a time
+    // (a slow start), so that the first 429 comes back before a batch is out.
+    assert!(
+        counts.too_many * 20 <= requests,
+        "{} of {requests} requests refused (more than 5%): {counts:?}",
+        counts.too_many
+    );
+    for i in 0..SINGLES {
         dst.assert_complete(&format!("m/s{i}"), "1");
     }
 }

@@ -13,16 +13,25 @@
 //! the reservation refuses the image before its first GET, so it is deferred before
 //! anything of it is fetched. What the image did not use is given back when its copy ends.
 //!
-//! Until the registry has answered one manifest GET (and so said whether it publishes a
-//! quota), one image's manifest is fetched at a time ([`Rationing::first_answer`]): a cold
-//! run would otherwise send a whole batch into a quota of which a few units are left.
+//! Manifest fetches start the way TCP starts a connection ([`Rationing::fetch_slot`]): one
+//! at a time until the registry has answered a manifest GET (and so said whether it
+//! publishes a quota), then one more at once for each manifest GET it answers without a
+//! 429 — twice as many each round trip — until [`OPEN`] are in flight, after which nothing
+//! waits here. What a registry allows is unknown until it answers: a cold run would otherwise
+//! send a whole batch at once into a quota of which a few units are left, or into a
+//! request-rate limit's bucket that holds a burst of twenty, and every request already sent
+//! when the first 429 comes back is refused (a 40/s limit refused 6-11% of a cold run's
+//! requests, nearly all in that first batch). A registry that rations nothing pays a few
+//! round trips of the first manifests, while its blob transfers, whose limit starts at six,
+//! are already busy.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::super::error::retry_after;
 use super::pace::{Answer, Pace};
@@ -30,18 +39,23 @@ use super::published::published;
 use super::quota::{Deferral, Quota, QuotaState, Reservation, Share};
 use super::throttle::{Throttle, allowed_rate, classify_429};
 
+/// Manifest fetches in flight at which the window opens for good (as many as
+/// `--max-checks-per-registry` lets out by default).
+pub const OPEN: usize = 64;
+
 /// The pacing and quota of one registry.
 pub struct Rationing {
     state: Arc<Mutex<State>>,
-    /// Set once the registry has answered a manifest request.
-    learned: watch::Sender<bool>,
+    /// Manifest fetches at once: its permits are the window (see the module doc).
+    window: Semaphore,
+    /// The window's size; [`OPEN`] and beyond, fetches no longer take a permit.
+    size: Mutex<usize>,
+    open: AtomicBool,
 }
 
 struct State {
     quota: Quota,
     pace: Pace,
-    /// A manifest GET is out before anything was learned (see the module doc).
-    probing: bool,
 }
 
 impl Rationing {
@@ -50,9 +64,10 @@ impl Rationing {
             state: Arc::new(Mutex::new(State {
                 quota: Quota::new(registry, share),
                 pace: Pace::new(),
-                probing: false,
             })),
-            learned: watch::Sender::new(false),
+            window: Semaphore::new(1),
+            size: Mutex::new(1),
+            open: AtomicBool::new(false),
         }
     }
 
@@ -74,28 +89,36 @@ impl Rationing {
         }
     }
 
-    /// Before an image's manifest is fetched: waits until the registry has answered a
-    /// manifest GET, or returns the [`Probe`] that lets one go first (the others wait until
-    /// it is dropped, whatever became of it).
-    pub async fn first_answer(&self) -> Option<Probe<'_>> {
-        let mut learned = self.learned.subscribe();
-        loop {
-            if *learned.borrow_and_update() {
-                return None;
-            }
-            {
-                let mut state = self.lock();
-                if !state.probing {
-                    state.probing = true;
-                    return Some(Probe {
-                        learned: &self.learned,
-                    });
-                }
-            }
-            if learned.changed().await.is_err() {
-                return None;
-            }
+    /// Before a manifest is fetched: waits for a place in the window (see the module doc),
+    /// held until the manifest is read or its fetch failed; `None` once the window is open.
+    pub async fn fetch_slot(&self) -> Option<FetchSlot<'_>> {
+        if self.open.load(Ordering::Relaxed) {
+            return None;
         }
+        // Never closed: an error cannot come, and would only mean "do not wait".
+        let permit = self.window.acquire().await.ok()?;
+        Some(FetchSlot { _permit: permit })
+    }
+
+    /// A manifest GET was answered with something else than a 429: one more at once.
+    fn widen(&self) {
+        if self.open.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut size = lock(&self.size);
+        *size += 1;
+        if *size >= OPEN {
+            // Those waiting now go at once; later fetches take no permit.
+            self.open.store(true, Ordering::Relaxed);
+            self.window.add_permits(Semaphore::MAX_PERMITS / 2);
+        } else {
+            self.window.add_permits(1);
+        }
+    }
+
+    /// How many manifest fetches may be in flight now (for tests and logs).
+    pub fn window(&self) -> usize {
+        *lock(&self.size)
     }
 
     /// Whether the image being copied should tell its kind before its first manifest GET
@@ -169,25 +192,21 @@ impl Rationing {
     /// A manifest GET was read: `children` of an index (0 for an image). The image's
     /// reservation grows to cover them, or the image is deferred before any is fetched.
     pub fn manifest_read(&self, children: u64) -> Result<(), Deferral> {
-        let grown = if children == 0 {
-            Ok(())
-        } else {
-            IMAGE
-                .try_with(|image| {
-                    let mut held = lock(&image.held);
-                    let Some(i) = self.held_index(&held) else {
-                        return Ok(());
-                    };
-                    let h = &mut held[i];
-                    let mut state = self.lock();
-                    state.quota.note_image(h.cost + children);
-                    state.quota.grow(&mut h.reservation, children)
-                })
-                .unwrap_or(Ok(()))
-        };
-        self.learned
-            .send_if_modified(|l| !std::mem::replace(l, true));
-        grown
+        if children == 0 {
+            return Ok(());
+        }
+        IMAGE
+            .try_with(|image| {
+                let mut held = lock(&image.held);
+                let Some(i) = self.held_index(&held) else {
+                    return Ok(());
+                };
+                let h = &mut held[i];
+                let mut state = self.lock();
+                state.quota.note_image(h.cost + children);
+                state.quota.grow(&mut h.reservation, children)
+            })
+            .unwrap_or(Ok(()))
     }
 
     /// After an answer (or a transport failure): what it published, that a manifest GET is
@@ -200,6 +219,9 @@ impl Rationing {
         headers: Option<&HeaderMap>,
     ) {
         let now = Instant::now();
+        if manifest_get && status.is_some_and(|s| s != StatusCode::TOO_MANY_REQUESTS) {
+            self.widen();
+        }
         let mut state = self.lock();
         if manifest_get {
             state.quota.answered();
@@ -267,17 +289,10 @@ impl Rationing {
     }
 }
 
-/// The first manifest fetch of a registry, let go before the others: when it is over
-/// (dropped), whatever became of it, the others go.
-pub struct Probe<'a> {
-    learned: &'a watch::Sender<bool>,
-}
-
-impl Drop for Probe<'_> {
-    fn drop(&mut self) {
-        self.learned
-            .send_if_modified(|l| !std::mem::replace(l, true));
-    }
+/// A manifest fetch's place in the window, given back when dropped (whatever became of
+/// the fetch).
+pub struct FetchSlot<'a> {
+    _permit: SemaphorePermit<'a>,
 }
 
 /// A lock that a panicking holder did not poison for good: the quota's numbers stay usable.
@@ -411,6 +426,41 @@ mod tests {
                 .is_ok()
         );
         assert!(!r.needs_kind(), "outside an image's copy");
+    }
+
+    #[tokio::test]
+    async fn manifest_fetches_start_one_at_a_time_and_widen_with_each_answer() {
+        let r = Rationing::new("quay.io", Share::WHOLE);
+        let ok = |r: &Rationing| r.observe(true, Some(StatusCode::OK), None);
+        let first = r.fetch_slot().await;
+        assert!(first.is_some());
+        // The second waits while the first is out.
+        let waits = |r: &Rationing| {
+            let Ok(permit) = r.window.try_acquire() else {
+                return true;
+            };
+            drop(permit);
+            false
+        };
+        assert!(waits(&r), "one at a time before any answer");
+        ok(&r);
+        assert_eq!(r.window(), 2);
+        let second = r.fetch_slot().await;
+        assert!(
+            second.is_some() && waits(&r),
+            "two at once after one answer"
+        );
+        // A 429 (a pace, or a quota) widens nothing; nor does a HEAD.
+        r.observe(true, Some(StatusCode::TOO_MANY_REQUESTS), None);
+        r.observe(false, Some(StatusCode::OK), None);
+        assert_eq!(r.window(), 2);
+        drop((first, second));
+        // One more per answer until OPEN: then nothing waits.
+        for _ in 2..OPEN {
+            ok(&r);
+        }
+        assert_eq!(r.window(), OPEN);
+        assert!(r.fetch_slot().await.is_none(), "open");
     }
 
     #[tokio::test]
