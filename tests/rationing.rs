@@ -276,6 +276,71 @@ fn a_quota_that_publishes_nothing_stops_manifest_gets_at_its_first_429() {
 }
 
 #[test]
+fn two_credentials_of_one_registry_spend_two_quotas() {
+    // Docker Hub counts pulls per account: alice's images spend alice's quota, bob's his.
+    let users = [("alice", "alice-pass"), ("bob", "bob-pass")];
+    let src = Registry::start_with(RegistryConfig {
+        htpasswd: users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect(),
+        ..Default::default()
+    });
+    let dst = Registry::start();
+    let per_user = 3;
+    for (user, _) in users {
+        for i in 0..per_user {
+            seed_docker_image(
+                &src,
+                &format!("{user}/s{i}"),
+                "1",
+                &[layer(300 + i as u64, 800)],
+            );
+        }
+    }
+    // 3 manifest GETs a window for each account: together 6, one account's 3.
+    let proxy = RationProxy::docker_hub(&src.host(), per_user as u64);
+    let ws = Workspace::new();
+    let host = proxy.host();
+    let mut lines = String::new();
+    for (user, _) in users {
+        for i in 0..per_user {
+            lines.push_str(&format!(
+                "{host}/{user}/s{i}:1 {}/m/{user}-s{i}:1\n",
+                dst.host()
+            ));
+        }
+    }
+    let list = ws.write("mapping", &lines);
+    // Each repository of the registry with its own account.
+    let config = ws.write(
+        "auth.json",
+        &format!(
+            r#"{{"auths": {{"{host}/alice": {{"username": "alice", "password": "alice-pass"}},
+                "{host}/bob": {{"username": "bob", "password": "bob-pass"}}}}}}"#
+        ),
+    );
+    let (out, report) = ws.run_report(&list, &["--insecure", "-a", p(&config)]);
+    expect_code(&out, 0);
+    let counts = proxy.counts();
+    assert_eq!(counts.too_many, 0, "{counts:?}");
+    assert_eq!(
+        (totals(&report, "copied"), totals(&report, "deferred")),
+        (6, 0),
+        "each account's quota covers its own 3 images: {report:#}"
+    );
+    for user in ["alice", "bob"] {
+        assert_eq!(proxy.admitted_by(user), per_user, "{:#?}", proxy.seen());
+    }
+    // The secrets are in no output.
+    let all = format!("{}{}{report}", stdout(&out), text(&out.stderr));
+    assert!(
+        !all.contains("alice-pass") && !all.contains("bob-pass"),
+        "{all}"
+    );
+}
+
+#[test]
 fn shards_sharing_one_quota_stay_within_their_part() {
     let (src, dst) = (Registry::start(), Registry::start());
     seed(&src, 8, 0);

@@ -140,7 +140,7 @@ impl RegistryClient {
         };
         self.control()
             .rationing()
-            .manifest_read(children)
+            .manifest_read(&answer.credential.account(), children)
             .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
         Ok(manifest)
     }
@@ -161,7 +161,13 @@ impl RegistryClient {
         // registry that rations nothing); the others wait until it is read, and so until the
         // quota, if any, is known and this image's reservation has grown to its children.
         let slot = rationing.fetch_slot().await;
-        if !rationing.needs_kind() {
+        // Whose quota the image spends: the credential the registry is asked with for
+        // this repository (one that cannot be had fails the GET itself, saying why).
+        let account = self
+            .credential(repository.path())
+            .map(|c| c.account())
+            .unwrap_or_default();
+        if !rationing.needs_kind(&account) {
             return Ok(slot);
         }
         let head = self
@@ -173,7 +179,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.contains(OCI_INDEX) || t.contains(DOCKER_LIST));
         rationing
-            .reserve_image(index)
+            .reserve_image(&head.credential.account(), index)
             .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
         Ok(slot)
     }

@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::super::error::retry_after;
 use super::pace::{Answer, Pace};
 use super::published::published;
-use super::quota::{Deferral, Quota, QuotaState, Reservation, Share};
+use super::quota::{Account, Deferral, QuotaState, Quotas, Reservation, Share};
 use super::throttle::{Throttle, allowed_rate, classify_429};
 
 /// Manifest fetches in flight at which the window opens for good (as many as
@@ -54,7 +54,9 @@ pub struct Rationing {
 }
 
 struct State {
-    quota: Quota,
+    /// One per account: two credentials of one registry spend two quotas.
+    quotas: Quotas,
+    /// One per registry: a request-rate limit is the registry's (or the address's).
     pace: Pace,
 }
 
@@ -62,7 +64,7 @@ impl Rationing {
     pub fn new(registry: &str, share: Share) -> Rationing {
         Rationing {
             state: Arc::new(Mutex::new(State {
-                quota: Quota::new(registry, share),
+                quotas: Quotas::new(registry, share),
                 pace: Pace::new(),
             })),
             window: Semaphore::new(1),
@@ -75,10 +77,10 @@ impl Rationing {
         lock(&self.state)
     }
 
-    /// Before a manifest GET: one unit of the quota (from the image's reservation when it
-    /// runs inside [`for_one_image`]), or the reason it cannot be sent.
-    pub fn admit_manifest_get(&self) -> Result<(), Deferral> {
-        self.take_unit()
+    /// Before a manifest GET: one unit of `account`'s quota (from the image's reservation
+    /// when it runs inside [`for_one_image`]), or the reason it cannot be sent.
+    pub fn admit_manifest_get(&self, account: &Account) -> Result<(), Deferral> {
+        self.take_unit(account)
     }
 
     /// Before any request, once it holds its slot: the wait the pace asks for, slept here.
@@ -123,28 +125,30 @@ impl Rationing {
 
     /// Whether the image being copied should tell its kind before its first manifest GET
     /// here: a quota is known, and nothing is reserved for the image yet.
-    pub fn needs_kind(&self) -> bool {
-        let known = self.lock().quota.is_known();
+    pub fn needs_kind(&self, account: &Account) -> bool {
+        let known = self.lock().quotas.of(account).is_known();
         known
             && IMAGE
-                .try_with(|image| self.held_index(&lock(&image.held)).is_none())
+                .try_with(|image| self.held_index(&lock(&image.held), account).is_none())
                 .unwrap_or(false)
     }
 
     /// Sets aside what the image being copied will cost here, by its kind (see
     /// [`Quota::estimate`]); refuses when the quota cannot cover it. Outside an image's copy,
     /// or when something is reserved already, nothing to do.
-    pub fn reserve_image(&self, index: bool) -> Result<(), Deferral> {
+    pub fn reserve_image(&self, account: &Account, index: bool) -> Result<(), Deferral> {
         let reserved = IMAGE.try_with(|image| {
             let mut held = lock(&image.held);
-            if self.held_index(&held).is_some() {
+            if self.held_index(&held, account).is_some() {
                 return Ok(());
             }
             let mut state = self.lock();
-            let units = state.quota.estimate(index);
-            let reservation = state.quota.reserve(units)?;
+            let quota = state.quotas.of(account);
+            let units = quota.estimate(index);
+            let reservation = quota.reserve(units)?;
             held.push(Held {
                 state: self.state.clone(),
+                account: account.clone(),
                 reservation,
                 cost: 0,
             });
@@ -153,24 +157,27 @@ impl Rationing {
         reserved.unwrap_or(Ok(()))
     }
 
-    /// Where this registry's reservation is in an image's list.
-    fn held_index(&self, held: &[Held]) -> Option<usize> {
-        held.iter().position(|h| Arc::ptr_eq(&h.state, &self.state))
+    /// Where this registry's reservation for `account` is in an image's list.
+    fn held_index(&self, held: &[Held], account: &Account) -> Option<usize> {
+        held.iter()
+            .position(|h| Arc::ptr_eq(&h.state, &self.state) && h.account == *account)
     }
 
     /// Takes one unit for a manifest GET: from the current image's reservation, reserving
     /// for the image first (its kind unknown) if this is its first GET here.
-    fn take_unit(&self) -> Result<(), Deferral> {
+    fn take_unit(&self, account: &Account) -> Result<(), Deferral> {
         let image = IMAGE.try_with(|image| {
             let mut held = lock(&image.held);
             let mut state = self.lock();
-            let index = match self.held_index(&held) {
+            let quota = state.quotas.of(account);
+            let index = match self.held_index(&held, account) {
                 Some(i) => i,
                 None => {
-                    let units = state.quota.estimate_image();
-                    let reservation = state.quota.reserve(units)?;
+                    let units = quota.estimate_image();
+                    let reservation = quota.reserve(units)?;
                     held.push(Held {
                         state: self.state.clone(),
+                        account: account.clone(),
                         reservation,
                         cost: 0,
                     });
@@ -178,33 +185,34 @@ impl Rationing {
                 }
             };
             let h = &mut held[index];
-            state.quota.take(Some(&mut h.reservation))?;
+            quota.take(Some(&mut h.reservation))?;
             h.cost += 1;
             Ok(())
         });
         match image {
             Ok(taken) => taken,
             // Outside any image's copy (attachments listed by the run, tests).
-            Err(_) => self.lock().quota.take(None),
+            Err(_) => self.lock().quotas.of(account).take(None),
         }
     }
 
     /// A manifest GET was read: `children` of an index (0 for an image). The image's
     /// reservation grows to cover them, or the image is deferred before any is fetched.
-    pub fn manifest_read(&self, children: u64) -> Result<(), Deferral> {
+    pub fn manifest_read(&self, account: &Account, children: u64) -> Result<(), Deferral> {
         if children == 0 {
             return Ok(());
         }
         IMAGE
             .try_with(|image| {
                 let mut held = lock(&image.held);
-                let Some(i) = self.held_index(&held) else {
+                let Some(i) = self.held_index(&held, account) else {
                     return Ok(());
                 };
                 let h = &mut held[i];
                 let mut state = self.lock();
-                state.quota.note_image(h.cost + children);
-                state.quota.grow(&mut h.reservation, children)
+                let quota = state.quotas.of(account);
+                quota.note_image(h.cost + children);
+                quota.grow(&mut h.reservation, children)
             })
             .unwrap_or(Ok(()))
     }
@@ -214,6 +222,7 @@ impl Rationing {
     /// that a request was let through.
     pub fn observe(
         &self,
+        account: &Account,
         manifest_get: bool,
         status: Option<StatusCode>,
         headers: Option<&HeaderMap>,
@@ -224,10 +233,10 @@ impl Rationing {
         }
         let mut state = self.lock();
         if manifest_get {
-            state.quota.answered();
+            state.quotas.of(account).answered();
         }
         if let Some(p) = headers.and_then(published) {
-            state.quota.observe(&p);
+            state.quotas.of(account).observe(&p);
             state.pace.publish(now, &p);
         }
         match status {
@@ -251,6 +260,7 @@ impl Rationing {
     /// (the request fails as deferred); a pace is learned from (the request is retried).
     pub fn throttled(
         &self,
+        account: &Account,
         headers: &HeaderMap,
         retry_after: Option<Duration>,
         body: &str,
@@ -258,7 +268,7 @@ impl Rationing {
         let verdict = classify_429(headers, retry_after, Some(body));
         let mut state = self.lock();
         match verdict {
-            Throttle::Quota => state.quota.spent_by_refusal(),
+            Throttle::Quota => state.quotas.of(account).spent_by_refusal(),
             Throttle::Pace { retry_after } => {
                 let now = Instant::now();
                 // One with Retry-After was learned from already (see observe).
@@ -273,14 +283,15 @@ impl Rationing {
         verdict
     }
 
-    /// Why a manifest GET is refused now.
-    pub fn deferral(&self) -> Deferral {
-        self.lock().quota.deferral(None)
+    /// Why a manifest GET of `account` is refused now.
+    pub fn deferral(&self, account: &Account) -> Deferral {
+        self.lock().quotas.of(account).deferral(None)
     }
 
-    /// What the report and metrics show.
-    pub fn state(&self) -> QuotaState {
-        self.lock().quota.state()
+    /// What the report and metrics show: the account's quota with the least left, `None`
+    /// when none was published or refused a GET.
+    pub fn state(&self) -> Option<QuotaState> {
+        self.lock().quotas.state()
     }
 
     /// The pace sent at, requests per second, once the registry showed it limits.
@@ -303,6 +314,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What one image holds of each registry's quota.
 struct Held {
     state: Arc<Mutex<State>>,
+    account: Account,
     reservation: Reservation,
     /// Manifest GETs the image sent there.
     cost: u64,
@@ -318,7 +330,10 @@ impl Drop for ImageQuota {
     fn drop(&mut self) {
         let held = std::mem::take(&mut *lock(&self.held));
         for h in held {
-            lock(&h.state).quota.release(h.reservation, h.cost);
+            lock(&h.state)
+                .quotas
+                .of(&h.account)
+                .release(h.reservation, h.cost);
         }
     }
 }
@@ -337,6 +352,9 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
+    /// The account of most tests: anonymous.
+    const A: Account = Account::ANONYMOUS;
+
     fn hub(remaining: u64) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("ratelimit-limit", HeaderValue::from_static("10;w=3600"));
@@ -349,12 +367,12 @@ mod tests {
     /// Sends a manifest GET of an image through `r` if admitted; the registry answers with
     /// `remaining` left.
     async fn get(r: &Rationing, remaining: &mut u64) -> bool {
-        if r.admit_manifest_get().is_err() {
+        if r.admit_manifest_get(&A).is_err() {
             return false;
         }
         *remaining -= 1;
-        r.observe(true, Some(StatusCode::OK), Some(&hub(*remaining)));
-        r.manifest_read(0).is_ok()
+        r.observe(&A, true, Some(StatusCode::OK), Some(&hub(*remaining)));
+        r.manifest_read(&A, 0).is_ok()
     }
 
     #[tokio::test]
@@ -362,7 +380,7 @@ mod tests {
         let r = Rationing::new("docker.io", Share::WHOLE);
         let mut remaining = 10;
         // A HEAD told the quota: 10 left.
-        r.observe(false, Some(StatusCode::OK), Some(&hub(remaining)));
+        r.observe(&A, false, Some(StatusCode::OK), Some(&hub(remaining)));
         let mut whole = 0;
         let mut started = 0;
         for _ in 0..5 {
@@ -371,7 +389,7 @@ mod tests {
                 if !get(&r, &mut remaining).await {
                     return None;
                 }
-                if r.manifest_read(2).is_err() {
+                if r.manifest_read(&A, 2).is_err() {
                     return Some(false);
                 }
                 let children = [get(&r, &mut remaining).await, get(&r, &mut remaining).await];
@@ -392,20 +410,20 @@ mod tests {
         assert_eq!((whole, started), (3, 3));
         assert_eq!(remaining, 1);
         let state = r.state();
-        assert_eq!(state.left, Some(1));
+        assert_eq!(state.and_then(|s| s.left), Some(1));
     }
 
     #[tokio::test]
     async fn an_image_told_an_index_reserves_for_its_children_before_its_first_get() {
         let r = Rationing::new("docker.io", Share::WHOLE);
-        r.observe(false, Some(StatusCode::OK), Some(&hub(4)));
+        r.observe(&A, false, Some(StatusCode::OK), Some(&hub(4)));
         let mut remaining = 4;
         let first = for_one_image(async {
-            assert!(r.needs_kind());
-            r.reserve_image(true)?;
-            assert!(!r.needs_kind(), "reserved once");
+            assert!(r.needs_kind(&A));
+            r.reserve_image(&A, true)?;
+            assert!(!r.needs_kind(&A), "reserved once");
             assert!(get(&r, &mut remaining).await);
-            r.manifest_read(2)?;
+            r.manifest_read(&A, 2)?;
             for _ in 0..2 {
                 assert!(get(&r, &mut remaining).await);
             }
@@ -416,22 +434,22 @@ mod tests {
         // 1 left after a whole index's 3: an index is refused before its first GET, a
         // single image is not.
         assert!(
-            for_one_image(async { r.reserve_image(true) })
+            for_one_image(async { r.reserve_image(&A, true) })
                 .await
                 .is_err()
         );
         assert!(
-            for_one_image(async { r.reserve_image(false) })
+            for_one_image(async { r.reserve_image(&A, false) })
                 .await
                 .is_ok()
         );
-        assert!(!r.needs_kind(), "outside an image's copy");
+        assert!(!r.needs_kind(&A), "outside an image's copy");
     }
 
     #[tokio::test]
     async fn manifest_fetches_start_one_at_a_time_and_widen_with_each_answer() {
         let r = Rationing::new("quay.io", Share::WHOLE);
-        let ok = |r: &Rationing| r.observe(true, Some(StatusCode::OK), None);
+        let ok = |r: &Rationing| r.observe(&A, true, Some(StatusCode::OK), None);
         let first = r.fetch_slot().await;
         assert!(first.is_some());
         // The second waits while the first is out.
@@ -451,8 +469,8 @@ mod tests {
             "two at once after one answer"
         );
         // A 429 (a pace, or a quota) widens nothing; nor does a HEAD.
-        r.observe(true, Some(StatusCode::TOO_MANY_REQUESTS), None);
-        r.observe(false, Some(StatusCode::OK), None);
+        r.observe(&A, true, Some(StatusCode::TOO_MANY_REQUESTS), None);
+        r.observe(&A, false, Some(StatusCode::OK), None);
         assert_eq!(r.window(), 2);
         drop((first, second));
         // One more per answer until OPEN: then nothing waits.
@@ -467,17 +485,21 @@ mod tests {
     async fn a_quota_429_stops_manifest_gets_and_a_pace_429_does_not() {
         let r = Rationing::new("docker.io", Share::WHOLE);
         let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
-        assert!(r.admit_manifest_get().is_ok());
+        assert!(r.admit_manifest_get(&A).is_ok());
         r.observe(
+            &A,
             true,
             Some(StatusCode::TOO_MANY_REQUESTS),
             Some(&HeaderMap::new()),
         );
-        let pace = r.throttled(&HeaderMap::new(), Some(Duration::from_secs(1)), body);
+        let pace = r.throttled(&A, &HeaderMap::new(), Some(Duration::from_secs(1)), body);
         assert!(matches!(pace, Throttle::Pace { .. }));
-        assert!(r.admit_manifest_get().is_ok(), "a pace 429 stops nothing");
-        assert_eq!(r.throttled(&HeaderMap::new(), None, body), Throttle::Quota);
-        let refused = r.admit_manifest_get().err().map(|d| d.to_string());
+        assert!(r.admit_manifest_get(&A).is_ok(), "a pace 429 stops nothing");
+        assert_eq!(
+            r.throttled(&A, &HeaderMap::new(), None, body),
+            Throttle::Quota
+        );
+        let refused = r.admit_manifest_get(&A).err().map(|d| d.to_string());
         assert_eq!(
             refused.as_deref(),
             Some("docker.io: pull quota spent (the registry answered 429 and publishes no limit)")
