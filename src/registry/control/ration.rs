@@ -342,7 +342,9 @@ tokio::task_local! {
     static IMAGE: ImageQuota;
 }
 
-/// Runs the copy of one image with its own quota reservations (see the module doc).
+/// Runs the copy of one image with its own quota reservations (see the module doc): the
+/// registry's [`crate::store::Source::ration`], which the copy algorithm calls for each image
+/// without knowing what a registry rations.
 pub async fn for_one_image<F: Future>(copy: F) -> F::Output {
     IMAGE.scope(ImageQuota::default(), copy).await
 }
