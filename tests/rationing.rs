@@ -203,6 +203,14 @@ fn a_published_quota_is_never_exceeded_and_the_rest_is_deferred_to_the_next_wind
         sample(&prom, "image_mirror_last_success_timestamp_seconds"),
         None
     );
+    // Since when images wait for the quota: this first run's start, kept while runs defer.
+    let since_series = format!("image_mirror_deferred_since_timestamp_seconds{registry}");
+    let waiting_since = sample(&prom, &since_series);
+    let last_run = sample(&prom, "image_mirror_last_run_timestamp_seconds");
+    assert!(
+        waiting_since.is_some() && waiting_since < last_run,
+        "{waiting_since:?} {last_run:?}"
+    );
     no_index_half_fetched(&proxy, &indexes, |i| format!("team/i{i}"));
 
     // Each next window continues; the set completes in the fewest windows whole images
@@ -219,8 +227,16 @@ fn a_published_quota_is_never_exceeded_and_the_rest_is_deferred_to_the_next_wind
         let (out, next) = ws.run_report(&list, &args);
         expect_code(&out, 0);
         assert_eq!(totals(&next, "failed"), 0, "{next:#}");
+        if totals(&next, "deferred") > 0 {
+            assert_eq!(sample(&prom, &since_series), waiting_since, "kept");
+        }
         report = next;
     }
+    // Caught up: nothing waits since the last run's end.
+    assert_eq!(
+        sample(&prom, &since_series),
+        sample(&prom, "image_mirror_last_run_timestamp_seconds")
+    );
     assert_eq!(proxy.counts().too_many, 0, "{:?}", proxy.counts());
     assert_eq!(
         proxy.counts().manifest_gets_admitted,
