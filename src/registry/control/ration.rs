@@ -108,6 +108,10 @@ impl Rationing {
             return;
         }
         let mut size = lock(&self.size);
+        // Opened meanwhile (checked under the lock: the permits are added once).
+        if *size >= OPEN {
+            return;
+        }
         *size += 1;
         if *size >= OPEN {
             // Those waiting now go at once; later fetches take no permit.
