@@ -22,7 +22,7 @@
 #  4. Rate: a token bucket over every request, RATE (40) per second, BURST (20), 429 with
 #     `Retry-After: 1`. One run into a fresh destination. Prints seconds against the floor
 #     (requests the run needed, i.e. answered and not refused, / RATE) and the share of
-#     requests refused.
+#     requests refused, and per second of the run the requests answered and refused.
 #  5. Verifies the destination after each part (HEAD every tag on both sides, digests equal)
 #     and says whether it is complete.
 #
@@ -251,6 +251,7 @@ if [ "${SKIP_RATE:-0}" != 1 ]; then
   file=$(mapping "$PROXY" "$DST")
   say "rate: $RATE requests/s, burst $BURST, Retry-After: 1 at $PROXY; image-mirror ${RATE_EXTRA[*]}"
   run rate "$file" "${RATE_EXTRA[@]}"
+  curl -fsS "http://$PROXY/_ration/seen" >"$W/rate.seen"
   state=complete
   complete "$DST" || state="NOT complete"
   RATE_SUMMARY=$(python3 - "$(counts)" "$(cat "$W/rate.secs")" "$(cat "$W/rate.rc")" "$(statuses rate)" \
@@ -269,6 +270,21 @@ print(f"rate {rate:g}/s burst {burst}: {state}, exit {rc}, {st}; {secs:.1f} s ag
       f"most in flight {c['max_in_flight']}")
 PY
 )
+  # When the refusals came: per second of the run, requests answered and refused.
+  RATE_TIMELINE=$(python3 - "$W/rate.seen" <<'PY'
+import collections, sys
+lines = [l.split() for l in open(sys.argv[1]) if l.strip()]
+if lines:
+    t0 = int(lines[0][0])
+    per = collections.defaultdict(lambda: [0, 0])
+    for at, _method, _status, refused, _path in lines:
+        s = (int(at) - t0) // 1000
+        per[s][0] += 1
+        per[s][1] += refused == "refused"
+    print("refused per second of the run: " + ", ".join(
+        f"{s}s {per[s][1]}/{per[s][0]}" for s in sorted(per)))
+PY
+)
   kill "${PID[proxy-rate]}" 2>/dev/null || true
 fi
 
@@ -283,6 +299,7 @@ fi
 if [ -n "$RATE_SUMMARY" ]; then
   echo
   echo "$RATE_SUMMARY"
+  echo "$RATE_TIMELINE"
 fi
 echo
 echo "image-mirror: $IM"

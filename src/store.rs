@@ -50,6 +50,14 @@ pub trait Source: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Runs `copy`, the copy of one image read from this store, under what the store
+    /// rations per image: a registry's pull quota is spent on whole images, the image's
+    /// manifest reads set aside together and what it did not use given back when it ends
+    /// (see `registry::control::ration`). By default the copy runs as it is.
+    fn ration<'a>(&'a self, copy: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        copy
+    }
+
     /// The digest `reference` resolves to, or `None` when the store does not have it.
     fn manifest_digest<'a>(
         &'a self,

@@ -3,6 +3,7 @@
 //! (`use crate::X`, `crate::X::f()`, `use crate::{X, Y}`) and, in a file directly under
 //! `src/`, `super::X`; unit-test code (`#[cfg(test)]`) may look anywhere and is left out,
 //! as are comments. A cycle fails with the modules on it and a file that makes each edge.
+//! The copy algorithm names no store implementation (registry, disk): only the seam.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,25 @@ fn top_level_modules_of_src_form_no_cycle() {
         cycles.len(),
         described.join("\n")
     );
+}
+
+/// The copy algorithm (and verify's checks) talk to the `store` seam only: what a registry
+/// or a directory does per image (a pull quota's reservations) is behind `Source`, so a new
+/// store is a new implementation, not an edit of the algorithm.
+#[test]
+fn the_copy_algorithm_names_no_store_implementation() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = module_edges(&src);
+    for algorithm in ["execute", "audit"] {
+        for store in ["registry", "disk"] {
+            assert!(
+                !edges[algorithm].contains_key(store),
+                "src/{algorithm} names crate::{store} (in {}): go through the Source / \
+                 Destination seam in src/store.rs instead",
+                edges[algorithm][store].display()
+            );
+        }
+    }
 }
 
 /// With `autotests = false`, a file `tests/NAME.rs` that `tests/tests.rs` does not declare

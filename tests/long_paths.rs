@@ -67,7 +67,7 @@ fn over_a_long_path_more_than_six_transfers_run_at_once() {
     let reads = reached(&report, &s, "reads");
     assert!(reads["limit"].as_u64().unwrap_or(0) > 6, "{report:#}");
     assert!(reads["in_flight"].as_u64().unwrap_or(0) > 6, "{report:#}");
-    assert_eq!(reads["ceiling"], 32, "{report:#}");
+    assert_eq!(reads["ceiling"], 64, "the default ceiling: {report:#}");
     assert!(reads["stopped"].is_string(), "{report:#}");
     // The text summary names the registry and what it reached.
     let stdout = text(&out.stdout);

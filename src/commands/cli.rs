@@ -124,7 +124,7 @@ pub enum Command {
     // verify writes nothing: its transfer limit speaks of reads.
     #[command(mut_arg("max_per_registry", |a| a
         .help("Most blob reads per registry (a ceiling)")
-        .long_help("Most blob reads in flight to one registry (verify only reads), a hard ceiling. Lowered for a while when the registry answers 429 or 503. Without it: six at first, more while the round trip is long and does not lengthen under load, at most 32.")))]
+        .long_help("Most blob reads in flight to one registry (verify only reads), a hard ceiling. Lowered for a while when the registry answers 429 or 503. Without it: six at first, more while the round trip is long and does not lengthen under load, at most 64.")))]
     Verify(VerifyArgs),
     /// Print the mapping lines (with `# image-mirror:` options) equivalent to another
     /// mirroring tool's configuration file. Whatever cannot be translated is an error naming
@@ -344,7 +344,7 @@ pub struct RegistryArgs {
     /// Most blob transfers in flight to one registry in each direction (reads from it,
     /// writes to it): what loads it (oc's flag and meaning), a hard ceiling. Lowered for a
     /// while when the registry answers 429 or 503. Without it: six at first, more while the
-    /// round trip is long and does not lengthen under load, at most 32.
+    /// round trip is long and does not lengthen under load, at most 64.
     #[arg(help_heading = "Registries", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_per_registry: Option<u32>,
 

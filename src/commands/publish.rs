@@ -47,16 +47,18 @@ pub fn write_textfile(
     ending: Ending,
     shard: Option<&str>,
 ) -> Result<()> {
-    let last_success = if ending.success {
-        Some(ending.at)
-    } else {
-        std::fs::read_to_string(path)
-            .ok()
-            .as_deref()
-            .and_then(metrics::previous_last_success)
+    // What the file before says (nothing when there is none yet).
+    let before = std::fs::read_to_string(path).unwrap_or_default();
+    let carried = metrics::Carried {
+        last_success: if ending.success {
+            Some(ending.at)
+        } else {
+            metrics::previous_last_success(&before)
+        },
+        deferred_since: metrics::deferred_since(run, ending, Some(&before)),
     };
     let common: Vec<(&str, &str)> = shard.map(|s| ("shard", s)).into_iter().collect();
-    let text = metrics::render(run, ending, last_success, &common);
+    let text = metrics::render(run, ending, &carried, &common);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -88,7 +90,8 @@ pub fn push_url(base: &reqwest::Url, shard: Option<&str>) -> Result<reqwest::Url
 
 /// Pushes the run's metrics to a Pushgateway with a POST, which replaces the metrics it names
 /// in the group and keeps the others: a failed run leaves [`metrics::LAST_SUCCESS`] out, so the
-/// Pushgateway keeps the last success it was told of.
+/// Pushgateway keeps the last success it was told of, and a run that deferred images leaves
+/// [`metrics::DEFERRED_SINCE`] out likewise.
 pub async fn push(
     base: &reqwest::Url,
     run: &RunResult,
@@ -98,7 +101,11 @@ pub async fn push(
     crate::registry::tls::install_tls_provider();
     let url = push_url(base, shard)?;
     let shown = url_for_humans(&url);
-    let text = metrics::render(run, ending, ending.success.then_some(ending.at), &[]);
+    let carried = metrics::Carried {
+        last_success: ending.success.then_some(ending.at),
+        deferred_since: metrics::deferred_since(run, ending, None),
+    };
+    let text = metrics::render(run, ending, &carried, &[]);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("image-mirror/", env!("CARGO_PKG_VERSION")))

@@ -44,6 +44,8 @@ struct State {
     /// Tags whose digest was asked for without the manifest (a registry's HEAD), per
     /// repository.
     heads: HashMap<Repository, usize>,
+    /// Manifest reads left of a pull quota (`None`: no quota); a read past it is deferred.
+    quota: Option<usize>,
 }
 
 /// One registry, in memory.
@@ -95,6 +97,11 @@ impl MemoryStore {
         if let (Ok(tag), Some(top)) = (Tag::parse(tag), manifests.last()) {
             repo.tags.insert(tag, top.digest.clone());
         }
+    }
+
+    /// The store answers `reads` manifest reads (a pull quota), then defers every other.
+    pub fn limit_manifest_reads(&self, reads: usize) {
+        self.state().quota = Some(reads);
     }
 
     /// The store answers the referrers API from the `subject` of the manifests it holds.
@@ -202,8 +209,22 @@ impl Source for MemoryStore {
         repository: &'a Repository,
         reference: &'a ManifestRef,
     ) -> BoxFuture<'a, Result<Manifest>> {
+        let spent = match &mut self.state().quota {
+            Some(0) => true,
+            Some(left) => {
+                *left -= 1;
+                false
+            }
+            None => false,
+        };
         let found = self.resolve(repository, reference);
         async move {
+            if spent {
+                return Err(failure(
+                    ErrorKind::Deferred,
+                    format!("{repository}:{reference}: pull quota spent"),
+                ));
+            }
             found.ok_or_else(|| {
                 failure(
                     ErrorKind::NotFound,

@@ -39,7 +39,6 @@ use crate::model::failure::{ErrorKind, Failure};
 use crate::model::manifest::Manifest;
 use crate::model::reference::{Digest, Host, ManifestRef, Repository, TagPattern};
 use crate::plan::{CopyJob, Plan};
-use crate::registry::control::ration::for_one_image;
 use crate::report::outcome::{Outcome, Status};
 use crate::retry::{self, RetryPolicy};
 use crate::stats::Stats;
@@ -232,8 +231,7 @@ impl Executor {
             let task_job = job.clone();
             let handle = set.spawn(async move {
                 let _slot = slot;
-                // The image's manifest GETs share one reservation of each pull quota.
-                for_one_image(this.run_job(task_job)).await
+                this.rationed(task_job).await
             });
             pending.insert(handle.id(), job);
         }
@@ -264,6 +262,27 @@ impl Executor {
                 Some(outcome)
             }
         }
+    }
+
+    /// One copy with its retries, under what its source rations per image (a pull quota
+    /// spent on whole images, see [`crate::store::Source::ration`]).
+    async fn rationed(&self, job: CopyJob) -> Outcome {
+        let mut outcome = None;
+        let copy = Box::pin(async { outcome = Some(self.run_job(job.clone()).await) });
+        match self.stores.source(&job.source.repository).await {
+            Ok(source) => source.ration(copy).await,
+            // The copy fails on it itself, saying why.
+            Err(_) => copy.await,
+        }
+        outcome.unwrap_or_else(|| {
+            let mut outcome = Outcome::new(job);
+            outcome.status = Status::Failed;
+            outcome.error = Some(Failure {
+                kind: ErrorKind::Permanent,
+                message: "internal error: the store did not run the copy".to_owned(),
+            });
+            outcome
+        })
     }
 
     /// One copy with its retries. Once the run is cancelled nothing new starts, and an

@@ -205,6 +205,56 @@ async fn blobs_come_before_child_manifests_before_the_tag() {
 }
 
 #[tokio::test]
+async fn a_pull_quota_goes_to_tags_the_destination_lacks_before_tags_that_moved() {
+    let stores = Arc::new(MemoryStores::default());
+    let (from, to) = (repo("src.io/team/app"), repo("dst.io/mirror/app"));
+    let src = stores.store(from.registry());
+    let dst = stores.store(to.registry());
+    let (old_config, old_layer) = (blob("old config"), blob("old layer"));
+    let old = image(&[&old_config, &old_layer]);
+    // a1 and a2 moved at the source (the destination holds an older image under them),
+    // b1 and b2 the destination lacks; the plan lists a1, a2, b1, b2.
+    for tag in ["a1", "a2", "b1", "b2"] {
+        let (config, layer) = (
+            blob(&format!("config {tag}")),
+            blob(&format!("layer {tag}")),
+        );
+        src.seed(&from, tag, &[&image(&[&config, &layer])], &[config, layer]);
+    }
+    for tag in ["a1", "a2"] {
+        dst.seed(&to, tag, &[&old], &[old_config.clone(), old_layer.clone()]);
+    }
+    // The quota covers two images of the four.
+    src.limit_manifest_reads(2);
+    let mapping: String = ["a1", "a2", "b1", "b2"]
+        .iter()
+        .map(|t| format!("src.io/team/app:{t} dst.io/mirror/app:{t}\n"))
+        .collect();
+    let outcomes = run(&stores, &mapping, options()).await;
+    let status = |tag: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.job.destination.tag().is_some_and(|t| t.as_str() == tag))
+            .map(|o| o.status)
+    };
+    assert_eq!(
+        ["b1", "b2", "a1", "a2"].map(status),
+        [
+            Some(Status::Copied),
+            Some(Status::Copied),
+            Some(Status::Deferred),
+            Some(Status::Deferred)
+        ],
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        dst.tag(&to, "a1"),
+        Some(old.digest.clone()),
+        "left as it was"
+    );
+}
+
+#[tokio::test]
 async fn a_shared_blob_is_uploaded_once_per_registry_and_mounted_elsewhere() {
     let s = seeded();
     let outcomes = run(

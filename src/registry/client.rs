@@ -213,7 +213,7 @@ impl RegistryClient {
         })
     }
 
-    fn credential(&self, repository: &str) -> Result<RegistryCredential> {
+    pub(super) fn credential(&self, repository: &str) -> Result<RegistryCredential> {
         self.credentials
             .for_repository(self.host.as_str(), repository)
             .map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use super::auth::Access;
 use super::client::{Answer, RegistryClient};
 use super::control::CostClass;
-use super::control::ration::Probe;
+use super::control::ration::FetchSlot;
 use super::pipeline::{Body, Request};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{Content, DOCKER_LIST, MANIFEST_MEDIA_TYPES, Manifest, OCI_INDEX};
@@ -92,8 +92,9 @@ impl RegistryClient {
     ) -> Result<Manifest> {
         let access = Access::pull(repository.path());
         let what = format!("reading manifest {repository}:{reference}");
-        // Held until the manifest is read: the first fetch of a registry goes alone.
-        let _probe = self
+        // Held until the manifest is read: the first fetches of a registry go a few at a
+        // time (see control::ration).
+        let _slot = self
             .reserve_pulls(repository, reference, &access, &what)
             .await?;
         let answer = self
@@ -140,7 +141,7 @@ impl RegistryClient {
         };
         self.control()
             .rationing()
-            .manifest_read(children)
+            .manifest_read(&answer.credential.account(), children)
             .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
         Ok(manifest)
     }
@@ -155,14 +156,20 @@ impl RegistryClient {
         reference: &ManifestRef,
         access: &Access,
         what: &str,
-    ) -> Result<Option<Probe<'_>>> {
+    ) -> Result<Option<FetchSlot<'_>>> {
         let rationing = self.control().rationing();
         // The first fetch of a registry goes alone, its kind untold (no request more for a
         // registry that rations nothing); the others wait until it is read, and so until the
         // quota, if any, is known and this image's reservation has grown to its children.
-        let probe = rationing.first_answer().await;
-        if !rationing.needs_kind() {
-            return Ok(probe);
+        let slot = rationing.fetch_slot().await;
+        // Whose quota the image spends: the credential the registry is asked with for
+        // this repository (one that cannot be had fails the GET itself, saying why).
+        let account = self
+            .credential(repository.path())
+            .map(|c| c.account())
+            .unwrap_or_default();
+        if !rationing.needs_kind(&account) {
+            return Ok(slot);
         }
         let head = self
             .ask_manifest(reqwest::Method::HEAD, repository, reference, access, what)
@@ -173,9 +180,9 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.contains(OCI_INDEX) || t.contains(DOCKER_LIST));
         rationing
-            .reserve_image(index)
+            .reserve_image(&head.credential.account(), index)
             .map_err(|d| failure(ErrorKind::Deferred, format!("{what}: {d}")))?;
-        Ok(probe)
+        Ok(slot)
     }
 
     /// Writes a manifest as its exact bytes and media type, under a tag or its digest.

@@ -154,9 +154,8 @@ impl Registries {
         let mut out: Vec<(String, control::quota::QuotaState)> = cells
             .iter()
             .filter_map(|(host, cell)| {
-                let state = cell.get()?.control().rationing().state();
-                (state.limit.is_some() || state.left.is_some() || state.spent)
-                    .then(|| (host.to_string(), state))
+                let state = cell.get()?.control().rationing().state()?;
+                Some((host.to_string(), state))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::Registries;
 use super::client::RegistryClient;
+use super::control::ration::for_one_image;
 use crate::model::attached::Referrer;
 use crate::model::manifest::{BlobRef, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Repository};
@@ -28,6 +29,10 @@ impl Source for RegistryClient {
 
     fn prepare(&self) -> BoxFuture<'_, ()> {
         self.warm_up().boxed()
+    }
+
+    fn ration<'a>(&'a self, copy: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        for_one_image(copy).boxed()
     }
 
     fn manifest_digest<'a>(

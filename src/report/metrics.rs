@@ -7,7 +7,9 @@
 //!
 //! `last_success` must outlive failed runs: the file keeps the previous file's value, and a
 //! push leaves it out so the Pushgateway keeps the one it has (a POST replaces only the
-//! metrics it names). A dry run publishes nothing (see `commands::run`): a rehearsal with
+//! metrics it names). So must `deferred_since` (per source registry, since when images have
+//! waited for its pull quota: a set the quota never lets complete is starving), which only
+//! a run that deferred nothing there moves on ([`deferred_since`]). A dry run publishes nothing (see `commands::run`): a rehearsal with
 //! the same flags must not disturb the numbers of the job it rehearses. A view like the
 //! others: it renders text; `commands::publish` writes the file and does the push.
 
@@ -20,6 +22,20 @@ use super::outcome::Totals;
 
 /// The one metric carried over from a previous run when this one did not succeed.
 pub const LAST_SUCCESS: &str = "image_mirror_last_success_timestamp_seconds";
+
+/// Per source registry: since when images have been deferred to its pull quota, carried over
+/// from run to run while they are.
+pub const DEFERRED_SINCE: &str = "image_mirror_deferred_since_timestamp_seconds";
+
+/// What a run's metrics carry over from the runs before; `None` leaves a family out (a push:
+/// the Pushgateway keeps the value it has).
+#[derive(Debug, Clone, Default)]
+pub struct Carried {
+    /// The value of [`LAST_SUCCESS`]: this run's end if it succeeded, else the previous one.
+    pub last_success: Option<f64>,
+    /// The values of [`DEFERRED_SINCE`] per registry (see [`deferred_since`]).
+    pub deferred_since: Option<BTreeMap<String, f64>>,
+}
 
 /// The Pushgateway job name.
 pub const JOB: &str = "image-mirror";
@@ -71,13 +87,12 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The run's metrics in the Prometheus text format. `common` labels go on every sample (the
-/// shard, in a file; a push gets it from its grouping key instead). `last_success`: the
-/// value to write for [`LAST_SUCCESS`] (this run's end if it succeeded, else the previous
-/// one, if known); `None` leaves the family out.
+/// shard, in a file; a push gets it from its grouping key instead). `carried`: what is
+/// carried over from the runs before (see [`Carried`]).
 pub fn render(
     run: &RunResult,
     ending: Ending,
-    last_success: Option<f64>,
+    carried: &Carried,
     common: &[(&str, &str)],
 ) -> String {
     let one = |value: f64| vec![(labels(common), value)];
@@ -94,7 +109,7 @@ pub fn render(
         "When the last run of image-mirror ended (Unix time).",
         &one(ending.at),
     );
-    if let Some(at) = last_success {
+    if let Some(at) = carried.last_success {
         family(
             &mut out,
             LAST_SUCCESS,
@@ -192,6 +207,17 @@ pub fn render(
         &per(|c| c.throttled),
     );
     quota_families(&mut out, run, common);
+    if let Some(since) = &carried.deferred_since {
+        family(
+            &mut out,
+            DEFERRED_SINCE,
+            "Since when images have been deferred to the source registry's pull quota (Unix time): the end of the last run that deferred none there, kept while runs defer; time() minus it is how long the oldest deferred image has waited.",
+            &since
+                .iter()
+                .map(|(registry, at)| with(("registry", registry), *at))
+                .collect::<Vec<_>>(),
+        );
+    }
     let reached = |pick: fn(&crate::concurrency::Reached) -> u32, why: bool| {
         let mut samples = Vec::new();
         for (registry, c) in &run.registries {
@@ -273,6 +299,50 @@ fn quota_families(out: &mut String, run: &RunResult, common: &[(&str, &str)]) {
             .map(|r| with(r, deferred.get(r).copied().unwrap_or(0) as f64))
             .collect::<Vec<_>>(),
     );
+}
+
+/// The [`DEFERRED_SINCE`] values to write, per source registry: a registry this run
+/// deferred images to keeps its value from the file before (`previous`, the old file's
+/// text), or, on the first such run, this run's start; every other registry of this run or
+/// the file before gets this run's end (nothing of it waits). Without a file before (a push,
+/// `previous` `None`), the family is left out when anything was deferred, so that the
+/// Pushgateway keeps its values (a POST replaces a family whole).
+pub fn deferred_since(
+    run: &RunResult,
+    ending: Ending,
+    previous: Option<&str>,
+) -> Option<BTreeMap<String, f64>> {
+    let deferred = super::deferred_per_registry(&run.outcomes);
+    let before = match previous {
+        Some(text) => previous_deferred_since(text),
+        None if deferred.is_empty() => BTreeMap::new(),
+        None => return None,
+    };
+    let start = ending.at - run.elapsed.as_secs_f64();
+    let mut out: BTreeMap<String, f64> = before
+        .keys()
+        .map(|r| r.as_str())
+        .chain(run.quotas.iter().map(|(r, _)| r.as_str()))
+        .chain(deferred.keys().copied())
+        .map(|r| (r.to_owned(), ending.at))
+        .collect();
+    for registry in deferred.keys() {
+        let since = before.get(*registry).copied().unwrap_or(start);
+        out.insert((*registry).to_owned(), since);
+    }
+    Some(out)
+}
+
+/// The [`DEFERRED_SINCE`] values in a metrics file written before, by registry.
+fn previous_deferred_since(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(DEFERRED_SINCE)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            let registry = labels.split("registry=\"").nth(1)?.split('"').next()?;
+            Some((registry.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The [`LAST_SUCCESS`] value in a metrics file written before, if any.

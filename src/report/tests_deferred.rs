@@ -123,7 +123,12 @@ fn junit_skips_deferred_images_with_the_reason() {
 
 #[test]
 fn metrics_count_deferred_images_and_the_quota_left_per_registry() {
-    let text = metrics::render(&run(), metrics::Ending::now(false), None, &[]);
+    let text = metrics::render(
+        &run(),
+        metrics::Ending::now(false),
+        &metrics::Carried::default(),
+        &[],
+    );
     for line in [
         r#"image_mirror_images{status="deferred"} 2"#,
         r#"image_mirror_deferred_images{registry="docker.io"} 2"#,
@@ -132,4 +137,42 @@ fn metrics_count_deferred_images_and_the_quota_left_per_registry() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+}
+
+#[test]
+fn how_long_images_have_waited_for_a_quota_is_carried_from_run_to_run() {
+    let at = |secs: f64| metrics::Ending {
+        at: secs,
+        success: false,
+    };
+    let since = |run: &RunResult, end: f64, before: Option<&str>| {
+        metrics::deferred_since(run, at(end), before)
+    };
+    let write = |run: &RunResult, end: f64, before: &str| {
+        let carried = metrics::Carried {
+            last_success: None,
+            deferred_since: since(run, end, Some(before)),
+        };
+        metrics::render(run, at(end), &carried, &[("shard", "1")])
+    };
+    let deferring = run();
+    // The first run that defers: since it started (it ran 3 s).
+    let first = write(&deferring, 1000.0, "");
+    let line = r#"image_mirror_deferred_since_timestamp_seconds{shard="1",registry="docker.io"}"#;
+    assert!(first.contains(&format!("{line} 997")), "{first}");
+    // The next runs that defer keep it, from the file before.
+    let second = write(&deferring, 4600.0, &first);
+    assert!(second.contains(&format!("{line} 997")), "{second}");
+    // A run that defers nothing there: nothing waits since its end.
+    let mut caught_up = run();
+    for o in &mut caught_up.outcomes {
+        o.status = Status::Copied;
+        o.error = None;
+    }
+    let third = write(&caught_up, 8200.0, &second);
+    assert!(third.contains(&format!("{line} 8200")), "{third}");
+    // A push leaves it out while images wait (the Pushgateway keeps its own value).
+    assert_eq!(since(&deferring, 4600.0, None), None);
+    let pushed = since(&caught_up, 8200.0, None).unwrap_or_default();
+    assert_eq!(pushed.get("docker.io"), Some(&8200.0));
 }

@@ -38,7 +38,8 @@
 //!
 //! Control endpoints, for scripts (`bench/rationing.sh` through `bench/ration_proxy.rs`):
 //! `POST /_ration/new-window` starts a new window; `GET /_ration/counts` answers the
-//! [`Counts`] as one JSON object. They are not counted.
+//! [`Counts`] as one JSON object; `GET /_ration/seen` every request seen, a line each (when,
+//! method, status, whether refused, path). They are not counted.
 //!
 //! Standard library only, so that the benchmark's program (`bench/ration_proxy.rs`, which
 //! includes this same file) builds with a bare `rustc` in seconds.
@@ -153,6 +154,8 @@ pub struct Seen {
     pub status: u16,
     /// Answered 429 by the proxy, not by the registry.
     pub refused: bool,
+    /// When it was answered, in milliseconds since the proxy started.
+    pub at_ms: u64,
 }
 
 /// The counts a test or the benchmark reads. Every request seen, whatever its answer.
@@ -208,6 +211,8 @@ struct Ledger {
     tokens: f64,
     refilled: Instant,
     seen: Vec<Seen>,
+    /// When the proxy started (what [`Seen::at_ms`] counts from).
+    started: Instant,
 }
 
 impl Ledger {
@@ -228,6 +233,7 @@ impl Ledger {
             tokens,
             refilled: Instant::now(),
             seen: Vec::new(),
+            started: Instant::now(),
         }
     }
 
@@ -664,6 +670,7 @@ fn control(
             ledger.counts.to_json()
         }
         "/_ration/counts" => ledger.counts.to_json(),
+        "/_ration/seen" => seen_lines(&ledger.seen),
         _ => {
             drop(ledger);
             write_answer(to_client, 404, "Not Found", &[], "{}")?;
@@ -673,6 +680,18 @@ fn control(
     drop(ledger);
     write_answer(to_client, 200, "OK", &[], &body)?;
     Ok(true)
+}
+
+/// What `GET /_ration/seen` answers: one line per request seen, in the order answered:
+/// milliseconds since the proxy started, method, status, `refused` or `-`, path.
+fn seen_lines(seen: &[Seen]) -> String {
+    seen.iter()
+        .map(|s| {
+            let refused = if s.refused { "refused" } else { "-" };
+            let path = s.target.split('?').next().unwrap_or("");
+            format!("{} {} {} {refused} {path}\n", s.at_ms, s.method, s.status)
+        })
+        .collect()
 }
 
 fn write_answer(
@@ -855,6 +874,7 @@ fn note(
     if refused {
         ledger.counts.too_many += 1;
     }
+    let at_ms = ledger.started.elapsed().as_millis() as u64;
     ledger.seen.push(Seen {
         method: method.to_owned(),
         target: target.to_owned(),
@@ -862,5 +882,6 @@ fn note(
         identity: who.to_owned(),
         status,
         refused,
+        at_ms,
     });
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use self::quota::Share;
+use self::quota::{Account, Share};
 use self::ration::Rationing;
 use self::transfers::Transfers;
 use crate::concurrency::Limit;
@@ -122,9 +122,13 @@ impl Controller {
         &self.transfers
     }
 
-    /// Waits until a request of `class` may leave. A transfer's requests wait for nothing:
-    /// their transfer holds its slot already.
-    pub async fn admit(&self, class: CostClass) -> Result<Admission<'_>, Refused> {
+    /// Waits until a request of `class`, sent for `account`, may leave. A transfer's
+    /// requests wait for nothing: their transfer holds its slot already.
+    pub async fn admit(
+        &self,
+        class: CostClass,
+        account: &Account,
+    ) -> Result<Admission<'_>, Refused> {
         let slot = match class {
             CostClass::Check | CostClass::ManifestGet => Some(self.checks.take(1).await),
             CostClass::Write => Some(self.transfers.writes().take(1).await),
@@ -134,7 +138,7 @@ impl Controller {
         // leaves: GETs queued for a slot were not sent, and must not count as if they were.
         if class == CostClass::ManifestGet {
             self.rationing
-                .admit_manifest_get()
+                .admit_manifest_get(account)
                 .map_err(|deferral| Refused {
                     kind: ErrorKind::Deferred,
                     message: deferral.to_string(),
@@ -149,8 +153,9 @@ impl Controller {
     /// [`Rationing`]); the transfers' limits from every answer and reset (see
     /// [`Transfers`]); the checks' limit halves on a `429` and a run of other answers raises
     /// it again (see [`Slots`]); each change is logged once.
-    pub fn observe(&self, class: CostClass, observed: &Observed<'_>) {
+    pub fn observe(&self, class: CostClass, account: &Account, observed: &Observed<'_>) {
         self.rationing.observe(
+            account,
             class == CostClass::ManifestGet,
             observed.status,
             observed.headers,

@@ -20,7 +20,8 @@
 //! quota without talking: each takes its 1/N part of what is left when it first learns it
 //! ([`Share::part`]), so together they never ask for more than there was.
 //!
-//! Pure: no clock, no I/O; the controller owns a `Quota` per registry and credential.
+//! Pure: no clock, no I/O; the controller owns a [`Quotas`] per registry: a `Quota` per
+//! account ([`Account`], never a secret).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -377,47 +378,69 @@ impl Quota {
     }
 }
 
-/// The quotas of one run, per registry and credential (the credential by a label that is
-/// never the secret: the auth file's key that matched, or `anonymous`).
-#[derive(Debug, Default)]
+/// Whose quota a manifest GET spends: the account the registry counts it against (Docker
+/// Hub counts per user, anonymous pulls per address). Named by what a person would say —
+/// `user alice`, where the credential came from when it names no user, or anonymous —
+/// never by the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Account(Option<String>);
+
+impl Account {
+    pub const ANONYMOUS: Account = Account(None);
+
+    pub fn anonymous() -> Account {
+        Account::ANONYMOUS
+    }
+
+    /// An account named `label` (a user name, or where its credential came from).
+    pub fn named(label: impl Into<String>) -> Account {
+        Account(Some(label.into()))
+    }
+
+    /// How a message names the quota: the registry, and the account unless anonymous
+    /// (`docker.io`, `docker.io (user alice)`).
+    fn label(&self, registry: &str) -> String {
+        match &self.0 {
+            None => registry.to_owned(),
+            Some(name) => format!("{registry} ({name})"),
+        }
+    }
+}
+
+/// One registry's quotas, one per account (two credentials of one registry spend two
+/// quotas, as Docker Hub counts them).
+#[derive(Debug)]
 pub struct Quotas {
-    share: Option<Share>,
-    by_key: HashMap<(String, String), Quota>,
+    registry: String,
+    share: Share,
+    by_account: HashMap<Account, Quota>,
 }
 
 impl Quotas {
-    pub fn new(share: Share) -> Quotas {
+    pub fn new(registry: impl Into<String>, share: Share) -> Quotas {
         Quotas {
-            share: Some(share),
-            by_key: HashMap::new(),
+            registry: registry.into(),
+            share,
+            by_account: HashMap::new(),
         }
     }
 
-    /// The quota of `registry` for `credential`, created on first use.
-    pub fn of(&mut self, registry: &str, credential: &str) -> &mut Quota {
-        let share = self.share.unwrap_or(Share::WHOLE);
-        self.by_key
-            .entry((registry.to_owned(), credential.to_owned()))
-            .or_insert_with(|| Quota::new(registry, share))
+    /// The quota of `account`, created on first use.
+    pub fn of(&mut self, account: &Account) -> &mut Quota {
+        let (registry, share) = (&self.registry, self.share);
+        self.by_account
+            .entry(account.clone())
+            .or_insert_with(|| Quota::new(account.label(registry), share))
     }
 
-    /// Every quota that saw a limit or stopped GETs, per registry (the lowest left when a
-    /// registry has several credentials).
-    pub fn states(&self) -> Vec<(String, QuotaState)> {
-        let mut out: Vec<(String, QuotaState)> = Vec::new();
-        for ((registry, _), quota) in &self.by_key {
-            let state = quota.state();
-            if state.limit.is_none() && state.left.is_none() && !state.spent {
-                continue;
-            }
-            match out.iter_mut().find(|(r, _)| r == registry) {
-                Some((_, kept)) if state.left < kept.left => *kept = state,
-                Some(_) => {}
-                None => out.push((registry.clone(), state)),
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+    /// What the report shows of the registry: the quota with the least left among those
+    /// that saw a limit or stopped GETs; `None` when none did.
+    pub fn state(&self) -> Option<QuotaState> {
+        self.by_account
+            .values()
+            .map(Quota::state)
+            .filter(|s| s.limit.is_some() || s.left.is_some() || s.spent)
+            .min_by_key(|s| (s.left, !s.spent))
     }
 }
 
@@ -571,20 +594,33 @@ mod tests {
     }
 
     #[test]
-    fn quotas_are_kept_per_registry_and_credential() {
-        let mut quotas = Quotas::new(Share::WHOLE);
-        quotas.of("docker.io", "anonymous").observe(&hub(10, 2));
-        quotas
-            .of("docker.io", "docker.io/team")
-            .observe(&hub(100, 80));
-        assert!(quotas.of("docker.io", "anonymous").take(None).is_ok());
+    fn quotas_are_kept_per_account() {
+        let mut quotas = Quotas::new("docker.io", Share::WHOLE);
+        let (anonymous, alice) = (Account::anonymous(), Account::named("user alice"));
+        quotas.of(&anonymous).observe(&hub(10, 1));
+        quotas.of(&alice).observe(&hub(100, 80));
+        assert!(quotas.of(&anonymous).take(None).is_ok());
+        let refused = quotas
+            .of(&anonymous)
+            .take(None)
+            .err()
+            .map(|d| d.to_string());
         assert_eq!(
-            quotas.of("docker.io", "docker.io/team").available(),
-            Some(80)
+            refused.as_deref(),
+            Some("docker.io: pull quota spent, 0 of 10 left, window 1 h")
         );
-        let states = quotas.states();
-        assert_eq!(states.len(), 1);
-        assert_eq!(states[0].1.left, Some(1));
+        assert!(quotas.of(&alice).take(None).is_ok(), "alice's is her own");
+        assert_eq!(quotas.of(&alice).available(), Some(79));
+        // The report shows the one with least left.
+        let state = quotas.state();
+        assert_eq!(state.map(|s| (s.left, s.limit)), Some((Some(0), Some(10))));
+        quotas.of(&alice).spent_by_refusal();
+        let refused = quotas.of(&alice).take(None).err().map(|d| d.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("docker.io (user alice): pull quota spent, 0 of 100 left, window 1 h")
+        );
+        assert_eq!(Quotas::new("quay.io", Share::WHOLE).state(), None);
     }
 
     #[test]

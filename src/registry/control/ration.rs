@@ -13,46 +13,63 @@
 //! the reservation refuses the image before its first GET, so it is deferred before
 //! anything of it is fetched. What the image did not use is given back when its copy ends.
 //!
-//! Until the registry has answered one manifest GET (and so said whether it publishes a
-//! quota), one image's manifest is fetched at a time ([`Rationing::first_answer`]): a cold
-//! run would otherwise send a whole batch into a quota of which a few units are left.
+//! Manifest fetches start the way TCP starts a connection ([`Rationing::fetch_slot`]): one
+//! at a time until the registry has answered a manifest GET (and so said whether it
+//! publishes a quota), then one more at once for each manifest GET it answers without a
+//! 429 — twice as many each round trip — until [`OPEN`] are in flight, after which nothing
+//! waits here. What a registry allows is unknown until it answers: a cold run would otherwise
+//! send a whole batch at once into a quota of which a few units are left, or into a
+//! request-rate limit's bucket that holds a burst of twenty, and every request already sent
+//! when the first 429 comes back is refused (a 40/s limit refused 6-11% of a cold run's
+//! requests, nearly all in that first batch). A registry that rations nothing pays a few
+//! round trips of the first manifests, while its blob transfers, whose limit starts at six,
+//! are already busy.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::super::error::retry_after;
 use super::pace::{Answer, Pace};
 use super::published::published;
-use super::quota::{Deferral, Quota, QuotaState, Reservation, Share};
+use super::quota::{Account, Deferral, QuotaState, Quotas, Reservation, Share};
 use super::throttle::{Throttle, allowed_rate, classify_429};
+
+/// Manifest fetches in flight at which the window opens for good (as many as
+/// `--max-checks-per-registry` lets out by default).
+pub const OPEN: usize = 64;
 
 /// The pacing and quota of one registry.
 pub struct Rationing {
     state: Arc<Mutex<State>>,
-    /// Set once the registry has answered a manifest request.
-    learned: watch::Sender<bool>,
+    /// Manifest fetches at once: its permits are the window (see the module doc).
+    window: Semaphore,
+    /// The window's size; [`OPEN`] and beyond, fetches no longer take a permit.
+    size: Mutex<usize>,
+    open: AtomicBool,
 }
 
 struct State {
-    quota: Quota,
+    /// One per account: two credentials of one registry spend two quotas.
+    quotas: Quotas,
+    /// One per registry: a request-rate limit is the registry's (or the address's).
     pace: Pace,
-    /// A manifest GET is out before anything was learned (see the module doc).
-    probing: bool,
 }
 
 impl Rationing {
     pub fn new(registry: &str, share: Share) -> Rationing {
         Rationing {
             state: Arc::new(Mutex::new(State {
-                quota: Quota::new(registry, share),
+                quotas: Quotas::new(registry, share),
                 pace: Pace::new(),
-                probing: false,
             })),
-            learned: watch::Sender::new(false),
+            window: Semaphore::new(1),
+            size: Mutex::new(1),
+            open: AtomicBool::new(false),
         }
     }
 
@@ -60,10 +77,10 @@ impl Rationing {
         lock(&self.state)
     }
 
-    /// Before a manifest GET: one unit of the quota (from the image's reservation when it
-    /// runs inside [`for_one_image`]), or the reason it cannot be sent.
-    pub fn admit_manifest_get(&self) -> Result<(), Deferral> {
-        self.take_unit()
+    /// Before a manifest GET: one unit of `account`'s quota (from the image's reservation
+    /// when it runs inside [`for_one_image`]), or the reason it cannot be sent.
+    pub fn admit_manifest_get(&self, account: &Account) -> Result<(), Deferral> {
+        self.take_unit(account)
     }
 
     /// Before any request, once it holds its slot: the wait the pace asks for, slept here.
@@ -74,54 +91,68 @@ impl Rationing {
         }
     }
 
-    /// Before an image's manifest is fetched: waits until the registry has answered a
-    /// manifest GET, or returns the [`Probe`] that lets one go first (the others wait until
-    /// it is dropped, whatever became of it).
-    pub async fn first_answer(&self) -> Option<Probe<'_>> {
-        let mut learned = self.learned.subscribe();
-        loop {
-            if *learned.borrow_and_update() {
-                return None;
-            }
-            {
-                let mut state = self.lock();
-                if !state.probing {
-                    state.probing = true;
-                    return Some(Probe {
-                        learned: &self.learned,
-                    });
-                }
-            }
-            if learned.changed().await.is_err() {
-                return None;
-            }
+    /// Before a manifest is fetched: waits for a place in the window (see the module doc),
+    /// held until the manifest is read or its fetch failed; `None` once the window is open.
+    pub async fn fetch_slot(&self) -> Option<FetchSlot<'_>> {
+        if self.open.load(Ordering::Relaxed) {
+            return None;
         }
+        // Never closed: an error cannot come, and would only mean "do not wait".
+        let permit = self.window.acquire().await.ok()?;
+        Some(FetchSlot { _permit: permit })
+    }
+
+    /// A manifest GET was answered with something else than a 429: one more at once.
+    fn widen(&self) {
+        if self.open.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut size = lock(&self.size);
+        // Opened meanwhile (checked under the lock: the permits are added once).
+        if *size >= OPEN {
+            return;
+        }
+        *size += 1;
+        if *size >= OPEN {
+            // Those waiting now go at once; later fetches take no permit.
+            self.open.store(true, Ordering::Relaxed);
+            self.window.add_permits(Semaphore::MAX_PERMITS / 2);
+        } else {
+            self.window.add_permits(1);
+        }
+    }
+
+    /// How many manifest fetches may be in flight now (for tests and logs).
+    pub fn window(&self) -> usize {
+        *lock(&self.size)
     }
 
     /// Whether the image being copied should tell its kind before its first manifest GET
     /// here: a quota is known, and nothing is reserved for the image yet.
-    pub fn needs_kind(&self) -> bool {
-        let known = self.lock().quota.is_known();
+    pub fn needs_kind(&self, account: &Account) -> bool {
+        let known = self.lock().quotas.of(account).is_known();
         known
             && IMAGE
-                .try_with(|image| self.held_index(&lock(&image.held)).is_none())
+                .try_with(|image| self.held_index(&lock(&image.held), account).is_none())
                 .unwrap_or(false)
     }
 
     /// Sets aside what the image being copied will cost here, by its kind (see
     /// [`Quota::estimate`]); refuses when the quota cannot cover it. Outside an image's copy,
     /// or when something is reserved already, nothing to do.
-    pub fn reserve_image(&self, index: bool) -> Result<(), Deferral> {
+    pub fn reserve_image(&self, account: &Account, index: bool) -> Result<(), Deferral> {
         let reserved = IMAGE.try_with(|image| {
             let mut held = lock(&image.held);
-            if self.held_index(&held).is_some() {
+            if self.held_index(&held, account).is_some() {
                 return Ok(());
             }
             let mut state = self.lock();
-            let units = state.quota.estimate(index);
-            let reservation = state.quota.reserve(units)?;
+            let quota = state.quotas.of(account);
+            let units = quota.estimate(index);
+            let reservation = quota.reserve(units)?;
             held.push(Held {
                 state: self.state.clone(),
+                account: account.clone(),
                 reservation,
                 cost: 0,
             });
@@ -130,24 +161,27 @@ impl Rationing {
         reserved.unwrap_or(Ok(()))
     }
 
-    /// Where this registry's reservation is in an image's list.
-    fn held_index(&self, held: &[Held]) -> Option<usize> {
-        held.iter().position(|h| Arc::ptr_eq(&h.state, &self.state))
+    /// Where this registry's reservation for `account` is in an image's list.
+    fn held_index(&self, held: &[Held], account: &Account) -> Option<usize> {
+        held.iter()
+            .position(|h| Arc::ptr_eq(&h.state, &self.state) && h.account == *account)
     }
 
     /// Takes one unit for a manifest GET: from the current image's reservation, reserving
     /// for the image first (its kind unknown) if this is its first GET here.
-    fn take_unit(&self) -> Result<(), Deferral> {
+    fn take_unit(&self, account: &Account) -> Result<(), Deferral> {
         let image = IMAGE.try_with(|image| {
             let mut held = lock(&image.held);
             let mut state = self.lock();
-            let index = match self.held_index(&held) {
+            let quota = state.quotas.of(account);
+            let index = match self.held_index(&held, account) {
                 Some(i) => i,
                 None => {
-                    let units = state.quota.estimate_image();
-                    let reservation = state.quota.reserve(units)?;
+                    let units = quota.estimate_image();
+                    let reservation = quota.reserve(units)?;
                     held.push(Held {
                         state: self.state.clone(),
+                        account: account.clone(),
                         reservation,
                         cost: 0,
                     });
@@ -155,39 +189,36 @@ impl Rationing {
                 }
             };
             let h = &mut held[index];
-            state.quota.take(Some(&mut h.reservation))?;
+            quota.take(Some(&mut h.reservation))?;
             h.cost += 1;
             Ok(())
         });
         match image {
             Ok(taken) => taken,
             // Outside any image's copy (attachments listed by the run, tests).
-            Err(_) => self.lock().quota.take(None),
+            Err(_) => self.lock().quotas.of(account).take(None),
         }
     }
 
     /// A manifest GET was read: `children` of an index (0 for an image). The image's
     /// reservation grows to cover them, or the image is deferred before any is fetched.
-    pub fn manifest_read(&self, children: u64) -> Result<(), Deferral> {
-        let grown = if children == 0 {
-            Ok(())
-        } else {
-            IMAGE
-                .try_with(|image| {
-                    let mut held = lock(&image.held);
-                    let Some(i) = self.held_index(&held) else {
-                        return Ok(());
-                    };
-                    let h = &mut held[i];
-                    let mut state = self.lock();
-                    state.quota.note_image(h.cost + children);
-                    state.quota.grow(&mut h.reservation, children)
-                })
-                .unwrap_or(Ok(()))
-        };
-        self.learned
-            .send_if_modified(|l| !std::mem::replace(l, true));
-        grown
+    pub fn manifest_read(&self, account: &Account, children: u64) -> Result<(), Deferral> {
+        if children == 0 {
+            return Ok(());
+        }
+        IMAGE
+            .try_with(|image| {
+                let mut held = lock(&image.held);
+                let Some(i) = self.held_index(&held, account) else {
+                    return Ok(());
+                };
+                let h = &mut held[i];
+                let mut state = self.lock();
+                let quota = state.quotas.of(account);
+                quota.note_image(h.cost + children);
+                quota.grow(&mut h.reservation, children)
+            })
+            .unwrap_or(Ok(()))
     }
 
     /// After an answer (or a transport failure): what it published, that a manifest GET is
@@ -195,17 +226,21 @@ impl Rationing {
     /// that a request was let through.
     pub fn observe(
         &self,
+        account: &Account,
         manifest_get: bool,
         status: Option<StatusCode>,
         headers: Option<&HeaderMap>,
     ) {
         let now = Instant::now();
+        if manifest_get && status.is_some_and(|s| s != StatusCode::TOO_MANY_REQUESTS) {
+            self.widen();
+        }
         let mut state = self.lock();
         if manifest_get {
-            state.quota.answered();
+            state.quotas.of(account).answered();
         }
         if let Some(p) = headers.and_then(published) {
-            state.quota.observe(&p);
+            state.quotas.of(account).observe(&p);
             state.pace.publish(now, &p);
         }
         match status {
@@ -229,6 +264,7 @@ impl Rationing {
     /// (the request fails as deferred); a pace is learned from (the request is retried).
     pub fn throttled(
         &self,
+        account: &Account,
         headers: &HeaderMap,
         retry_after: Option<Duration>,
         body: &str,
@@ -236,7 +272,7 @@ impl Rationing {
         let verdict = classify_429(headers, retry_after, Some(body));
         let mut state = self.lock();
         match verdict {
-            Throttle::Quota => state.quota.spent_by_refusal(),
+            Throttle::Quota => state.quotas.of(account).spent_by_refusal(),
             Throttle::Pace { retry_after } => {
                 let now = Instant::now();
                 // One with Retry-After was learned from already (see observe).
@@ -251,14 +287,15 @@ impl Rationing {
         verdict
     }
 
-    /// Why a manifest GET is refused now.
-    pub fn deferral(&self) -> Deferral {
-        self.lock().quota.deferral(None)
+    /// Why a manifest GET of `account` is refused now.
+    pub fn deferral(&self, account: &Account) -> Deferral {
+        self.lock().quotas.of(account).deferral(None)
     }
 
-    /// What the report and metrics show.
-    pub fn state(&self) -> QuotaState {
-        self.lock().quota.state()
+    /// What the report and metrics show: the account's quota with the least left, `None`
+    /// when none was published or refused a GET.
+    pub fn state(&self) -> Option<QuotaState> {
+        self.lock().quotas.state()
     }
 
     /// The pace sent at, requests per second, once the registry showed it limits.
@@ -267,17 +304,10 @@ impl Rationing {
     }
 }
 
-/// The first manifest fetch of a registry, let go before the others: when it is over
-/// (dropped), whatever became of it, the others go.
-pub struct Probe<'a> {
-    learned: &'a watch::Sender<bool>,
-}
-
-impl Drop for Probe<'_> {
-    fn drop(&mut self) {
-        self.learned
-            .send_if_modified(|l| !std::mem::replace(l, true));
-    }
+/// A manifest fetch's place in the window, given back when dropped (whatever became of
+/// the fetch).
+pub struct FetchSlot<'a> {
+    _permit: SemaphorePermit<'a>,
 }
 
 /// A lock that a panicking holder did not poison for good: the quota's numbers stay usable.
@@ -288,6 +318,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What one image holds of each registry's quota.
 struct Held {
     state: Arc<Mutex<State>>,
+    account: Account,
     reservation: Reservation,
     /// Manifest GETs the image sent there.
     cost: u64,
@@ -303,7 +334,10 @@ impl Drop for ImageQuota {
     fn drop(&mut self) {
         let held = std::mem::take(&mut *lock(&self.held));
         for h in held {
-            lock(&h.state).quota.release(h.reservation, h.cost);
+            lock(&h.state)
+                .quotas
+                .of(&h.account)
+                .release(h.reservation, h.cost);
         }
     }
 }
@@ -312,7 +346,9 @@ tokio::task_local! {
     static IMAGE: ImageQuota;
 }
 
-/// Runs the copy of one image with its own quota reservations (see the module doc).
+/// Runs the copy of one image with its own quota reservations (see the module doc): the
+/// registry's [`crate::store::Source::ration`], which the copy algorithm calls for each image
+/// without knowing what a registry rations.
 pub async fn for_one_image<F: Future>(copy: F) -> F::Output {
     IMAGE.scope(ImageQuota::default(), copy).await
 }
@@ -321,6 +357,9 @@ pub async fn for_one_image<F: Future>(copy: F) -> F::Output {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    /// The account of most tests: anonymous.
+    const A: Account = Account::ANONYMOUS;
 
     fn hub(remaining: u64) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -334,12 +373,12 @@ mod tests {
     /// Sends a manifest GET of an image through `r` if admitted; the registry answers with
     /// `remaining` left.
     async fn get(r: &Rationing, remaining: &mut u64) -> bool {
-        if r.admit_manifest_get().is_err() {
+        if r.admit_manifest_get(&A).is_err() {
             return false;
         }
         *remaining -= 1;
-        r.observe(true, Some(StatusCode::OK), Some(&hub(*remaining)));
-        r.manifest_read(0).is_ok()
+        r.observe(&A, true, Some(StatusCode::OK), Some(&hub(*remaining)));
+        r.manifest_read(&A, 0).is_ok()
     }
 
     #[tokio::test]
@@ -347,7 +386,7 @@ mod tests {
         let r = Rationing::new("docker.io", Share::WHOLE);
         let mut remaining = 10;
         // A HEAD told the quota: 10 left.
-        r.observe(false, Some(StatusCode::OK), Some(&hub(remaining)));
+        r.observe(&A, false, Some(StatusCode::OK), Some(&hub(remaining)));
         let mut whole = 0;
         let mut started = 0;
         for _ in 0..5 {
@@ -356,7 +395,7 @@ mod tests {
                 if !get(&r, &mut remaining).await {
                     return None;
                 }
-                if r.manifest_read(2).is_err() {
+                if r.manifest_read(&A, 2).is_err() {
                     return Some(false);
                 }
                 let children = [get(&r, &mut remaining).await, get(&r, &mut remaining).await];
@@ -377,20 +416,20 @@ mod tests {
         assert_eq!((whole, started), (3, 3));
         assert_eq!(remaining, 1);
         let state = r.state();
-        assert_eq!(state.left, Some(1));
+        assert_eq!(state.and_then(|s| s.left), Some(1));
     }
 
     #[tokio::test]
     async fn an_image_told_an_index_reserves_for_its_children_before_its_first_get() {
         let r = Rationing::new("docker.io", Share::WHOLE);
-        r.observe(false, Some(StatusCode::OK), Some(&hub(4)));
+        r.observe(&A, false, Some(StatusCode::OK), Some(&hub(4)));
         let mut remaining = 4;
         let first = for_one_image(async {
-            assert!(r.needs_kind());
-            r.reserve_image(true)?;
-            assert!(!r.needs_kind(), "reserved once");
+            assert!(r.needs_kind(&A));
+            r.reserve_image(&A, true)?;
+            assert!(!r.needs_kind(&A), "reserved once");
             assert!(get(&r, &mut remaining).await);
-            r.manifest_read(2)?;
+            r.manifest_read(&A, 2)?;
             for _ in 0..2 {
                 assert!(get(&r, &mut remaining).await);
             }
@@ -401,33 +440,72 @@ mod tests {
         // 1 left after a whole index's 3: an index is refused before its first GET, a
         // single image is not.
         assert!(
-            for_one_image(async { r.reserve_image(true) })
+            for_one_image(async { r.reserve_image(&A, true) })
                 .await
                 .is_err()
         );
         assert!(
-            for_one_image(async { r.reserve_image(false) })
+            for_one_image(async { r.reserve_image(&A, false) })
                 .await
                 .is_ok()
         );
-        assert!(!r.needs_kind(), "outside an image's copy");
+        assert!(!r.needs_kind(&A), "outside an image's copy");
+    }
+
+    #[tokio::test]
+    async fn manifest_fetches_start_one_at_a_time_and_widen_with_each_answer() {
+        let r = Rationing::new("quay.io", Share::WHOLE);
+        let ok = |r: &Rationing| r.observe(&A, true, Some(StatusCode::OK), None);
+        let first = r.fetch_slot().await;
+        assert!(first.is_some());
+        // The second waits while the first is out.
+        let waits = |r: &Rationing| {
+            let Ok(permit) = r.window.try_acquire() else {
+                return true;
+            };
+            drop(permit);
+            false
+        };
+        assert!(waits(&r), "one at a time before any answer");
+        ok(&r);
+        assert_eq!(r.window(), 2);
+        let second = r.fetch_slot().await;
+        assert!(
+            second.is_some() && waits(&r),
+            "two at once after one answer"
+        );
+        // A 429 (a pace, or a quota) widens nothing; nor does a HEAD.
+        r.observe(&A, true, Some(StatusCode::TOO_MANY_REQUESTS), None);
+        r.observe(&A, false, Some(StatusCode::OK), None);
+        assert_eq!(r.window(), 2);
+        drop((first, second));
+        // One more per answer until OPEN: then nothing waits.
+        for _ in 2..OPEN {
+            ok(&r);
+        }
+        assert_eq!(r.window(), OPEN);
+        assert!(r.fetch_slot().await.is_none(), "open");
     }
 
     #[tokio::test]
     async fn a_quota_429_stops_manifest_gets_and_a_pace_429_does_not() {
         let r = Rationing::new("docker.io", Share::WHOLE);
         let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
-        assert!(r.admit_manifest_get().is_ok());
+        assert!(r.admit_manifest_get(&A).is_ok());
         r.observe(
+            &A,
             true,
             Some(StatusCode::TOO_MANY_REQUESTS),
             Some(&HeaderMap::new()),
         );
-        let pace = r.throttled(&HeaderMap::new(), Some(Duration::from_secs(1)), body);
+        let pace = r.throttled(&A, &HeaderMap::new(), Some(Duration::from_secs(1)), body);
         assert!(matches!(pace, Throttle::Pace { .. }));
-        assert!(r.admit_manifest_get().is_ok(), "a pace 429 stops nothing");
-        assert_eq!(r.throttled(&HeaderMap::new(), None, body), Throttle::Quota);
-        let refused = r.admit_manifest_get().err().map(|d| d.to_string());
+        assert!(r.admit_manifest_get(&A).is_ok(), "a pace 429 stops nothing");
+        assert_eq!(
+            r.throttled(&A, &HeaderMap::new(), None, body),
+            Throttle::Quota
+        );
+        let refused = r.admit_manifest_get(&A).err().map(|d| d.to_string());
         assert_eq!(
             refused.as_deref(),
             Some("docker.io: pull quota spent (the registry answered 429 and publishes no limit)")

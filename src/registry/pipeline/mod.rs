@@ -35,6 +35,7 @@ use reqwest::{StatusCode, Url};
 pub use self::request::{Auth, Body, Connection, Request, Tries};
 use super::auth::credentials::RegistryCredential;
 use super::auth::{Access, Authorization};
+use super::control::quota::Account;
 use super::control::throttle::Throttle;
 use super::control::{Controller, Observed};
 use super::error::{is_transient_status, registry_answer, retry_after, transport_kind};
@@ -109,6 +110,8 @@ impl From<Unsent> for anyhow::Error {
 /// The credentials of one request across its tries.
 struct Credentials<'a> {
     credential: &'a RegistryCredential,
+    /// Whose pull quota it spends.
+    account: Account,
     /// What goes on the request; replaced once after a 401.
     authorization: Mutex<Option<Authorization>>,
     /// The one renewal after a 401 was made.
@@ -202,6 +205,7 @@ impl Pipeline {
         let host = request.counted_as.unwrap_or(self.host.as_str());
         let state = Credentials {
             credential: &credential,
+            account: credential.account(),
             authorization: Mutex::new(authorization),
             renewed: AtomicBool::new(false),
         };
@@ -274,18 +278,23 @@ impl Pipeline {
     {
         let host = request.counted_as.unwrap_or(self.host.as_str());
         loop {
-            let admission = self.control.admit(request.class).await.map_err(|refused| {
-                Miss::Failed(failure(
-                    refused.kind,
-                    format!("{}: {}", request.what, refused.message),
-                ))
-            })?;
+            let admission = self
+                .control
+                .admit(request.class, &state.account)
+                .await
+                .map_err(|refused| {
+                    Miss::Failed(failure(
+                        refused.kind,
+                        format!("{}: {}", request.what, refused.message),
+                    ))
+                })?;
             let authorization = state.authorization.lock().ok().and_then(|a| a.clone());
             let built = self.build(request, authorization.as_ref())?;
             let sent_at = self.stats.request(host);
             let Some(sent) = self.sent(request, built).await else {
                 self.control.observe(
                     request.class,
+                    &state.account,
                     &Observed {
                         status: None,
                         headers: None,
@@ -310,6 +319,7 @@ impl Pipeline {
             }
             self.control.observe(
                 request.class,
+                &state.account,
                 &Observed {
                     status: sent.as_ref().ok().map(|r| r.status()),
                     headers: sent.as_ref().ok().map(|r| r.headers()),
@@ -348,7 +358,7 @@ impl Pipeline {
             }
             let sent = match sent {
                 Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    return Err(self.throttled(request, response).await);
+                    return Err(self.throttled(request, &state.account, response).await);
                 }
                 other => other,
             };
@@ -382,19 +392,25 @@ impl Pipeline {
     /// fails the request at once, as deferred, never retried — asking again is wasted, and
     /// is how an address gets blocked; a pace exceeded is retried after its `Retry-After`
     /// like any transient status (its body read: it fails as transient when no try is left).
-    async fn throttled(&self, request: &Request<'_>, response: reqwest::Response) -> Miss {
+    async fn throttled(
+        &self,
+        request: &Request<'_>,
+        account: &Account,
+        response: reqwest::Response,
+    ) -> Miss {
         let status = response.status();
         let headers = response.headers().clone();
         let after = retry_after(status, &headers);
         // An error body is small; one that cannot be read says nothing either way.
         let body = response.bytes().await.unwrap_or_default();
         let rationing = self.control.rationing();
-        let verdict = rationing.throttled(&headers, after, &String::from_utf8_lossy(&body));
+        let verdict =
+            rationing.throttled(account, &headers, after, &String::from_utf8_lossy(&body));
         if verdict == Throttle::Quota {
             tracing::warn!(registry = %self.host, "pull quota spent: no more manifest GETs this run; what is left is deferred");
             return Miss::Failed(failure(
                 ErrorKind::Deferred,
-                format!("{}: {}", request.what, rationing.deferral()),
+                format!("{}: {}", request.what, rationing.deferral(account)),
             ));
         }
         Miss::Throttled {

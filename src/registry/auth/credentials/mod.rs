@@ -29,6 +29,7 @@ use self::file::{AuthFile, read_auth_file};
 use self::helper::run_helper;
 use self::keys::longest_match;
 use crate::model::reference::normalize_host;
+use crate::registry::control::quota::Account;
 
 /// The key docker (and docker_credential, and credential helpers) use for Docker Hub.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -98,6 +99,16 @@ impl RegistryCredential {
             Credential::Anonymous => None,
             Credential::Basic { username, .. } => Some(username),
             Credential::IdentityToken { username, .. } => username.as_deref(),
+        }
+    }
+
+    /// Whose pull quota requests with this credential spend: its user's (Docker Hub counts
+    /// per account), else where it came from; never the secret.
+    pub fn account(&self) -> Account {
+        match (&self.credential, self.user()) {
+            (Credential::Anonymous, _) => Account::anonymous(),
+            (_, Some(user)) if !user.is_empty() => Account::named(format!("user {user}")),
+            _ => Account::named(self.origin.clone()),
         }
     }
 
