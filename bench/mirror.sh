@@ -62,7 +62,8 @@
 # SKIP_SKOPEO=1 leaves skopeo out (a quicker before/after comparison); SKOPEO_SCALE=0 leaves
 # it out of the scale case only (at 20 ms RTT and more it takes most of an hour there);
 # DELAY_MS=D puts both registries behind proxies adding D ms each way (2D round trip), an
-# emulated WAN; RESULTS=PATH keeps the per-run figures (a TSV) there (bench/wan.sh reads it);
+# emulated WAN (DELAY_MS=0 puts the proxies there adding nothing: the base a delay's cost is
+# measured against, the proxies' own CPU cost included; unset, the tools go direct); RESULTS=PATH keeps the per-run figures (a TSV) there (bench/wan.sh reads it);
 # CONCURRENCY=PATH keeps, per image-mirror run, the transfers at once each registry reached
 # and why no more (from the JSON report; a TSV); SKIP_FLOOR=1 leaves the floor out.
 set -euo pipefail
@@ -181,12 +182,12 @@ SRC="127.0.0.1:$SRC_PORT"
 DST="127.0.0.1:$DST_PORT"
 start_registry src "$SRC_PORT" "$W/src.storage"
 # The tools (and the floor) reach the registries as TSRC and TSDST: the registries
-# themselves, or with DELAY_MS, TCP proxies that delay each direction by that much
-# (bench/delay_proxy.py: latency without a bandwidth limit, as a WAN link). Seeding and
+# themselves, or with DELAY_MS (0 included), TCP proxies that delay each direction by that
+# much (bench/delay_proxy.py: latency without a bandwidth limit, as a WAN link). Seeding and
 # verification go direct.
 TSRC=$SRC
 TDST=$DST
-if [ "${DELAY_MS:-0}" != 0 ]; then
+if [ -n "${DELAY_MS:-}" ]; then
   for side in src dst; do
     port=$(free_port)
     upstream=$([ $side = src ] && echo "$SRC" || echo "$DST")
