@@ -25,7 +25,8 @@ pub enum ErrorKind {
     /// Never retried in the run (only [`ErrorKind::Transient`] is): the next window does it.
     Deferred,
     /// Not done yet by rule: a new source tag not yet seen for the line's `min-age` (see
-    /// the ledger, which keeps when each source tag was first seen). Never retried in the run: a later run lets it through.
+    /// the ledger, which keeps when each source tag was first seen). Never retried in the
+    /// run: a later run lets it through.
     Waiting,
 }
 
