@@ -244,6 +244,104 @@ fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     assert!(dst.manifest_digest("mirror/app", "keep").is_some());
 }
 
+/// `app:1.0-amd64` is the amd64 child of the multi-arch `app:1.0`: pruning the first must
+/// not delete by digest what the kept index lists (distribution 2.8 cannot delete the tag
+/// alone, so it is kept and reported `referenced`), and `app:1.0` stays whole.
+#[test]
+fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let index = seed_oci_index(
+        &src,
+        "org/app",
+        "1.0",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        40,
+    );
+    let amd64 = index.children[0].clone();
+    let (_, body) = src.manifest("org/app", &amd64).expect("the amd64 child");
+    src.push_manifest("org/app", "1.0-amd64", OCI_MANIFEST, &body);
+    let gone = seed_oci_image(&src, "org/app", "old", &[layer(7, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app:1.0 {d}/mirror/app:1.0
+{s}/org/app:1.0-amd64 {d}/mirror/app:1.0-amd64
+             {s}/org/app:old {d}/mirror/app:old
+"
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0-amd64"),
+        Some(amd64.clone())
+    );
+
+    let only_index = ws.write(
+        "index",
+        &format!(
+            "{s}/org/app:1.0 {d}/mirror/app:1.0
+"
+        ),
+    );
+    let out = prune_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "= {d}/mirror/app:1.0-amd64  kept: its digest is a child of the index tagged 1.0"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("- {d}/mirror/app:old  would be pruned")),
+        "{stdout}"
+    );
+
+    let (out, report) = run_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [
+            (format!("{d}/mirror/app:1.0-amd64"), "referenced".to_owned()),
+            (format!("{d}/mirror/app:old"), "pruned".to_owned()),
+        ]
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("the registry cannot delete the tag alone"),
+        "{stdout}"
+    );
+    let entry = report["prune"]["tags"]
+        .as_array()
+        .and_then(|tags| tags.iter().find(|t| t["status"] == "referenced"))
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(entry["by"], serde_json::json!(["1.0"]), "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "old"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &gone.digest), None);
+    // The kept index is whole: itself and every child.
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0"),
+        Some(index.digest.clone())
+    );
+    for child in &index.children {
+        assert_eq!(
+            dst.manifest_digest("mirror/app", child),
+            Some(child.clone()),
+            "a child of the kept index was deleted"
+        );
+    }
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0-amd64"),
+        Some(amd64),
+        "distribution cannot delete a tag alone: it is kept"
+    );
+}
+
 #[test]
 fn two_shards_writing_the_ledger_at_once_lose_nothing() {
     let src = Registry::start();

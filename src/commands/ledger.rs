@@ -193,7 +193,12 @@ pub fn text(report: &PruneReport) -> String {
     }
     let pruned = report.count(|v| matches!(v, Verdict::Pruned { .. }));
     let would = report.count(|v| matches!(v, Verdict::WouldPrune));
-    let kept = report.count(|v| matches!(v, Verdict::Changed(_) | Verdict::StillTagged(_)));
+    let kept = report.count(|v| {
+        matches!(
+            v,
+            Verdict::Changed(_) | Verdict::StillTagged(_) | Verdict::Referenced { .. }
+        )
+    });
     let waiting = report.count(|v| matches!(v, Verdict::Waiting(_)));
     let gone = report.count(|v| matches!(v, Verdict::Gone));
     let failed = report.count(|v| matches!(v, Verdict::Failed(_)));
@@ -243,6 +248,16 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
             "kept: its digest is still tagged {} (a delete by digest would take those too)",
             tags.join(", ")
         ),
+        Verdict::Referenced { by, refused: false } => format!(
+            "kept: its digest is a child of the index tagged {} (a delete by digest would \
+             break it); only its tag goes, where the registry deletes a tag alone",
+            by.join(", ")
+        ),
+        Verdict::Referenced { by, refused: true } => format!(
+            "kept: its digest is a child of the index tagged {} (a delete by digest would \
+             break it, and the registry cannot delete the tag alone)",
+            by.join(", ")
+        ),
         Verdict::Waiting(left) => format!("unwanted; pruned in {}", human(*left)),
         Verdict::Failed(why) => format!("not pruned: {why}"),
     }
@@ -268,6 +283,7 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
                 Verdict::Gone => ("gone", serde_json::json!({})),
                 Verdict::Changed(now) => ("changed", serde_json::json!({"holds": now.as_str()})),
                 Verdict::StillTagged(tags) => ("still-tagged", serde_json::json!({"tags": tags})),
+                Verdict::Referenced { by, .. } => ("referenced", serde_json::json!({"by": by})),
                 Verdict::Waiting(left) => (
                     "waiting",
                     serde_json::json!({"seconds_left": left.as_secs()}),

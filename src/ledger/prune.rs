@@ -8,7 +8,10 @@
 //! 3. no other tag of the repository may point at that digest (ours kept, or anyone's):
 //!    distribution 2.8 deletes only by digest, every tag of it at once, and what is attached
 //!    to a digest still tagged must stay;
-//! 4. more than `--max-prune` deletions in one run is refused whole.
+//! 4. no index that stays (a kept tag's, or one listed by it) may list that digest as a
+//!    child: deleting it by digest would break the kept multi-arch image. Such a tag is
+//!    deleted alone where the registry can (the OCI 1.1 tag delete), else kept;
+//! 5. more than `--max-prune` deletions in one run is refused whole.
 //!
 //! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
 //! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
@@ -16,7 +19,7 @@
 //! Directory destinations (`oci:`, `file://`) are pruned alike: the directory store deletes
 //! as distribution does (a tag alone, or a digest with every tag of it), leaving blobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +30,13 @@ use futures_util::{StreamExt, stream};
 use super::model::{Candidate, Ledger, Stamp};
 use crate::attachments::{At, Discovery, Visitor};
 use crate::model::attached::{Kind, Referrer, is_attachment_tag};
-use crate::model::manifest::Manifest;
+use crate::model::failure::{ErrorKind, error_kind};
+use crate::model::manifest::{Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag};
 use crate::store::{Deleted, Destination, Stores};
 
-/// How many tags' digests are asked at once in a repository being pruned.
-const HEADS_IN_FLIGHT: usize = 16;
+/// How many tags' manifests are asked at once in a repository being pruned.
+const MANIFESTS_IN_FLIGHT: usize = 16;
 
 /// What `--prune`, `--prune-after` and `--max-prune` say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,10 @@ pub enum Verdict {
     Changed(Digest),
     /// Other tags point at its digest, which a delete by digest would take with it.
     StillTagged(Vec<String>),
+    /// Its digest is a child of an index that stays (`by`: the tags naming it): a delete by
+    /// digest would break that image. `refused`: the registry cannot delete the tag alone
+    /// (false when not tried: a dry run, a push by digest, or a run the valve stopped).
+    Referenced { by: Vec<String>, refused: bool },
     /// Not yet unwanted for the grace period: the time left.
     Waiting(Duration),
     /// The delete failed: why.
@@ -164,16 +172,36 @@ struct Looked {
     decided: Vec<Decided>,
     /// Per digest to delete, the candidates (tags or the digest push) it takes.
     ready: BTreeMap<Digest, Vec<Candidate>>,
+    /// Per digest a kept index lists, the candidates on it and the tags of those indexes:
+    /// only the tags may go, and only where the registry deletes a tag alone.
+    referenced: BTreeMap<Digest, (Vec<Candidate>, Vec<String>)>,
     place: Option<(Arc<dyn Destination>, Repository, Vec<String>)>,
 }
 
 impl Looked {
+    /// What would be deleted: the tags and digest pushes of the digests that go, and the
+    /// tags that may go alone.
     fn ready_count(&self) -> usize {
-        self.ready.values().map(Vec::len).sum()
+        let referenced: usize = self
+            .referenced
+            .values()
+            .flat_map(|(candidates, _)| candidates)
+            .filter(|c| Digest::parse(&c.reference).is_err())
+            .count();
+        self.ready.values().map(Vec::len).sum::<usize>() + referenced
     }
 
     fn without_deleting(self) -> Vec<Decided> {
         let mut decided = self.decided;
+        for (candidates, by) in self.referenced.into_values() {
+            decided.extend(candidates.into_iter().map(|candidate| Decided {
+                candidate,
+                verdict: Verdict::Referenced {
+                    by: by.clone(),
+                    refused: false,
+                },
+            }));
+        }
         for candidates in self.ready.into_values() {
             decided.extend(candidates.into_iter().map(|candidate| Decided {
                 candidate,
@@ -188,6 +216,12 @@ impl Looked {
         let Some((dst, repository, tags)) = self.place else {
             return decided;
         };
+        for (candidates, by) in self.referenced.into_values() {
+            for candidate in candidates {
+                let verdict = delete_tag_alone(&*dst, &repository, &candidate, &by).await;
+                decided.push(Decided { candidate, verdict });
+            }
+        }
         let discovery = Discovery::new();
         discovery.know_tags(&repository, &tags);
         for (digest, candidates) in self.ready {
@@ -207,6 +241,7 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
     let mut looked = Looked {
         decided: Vec::new(),
         ready: BTreeMap::new(),
+        referenced: BTreeMap::new(),
         place: None,
     };
     let decide_all = |looked: &mut Looked, candidates: Vec<Candidate>, verdict: Verdict| {
@@ -233,7 +268,12 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
             return looked;
         }
     };
-    let (dst, tags, digests) = held;
+    let Held {
+        dst,
+        tags,
+        digests,
+        children,
+    } = held;
     for candidate in candidates {
         let current = match Digest::parse(&candidate.reference) {
             Ok(d) => match dst
@@ -276,18 +316,67 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
             decide_all(&mut looked, candidates, Verdict::StillTagged(others));
         }
     }
+    looked.referenced = listed_by_kept_indexes(&mut looked.ready, &digests, &children);
     looked.place = Some((dst, repository, tags));
     looked
 }
 
-type Held = (Arc<dyn Destination>, Vec<String>, HashMap<String, Digest>);
+/// One repository as prune sees it before deleting.
+struct Held {
+    dst: Arc<dyn Destination>,
+    /// Every tag, attachment tags included.
+    tags: Vec<String>,
+    /// The digest of each tag but the attachment tags: what a delete by digest would take.
+    digests: HashMap<String, Digest>,
+    /// The children of each of those tags' manifests that is an index.
+    children: HashMap<Digest, Vec<Digest>>,
+}
 
-/// Every tag of the repository and the digest of each but the attachment tags: what a
-/// delete by digest would take with it.
+/// The candidates whose digest an index that stays lists as a child, taken out of `ready`:
+/// per digest, its candidates and the tags of the kept indexes listing it (directly, or
+/// through an index kept this way). An index stays when a tag that does not go names it.
+fn listed_by_kept_indexes(
+    ready: &mut BTreeMap<Digest, Vec<Candidate>>,
+    digests: &HashMap<String, Digest>,
+    children: &HashMap<Digest, Vec<Digest>>,
+) -> BTreeMap<Digest, (Vec<Candidate>, Vec<String>)> {
+    let mut found: BTreeMap<Digest, (Vec<Candidate>, BTreeSet<String>)> = BTreeMap::new();
+    // Manifests that stay, each with the tag that keeps it.
+    let mut staying: Vec<(String, Digest)> = digests
+        .iter()
+        .filter(|(_, d)| !ready.contains_key(*d))
+        .map(|(tag, d)| (tag.clone(), d.clone()))
+        .collect();
+    staying.sort();
+    let mut next = 0;
+    while let Some((tag, digest)) = staying.get(next).cloned() {
+        next += 1;
+        for child in children.get(&digest).into_iter().flatten() {
+            if let Some(candidates) = ready.remove(child) {
+                // It stays too: so do its own children.
+                staying.push((tag.clone(), child.clone()));
+                found.insert(child.clone(), (candidates, BTreeSet::new()));
+            }
+            if let Some((_, by)) = found.get_mut(child) {
+                by.insert(tag.clone());
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(d, (candidates, by))| (d, (candidates, by.into_iter().collect())))
+        .collect()
+}
+
+/// Every tag of the repository, and the manifest of each but the attachment tags: its
+/// digest (what a delete by digest would take with it) and, for an index, its children
+/// (what a delete by digest must not take from under it). One GET per tag, as many as
+/// HEADs would be. A tag gone meanwhile is skipped; a manifest that cannot be read fails
+/// the repository (nothing is deleted there: its children are unknown).
 async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<Held> {
     let dst = stores.destination(repository).await?;
     let tags = dst.tags(repository).await?;
-    let asked: Vec<Result<Option<(String, Digest)>>> = stream::iter(
+    let asked: Vec<Result<Option<(String, Manifest)>>> = stream::iter(
         tags.iter()
             .filter(|t| !is_attachment_tag(t))
             .filter_map(|t| Tag::parse(t).ok()),
@@ -295,22 +384,69 @@ async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<He
     .map(|tag| {
         let dst = dst.clone();
         async move {
-            let found = dst
-                .manifest_digest(repository, &ManifestRef::Tag(tag.clone()))
-                .await?;
-            Ok(found.map(|d| (tag.as_str().to_owned(), d)))
+            match dst
+                .manifest(repository, &ManifestRef::Tag(tag.clone()))
+                .await
+            {
+                Ok(manifest) => Ok(Some((tag.as_str().to_owned(), manifest))),
+                Err(e) if error_kind(&e) == Some(ErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(e.context(format!(
+                    "reading {repository}:{tag} (to know what a delete by digest would break)"
+                ))),
+            }
         }
     })
-    .buffer_unordered(HEADS_IN_FLIGHT)
+    .buffer_unordered(MANIFESTS_IN_FLIGHT)
     .collect()
     .await;
     let mut digests = HashMap::new();
+    let mut children = HashMap::new();
     for answer in asked {
-        if let Some((tag, digest)) = answer? {
-            digests.insert(tag, digest);
+        if let Some((tag, manifest)) = answer? {
+            if let Content::Index { children: listed } = &manifest.content {
+                children.insert(
+                    manifest.digest.clone(),
+                    listed.iter().map(|c| c.digest.clone()).collect(),
+                );
+            }
+            digests.insert(tag, manifest.digest);
         }
     }
-    Ok((dst, tags, digests))
+    Ok(Held {
+        dst,
+        tags,
+        digests,
+        children,
+    })
+}
+
+/// A tag whose manifest a kept index lists: deleted alone where the registry can (the OCI
+/// 1.1 tag delete), else kept. The manifest, and what is attached to it, stay.
+async fn delete_tag_alone(
+    dst: &dyn Destination,
+    repository: &Repository,
+    candidate: &Candidate,
+    by: &[String],
+) -> Verdict {
+    let Ok(tag) = Tag::parse(&candidate.reference) else {
+        // A push by digest: nothing but the manifest to delete, and it must stay.
+        return Verdict::Referenced {
+            by: by.to_vec(),
+            refused: false,
+        };
+    };
+    match dst
+        .delete_manifest(repository, &ManifestRef::Tag(tag))
+        .await
+    {
+        Ok(Deleted::Removed) => Verdict::Pruned { attached: 0 },
+        Ok(Deleted::Absent) => Verdict::Gone,
+        Ok(Deleted::Refused(_)) => Verdict::Referenced {
+            by: by.to_vec(),
+            refused: true,
+        },
+        Err(e) => Verdict::Failed(format!("{e:#}")),
+    }
 }
 
 /// Deletes one digest and the tags of ours on it, then what is attached to it.
