@@ -342,6 +342,34 @@ fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
     );
 }
 
+/// A ledger repository that does not exist yet (the registry answers 404 NAME_UNKNOWN to
+/// its tag list) is an empty ledger, not an unreadable one: the first run with a new
+/// `--ledger` and `--prune` warns of nothing, and the prune is not refused.
+#[test]
+fn a_new_ledger_repository_is_an_empty_ledger_not_an_unreadable_one() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/new-ledger");
+    let mapping = ws.write("m", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n"));
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0, &["--prune"]);
+    expect_code(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(!stderr.contains("listing the ledger"), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("cannot be trusted"), "{stdout}");
+    assert!(stdout.contains("Prune: nothing to prune"), "{stdout}");
+    assert_eq!(
+        report["prune"]["untrusted"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    assert_eq!(dst.tags("mirror/new-ledger"), ["ledger-all"]);
+}
+
 #[test]
 fn two_shards_writing_the_ledger_at_once_lose_nothing() {
     let src = Registry::start();

@@ -375,7 +375,14 @@ fn listed_by_kept_indexes(
 /// the repository (nothing is deleted there: its children are unknown).
 async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<Held> {
     let dst = stores.destination(repository).await?;
-    let tags = dst.tags(repository).await?;
+    // A repository that no longer exists holds none of them: each is gone.
+    let Some(tags) = dst.held_tags(repository).await? else {
+        anyhow::bail!(
+            "{} has no tag listing: which other tags point at a digest is unknown, so \
+             nothing is deleted there",
+            repository.registry()
+        );
+    };
     let asked: Vec<Result<Option<(String, Manifest)>>> = stream::iter(
         tags.iter()
             .filter(|t| !is_attachment_tag(t))

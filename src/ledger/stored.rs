@@ -162,8 +162,18 @@ async fn read_registry(repository: &Repository, stores: &dyn Stores, policy: &Re
             return read;
         }
     };
-    let mut tags = match store.tags(repository).await {
-        Ok(tags) => tags,
+    // A repository that does not exist yet (404 NAME_UNKNOWN) is an empty ledger: a first
+    // run with a new --ledger has nothing to distrust.
+    let mut tags = match store.held_tags(repository).await {
+        Ok(Some(tags)) => tags,
+        Ok(None) => {
+            read.problems.push(format!(
+                "listing the ledger in {repository}: {} has no tag listing, so the ledger's \
+                 objects cannot be found; keep it in a registry that lists tags, or in file:DIR",
+                repository.registry()
+            ));
+            return read;
+        }
         Err(e) => {
             read.problems
                 .push(format!("listing the ledger in {repository}: {e:#}"));
