@@ -95,10 +95,10 @@ pub async fn settle(
     sources: &HashSet<String>,
     listing_failures: usize,
 ) -> Settled {
+    let own_is_newer = read.newer_object_of(&settings.writer);
     let Read {
         mut ledger,
         problems,
-        newer,
         ..
     } = read;
     let mut settled = Settled {
@@ -133,10 +133,7 @@ pub async fn settle(
         return settled;
     }
     let own_name = format!("{}", settings.location);
-    if newer
-        .iter()
-        .any(|n| n.contains(&settings.writer.object_name()))
-    {
+    if own_is_newer {
         settled.problems.push(format!(
             "the ledger in {own_name} is not written: its object for this writer is of a newer format"
         ));
