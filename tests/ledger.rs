@@ -532,9 +532,62 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
             "{tag} deleted"
         );
     }
-    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=3"]);
+    // A share: 50% of the 4 tags the ledger names is 2.
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=50%"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "3 tags due for pruning, more than --max-prune 50% (2 of the 4 tags the ledger \
+             names for this run's destinations): nothing was deleted"
+        ),
+        "{stdout}"
+    );
+    for tag in ["a", "b", "c"] {
+        assert!(
+            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
+            "{stdout}"
+        );
+        assert!(
+            dst.manifest_digest("mirror/app", tag).is_some(),
+            "{tag} deleted"
+        );
+    }
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
     expect_code(&out, 0);
     assert!(dst.manifest_digest("mirror/app", "a").is_none());
+}
+
+/// A mapping emptied by mistake makes every tag the ledger names due at once: the default
+/// `--max-prune` (10, or half of what the ledger names when that is more) refuses it.
+#[test]
+fn the_default_max_prune_refuses_pruning_everything_a_larger_mapping_named() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for i in 0..12u64 {
+        seed_oci_image(&src, "org/app", &format!("t{i}"), &[layer(i, 64)]);
+        lines.push_str(&format!("{s}/org/app:t{i} {d}/mirror/app:t{i}\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
+    expect_code(&out, 0);
+    let emptied = ws.write("emptied", "# every line removed by mistake\n");
+    let (out, report) = run_at(&ws, &emptied, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "12 tags due for pruning, more than the default --max-prune (10, or 50% of the 12 \
+             tags the ledger names for this run's destinations when that is more: 10): nothing \
+             was deleted"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(report["prune"]["max_prune_exceeded"], 10, "{report:#}");
+    assert_eq!(dst.tags("mirror/app").len(), 12, "nothing deleted");
 }
 
 #[test]

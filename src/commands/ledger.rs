@@ -119,8 +119,12 @@ pub async fn settle(
             ));
         }
         settled.prune = Some(if untrusted.is_empty() {
-            let Unwanted { due, waiting } = ledger.unwanted(wanted, owns, now, options.after);
-            prune(stores, &mut ledger, due, waiting, options, now).await
+            let Unwanted {
+                due,
+                waiting,
+                named,
+            } = ledger.unwanted(wanted, owns, now, options.after);
+            prune(stores, &mut ledger, due, waiting, named, options, now).await
         } else {
             PruneReport {
                 untrusted,
@@ -204,11 +208,13 @@ pub fn text(report: &PruneReport) -> String {
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!(", {n} {what}"))
         .collect::<String>();
-    if let Some(max) = report.valve {
+    if let Some(valve) = &report.valve {
         let _ = writeln!(
             out,
-            "error: {} due for pruning, more than --max-prune {max}: nothing was deleted",
-            count(would, "tag")
+            "error: {} due for pruning, more than {}: nothing was deleted; if the mappings \
+             are as meant, give a higher --max-prune (N, or P% of the tags the ledger names)",
+            count(valve.due, "tag"),
+            valve.said
         );
     }
     let _ = writeln!(
@@ -304,7 +310,7 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "dry_run": report.dry_run,
-        "max_prune_exceeded": report.valve,
+        "max_prune_exceeded": report.valve.as_ref().map(|v| v.limit),
         "untrusted": report.untrusted,
         "tags": tags,
     })

@@ -11,7 +11,8 @@
 //! 4. no index that stays (a kept tag's, or one listed by it) may list that digest as a
 //!    child: deleting it by digest would break the kept multi-arch image. Such a tag is
 //!    deleted alone where the registry can (the OCI 1.1 tag delete), else kept;
-//! 5. more than `--max-prune` deletions in one run is refused whole.
+//! 5. more than `--max-prune` deletions in one run (a count, or a share of the tags the
+//!    ledger names; by default 10, or half when that is more) is refused whole.
 //!
 //! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
 //! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
@@ -42,8 +43,84 @@ const MANIFESTS_IN_FLIGHT: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneOptions {
     pub after: Duration,
-    pub max: Option<usize>,
+    pub max: MaxPrune,
     pub dry_run: bool,
+}
+
+/// `--max-prune`: how many deletions one run may make before the whole prune is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxPrune {
+    /// `N`: at most N.
+    Count(usize),
+    /// `P%`: at most P% (rounded down) of the tags the ledger names for the run's
+    /// destinations.
+    Share(u8),
+    /// Not given: [`MaxPrune::DEFAULT_COUNT`], or [`MaxPrune::DEFAULT_SHARE`]% of what the
+    /// ledger names when that is more. A mapping directory emptied by mistake makes
+    /// everything due at once: more than half is refused, while a small mirror may still
+    /// prune a few tags a run.
+    #[default]
+    Default,
+}
+
+impl MaxPrune {
+    pub const DEFAULT_COUNT: usize = 10;
+    pub const DEFAULT_SHARE: u8 = 50;
+
+    /// `N` or `P%` (0 to 100).
+    pub fn parse(text: &str) -> Result<MaxPrune, String> {
+        let text = text.trim();
+        if let Some(share) = text.strip_suffix('%') {
+            return match share.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(MaxPrune::Share(p)),
+                _ => Err(format!(
+                    "{text:?} is not a share: write P% with P a whole number from 0 to 100"
+                )),
+            };
+        }
+        text.parse::<usize>().map(MaxPrune::Count).map_err(|_| {
+            format!("{text:?} is neither a number of tags (N) nor a share (P%, e.g. 50%)")
+        })
+    }
+
+    /// How many deletions are allowed when the ledger names `named` tags.
+    pub fn limit(self, named: usize) -> usize {
+        let share = |p: u8| named.saturating_mul(usize::from(p)) / 100;
+        match self {
+            MaxPrune::Count(n) => n,
+            MaxPrune::Share(p) => share(p),
+            MaxPrune::Default => Self::DEFAULT_COUNT.max(share(Self::DEFAULT_SHARE)),
+        }
+    }
+
+    /// How the refusal names the limit.
+    fn describe(self, named: usize) -> String {
+        let limit = self.limit(named);
+        let of = format!(
+            "{} the ledger names for this run's destinations",
+            crate::plural::count(named, "tag")
+        );
+        match self {
+            MaxPrune::Count(n) => format!("--max-prune {n}"),
+            MaxPrune::Share(p) => format!("--max-prune {p}% ({limit} of the {of})"),
+            MaxPrune::Default => format!(
+                "the default --max-prune ({}, or {}% of the {of} when that is more: {limit})",
+                Self::DEFAULT_COUNT,
+                Self::DEFAULT_SHARE
+            ),
+        }
+    }
+}
+
+/// The valve closed: more were due than `--max-prune` allows, and nothing was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Valve {
+    /// How many deletions were allowed.
+    pub limit: usize,
+    /// How many were due.
+    pub due: usize,
+    /// The limit as the user reads it (`--max-prune 2`, the default's share, …).
+    pub said: String,
 }
 
 /// What became of one unwanted tag.
@@ -93,7 +170,7 @@ impl Decided {
 pub struct PruneReport {
     pub decided: Vec<Decided>,
     /// Set when more than `--max-prune` were due: nothing was deleted.
-    pub valve: Option<usize>,
+    pub valve: Option<Valve>,
     /// Set when the ledger could not be trusted: nothing was looked at.
     pub untrusted: Vec<String>,
     pub dry_run: bool,
@@ -112,12 +189,15 @@ impl PruneReport {
 }
 
 /// Looks at each due tag, and deletes what may go (unless a dry run or the valve says
-/// not). Records what was deleted, or found gone or changed, in `ledger`.
+/// not). Records what was deleted, or found gone or changed, in `ledger`. `named`: how
+/// many tags the ledger names for the run's destinations (what a `--max-prune` share is
+/// of).
 pub async fn prune(
     stores: &dyn Stores,
     ledger: &mut Ledger,
     due: Vec<Candidate>,
     waiting: Vec<(Candidate, Duration)>,
+    named: usize,
     options: PruneOptions,
     now: Stamp,
 ) -> PruneReport {
@@ -133,21 +213,26 @@ pub async fn prune(
         looked.push(look(stores, &name, candidates).await);
     }
     let ready: usize = looked.iter().map(|l| l.ready_count()).sum();
-    let valve = options.max.filter(|max| ready > *max);
+    let limit = options.max.limit(named);
+    let valve = (ready > limit).then(|| Valve {
+        limit,
+        due: ready,
+        said: options.max.describe(named),
+    });
     let mut report = PruneReport {
         valve,
         dry_run: options.dry_run,
         ..PruneReport::default()
     };
     for repository in looked {
-        let decided = if options.dry_run || valve.is_some() {
+        let decided = if options.dry_run || report.valve.is_some() {
             repository.without_deleting()
         } else {
             repository.delete().await
         };
         report.decided.extend(decided);
     }
-    if !options.dry_run && valve.is_none() {
+    if !options.dry_run && report.valve.is_none() {
         for d in &report.decided {
             if matches!(
                 d.verdict,
@@ -570,5 +655,30 @@ impl Visitor for Attached<'_> {
         self.digests
             .extend(referrers.iter().map(|r| r.digest.clone()));
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MaxPrune;
+
+    #[test]
+    fn max_prune_is_a_count_or_a_share_and_by_default_ten_or_half() {
+        assert_eq!(MaxPrune::parse("3"), Ok(MaxPrune::Count(3)));
+        assert_eq!(MaxPrune::parse("50%"), Ok(MaxPrune::Share(50)));
+        assert_eq!(MaxPrune::parse("0"), Ok(MaxPrune::Count(0)));
+        for bad in ["101%", "-1", "half", "%", "1.5%", ""] {
+            assert!(MaxPrune::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(MaxPrune::Count(3).limit(1000), 3);
+        assert_eq!(MaxPrune::Share(50).limit(5), 2);
+        assert_eq!(MaxPrune::Share(100).limit(7), 7);
+        assert_eq!(
+            MaxPrune::Default.limit(4),
+            10,
+            "a small mirror prunes a few"
+        );
+        assert_eq!(MaxPrune::Default.limit(12), 10);
+        assert_eq!(MaxPrune::Default.limit(30), 15, "more than half is refused");
     }
 }
