@@ -10,6 +10,7 @@ use std::process::Output;
 
 use crate::support::cli::*;
 use crate::support::ferro::Ferro;
+use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::*;
 
 /// The clock of these tests: some day in 2026.
@@ -191,6 +192,88 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
     );
     expect_code(&out, 0);
     assert!(pruned(&report).is_empty(), "{report:#}");
+}
+
+/// What is attached goes before its subject: when deleting a signature fails, the image it
+/// signs is still there, the error names both, and the next run finishes the job.
+#[test]
+fn a_failed_attachment_delete_leaves_the_subject_for_the_next_run() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let proxy = FaultProxy::start(&dst.host());
+    let (s, d) = (src.host(), proxy.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sig_tag = format!("sha256-{}.sig", hex(&v1.digest));
+    let sig = seed_oci_image(&src, "org/app", &sig_tag, &[layer(11, 90)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sig_tag),
+        Some(sig.digest.clone())
+    );
+
+    // The signature's delete is refused once.
+    proxy.add(
+        "DELETE",
+        &format!("/manifests/{}", sig.digest),
+        1,
+        Fault::Status {
+            code: 400,
+            retry_after: None,
+        },
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 1);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "failed".to_owned())]
+    );
+    let error = report["prune"]["tags"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "deleting {d}/mirror/app@{}, attached to it",
+            sig.digest
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "{d}/mirror/app@{} and its tags are kept",
+            v1.digest
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(v1.digest.clone()),
+        "the subject stays when what is attached to it could not be deleted"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sig_tag),
+        Some(sig.digest.clone())
+    );
+
+    // The next run finishes the job.
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 11 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &sig_tag), None);
 }
 
 #[test]

@@ -14,9 +14,10 @@
 //! 5. more than `--max-prune` deletions in one run (a count, or a share of the tags the
 //!    ledger names; by default 10, or half when that is more) is refused whole.
 //!
-//! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
-//! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
-//! the destination by the same walk `run` uses ([`crate::attachments`]).
+//! What is attached to the digest (signatures, attestations, SBOMs and referrers, found at
+//! the destination by the same walk `run` uses, [`crate::attachments`]) is deleted first,
+//! then the tag alone (where the registry has the tag delete), then the manifest by digest:
+//! a failure leaves the subject, so the next run finds it still due and finishes the job.
 //! Directory destinations (`oci:`, `file://`) are pruned alike: the directory store deletes
 //! as distribution does (a tag alone, or a digest with every tag of it), leaving blobs.
 
@@ -541,7 +542,7 @@ async fn delete_tag_alone(
     }
 }
 
-/// Deletes one digest and the tags of ours on it, then what is attached to it.
+/// Deletes what is attached to one digest, then the tags of ours on it, then the digest.
 async fn delete_digest(
     dst: &dyn Destination,
     repository: &Repository,
@@ -568,6 +569,41 @@ async fn delete_digest(
             "finding what is attached to {repository}@{digest}: {e:#}"
         ));
     }
+    // What is attached goes first (the last found first: what is attached to an attached
+    // manifest before it): a failure leaves the subject, still due, and the next run finds
+    // what is left of its attachments and finishes the job.
+    let mut attached = 0;
+    for found in found.digests.iter().rev() {
+        let left = |why: String| {
+            Verdict::Failed(format!(
+                "deleting {repository}@{found}, attached to it: {why}; {repository}@{digest} \
+                 and its tags are kept ({} attached deleted before), and the next run tries again",
+                crate::plural::count(attached, "manifest")
+            ))
+        };
+        match dst
+            .delete_manifest(repository, &ManifestRef::Digest(found.clone()))
+            .await
+        {
+            Ok(Deleted::Removed) => attached += 1,
+            Ok(Deleted::Absent) => {}
+            Ok(Deleted::Refused(words)) => return left(refused(repository, &words)),
+            Err(e) => return left(format!("{e:#}")),
+        }
+    }
+    let subject_left = |why: String| {
+        let before = if attached == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({} attached to it deleted already)",
+                crate::plural::count(attached, "manifest")
+            )
+        };
+        Verdict::Failed(format!(
+            "{why}{before}; {repository}@{digest} is kept, and the next run tries again"
+        ))
+    };
     for candidate in candidates {
         let Ok(tag) = Tag::parse(&candidate.reference) else {
             continue;
@@ -577,42 +613,27 @@ async fn delete_digest(
             .await
         {
             Ok(Deleted::Removed | Deleted::Absent | Deleted::Refused(_)) => {}
-            Err(e) => return Verdict::Failed(format!("{e:#}")),
+            Err(e) => return subject_left(format!("{e:#}")),
         }
     }
     match dst
         .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
         .await
     {
-        Ok(Deleted::Removed | Deleted::Absent) => {}
-        Ok(Deleted::Refused(words)) => {
-            return Verdict::Failed(format!(
-                "{} refuses to delete manifests ({words}): enable deletes there \
-                 (distribution: storage.delete.enabled: true) or prune by hand; \
-                 nothing else of this run is affected",
-                repository.registry()
-            ));
-        }
-        Err(e) => return Verdict::Failed(format!("{e:#}")),
+        Ok(Deleted::Removed | Deleted::Absent) => Verdict::Pruned { attached },
+        Ok(Deleted::Refused(words)) => subject_left(refused(repository, &words)),
+        Err(e) => subject_left(format!("{e:#}")),
     }
-    let mut attached = 0;
-    for digest in found.digests.iter().rev() {
-        match dst
-            .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
-            .await
-        {
-            Ok(Deleted::Removed) => attached += 1,
-            Ok(Deleted::Absent) => {}
-            Ok(Deleted::Refused(words)) => {
-                return Verdict::Failed(format!(
-                    "{repository}@{digest} (attached): {} refuses to delete it ({words})",
-                    repository.registry()
-                ));
-            }
-            Err(e) => return Verdict::Failed(format!("{e:#}")),
-        }
-    }
-    Verdict::Pruned { attached }
+}
+
+/// A registry that will not delete: what to do about it.
+fn refused(repository: &Repository, words: &str) -> String {
+    format!(
+        "{} refuses to delete manifests ({words}): enable deletes there \
+         (distribution: storage.delete.enabled: true) or prune by hand; \
+         nothing else of this run is affected",
+        repository.registry()
+    )
 }
 
 /// The attached manifests the walk finds at the destination, in the order found (a
