@@ -10,6 +10,7 @@ use std::process::Output;
 
 use crate::support::cli::*;
 use crate::support::ferro::Ferro;
+use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::*;
 
 /// The clock of these tests: some day in 2026.
@@ -193,6 +194,88 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
     assert!(pruned(&report).is_empty(), "{report:#}");
 }
 
+/// What is attached goes before its subject: when deleting a signature fails, the image it
+/// signs is still there, the error names both, and the next run finishes the job.
+#[test]
+fn a_failed_attachment_delete_leaves_the_subject_for_the_next_run() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let proxy = FaultProxy::start(&dst.host());
+    let (s, d) = (src.host(), proxy.host());
+    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let sig_tag = format!("sha256-{}.sig", hex(&v1.digest));
+    let sig = seed_oci_image(&src, "org/app", &sig_tag, &[layer(11, 90)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = ws.write(
+        "both",
+        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
+    );
+    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sig_tag),
+        Some(sig.digest.clone())
+    );
+
+    // The signature's delete is refused once.
+    proxy.add(
+        "DELETE",
+        &format!("/manifests/{}", sig.digest),
+        1,
+        Fault::Status {
+            code: 400,
+            retry_after: None,
+        },
+    );
+    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 1);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "failed".to_owned())]
+    );
+    let error = report["prune"]["tags"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "deleting {d}/mirror/app@{}, attached to it",
+            sig.digest
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "{d}/mirror/app@{} and its tags are kept",
+            v1.digest
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "v1"),
+        Some(v1.digest.clone()),
+        "the subject stays when what is attached to it could not be deleted"
+    );
+    assert_eq!(
+        dst.manifest_digest("mirror/app", &sig_tag),
+        Some(sig.digest.clone())
+    );
+
+    // The next run finishes the job.
+    let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 11 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
+    );
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &sig_tag), None);
+}
+
 #[test]
 fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     let src = Registry::start();
@@ -242,6 +325,132 @@ fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     assert_eq!(dst.manifest_digest("mirror/app", "v3-alias"), Some(v3));
     assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
     assert!(dst.manifest_digest("mirror/app", "keep").is_some());
+}
+
+/// `app:1.0-amd64` is the amd64 child of the multi-arch `app:1.0`: pruning the first must
+/// not delete by digest what the kept index lists (distribution 2.8 cannot delete the tag
+/// alone, so it is kept and reported `referenced`), and `app:1.0` stays whole.
+#[test]
+fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let index = seed_oci_index(
+        &src,
+        "org/app",
+        "1.0",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        40,
+    );
+    let amd64 = index.children[0].clone();
+    let (_, body) = src.manifest("org/app", &amd64).expect("the amd64 child");
+    src.push_manifest("org/app", "1.0-amd64", OCI_MANIFEST, &body);
+    let gone = seed_oci_image(&src, "org/app", "old", &[layer(7, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let all = ws.write(
+        "all",
+        &format!(
+            "{s}/org/app:1.0 {d}/mirror/app:1.0
+{s}/org/app:1.0-amd64 {d}/mirror/app:1.0-amd64
+             {s}/org/app:old {d}/mirror/app:old
+"
+        ),
+    );
+    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
+    expect_code(&out, 0);
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0-amd64"),
+        Some(amd64.clone())
+    );
+
+    let only_index = ws.write(
+        "index",
+        &format!(
+            "{s}/org/app:1.0 {d}/mirror/app:1.0
+"
+        ),
+    );
+    let out = prune_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--dry-run"]);
+    expect_code(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "= {d}/mirror/app:1.0-amd64  kept: its digest is a child of the index tagged 1.0"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("- {d}/mirror/app:old  would be pruned")),
+        "{stdout}"
+    );
+
+    let (out, report) = run_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        [
+            (format!("{d}/mirror/app:1.0-amd64"), "referenced".to_owned()),
+            (format!("{d}/mirror/app:old"), "pruned".to_owned()),
+        ]
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("the registry cannot delete the tag alone"),
+        "{stdout}"
+    );
+    let entry = report["prune"]["tags"]
+        .as_array()
+        .and_then(|tags| tags.iter().find(|t| t["status"] == "referenced"))
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(entry["by"], serde_json::json!(["1.0"]), "{report:#}");
+    assert_eq!(dst.manifest_digest("mirror/app", "old"), None);
+    assert_eq!(dst.manifest_digest("mirror/app", &gone.digest), None);
+    // The kept index is whole: itself and every child.
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0"),
+        Some(index.digest.clone())
+    );
+    for child in &index.children {
+        assert_eq!(
+            dst.manifest_digest("mirror/app", child),
+            Some(child.clone()),
+            "a child of the kept index was deleted"
+        );
+    }
+    assert_eq!(
+        dst.manifest_digest("mirror/app", "1.0-amd64"),
+        Some(amd64),
+        "distribution cannot delete a tag alone: it is kept"
+    );
+}
+
+/// A ledger repository that does not exist yet (the registry answers 404 NAME_UNKNOWN to
+/// its tag list) is an empty ledger, not an unreadable one: the first run with a new
+/// `--ledger` and `--prune` warns of nothing, and the prune is not refused.
+#[test]
+fn a_new_ledger_repository_is_an_empty_ledger_not_an_unreadable_one() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/new-ledger");
+    let mapping = ws.write("m", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n"));
+    let (out, report) = run_at(&ws, &mapping, &ledger, T0, &["--prune"]);
+    expect_code(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(!stderr.contains("listing the ledger"), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("cannot be trusted"), "{stdout}");
+    assert!(stdout.contains("Prune: nothing to prune"), "{stdout}");
+    assert_eq!(
+        report["prune"]["untrusted"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    assert_eq!(dst.tags("mirror/new-ledger"), ["ledger-all"]);
 }
 
 #[test]
@@ -406,9 +615,62 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
             "{tag} deleted"
         );
     }
-    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=3"]);
+    // A share: 50% of the 4 tags the ledger names is 2.
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=50%"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "3 tags due for pruning, more than --max-prune 50% (2 of the 4 tags the ledger \
+             names for this run's destinations): nothing was deleted"
+        ),
+        "{stdout}"
+    );
+    for tag in ["a", "b", "c"] {
+        assert!(
+            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
+            "{stdout}"
+        );
+        assert!(
+            dst.manifest_digest("mirror/app", tag).is_some(),
+            "{tag} deleted"
+        );
+    }
+    let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
     expect_code(&out, 0);
     assert!(dst.manifest_digest("mirror/app", "a").is_none());
+}
+
+/// A mapping emptied by mistake makes every tag the ledger names due at once: the default
+/// `--max-prune` (10, or half of what the ledger names when that is more) refuses it.
+#[test]
+fn the_default_max_prune_refuses_pruning_everything_a_larger_mapping_named() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let mut lines = String::new();
+    for i in 0..12u64 {
+        seed_oci_image(&src, "org/app", &format!("t{i}"), &[layer(i, 64)]);
+        lines.push_str(&format!("{s}/org/app:t{i} {d}/mirror/app:t{i}\n"));
+    }
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
+    expect_code(&out, 0);
+    let emptied = ws.write("emptied", "# every line removed by mistake\n");
+    let (out, report) = run_at(&ws, &emptied, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 2);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "12 tags due for pruning, more than the default --max-prune (10, or 50% of the 12 \
+             tags the ledger names for this run's destinations when that is more: 10): nothing \
+             was deleted"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(report["prune"]["max_prune_exceeded"], 10, "{report:#}");
+    assert_eq!(dst.tags("mirror/app").len(), 12, "nothing deleted");
 }
 
 #[test]

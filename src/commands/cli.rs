@@ -606,18 +606,22 @@ pub struct RunArgs {
     #[arg(help_heading = "What to copy", hide_short_help = true, long, value_name = "DURATION", default_value = "3d", value_parser = crate::duration::parse)]
     pub prune_after: Duration,
 
-    /// Refuse to prune more than N tags in one run.
+    /// Refuse to prune more than N tags, or P%, in one run [default: 10 or 50%].
     ///
-    /// Refuse to prune more than N tags in one run: nothing is deleted, the list is printed
-    /// and the exit code is 2 (a mapping directory emptied by mistake must not empty the
-    /// mirror).
+    /// Refuse to prune more than N tags, or P% of the tags the ledger names for this run's
+    /// destinations, in one run: nothing is deleted, the list is printed and the exit code
+    /// is 2. Default: 10, or 50% when that is more. A mapping directory emptied by mistake
+    /// makes everything due at once: more than half of the mirror going is refused, while a
+    /// small mirror may still prune a few tags (the --prune-after grace period protects it
+    /// too). `100%` lifts the limit, `0` prunes nothing.
     #[arg(
         help_heading = "What to copy",
         hide_short_help = true,
         long,
-        value_name = "N"
+        value_name = "N|P%",
+        value_parser = crate::ledger::prune::MaxPrune::parse
     )]
-    pub max_prune: Option<usize>,
+    pub max_prune: Option<crate::ledger::prune::MaxPrune>,
 
     /// Mirror a new source tag only once seen this long.
     ///

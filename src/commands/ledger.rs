@@ -95,10 +95,10 @@ pub async fn settle(
     sources: &HashSet<String>,
     listing_failures: usize,
 ) -> Settled {
+    let own_is_newer = read.newer_object_of(&settings.writer);
     let Read {
         mut ledger,
         problems,
-        newer,
         ..
     } = read;
     let mut settled = Settled {
@@ -119,8 +119,12 @@ pub async fn settle(
             ));
         }
         settled.prune = Some(if untrusted.is_empty() {
-            let Unwanted { due, waiting } = ledger.unwanted(wanted, owns, now, options.after);
-            prune(stores, &mut ledger, due, waiting, options, now).await
+            let Unwanted {
+                due,
+                waiting,
+                named,
+            } = ledger.unwanted(wanted, owns, now, options.after);
+            prune(stores, &mut ledger, due, waiting, named, options, now).await
         } else {
             PruneReport {
                 untrusted,
@@ -133,10 +137,7 @@ pub async fn settle(
         return settled;
     }
     let own_name = format!("{}", settings.location);
-    if newer
-        .iter()
-        .any(|n| n.contains(&settings.writer.object_name()))
-    {
+    if own_is_newer {
         settled.problems.push(format!(
             "the ledger in {own_name} is not written: its object for this writer is of a newer format"
         ));
@@ -193,7 +194,12 @@ pub fn text(report: &PruneReport) -> String {
     }
     let pruned = report.count(|v| matches!(v, Verdict::Pruned { .. }));
     let would = report.count(|v| matches!(v, Verdict::WouldPrune));
-    let kept = report.count(|v| matches!(v, Verdict::Changed(_) | Verdict::StillTagged(_)));
+    let kept = report.count(|v| {
+        matches!(
+            v,
+            Verdict::Changed(_) | Verdict::StillTagged(_) | Verdict::Referenced { .. }
+        )
+    });
     let waiting = report.count(|v| matches!(v, Verdict::Waiting(_)));
     let gone = report.count(|v| matches!(v, Verdict::Gone));
     let failed = report.count(|v| matches!(v, Verdict::Failed(_)));
@@ -202,11 +208,13 @@ pub fn text(report: &PruneReport) -> String {
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!(", {n} {what}"))
         .collect::<String>();
-    if let Some(max) = report.valve {
+    if let Some(valve) = &report.valve {
         let _ = writeln!(
             out,
-            "error: {} due for pruning, more than --max-prune {max}: nothing was deleted",
-            count(would, "tag")
+            "error: {} due for pruning, more than {}: nothing was deleted; if the mappings \
+             are as meant, give a higher --max-prune (N, or P% of the tags the ledger names)",
+            count(valve.due, "tag"),
+            valve.said
         );
     }
     let _ = writeln!(
@@ -243,6 +251,16 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
             "kept: its digest is still tagged {} (a delete by digest would take those too)",
             tags.join(", ")
         ),
+        Verdict::Referenced { by, refused: false } => format!(
+            "kept: its digest is a child of the index tagged {} (a delete by digest would \
+             break it); only its tag goes, where the registry deletes a tag alone",
+            by.join(", ")
+        ),
+        Verdict::Referenced { by, refused: true } => format!(
+            "kept: its digest is a child of the index tagged {} (a delete by digest would \
+             break it, and the registry cannot delete the tag alone)",
+            by.join(", ")
+        ),
         Verdict::Waiting(left) => format!("unwanted; pruned in {}", human(*left)),
         Verdict::Failed(why) => format!("not pruned: {why}"),
     }
@@ -268,6 +286,7 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
                 Verdict::Gone => ("gone", serde_json::json!({})),
                 Verdict::Changed(now) => ("changed", serde_json::json!({"holds": now.as_str()})),
                 Verdict::StillTagged(tags) => ("still-tagged", serde_json::json!({"tags": tags})),
+                Verdict::Referenced { by, .. } => ("referenced", serde_json::json!({"by": by})),
                 Verdict::Waiting(left) => (
                     "waiting",
                     serde_json::json!({"seconds_left": left.as_secs()}),
@@ -291,7 +310,7 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "dry_run": report.dry_run,
-        "max_prune_exceeded": report.valve,
+        "max_prune_exceeded": report.valve.as_ref().map(|v| v.limit),
         "untrusted": report.untrusted,
         "tags": tags,
     })

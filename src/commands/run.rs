@@ -160,7 +160,7 @@ fn ledger_settings(
         writer: Writer::new(shard),
         prune: args.prune.then_some(PruneOptions {
             after: args.prune_after,
-            max: args.max_prune,
+            max: args.max_prune.unwrap_or_default(),
             dry_run,
         }),
         now,
@@ -243,7 +243,7 @@ pub fn prune(args: &RunArgs) -> ExitCode {
     if let Some(settings) = &mut prepared.ledger {
         settings.prune = Some(PruneOptions {
             after: args.prune_after,
-            max: args.max_prune,
+            max: args.max_prune.unwrap_or_default(),
             dry_run: prepared.dry_run,
         });
     }

@@ -253,9 +253,11 @@ impl Ledger {
                 continue;
             }
             for (reference, entry) in entries {
-                if entry.pruned.is_some()
-                    || wanted.contains(&(repository.clone(), reference.clone()))
-                {
+                if entry.pruned.is_some() {
+                    continue;
+                }
+                result.named += 1;
+                if wanted.contains(&(repository.clone(), reference.clone())) {
                     continue;
                 }
                 let candidate = Candidate {
@@ -361,6 +363,9 @@ pub struct Unwanted {
     pub due: Vec<Candidate>,
     /// Unwanted for less, with the time left.
     pub waiting: Vec<(Candidate, Duration)>,
+    /// Every tag (and digest push) the ledger names in those repositories, wanted or not,
+    /// pruned ones aside: what a `--max-prune` share is of.
+    pub named: usize,
 }
 
 #[cfg(test)]
@@ -495,6 +500,7 @@ mod tests {
         assert_eq!(due, ["old"]);
         assert_eq!(found.waiting.len(), 1);
         assert_eq!(found.waiting[0].1, Duration::from_secs(40));
+        assert_eq!(found.named, 3, "the owned repository's, wanted or not");
         ledger.pruned("dst.io/a", "old", Stamp(200));
         let after = ledger.unwanted(&wanted, |_| true, Stamp(300), grace);
         let due: Vec<_> = after

@@ -8,15 +8,20 @@
 //! 3. no other tag of the repository may point at that digest (ours kept, or anyone's):
 //!    distribution 2.8 deletes only by digest, every tag of it at once, and what is attached
 //!    to a digest still tagged must stay;
-//! 4. more than `--max-prune` deletions in one run is refused whole.
+//! 4. no index that stays (a kept tag's, or one listed by it) may list that digest as a
+//!    child: deleting it by digest would break the kept multi-arch image. Such a tag is
+//!    deleted alone where the registry can (the OCI 1.1 tag delete), else kept;
+//! 5. more than `--max-prune` deletions in one run (a count, or a share of the tags the
+//!    ledger names; by default 10, or half when that is more) is refused whole.
 //!
-//! The tag is deleted alone first (the OCI 1.1 tag delete, where the registry has it), then
-//! the manifest by digest, then its signatures, attestations, SBOMs and referrers, found at
-//! the destination by the same walk `run` uses ([`crate::attachments`]).
+//! What is attached to the digest (signatures, attestations, SBOMs and referrers, found at
+//! the destination by the same walk `run` uses, [`crate::attachments`]) is deleted first,
+//! then the tag alone (where the registry has the tag delete), then the manifest by digest:
+//! a failure leaves the subject, so the next run finds it still due and finishes the job.
 //! Directory destinations (`oci:`, `file://`) are pruned alike: the directory store deletes
 //! as distribution does (a tag alone, or a digest with every tag of it), leaving blobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,19 +32,96 @@ use futures_util::{StreamExt, stream};
 use super::model::{Candidate, Ledger, Stamp};
 use crate::attachments::{At, Discovery, Visitor};
 use crate::model::attached::{Kind, Referrer, is_attachment_tag};
-use crate::model::manifest::Manifest;
+use crate::model::failure::{ErrorKind, error_kind};
+use crate::model::manifest::{Content, Manifest};
 use crate::model::reference::{Digest, ManifestRef, Reference, Repository, Tag};
 use crate::store::{Deleted, Destination, Stores};
 
-/// How many tags' digests are asked at once in a repository being pruned.
-const HEADS_IN_FLIGHT: usize = 16;
+/// How many tags' manifests are asked at once in a repository being pruned.
+const MANIFESTS_IN_FLIGHT: usize = 16;
 
 /// What `--prune`, `--prune-after` and `--max-prune` say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneOptions {
     pub after: Duration,
-    pub max: Option<usize>,
+    pub max: MaxPrune,
     pub dry_run: bool,
+}
+
+/// `--max-prune`: how many deletions one run may make before the whole prune is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxPrune {
+    /// `N`: at most N.
+    Count(usize),
+    /// `P%`: at most P% (rounded down) of the tags the ledger names for the run's
+    /// destinations.
+    Share(u8),
+    /// Not given: [`MaxPrune::DEFAULT_COUNT`], or [`MaxPrune::DEFAULT_SHARE`]% of what the
+    /// ledger names when that is more. A mapping directory emptied by mistake makes
+    /// everything due at once: more than half is refused, while a small mirror may still
+    /// prune a few tags a run.
+    #[default]
+    Default,
+}
+
+impl MaxPrune {
+    pub const DEFAULT_COUNT: usize = 10;
+    pub const DEFAULT_SHARE: u8 = 50;
+
+    /// `N` or `P%` (0 to 100).
+    pub fn parse(text: &str) -> Result<MaxPrune, String> {
+        let text = text.trim();
+        if let Some(share) = text.strip_suffix('%') {
+            return match share.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(MaxPrune::Share(p)),
+                _ => Err(format!(
+                    "{text:?} is not a share: write P% with P a whole number from 0 to 100"
+                )),
+            };
+        }
+        text.parse::<usize>().map(MaxPrune::Count).map_err(|_| {
+            format!("{text:?} is neither a number of tags (N) nor a share (P%, e.g. 50%)")
+        })
+    }
+
+    /// How many deletions are allowed when the ledger names `named` tags.
+    pub fn limit(self, named: usize) -> usize {
+        let share = |p: u8| named.saturating_mul(usize::from(p)) / 100;
+        match self {
+            MaxPrune::Count(n) => n,
+            MaxPrune::Share(p) => share(p),
+            MaxPrune::Default => Self::DEFAULT_COUNT.max(share(Self::DEFAULT_SHARE)),
+        }
+    }
+
+    /// How the refusal names the limit.
+    fn describe(self, named: usize) -> String {
+        let limit = self.limit(named);
+        let of = format!(
+            "{} the ledger names for this run's destinations",
+            crate::plural::count(named, "tag")
+        );
+        match self {
+            MaxPrune::Count(n) => format!("--max-prune {n}"),
+            MaxPrune::Share(p) => format!("--max-prune {p}% ({limit} of the {of})"),
+            MaxPrune::Default => format!(
+                "the default --max-prune ({}, or {}% of the {of} when that is more: {limit})",
+                Self::DEFAULT_COUNT,
+                Self::DEFAULT_SHARE
+            ),
+        }
+    }
+}
+
+/// The valve closed: more were due than `--max-prune` allows, and nothing was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Valve {
+    /// How many deletions were allowed.
+    pub limit: usize,
+    /// How many were due.
+    pub due: usize,
+    /// The limit as the user reads it (`--max-prune 2`, the default's share, …).
+    pub said: String,
 }
 
 /// What became of one unwanted tag.
@@ -55,6 +137,10 @@ pub enum Verdict {
     Changed(Digest),
     /// Other tags point at its digest, which a delete by digest would take with it.
     StillTagged(Vec<String>),
+    /// Its digest is a child of an index that stays (`by`: the tags naming it): a delete by
+    /// digest would break that image. `refused`: the registry cannot delete the tag alone
+    /// (false when not tried: a dry run, a push by digest, or a run the valve stopped).
+    Referenced { by: Vec<String>, refused: bool },
     /// Not yet unwanted for the grace period: the time left.
     Waiting(Duration),
     /// The delete failed: why.
@@ -85,7 +171,7 @@ impl Decided {
 pub struct PruneReport {
     pub decided: Vec<Decided>,
     /// Set when more than `--max-prune` were due: nothing was deleted.
-    pub valve: Option<usize>,
+    pub valve: Option<Valve>,
     /// Set when the ledger could not be trusted: nothing was looked at.
     pub untrusted: Vec<String>,
     pub dry_run: bool,
@@ -104,12 +190,15 @@ impl PruneReport {
 }
 
 /// Looks at each due tag, and deletes what may go (unless a dry run or the valve says
-/// not). Records what was deleted, or found gone or changed, in `ledger`.
+/// not). Records what was deleted, or found gone or changed, in `ledger`. `named`: how
+/// many tags the ledger names for the run's destinations (what a `--max-prune` share is
+/// of).
 pub async fn prune(
     stores: &dyn Stores,
     ledger: &mut Ledger,
     due: Vec<Candidate>,
     waiting: Vec<(Candidate, Duration)>,
+    named: usize,
     options: PruneOptions,
     now: Stamp,
 ) -> PruneReport {
@@ -125,21 +214,26 @@ pub async fn prune(
         looked.push(look(stores, &name, candidates).await);
     }
     let ready: usize = looked.iter().map(|l| l.ready_count()).sum();
-    let valve = options.max.filter(|max| ready > *max);
+    let limit = options.max.limit(named);
+    let valve = (ready > limit).then(|| Valve {
+        limit,
+        due: ready,
+        said: options.max.describe(named),
+    });
     let mut report = PruneReport {
         valve,
         dry_run: options.dry_run,
         ..PruneReport::default()
     };
     for repository in looked {
-        let decided = if options.dry_run || valve.is_some() {
+        let decided = if options.dry_run || report.valve.is_some() {
             repository.without_deleting()
         } else {
             repository.delete().await
         };
         report.decided.extend(decided);
     }
-    if !options.dry_run && valve.is_none() {
+    if !options.dry_run && report.valve.is_none() {
         for d in &report.decided {
             if matches!(
                 d.verdict,
@@ -164,16 +258,36 @@ struct Looked {
     decided: Vec<Decided>,
     /// Per digest to delete, the candidates (tags or the digest push) it takes.
     ready: BTreeMap<Digest, Vec<Candidate>>,
+    /// Per digest a kept index lists, the candidates on it and the tags of those indexes:
+    /// only the tags may go, and only where the registry deletes a tag alone.
+    referenced: BTreeMap<Digest, (Vec<Candidate>, Vec<String>)>,
     place: Option<(Arc<dyn Destination>, Repository, Vec<String>)>,
 }
 
 impl Looked {
+    /// What would be deleted: the tags and digest pushes of the digests that go, and the
+    /// tags that may go alone.
     fn ready_count(&self) -> usize {
-        self.ready.values().map(Vec::len).sum()
+        let referenced: usize = self
+            .referenced
+            .values()
+            .flat_map(|(candidates, _)| candidates)
+            .filter(|c| Digest::parse(&c.reference).is_err())
+            .count();
+        self.ready.values().map(Vec::len).sum::<usize>() + referenced
     }
 
     fn without_deleting(self) -> Vec<Decided> {
         let mut decided = self.decided;
+        for (candidates, by) in self.referenced.into_values() {
+            decided.extend(candidates.into_iter().map(|candidate| Decided {
+                candidate,
+                verdict: Verdict::Referenced {
+                    by: by.clone(),
+                    refused: false,
+                },
+            }));
+        }
         for candidates in self.ready.into_values() {
             decided.extend(candidates.into_iter().map(|candidate| Decided {
                 candidate,
@@ -188,6 +302,12 @@ impl Looked {
         let Some((dst, repository, tags)) = self.place else {
             return decided;
         };
+        for (candidates, by) in self.referenced.into_values() {
+            for candidate in candidates {
+                let verdict = delete_tag_alone(&*dst, &repository, &candidate, &by).await;
+                decided.push(Decided { candidate, verdict });
+            }
+        }
         let discovery = Discovery::new();
         discovery.know_tags(&repository, &tags);
         for (digest, candidates) in self.ready {
@@ -207,6 +327,7 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
     let mut looked = Looked {
         decided: Vec::new(),
         ready: BTreeMap::new(),
+        referenced: BTreeMap::new(),
         place: None,
     };
     let decide_all = |looked: &mut Looked, candidates: Vec<Candidate>, verdict: Verdict| {
@@ -233,7 +354,12 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
             return looked;
         }
     };
-    let (dst, tags, digests) = held;
+    let Held {
+        dst,
+        tags,
+        digests,
+        children,
+    } = held;
     for candidate in candidates {
         let current = match Digest::parse(&candidate.reference) {
             Ok(d) => match dst
@@ -276,18 +402,74 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
             decide_all(&mut looked, candidates, Verdict::StillTagged(others));
         }
     }
+    looked.referenced = listed_by_kept_indexes(&mut looked.ready, &digests, &children);
     looked.place = Some((dst, repository, tags));
     looked
 }
 
-type Held = (Arc<dyn Destination>, Vec<String>, HashMap<String, Digest>);
+/// One repository as prune sees it before deleting.
+struct Held {
+    dst: Arc<dyn Destination>,
+    /// Every tag, attachment tags included.
+    tags: Vec<String>,
+    /// The digest of each tag but the attachment tags: what a delete by digest would take.
+    digests: HashMap<String, Digest>,
+    /// The children of each of those tags' manifests that is an index.
+    children: HashMap<Digest, Vec<Digest>>,
+}
 
-/// Every tag of the repository and the digest of each but the attachment tags: what a
-/// delete by digest would take with it.
+/// The candidates whose digest an index that stays lists as a child, taken out of `ready`:
+/// per digest, its candidates and the tags of the kept indexes listing it (directly, or
+/// through an index kept this way). An index stays when a tag that does not go names it.
+fn listed_by_kept_indexes(
+    ready: &mut BTreeMap<Digest, Vec<Candidate>>,
+    digests: &HashMap<String, Digest>,
+    children: &HashMap<Digest, Vec<Digest>>,
+) -> BTreeMap<Digest, (Vec<Candidate>, Vec<String>)> {
+    let mut found: BTreeMap<Digest, (Vec<Candidate>, BTreeSet<String>)> = BTreeMap::new();
+    // Manifests that stay, each with the tag that keeps it.
+    let mut staying: Vec<(String, Digest)> = digests
+        .iter()
+        .filter(|(_, d)| !ready.contains_key(*d))
+        .map(|(tag, d)| (tag.clone(), d.clone()))
+        .collect();
+    staying.sort();
+    let mut next = 0;
+    while let Some((tag, digest)) = staying.get(next).cloned() {
+        next += 1;
+        for child in children.get(&digest).into_iter().flatten() {
+            if let Some(candidates) = ready.remove(child) {
+                // It stays too: so do its own children.
+                staying.push((tag.clone(), child.clone()));
+                found.insert(child.clone(), (candidates, BTreeSet::new()));
+            }
+            if let Some((_, by)) = found.get_mut(child) {
+                by.insert(tag.clone());
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(d, (candidates, by))| (d, (candidates, by.into_iter().collect())))
+        .collect()
+}
+
+/// Every tag of the repository, and the manifest of each but the attachment tags: its
+/// digest (what a delete by digest would take with it) and, for an index, its children
+/// (what a delete by digest must not take from under it). One GET per tag, as many as
+/// HEADs would be. A tag gone meanwhile is skipped; a manifest that cannot be read fails
+/// the repository (nothing is deleted there: its children are unknown).
 async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<Held> {
     let dst = stores.destination(repository).await?;
-    let tags = dst.tags(repository).await?;
-    let asked: Vec<Result<Option<(String, Digest)>>> = stream::iter(
+    // A repository that no longer exists holds none of them: each is gone.
+    let Some(tags) = dst.held_tags(repository).await? else {
+        anyhow::bail!(
+            "{} has no tag listing: which other tags point at a digest is unknown, so \
+             nothing is deleted there",
+            repository.registry()
+        );
+    };
+    let asked: Vec<Result<Option<(String, Manifest)>>> = stream::iter(
         tags.iter()
             .filter(|t| !is_attachment_tag(t))
             .filter_map(|t| Tag::parse(t).ok()),
@@ -295,25 +477,72 @@ async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<He
     .map(|tag| {
         let dst = dst.clone();
         async move {
-            let found = dst
-                .manifest_digest(repository, &ManifestRef::Tag(tag.clone()))
-                .await?;
-            Ok(found.map(|d| (tag.as_str().to_owned(), d)))
+            match dst
+                .manifest(repository, &ManifestRef::Tag(tag.clone()))
+                .await
+            {
+                Ok(manifest) => Ok(Some((tag.as_str().to_owned(), manifest))),
+                Err(e) if error_kind(&e) == Some(ErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(e.context(format!(
+                    "reading {repository}:{tag} (to know what a delete by digest would break)"
+                ))),
+            }
         }
     })
-    .buffer_unordered(HEADS_IN_FLIGHT)
+    .buffer_unordered(MANIFESTS_IN_FLIGHT)
     .collect()
     .await;
     let mut digests = HashMap::new();
+    let mut children = HashMap::new();
     for answer in asked {
-        if let Some((tag, digest)) = answer? {
-            digests.insert(tag, digest);
+        if let Some((tag, manifest)) = answer? {
+            if let Content::Index { children: listed } = &manifest.content {
+                children.insert(
+                    manifest.digest.clone(),
+                    listed.iter().map(|c| c.digest.clone()).collect(),
+                );
+            }
+            digests.insert(tag, manifest.digest);
         }
     }
-    Ok((dst, tags, digests))
+    Ok(Held {
+        dst,
+        tags,
+        digests,
+        children,
+    })
 }
 
-/// Deletes one digest and the tags of ours on it, then what is attached to it.
+/// A tag whose manifest a kept index lists: deleted alone where the registry can (the OCI
+/// 1.1 tag delete), else kept. The manifest, and what is attached to it, stay.
+async fn delete_tag_alone(
+    dst: &dyn Destination,
+    repository: &Repository,
+    candidate: &Candidate,
+    by: &[String],
+) -> Verdict {
+    let Ok(tag) = Tag::parse(&candidate.reference) else {
+        // A push by digest: nothing but the manifest to delete, and it must stay.
+        return Verdict::Referenced {
+            by: by.to_vec(),
+            refused: false,
+        };
+    };
+    match dst
+        .delete_manifest(repository, &ManifestRef::Tag(tag))
+        .await
+    {
+        Ok(Deleted::Removed) => Verdict::Pruned { attached: 0 },
+        Ok(Deleted::Absent) => Verdict::Gone,
+        Ok(Deleted::Refused(_)) => Verdict::Referenced {
+            by: by.to_vec(),
+            refused: true,
+        },
+        Err(e) => Verdict::Failed(format!("{e:#}")),
+    }
+}
+
+/// Deletes what is attached to one digest, then the tags of ours on it, then the digest.
 async fn delete_digest(
     dst: &dyn Destination,
     repository: &Repository,
@@ -340,6 +569,41 @@ async fn delete_digest(
             "finding what is attached to {repository}@{digest}: {e:#}"
         ));
     }
+    // What is attached goes first (the last found first: what is attached to an attached
+    // manifest before it): a failure leaves the subject, still due, and the next run finds
+    // what is left of its attachments and finishes the job.
+    let mut attached = 0;
+    for found in found.digests.iter().rev() {
+        let left = |why: String| {
+            Verdict::Failed(format!(
+                "deleting {repository}@{found}, attached to it: {why}; {repository}@{digest} \
+                 and its tags are kept ({} attached deleted before), and the next run tries again",
+                crate::plural::count(attached, "manifest")
+            ))
+        };
+        match dst
+            .delete_manifest(repository, &ManifestRef::Digest(found.clone()))
+            .await
+        {
+            Ok(Deleted::Removed) => attached += 1,
+            Ok(Deleted::Absent) => {}
+            Ok(Deleted::Refused(words)) => return left(refused(repository, &words)),
+            Err(e) => return left(format!("{e:#}")),
+        }
+    }
+    let subject_left = |why: String| {
+        let before = if attached == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({} attached to it deleted already)",
+                crate::plural::count(attached, "manifest")
+            )
+        };
+        Verdict::Failed(format!(
+            "{why}{before}; {repository}@{digest} is kept, and the next run tries again"
+        ))
+    };
     for candidate in candidates {
         let Ok(tag) = Tag::parse(&candidate.reference) else {
             continue;
@@ -349,42 +613,27 @@ async fn delete_digest(
             .await
         {
             Ok(Deleted::Removed | Deleted::Absent | Deleted::Refused(_)) => {}
-            Err(e) => return Verdict::Failed(format!("{e:#}")),
+            Err(e) => return subject_left(format!("{e:#}")),
         }
     }
     match dst
         .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
         .await
     {
-        Ok(Deleted::Removed | Deleted::Absent) => {}
-        Ok(Deleted::Refused(words)) => {
-            return Verdict::Failed(format!(
-                "{} refuses to delete manifests ({words}): enable deletes there \
-                 (distribution: storage.delete.enabled: true) or prune by hand; \
-                 nothing else of this run is affected",
-                repository.registry()
-            ));
-        }
-        Err(e) => return Verdict::Failed(format!("{e:#}")),
+        Ok(Deleted::Removed | Deleted::Absent) => Verdict::Pruned { attached },
+        Ok(Deleted::Refused(words)) => subject_left(refused(repository, &words)),
+        Err(e) => subject_left(format!("{e:#}")),
     }
-    let mut attached = 0;
-    for digest in found.digests.iter().rev() {
-        match dst
-            .delete_manifest(repository, &ManifestRef::Digest(digest.clone()))
-            .await
-        {
-            Ok(Deleted::Removed) => attached += 1,
-            Ok(Deleted::Absent) => {}
-            Ok(Deleted::Refused(words)) => {
-                return Verdict::Failed(format!(
-                    "{repository}@{digest} (attached): {} refuses to delete it ({words})",
-                    repository.registry()
-                ));
-            }
-            Err(e) => return Verdict::Failed(format!("{e:#}")),
-        }
-    }
-    Verdict::Pruned { attached }
+}
+
+/// A registry that will not delete: what to do about it.
+fn refused(repository: &Repository, words: &str) -> String {
+    format!(
+        "{} refuses to delete manifests ({words}): enable deletes there \
+         (distribution: storage.delete.enabled: true) or prune by hand; \
+         nothing else of this run is affected",
+        repository.registry()
+    )
 }
 
 /// The attached manifests the walk finds at the destination, in the order found (a
@@ -427,5 +676,30 @@ impl Visitor for Attached<'_> {
         self.digests
             .extend(referrers.iter().map(|r| r.digest.clone()));
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MaxPrune;
+
+    #[test]
+    fn max_prune_is_a_count_or_a_share_and_by_default_ten_or_half() {
+        assert_eq!(MaxPrune::parse("3"), Ok(MaxPrune::Count(3)));
+        assert_eq!(MaxPrune::parse("50%"), Ok(MaxPrune::Share(50)));
+        assert_eq!(MaxPrune::parse("0"), Ok(MaxPrune::Count(0)));
+        for bad in ["101%", "-1", "half", "%", "1.5%", ""] {
+            assert!(MaxPrune::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(MaxPrune::Count(3).limit(1000), 3);
+        assert_eq!(MaxPrune::Share(50).limit(5), 2);
+        assert_eq!(MaxPrune::Share(100).limit(7), 7);
+        assert_eq!(
+            MaxPrune::Default.limit(4),
+            10,
+            "a small mirror prunes a few"
+        );
+        assert_eq!(MaxPrune::Default.limit(12), 10);
+        assert_eq!(MaxPrune::Default.limit(30), 15, "more than half is refused");
     }
 }

@@ -99,7 +99,8 @@ pub struct Read {
     /// Objects (or the listing) that could not be read: nothing may be pruned on the
     /// strength of this ledger then.
     pub problems: Vec<String>,
-    /// Objects written in a newer format, by name: left as they are.
+    /// Objects written in a newer format, by object name (`ledger-<writer>`, the tag or
+    /// the file stem): left as they are.
     pub newer: Vec<String>,
 }
 
@@ -107,6 +108,12 @@ impl Read {
     /// Whether prune may trust the ledger.
     pub fn complete(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Whether `writer`'s own object is of a newer format (then it is not overwritten).
+    /// Its name exactly: `ledger-shard-1-of-2` is not `ledger-shard-1-of-20`.
+    pub fn newer_object_of(&self, writer: &Writer) -> bool {
+        self.newer.contains(&writer.object_name())
     }
 }
 
@@ -137,7 +144,8 @@ pub async fn write(
     }
 }
 
-fn merge_object(read: &mut Read, name: String, decoded: Result<Ledger, Unreadable>) {
+/// Merges one object: `object` is its name (`ledger-<writer>`), `name` where it is.
+fn merge_object(read: &mut Read, object: &str, name: String, decoded: Result<Ledger, Unreadable>) {
     match decoded {
         Ok(ledger) => {
             read.ledger.merge(ledger);
@@ -145,7 +153,7 @@ fn merge_object(read: &mut Read, name: String, decoded: Result<Ledger, Unreadabl
         }
         Err(e) => {
             if matches!(e, Unreadable::Newer(_)) {
-                read.newer.push(name.clone());
+                read.newer.push(object.to_owned());
             }
             read.problems.push(format!("ledger object {name}: {e}"));
         }
@@ -162,8 +170,18 @@ async fn read_registry(repository: &Repository, stores: &dyn Stores, policy: &Re
             return read;
         }
     };
-    let mut tags = match store.tags(repository).await {
-        Ok(tags) => tags,
+    // A repository that does not exist yet (404 NAME_UNKNOWN) is an empty ledger: a first
+    // run with a new --ledger has nothing to distrust.
+    let mut tags = match store.held_tags(repository).await {
+        Ok(Some(tags)) => tags,
+        Ok(None) => {
+            read.problems.push(format!(
+                "listing the ledger in {repository}: {} has no tag listing, so the ledger's \
+                 objects cannot be found; keep it in a registry that lists tags, or in file:DIR",
+                repository.registry()
+            ));
+            return read;
+        }
         Err(e) => {
             read.problems
                 .push(format!("listing the ledger in {repository}: {e:#}"));
@@ -175,7 +193,7 @@ async fn read_registry(repository: &Repository, stores: &dyn Stores, policy: &Re
     for tag in tags {
         let name = format!("{repository}:{tag}");
         match read_object(store.clone(), repository, &tag, policy).await {
-            Ok(bytes) => merge_object(&mut read, name, decode(&bytes)),
+            Ok(bytes) => merge_object(&mut read, &tag, name, decode(&bytes)),
             Err(e) => read.problems.push(format!("ledger object {name}: {e:#}")),
         }
     }
@@ -314,8 +332,13 @@ fn read_directory(dir: &Path) -> Read {
     names.sort();
     for path in names {
         let name = path.display().to_string();
+        let object = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
         match std::fs::read(&path) {
-            Ok(bytes) => merge_object(&mut read, name, decode(&bytes)),
+            Ok(bytes) => merge_object(&mut read, &object, name, decode(&bytes)),
             Err(e) => read.problems.push(format!("ledger object {name}: {e}")),
         }
     }
@@ -400,6 +423,25 @@ mod tests {
         assert_eq!(read.objects, 2);
         assert!(read.complete(), "{:?}", read.problems);
         assert_eq!(read.ledger.sources.len(), 2);
+    }
+
+    /// A newer-format object is this writer's only when its name is exactly this writer's:
+    /// shard 1 of 2 is not shard 1 of 20.
+    #[test]
+    fn a_newer_object_is_this_writers_only_by_its_exact_name() {
+        let dir = std::env::temp_dir().join(format!("ledger-newer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let newer = br#"{"format": 99, "writer": "shard-1-of-20", "written": 1}"#;
+        std::fs::write(dir.join("ledger-shard-1-of-20.json"), newer).unwrap();
+        let read = read_directory(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(read.newer, ["ledger-shard-1-of-20"]);
+        let shard = |i, n| Writer::new(crate::plan::Shard::new(i, n).ok());
+        assert!(read.newer_object_of(&shard(1, 20)));
+        assert!(!read.newer_object_of(&shard(1, 2)));
+        assert!(!read.newer_object_of(&shard(11, 20)));
+        assert!(!read.newer_object_of(&Writer::new(None)));
     }
 
     #[test]
