@@ -7,6 +7,7 @@ pub mod cli;
 pub mod import;
 pub mod ledger;
 pub mod listing;
+pub mod owned;
 pub mod planning;
 pub mod publish;
 pub mod run;

@@ -95,7 +95,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, ExitCode> {
     let set = load_valid(&args.mappings.input_spec(), "nothing was copied")?;
     // First sightings live in the ledger: without one, a held tag would wait forever.
     let min_age_line = set.mappings.iter().find(|m| m.rules().min_age.is_some());
-    if ledger.is_none() && (args.min_age.is_some() || min_age_line.is_some()) {
+    if ledger.is_none() && (args.owned.min_age.is_some() || min_age_line.is_some()) {
         let by = match min_age_line {
             Some(m) => format!("min-age at {}", m.location()),
             None => "--min-age".to_owned(),
@@ -143,7 +143,7 @@ fn ledger_settings(
     shard: Option<Shard>,
     network: &NetworkOptions,
 ) -> Result<Option<Settings>, String> {
-    let Some(text) = &args.ledger else {
+    let Some(text) = &args.owned.ledger else {
         return Ok(None);
     };
     let location = Location::parse(text)?;
@@ -158,16 +158,16 @@ fn ledger_settings(
     Ok(Some(Settings {
         location,
         writer: Writer::new(shard),
-        prune: args.prune.then_some(PruneOptions {
-            after: args.prune_after,
-            max: args.max_prune.unwrap_or_default(),
+        prune: args.owned.prune.then_some(PruneOptions {
+            after: args.owned.prune_after,
+            max: args.owned.max_prune.unwrap_or_default(),
             dry_run,
         }),
         now,
         dry_run,
         shard,
         policy: network.request_policy(),
-        min_age: args.min_age,
+        min_age: args.owned.min_age,
     }))
 }
 
@@ -242,8 +242,8 @@ pub fn prune(args: &RunArgs) -> ExitCode {
     prepared.copy = false;
     if let Some(settings) = &mut prepared.ledger {
         settings.prune = Some(PruneOptions {
-            after: args.prune_after,
-            max: args.max_prune.unwrap_or_default(),
+            after: args.owned.prune_after,
+            max: args.owned.max_prune.unwrap_or_default(),
             dry_run: prepared.dry_run,
         });
     }
