@@ -657,13 +657,14 @@ fn the_default_max_prune_refuses_pruning_everything_a_larger_mapping_named() {
     let ledger = format!("{d}/mirror/ledger");
     let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
     expect_code(&out, 0);
-    let emptied = ws.write("emptied", "# every line removed by mistake\n");
-    let (out, report) = run_at(&ws, &emptied, &ledger, T0 + 10 * DAY, &["--prune"]);
+    // All lines but one removed by mistake (a merge gone wrong).
+    let one_left = ws.write("one", &format!("{s}/org/app:t0 {d}/mirror/app:t0\n"));
+    let (out, report) = run_at(&ws, &one_left, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 2);
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(
-            "12 tags due for pruning, more than the default --max-prune (10, or 50% of the 12 \
+            "11 tags due for pruning, more than the default --max-prune (10, or 50% of the 12 \
              tags the ledger names for this run's destinations when that is more: 10): nothing \
              was deleted"
         ),
@@ -671,6 +672,45 @@ fn the_default_max_prune_refuses_pruning_everything_a_larger_mapping_named() {
     );
     assert_eq!(report["prune"]["max_prune_exceeded"], 10, "{report:#}");
     assert_eq!(dst.tags("mirror/app").len(), 12, "nothing deleted");
+}
+
+#[test]
+fn with_no_mapping_line_at_all_a_prune_is_refused_before_anything_is_contacted() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    seed_oci_image(&src, "org/app", "v1", &[layer(1, 64)]);
+    seed_oci_image(&src, "org/app", "v2", &[layer(2, 64)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let both = format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n");
+    let (out, _) = run_at(&ws, &ws.write("both", &both), &ledger, T0, &[]);
+    expect_code(&out, 0);
+    // An emptied ConfigMap: two tags are within the default valve of a small mirror, but no
+    // line at all is no mapping, not a clean-up.
+    let emptied = ws.write("emptied", "# every line removed\n");
+    let later = T0 + 10 * DAY;
+    let mark = dst.mark();
+    let (out, _) = run_at(&ws, &emptied, &ledger, later, &["--prune"]);
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no mapping line in ")
+            && stderr.contains("a prune would delete every tag the ledger names")
+            && stderr.contains("--max-prune 100%"),
+        "{stderr}"
+    );
+    let out = prune_at(&ws, &emptied, &ledger, later, &[]);
+    expect_code(&out, 2);
+    assert!(
+        dst.tool_requests_since(mark).is_empty(),
+        "nothing contacted"
+    );
+    assert_eq!(dst.tags("mirror/app"), vec!["v1", "v2"], "nothing deleted");
+    // Said on purpose: pruned.
+    let out = prune_at(&ws, &emptied, &ledger, later, &["--max-prune=100%"]);
+    expect_code(&out, 0);
+    assert!(dst.tags("mirror/app").is_empty(), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -230,6 +230,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if args.owned.prune
+        && let Err(code) = refuse_pruning_everything(&prepared, args)
+    {
+        return code;
+    }
     go(prepared)
 }
 
@@ -240,6 +245,9 @@ pub fn prune(args: &RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     prepared.copy = false;
+    if let Err(code) = refuse_pruning_everything(&prepared, args) {
+        return code;
+    }
     if let Some(settings) = &mut prepared.ledger {
         settings.prune = Some(PruneOptions {
             after: args.owned.prune_after,
@@ -252,6 +260,28 @@ pub fn prune(args: &RunArgs) -> ExitCode {
     prepared.outputs.metrics_file = None;
     prepared.outputs.pushgateway = None;
     go(prepared)
+}
+
+/// No mapping line at all (an emptied ConfigMap, a wrong path) would make every tag the
+/// ledger names unwanted: a prune then is exit 2 before anything is contacted, whatever the
+/// default `--max-prune` would allow a small mirror. `--max-prune` given says it is meant.
+fn refuse_pruning_everything(prepared: &Prepared, args: &RunArgs) -> Result<(), ExitCode> {
+    if !prepared.set.mappings.is_empty() || args.owned.max_prune.is_some() {
+        return Ok(());
+    }
+    let read: Vec<String> = args
+        .mappings
+        .input_spec()
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "error: no mapping line in {}: a prune would delete every tag the ledger names; nothing was pruned or copied (to prune them all on purpose, give --max-prune, e.g. --max-prune 100%)",
+        read.join(", ")
+    );
+    Err(Usage)
 }
 
 fn go(prepared: Prepared) -> ExitCode {
