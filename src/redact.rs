@@ -48,7 +48,7 @@ pub fn redact(text: &str) -> String {
     ) else {
         return "(message withheld: it could not be checked for secrets)".to_owned();
     };
-    let text = url.replace_all(text, |c: &regex::Captures| {
+    let text = url.replace_all(text, |c: &regex::Captures<'_>| {
         let query = if c.name("query").is_some() {
             format!("?{HIDDEN}")
         } else {
@@ -56,13 +56,13 @@ pub fn redact(text: &str) -> String {
         };
         format!("{}{}{query}", &c["scheme"], &c["rest"])
     });
-    let text = param.replace_all(&text, |c: &regex::Captures| {
+    let text = param.replace_all(&text, |c: &regex::Captures<'_>| {
         format!("{}={HIDDEN}", &c["name"])
     });
-    let text = scheme.replace_all(&text, |c: &regex::Captures| {
+    let text = scheme.replace_all(&text, |c: &regex::Captures<'_>| {
         format!("{} {HIDDEN}", &c["scheme"])
     });
-    let text = field.replace_all(&text, |c: &regex::Captures| match c.name("open") {
+    let text = field.replace_all(&text, |c: &regex::Captures<'_>| match c.name("open") {
         Some(open) => format!("{}{HIDDEN}\"", open.as_str()),
         None => format!("{}{HIDDEN}", &c["xopen"]),
     });

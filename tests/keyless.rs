@@ -77,7 +77,7 @@ fn sign_keyless(
     roots: &Roots,
     image: &str,
     other: &str,
-    san: San,
+    san: San<'_>,
     issuer: &str,
     flaw: Flaw,
 ) {

@@ -22,7 +22,7 @@ pub enum Origin<'a> {
 }
 
 impl Origin<'_> {
-    fn same_as(&self, other: &Origin) -> bool {
+    fn same_as(&self, other: &Origin<'_>) -> bool {
         match (self, other) {
             (Origin::Image(a), Origin::Image(b)) => a.same_content_as(b),
             (Origin::Wildcard(a), Origin::Wildcard(b)) => a == b,
@@ -44,9 +44,9 @@ impl Display for Origin<'_> {
 /// a duplicate (a warning) from the same content, a conflict (an error) from other content.
 pub fn second_write(
     shown: &dyn Display,
-    origin: Origin,
+    origin: Origin<'_>,
     at: &Location,
-    first: Origin,
+    first: Origin<'_>,
     first_at: &Location,
 ) -> Diagnostic {
     if first.same_as(&origin) {

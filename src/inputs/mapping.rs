@@ -160,7 +160,7 @@ fn parse_line_into<'a>(
     if tokens.is_empty() {
         return;
     }
-    let pairs: Vec<&Token> = tokens.iter().filter(|t| t.text.contains('=')).collect();
+    let pairs: Vec<&Token<'_>> = tokens.iter().filter(|t| t.text.contains('=')).collect();
     if pairs.is_empty() {
         if tokens.len() == 1 {
             out.diagnostics.push(ctx.error(
@@ -344,8 +344,8 @@ fn parse_mapping<'a>(
 }
 
 fn classify_source(
-    ctx: &LineContext,
-    token: Token,
+    ctx: &LineContext<'_>,
+    token: Token<'_>,
     reference: Reference,
     out: &mut ParsedLine,
 ) -> Option<ParsedSource> {
@@ -392,8 +392,8 @@ fn classify_source(
 }
 
 fn check_destination_shape(
-    ctx: &LineContext,
-    token: Token,
+    ctx: &LineContext<'_>,
+    token: Token<'_>,
     dst: &Reference,
     out: &mut ParsedLine,
 ) -> bool {
@@ -420,9 +420,9 @@ fn check_destination_shape(
 }
 
 fn image_target(
-    ctx: &LineContext,
+    ctx: &LineContext<'_>,
     image: &SourceImage,
-    token: Token,
+    token: Token<'_>,
     dst: Reference,
     out: &mut ParsedLine,
 ) -> Option<Located<Target>> {
@@ -469,9 +469,9 @@ fn image_target(
 }
 
 fn wildcard_target(
-    ctx: &LineContext,
+    ctx: &LineContext<'_>,
     source: &Repository,
-    token: Token,
+    token: Token<'_>,
     dst: Reference,
     out: &mut ParsedLine,
 ) -> Option<Located<Repository>> {

@@ -27,9 +27,9 @@ fn name_part(text: &str) -> (&str, Option<&str>) {
 }
 
 pub(super) fn parse_repositories_mapping(
-    ctx: &LineContext,
-    src: Token,
-    dsts: &[Token],
+    ctx: &LineContext<'_>,
+    src: Token<'_>,
+    dsts: &[Token<'_>],
     out: &mut ParsedLine,
 ) {
     let before = out.diagnostics.len();
@@ -57,8 +57,8 @@ pub(super) fn parse_repositories_mapping(
 
 /// The source's repository pattern and tag pattern.
 fn source(
-    ctx: &LineContext,
-    src: Token,
+    ctx: &LineContext<'_>,
+    src: Token<'_>,
     out: &mut ParsedLine,
 ) -> Option<(RepoPattern, TagPattern)> {
     if let Some(at) = src.text.find('@') {
@@ -97,10 +97,10 @@ fn source(
 
 /// One destination template: as many wildcards as the source, no tag but `*`, no digest.
 fn target(
-    ctx: &LineContext,
-    src: Token,
+    ctx: &LineContext<'_>,
+    src: Token<'_>,
     source: Option<&(RepoPattern, TagPattern)>,
-    dst: Token,
+    dst: Token<'_>,
     out: &mut ParsedLine,
 ) -> Option<Located<RepoTemplate>> {
     if let Some(at) = dst.text.find('@') {

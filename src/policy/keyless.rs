@@ -95,7 +95,7 @@ impl Keyless {
 
     /// Whether the signature is certified for the policy's identity and logged by Rekor
     /// while its certificate was valid; the payload's own claims are the caller's to check.
-    pub fn check(&self, evidence: &Evidence) -> Result<(), String> {
+    pub fn check(&self, evidence: &Evidence<'_>) -> Result<(), String> {
         let cert_pem = evidence
             .certificate
             .ok_or("it has no certificate (not a keyless signature)")?;
@@ -189,20 +189,20 @@ impl Keyless {
     /// certificates, every certificate on it valid at `at` and signed by the next.
     fn chains_to_ca(
         &self,
-        leaf: &X509Certificate,
+        leaf: &X509Certificate<'_>,
         intermediates: &[Vec<u8>],
         at: i64,
     ) -> Result<(), String> {
-        let roots: Vec<X509Certificate> = self
+        let roots: Vec<X509Certificate<'_>> = self
             .roots
             .iter()
             .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c))
             .collect();
-        let intermediates: Vec<X509Certificate> = intermediates
+        let intermediates: Vec<X509Certificate<'_>> = intermediates
             .iter()
             .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c))
             .collect();
-        let issues = |issuer: &X509Certificate, cert: &X509Certificate| {
+        let issues = |issuer: &X509Certificate<'_>, cert: &X509Certificate<'_>| {
             issuer.subject().as_raw() == cert.issuer().as_raw()
                 && valid_at(issuer, at)
                 && signed_by(cert, issuer)
@@ -231,7 +231,7 @@ struct Identity {
 }
 
 impl Identity {
-    fn of(cert: &X509Certificate) -> Result<Identity, String> {
+    fn of(cert: &X509Certificate<'_>) -> Result<Identity, String> {
         let names = match cert.subject_alternative_name() {
             Ok(Some(san)) => san
                 .value
@@ -265,7 +265,7 @@ impl std::fmt::Display for Identity {
 }
 
 /// Fulcio's OIDC-issuer extension, either form; both present must agree.
-fn oidc_issuer(cert: &X509Certificate) -> Result<String, String> {
+fn oidc_issuer(cert: &X509Certificate<'_>) -> Result<String, String> {
     let (mut v1, mut v2) = (None, None);
     for ext in cert.extensions() {
         let oid = ext.oid.to_id_string();
@@ -352,7 +352,7 @@ fn matches_entry(
     Ok(())
 }
 
-fn within_validity(leaf: &X509Certificate, at: i64, found: &Identity) -> Result<(), String> {
+fn within_validity(leaf: &X509Certificate<'_>, at: i64, found: &Identity) -> Result<(), String> {
     if valid_at(leaf, at) {
         return Ok(());
     }
@@ -364,17 +364,17 @@ fn within_validity(leaf: &X509Certificate, at: i64, found: &Identity) -> Result<
     ))
 }
 
-fn valid_at(cert: &X509Certificate, at: i64) -> bool {
+fn valid_at(cert: &X509Certificate<'_>, at: i64) -> bool {
     let validity = cert.validity();
     validity.not_before.timestamp() <= at && at <= validity.not_after.timestamp()
 }
 
-fn is_ca(cert: &X509Certificate) -> bool {
+fn is_ca(cert: &X509Certificate<'_>) -> bool {
     matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
 }
 
 /// Fulcio issues for code signing; a certificate for anything else does not sign images.
-fn code_signing(leaf: &X509Certificate) -> Result<(), String> {
+fn code_signing(leaf: &X509Certificate<'_>) -> Result<(), String> {
     match leaf.extended_key_usage() {
         Ok(Some(eku)) if eku.value.code_signing => Ok(()),
         _ => Err("its certificate is not for code signing".into()),
@@ -382,7 +382,7 @@ fn code_signing(leaf: &X509Certificate) -> Result<(), String> {
 }
 
 /// Whether `issuer`'s key made `cert`'s signature (ECDSA P-256/P-384, RSA).
-fn signed_by(cert: &X509Certificate, issuer: &X509Certificate) -> bool {
+fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     let spki = issuer.public_key();
     let key_alg = &spki.algorithm.algorithm;
     let curve = spki

@@ -86,7 +86,7 @@ impl Policy {
 /// which only requirements that need none may meet). `Err` says why not.
 pub fn evaluate(
     requirements: &[Requirement<Signer>],
-    image: &Intended,
+    image: &Intended<'_>,
     shown: &str,
     signatures: &[Signature],
 ) -> Result<(), String> {
@@ -120,7 +120,7 @@ pub fn needs_signatures(requirements: &[Requirement<Signer>]) -> bool {
 fn sigstore(
     keys: &[PublicKey],
     identity: &Identity,
-    image: &Intended,
+    image: &Intended<'_>,
     shown: &str,
     signatures: &[Signature],
 ) -> Result<(), String> {
@@ -158,7 +158,7 @@ fn sigstore(
 fn certified(
     keyless: &Keyless,
     identity: &Identity,
-    image: &Intended,
+    image: &Intended<'_>,
     shown: &str,
     signatures: &[Signature],
 ) -> Result<(), String> {

@@ -48,7 +48,7 @@ impl PublicKey {
     }
 
     /// The key of a certificate or of a PEM `PUBLIC KEY`.
-    pub fn from_spki(name: &str, spki: &SubjectPublicKeyInfo) -> Result<PublicKey, String> {
+    pub fn from_spki(name: &str, spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
         let algorithm = if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
             let curve = spki
                 .algorithm
@@ -158,7 +158,11 @@ pub fn normalize(name: &str) -> String {
 }
 
 /// Whether a payload says it signs `image` (digest, type, identity); why not, otherwise.
-pub fn check_payload(payload: &[u8], image: &Intended, identity: &Identity) -> Result<(), String> {
+pub fn check_payload(
+    payload: &[u8],
+    image: &Intended<'_>,
+    identity: &Identity,
+) -> Result<(), String> {
     let doc: Value =
         serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
     let critical = &doc["critical"];
@@ -181,7 +185,7 @@ pub fn check_payload(payload: &[u8], image: &Intended, identity: &Identity) -> R
     }
 }
 
-fn identity_matches(signed: &Named, image: &Intended, identity: &Identity) -> bool {
+fn identity_matches(signed: &Named, image: &Intended<'_>, identity: &Identity) -> bool {
     let same_as_image = || {
         signed.name == image.name
             && signed.tag.as_deref() == image.tag
@@ -267,7 +271,7 @@ mod tests {
             pinned: Some(&d),
             ..tagged.clone()
         };
-        let check = |reference: &str, image: &Intended, identity: Identity| {
+        let check = |reference: &str, image: &Intended<'_>, identity: Identity| {
             check_payload(&payload(reference, &d), image, &identity).is_ok()
         };
         use Identity::*;

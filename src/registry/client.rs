@@ -91,7 +91,7 @@ impl RegistryClient {
             http1_only,
         };
         let with_read_timeout = |http1_only| settings(http1_only, Some(network.read_timeout));
-        let built = |settings: ClientSettings| {
+        let built = |settings: ClientSettings<'_>| {
             http_client(&settings).map_err(|e| failure(ErrorKind::Permanent, format!("{e:#}")))
         };
         let base = |scheme: &str| {

@@ -219,7 +219,7 @@ pub struct ClientSettings<'a> {
 /// The HTTP client for one registry: the system's roots plus its certs.d CA certificates,
 /// and its client certificate if certs.d has one. reqwest follows redirects (blobs on a
 /// CDN) and drops `Authorization` when one leads to another host.
-pub fn http_client(settings: &ClientSettings) -> Result<reqwest::Client> {
+pub fn http_client(settings: &ClientSettings<'_>) -> Result<reqwest::Client> {
     let tls_files = read_certs_d(settings.host, settings.api_host, &certs_dirs())?;
     install_tls_provider();
     let mut builder = reqwest::Client::builder()

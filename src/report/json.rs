@@ -195,7 +195,7 @@ pub struct JsonListingFailure<'a> {
 
 pub fn json_report(run: &RunResult) -> JsonReport<'_> {
     let t = Totals::of(&run.outcomes, run.listing_failures.len());
-    let mut images: Vec<JsonImage> = run
+    let mut images: Vec<JsonImage<'_>> = run
         .outcomes
         .iter()
         .map(|o| JsonImage {

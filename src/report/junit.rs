@@ -32,7 +32,7 @@ enum Verdict<'a> {
 /// `<testcase>` per destination tag (sorted by destination), named after the destination,
 /// with the mapping file as its class name.
 pub fn junit_report(run: &RunResult) -> String {
-    let mut suites: BTreeMap<&str, Vec<Case>> = BTreeMap::new();
+    let mut suites: BTreeMap<&str, Vec<Case<'_>>> = BTreeMap::new();
     for o in &run.outcomes {
         suites
             .entry(&*o.job.origin.file)
@@ -49,12 +49,12 @@ pub fn junit_report(run: &RunResult) -> String {
         cases.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    let count = |cases: &[Case], pick: fn(&Verdict) -> bool| {
+    let count = |cases: &[Case<'_>], pick: fn(&Verdict<'_>) -> bool| {
         cases.iter().filter(|c| pick(&c.verdict)).count()
     };
-    let failed = |v: &Verdict| matches!(v, Verdict::Failed { .. });
-    let skipped = |v: &Verdict| matches!(v, Verdict::Skipped(_));
-    let all: Vec<&Case> = suites.values().flatten().collect();
+    let failed = |v: &Verdict<'_>| matches!(v, Verdict::Failed { .. });
+    let skipped = |v: &Verdict<'_>| matches!(v, Verdict::Skipped(_));
+    let all: Vec<&Case<'_>> = suites.values().flatten().collect();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         xml,

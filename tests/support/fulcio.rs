@@ -92,7 +92,7 @@ impl Fulcio {
 
     /// A code-signing certificate for `san` from `issuer`, valid from `from` to `until`
     /// (Unix seconds), with both forms of the OIDC-issuer extension.
-    pub fn issue(&self, san: San, issuer: &str, from: i64, until: i64) -> Leaf {
+    pub fn issue(&self, san: San<'_>, issuer: &str, from: i64, until: i64) -> Leaf {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("leaf key");
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -235,7 +235,7 @@ pub fn payload(dir: &Path, image: &str) -> Vec<u8> {
 }
 
 /// `cosign attach signature` with the certificate, its chain and the Rekor response.
-pub fn attach(dir: &Path, image: &str, signature: &Keyless) {
+pub fn attach(dir: &Path, image: &str, signature: &Keyless<'_>) {
     let write = |name: &str, bytes: &[u8]| {
         std::fs::write(dir.join(name), bytes).expect("write");
     };

@@ -120,8 +120,8 @@ pub(super) fn harness_access(
 impl ureq::middleware::Middleware for HarnessAuth {
     fn handle(
         &self,
-        mut request: ureq::http::Request<ureq::SendBody>,
-        next: ureq::middleware::MiddlewareNext,
+        mut request: ureq::http::Request<ureq::SendBody<'_>>,
+        next: ureq::middleware::MiddlewareNext<'_>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let value = match self {
             HarnessAuth::Basic(value) => value.clone(),
