@@ -80,15 +80,37 @@ pub struct Ledger {
     pub sources: BTreeMap<String, Seen>,
 }
 
-/// One ledger object as stored: who wrote it, when, in which format.
+/// One ledger object as stored: who wrote it, when (unless that is beside it, see
+/// [`AsOf`]), in which format.
 #[derive(Debug, Serialize, Deserialize)]
 struct Document {
     format: u32,
     writer: String,
-    written: Stamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written: Option<Stamp>,
     #[serde(flatten)]
     ledger: Ledger,
 }
+
+/// Where an object says when it was written. An entry's `last_confirmed` and `last_wanted`
+/// are left out of the JSON when they are that time (every tag a run wrote or still wants),
+/// so that a run that changed nothing writes the same JSON as the run before: a registry
+/// then already holds the blob (no upload, and nothing new left behind for its garbage
+/// collection but a small manifest), when the time is kept beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// In the JSON (`written`): a file, replaced each run.
+    Inside,
+    /// Beside the JSON (a registry object's manifest annotation, [`AS_OF_ANNOTATION`]).
+    Beside,
+}
+
+/// The manifest annotation of a registry object that says when it was written (seconds
+/// since 1970): the time its entries' left-out stamps stand for.
+pub const AS_OF_ANNOTATION: &str = "vnd.image-mirror.ledger.written";
+
+/// The stamps of an entry that are left out when they are the object's time.
+const IMPLICIT_STAMPS: [&str; 2] = ["last_confirmed", "last_wanted"];
 
 /// Why a ledger object could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,22 +124,29 @@ pub enum Unreadable {
     Corrupt(String),
 }
 
-/// The JSON of one writer's object.
-pub fn encode(ledger: &Ledger, writer: &str, now: Stamp) -> Vec<u8> {
+/// The JSON of one writer's object, written `now`.
+pub fn encode(ledger: &Ledger, writer: &str, now: Stamp, as_of: AsOf) -> Vec<u8> {
     let doc = Document {
         format: FORMAT,
         writer: writer.to_owned(),
-        written: now,
+        written: (as_of == AsOf::Inside).then_some(now),
         ledger: ledger.clone(),
     };
     // A map of strings and numbers always serializes.
-    serde_json::to_vec(&doc).unwrap_or_default()
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    for entry in entries_mut(&mut value) {
+        entry.retain(|key, v| {
+            !(IMPLICIT_STAMPS.contains(&key.as_str()) && v.as_u64() == Some(now.0))
+        });
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
 }
 
 /// Reads one object: the format is looked at first, so that a newer one is refused
-/// whatever else it holds.
-pub fn decode(bytes: &[u8]) -> Result<Ledger, Unreadable> {
-    let value: serde_json::Value =
+/// whatever else it holds. `beside` is the time kept beside the JSON (a registry object's
+/// annotation), used when the JSON holds none.
+pub fn decode(bytes: &[u8], beside: Option<Stamp>) -> Result<Ledger, Unreadable> {
+    let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| Unreadable::Corrupt(e.to_string()))?;
     match value.get("format").and_then(serde_json::Value::as_u64) {
         Some(f) if f > u64::from(FORMAT) => {
@@ -126,9 +155,34 @@ pub fn decode(bytes: &[u8]) -> Result<Ledger, Unreadable> {
         Some(_) => {}
         None => return Err(Unreadable::Corrupt("no format number".to_owned())),
     }
+    let as_of = value
+        .get("written")
+        .and_then(serde_json::Value::as_u64)
+        .or(beside.map(|s| s.0))
+        .ok_or_else(|| Unreadable::Corrupt("no time of writing".to_owned()))?;
+    for entry in entries_mut(&mut value) {
+        for key in IMPLICIT_STAMPS {
+            entry.entry(key).or_insert(serde_json::Value::from(as_of));
+        }
+    }
     let doc: Document =
         serde_json::from_value(value).map_err(|e| Unreadable::Corrupt(e.to_string()))?;
     Ok(doc.ledger)
+}
+
+/// Every destination entry of an object's JSON (what is not an object is left for the
+/// typed reading to refuse).
+fn entries_mut(
+    value: &mut serde_json::Value,
+) -> impl Iterator<Item = &mut serde_json::Map<String, serde_json::Value>> {
+    value
+        .get_mut("destinations")
+        .and_then(serde_json::Value::as_object_mut)
+        .into_iter()
+        .flat_map(|repositories| repositories.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|entries| entries.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
 }
 
 impl Ledger {
@@ -401,20 +455,70 @@ mod tests {
     #[test]
     fn a_ledger_reads_back_what_was_written() {
         let ledger = one("dst.io/a", "1", written(1, 5));
-        let bytes = encode(&ledger, "all", Stamp(9));
-        assert_eq!(decode(&bytes), Ok(ledger));
+        for as_of in [AsOf::Inside, AsOf::Beside] {
+            let bytes = encode(&ledger, "all", Stamp(9), as_of);
+            let beside = (as_of == AsOf::Beside).then_some(Stamp(9));
+            assert_eq!(decode(&bytes, beside), Ok(ledger.clone()));
+        }
+    }
+
+    /// An hourly no-op run writes the JSON of the run before: a registry already holds it.
+    #[test]
+    fn a_run_that_changed_nothing_writes_the_same_bytes_as_the_run_before() {
+        let mut first = one("dst.io/a", "1", written(1, 100));
+        first
+            .destinations
+            .entry("dst.io/a".to_owned())
+            .or_default()
+            .insert("old".to_owned(), written(2, 50));
+        let before = encode(&first, "all", Stamp(100), AsOf::Beside);
+        assert_eq!(decode(&before, Some(Stamp(100))), Ok(first.clone()));
+        // An hour on: the same tags confirmed and wanted again, "old" still unwanted.
+        let mut next = first.clone();
+        if let Some(entry) = next
+            .destinations
+            .get_mut("dst.io/a")
+            .and_then(|e| e.get_mut("1"))
+        {
+            entry.last_confirmed = Stamp(3700);
+            entry.last_wanted = Stamp(3700);
+        }
+        let after = encode(&next, "all", Stamp(3700), AsOf::Beside);
+        assert_eq!(
+            String::from_utf8_lossy(&after),
+            String::from_utf8_lossy(&before)
+        );
+        assert_eq!(decode(&after, Some(Stamp(3700))), Ok(next));
+        // A file keeps its time inside, so its bytes move with it.
+        assert_ne!(
+            encode(&first, "all", Stamp(100), AsOf::Inside),
+            encode(&first, "all", Stamp(3700), AsOf::Inside)
+        );
     }
 
     #[test]
     fn a_newer_format_is_refused_and_garbage_is_corrupt() {
         let newer = br#"{"format": 2, "writer": "all", "written": 1, "destinations": "whatever"}"#;
-        let e = decode(newer).unwrap_err();
+        let e = decode(newer, None).unwrap_err();
         assert_eq!(e, Unreadable::Newer(2));
         assert!(e.to_string().contains("format 2, newer"), "{e}");
-        assert!(matches!(decode(b"\x00\x01"), Err(Unreadable::Corrupt(_))));
-        assert!(matches!(decode(b"{}"), Err(Unreadable::Corrupt(_))));
+        assert!(matches!(
+            decode(b"\x00\x01", None),
+            Err(Unreadable::Corrupt(_))
+        ));
+        assert!(matches!(decode(b"{}", None), Err(Unreadable::Corrupt(_))));
         let bad_digest = br#"{"format":1,"writer":"a","written":1,"destinations":{"d/a":{"1":{"digest":"md5:x","source":"s","origin":"o","first_written":1,"last_confirmed":1,"last_wanted":1}}}}"#;
-        assert!(matches!(decode(bad_digest), Err(Unreadable::Corrupt(_))));
+        assert!(matches!(
+            decode(bad_digest, None),
+            Err(Unreadable::Corrupt(_))
+        ));
+        // A registry object's time is beside it: without it, its left-out stamps mean nothing.
+        let timeless = br#"{"format":1,"writer":"a","destinations":{}}"#;
+        assert!(matches!(
+            decode(timeless, None),
+            Err(Unreadable::Corrupt(_))
+        ));
+        assert!(decode(timeless, Some(Stamp(1))).is_ok());
     }
 
     /// Two shards write their objects at once: the reader merges both and loses neither.

@@ -7,8 +7,10 @@
 //!
 //! A registry's objects are read and written over the [`crate::store`] seam (so through the
 //! registry client's one request pipeline, counted and retried as every other request):
-//! reading costs a tag list and two GETs per writer, writing a blob upload and a manifest
-//! PUT, whatever the number of tags.
+//! reading costs a tag list and two GETs per writer, writing a HEAD of the blob, its upload
+//! when the registry lacks it, and a manifest PUT, whatever the number of tags. The time
+//! of writing is the manifest's annotation, not part of the blob (see [`AsOf`]): a run that
+//! changed nothing finds its blob there already.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
-use super::model::{Ledger, MEDIA_TYPE, Stamp, Unreadable, decode, encode};
+use super::model::{AS_OF_ANNOTATION, AsOf, Ledger, MEDIA_TYPE, Stamp, Unreadable, decode, encode};
 use crate::model::failure::{ErrorKind, failure};
 use crate::model::manifest::{BlobRef, Manifest, OCI_MANIFEST};
 use crate::model::reference::{Digest, ManifestRef, Repository, Tag, parse_name};
@@ -135,12 +137,14 @@ pub async fn write(
     ledger: &Ledger,
     now: Stamp,
 ) -> Result<()> {
-    let bytes = encode(ledger, &writer.0, now);
     match location {
         Location::Registry(repository) => {
-            write_registry(repository, stores, policy, writer, Bytes::from(bytes)).await
+            let bytes = Bytes::from(encode(ledger, &writer.0, now, AsOf::Beside));
+            write_registry(repository, stores, policy, writer, bytes, now).await
         }
-        Location::Directory(dir) => write_directory(dir, writer, &bytes),
+        Location::Directory(dir) => {
+            write_directory(dir, writer, &encode(ledger, &writer.0, now, AsOf::Inside))
+        }
     }
 }
 
@@ -193,25 +197,26 @@ async fn read_registry(repository: &Repository, stores: &dyn Stores, policy: &Re
     for tag in tags {
         let name = format!("{repository}:{tag}");
         match read_object(store.clone(), repository, &tag, policy).await {
-            Ok(bytes) => merge_object(&mut read, &tag, name, decode(&bytes)),
+            Ok((bytes, as_of)) => merge_object(&mut read, &tag, name, decode(&bytes, as_of)),
             Err(e) => read.problems.push(format!("ledger object {name}: {e:#}")),
         }
     }
     read
 }
 
-/// One object's JSON: its manifest, then its config blob, checked against its digest.
+/// One object's JSON and the time of writing its manifest gives: its manifest, then its
+/// config blob, checked against its digest.
 async fn read_object(
     store: Arc<dyn crate::store::Source>,
     repository: &Repository,
     tag: &str,
     policy: &RetryPolicy,
-) -> Result<Bytes> {
+) -> Result<(Bytes, Option<Stamp>)> {
     let reference = ManifestRef::Tag(
         Tag::parse(tag).map_err(|e| failure(ErrorKind::Permanent, format!("{tag}: {e}")))?,
     );
     let manifest = store.manifest(repository, &reference).await?;
-    let config = config_of(&manifest.bytes)?;
+    let (config, as_of) = config_of(&manifest.bytes)?;
     if config.size > MAX_BYTES {
         anyhow::bail!(
             "its config is {} bytes, more than a ledger holds",
@@ -233,11 +238,12 @@ async fn read_object(
     if actual != config.digest {
         anyhow::bail!("its config hashes to {actual}, not {}", config.digest);
     }
-    Ok(Bytes::from(bytes))
+    Ok((Bytes::from(bytes), as_of))
 }
 
-/// The ledger blob a manifest names, when it is a ledger's manifest.
-fn config_of(manifest: &[u8]) -> Result<BlobRef> {
+/// The ledger blob a manifest names, when it is a ledger's manifest, and the time of
+/// writing its annotation gives (a malformed one is none: the blob may hold it).
+fn config_of(manifest: &[u8]) -> Result<(BlobRef, Option<Stamp>)> {
     let doc: serde_json::Value =
         serde_json::from_slice(manifest).context("its manifest is not JSON")?;
     let config = &doc["config"];
@@ -251,11 +257,16 @@ fn config_of(manifest: &[u8]) -> Result<BlobRef> {
     let size = config["size"]
         .as_u64()
         .context("its manifest names no config size")?;
-    Ok(BlobRef { digest, size })
+    let as_of = doc["annotations"][AS_OF_ANNOTATION]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .map(Stamp);
+    Ok((BlobRef { digest, size }, as_of))
 }
 
-/// The artifact's manifest: the ledger as its config, no layers.
-fn artifact_manifest(blob: &BlobRef) -> Result<Manifest> {
+/// The artifact's manifest: the ledger as its config, no layers, the time of writing as
+/// an annotation.
+fn artifact_manifest(blob: &BlobRef, now: Stamp) -> Result<Manifest> {
     let doc = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -266,6 +277,7 @@ fn artifact_manifest(blob: &BlobRef) -> Result<Manifest> {
             "size": blob.size,
         },
         "layers": [],
+        "annotations": { AS_OF_ANNOTATION: now.0.to_string() },
     });
     let bytes = Bytes::from(serde_json::to_vec(&doc)?);
     let digest = Digest::of(&bytes);
@@ -278,6 +290,7 @@ async fn write_registry(
     policy: &RetryPolicy,
     writer: &Writer,
     bytes: Bytes,
+    now: Stamp,
 ) -> Result<()> {
     let store = stores.destination(repository).await?;
     let blob = BlobRef {
@@ -291,12 +304,19 @@ async fn write_registry(
             Ok(stream)
         })
     };
-    let budget = policy.budget();
-    store
-        .upload(repository, &blob, None, &open, &budget)
+    // A run that changed nothing wrote this blob last time.
+    let held = store
+        .blob_exists(repository, &blob.digest)
         .await
         .with_context(|| format!("writing the ledger to {repository}"))?;
-    let manifest = artifact_manifest(&blob)?;
+    if !held {
+        let budget = policy.budget();
+        store
+            .upload(repository, &blob, None, &open, &budget)
+            .await
+            .with_context(|| format!("writing the ledger to {repository}"))?;
+    }
+    let manifest = artifact_manifest(&blob, now)?;
     let tag = Tag::parse(&writer.object_name()).map_err(|e| {
         failure(
             ErrorKind::Permanent,
@@ -338,7 +358,7 @@ fn read_directory(dir: &Path) -> Read {
             .unwrap_or_default()
             .to_owned();
         match std::fs::read(&path) {
-            Ok(bytes) => merge_object(&mut read, &object, name, decode(&bytes)),
+            Ok(bytes) => merge_object(&mut read, &object, name, decode(&bytes, None)),
             Err(e) => read.problems.push(format!("ledger object {name}: {e}")),
         }
     }
@@ -454,7 +474,7 @@ mod tests {
         write_directory(
             &dir,
             &all,
-            &encode(&ledger_with("s/a:1", 1), "all", Stamp(1)),
+            &encode(&ledger_with("s/a:1", 1), "all", Stamp(1), AsOf::Inside),
         )
         .unwrap();
         std::fs::write(dir.join("ledger-shard-0-of-2.json"), b"{not json").unwrap();
