@@ -431,3 +431,80 @@ tests:
         text_of(&out.stderr)
     );
 }
+
+/// `run --prune`: the unwanted tags by what prune made of them, and what held a prune back,
+/// in a file promtool accepts.
+#[test]
+fn a_prune_is_counted_in_the_metrics() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    for (n, tag) in (1..).zip(["v1", "v2", "v3"]) {
+        seed_oci_image(&src, "org/app", tag, &[layer(n, 64)]);
+    }
+    let ws = Workspace::new();
+    let line = |tag: &str| format!("{s}/org/app:{tag} {d}/mirror/app:{tag}\n");
+    let ledger = format!("{d}/mirror/ledger");
+    let day = 86_400;
+    let t0 = 1_780_000_000u64;
+    let at = |t: u64| {
+        [
+            "--ledger".to_owned(),
+            ledger.clone(),
+            "--now".to_owned(),
+            t.to_string(),
+        ]
+    };
+    let all = ws.write("all", &(line("v1") + &line("v2") + &line("v3")));
+    let (out, _) = ws.run_insecure(&all, &at(t0).each_ref().map(String::as_str));
+    expect_code(&out, 0);
+    // v2 leaves the mapping after the first run, v1 two days later: four days on, v2 is
+    // pruned and v1 still within --prune-after (3 days).
+    let metrics = ws.path("prune.prom");
+    let only_v3 = ws.write("v3", &line("v3"));
+    let two = ws.write("two", &(line("v1") + &line("v3")));
+    let (out, _) = ws.run_insecure(&two, &at(t0 + 2 * day).each_ref().map(String::as_str));
+    expect_code(&out, 0);
+    let mut args: Vec<String> = at(t0 + 4 * day).to_vec();
+    args.extend([
+        "--prune".to_owned(),
+        format!("--metrics-file={}", metrics.display()),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, _) = ws.run_insecure(&only_v3, &args);
+    expect_code(&out, 0);
+    promtool_accepts(&metrics);
+    let lines = file_lines(&metrics);
+    assert_eq!(
+        value(&lines, r#"image_mirror_prune_tags{status="pruned"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&lines, r#"image_mirror_prune_tags{status="waiting"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&lines, r#"image_mirror_prune_tags{status="failed"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(&lines, r#"image_mirror_prune_held{reason="max-prune"}"#),
+        0.0
+    );
+    assert_eq!(
+        value(&lines, r#"image_mirror_prune_held{reason="untrusted"}"#),
+        0.0
+    );
+    assert_eq!(dst.tags("mirror/app"), vec!["v1", "v3"]);
+    // Without --prune there is no prune to count.
+    let plain = ws.path("plain.prom");
+    let (out, _) = ws.run_insecure(&only_v3, &["--metrics-file", &plain.display().to_string()]);
+    expect_code(&out, 0);
+    assert!(
+        !file_lines(&plain)
+            .iter()
+            .any(|l| l.contains("image_mirror_prune")),
+        "{:?}",
+        file_lines(&plain)
+    );
+}

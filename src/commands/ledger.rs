@@ -278,24 +278,18 @@ pub fn json(report: &PruneReport) -> serde_json::Value {
         .iter()
         .map(|d| {
             let e = &d.candidate.entry;
-            let (status, detail) = match &d.verdict {
-                Verdict::Pruned { attached } => {
-                    ("pruned", serde_json::json!({"attached": attached}))
-                }
-                Verdict::WouldPrune => ("would-prune", serde_json::json!({})),
-                Verdict::Gone => ("gone", serde_json::json!({})),
-                Verdict::Changed(now) => ("changed", serde_json::json!({"holds": now.as_str()})),
-                Verdict::StillTagged(tags) => ("still-tagged", serde_json::json!({"tags": tags})),
-                Verdict::Referenced { by, .. } => ("referenced", serde_json::json!({"by": by})),
-                Verdict::Waiting(left) => (
-                    "waiting",
-                    serde_json::json!({"seconds_left": left.as_secs()}),
-                ),
-                Verdict::Failed(why) => ("failed", serde_json::json!({"error": why})),
+            let detail = match &d.verdict {
+                Verdict::Pruned { attached } => serde_json::json!({"attached": attached}),
+                Verdict::Changed(now) => serde_json::json!({"holds": now.as_str()}),
+                Verdict::StillTagged(tags) => serde_json::json!({"tags": tags}),
+                Verdict::Referenced { by, .. } => serde_json::json!({"by": by}),
+                Verdict::Waiting(left) => serde_json::json!({"seconds_left": left.as_secs()}),
+                Verdict::Failed(why) => serde_json::json!({"error": why}),
+                Verdict::WouldPrune | Verdict::Gone => serde_json::json!({}),
             };
             let mut value = serde_json::json!({
                 "destination": d.name(),
-                "status": status,
+                "status": d.verdict.label(),
                 "digest": e.digest.as_str(),
                 "source": e.source,
                 "origin": e.origin,

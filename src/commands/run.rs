@@ -304,7 +304,7 @@ struct Finished {
 /// any more, so in a Prow log (stdout and stderr in one file) the summary comes last.
 fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
     let Finished {
-        result,
+        mut result,
         signal,
         ledger,
         copy,
@@ -332,6 +332,7 @@ fn finish(finished: Finished, outputs: &Outputs) -> ExitCode {
         }
     }
     let prune_report = ledger.as_ref().and_then(|l| l.prune.as_ref());
+    result.pruned = prune_report.map(crate::ledger::prune::PruneReport::totals);
     let reports = [
         (
             outputs.report.as_deref(),
@@ -572,6 +573,7 @@ async fn mirror(prepared: Prepared) -> Result<Finished, ExitCode> {
         elapsed: started.elapsed(),
         dry_run,
         interrupted,
+        pruned: None,
     };
     Ok(Finished {
         result,

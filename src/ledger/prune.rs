@@ -147,6 +147,23 @@ pub enum Verdict {
     Failed(String),
 }
 
+impl Verdict {
+    /// Its name in the JSON report and the metrics (one of
+    /// [`crate::report::PRUNE_STATUSES`]).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Pruned { .. } => "pruned",
+            Verdict::WouldPrune => "would-prune",
+            Verdict::Gone => "gone",
+            Verdict::Changed(_) => "changed",
+            Verdict::StillTagged(_) => "still-tagged",
+            Verdict::Referenced { .. } => "referenced",
+            Verdict::Waiting(_) => "waiting",
+            Verdict::Failed(_) => "failed",
+        }
+    }
+}
+
 /// One unwanted tag and its verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
@@ -186,6 +203,19 @@ impl PruneReport {
 
     pub fn count(&self, pred: impl Fn(&Verdict) -> bool) -> usize {
         self.decided.iter().filter(|d| pred(&d.verdict)).count()
+    }
+
+    /// Counted for the metrics.
+    pub fn totals(&self) -> crate::report::PruneTotals {
+        let mut by_status = std::collections::BTreeMap::new();
+        for d in &self.decided {
+            *by_status.entry(d.verdict.label()).or_default() += 1;
+        }
+        crate::report::PruneTotals {
+            by_status,
+            refused: self.valve.is_some(),
+            untrusted: !self.untrusted.is_empty(),
+        }
     }
 }
 
@@ -681,7 +711,28 @@ impl Visitor for Attached<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::MaxPrune;
+    use super::{MaxPrune, Verdict};
+
+    /// The metrics write a series for each of the report's statuses: every verdict is one.
+    #[test]
+    fn every_verdict_is_one_of_the_statuses_the_metrics_write() {
+        let digest = crate::model::reference::Digest::of(b"x");
+        let all = [
+            Verdict::Pruned { attached: 0 },
+            Verdict::WouldPrune,
+            Verdict::Gone,
+            Verdict::Changed(digest),
+            Verdict::StillTagged(Vec::new()),
+            Verdict::Referenced {
+                by: Vec::new(),
+                refused: false,
+            },
+            Verdict::Waiting(std::time::Duration::ZERO),
+            Verdict::Failed(String::new()),
+        ];
+        let labels: Vec<&str> = all.iter().map(Verdict::label).collect();
+        assert_eq!(labels, crate::report::PRUNE_STATUSES);
+    }
 
     #[test]
     fn max_prune_is_a_count_or_a_share_and_by_default_ten_or_half() {

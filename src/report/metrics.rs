@@ -207,6 +207,9 @@ pub fn render(
         &per(|c| c.throttled),
     );
     quota_families(&mut out, run, common);
+    if let Some(pruned) = &run.pruned {
+        prune_families(&mut out, pruned, common);
+    }
     if let Some(since) = &carried.deferred_since {
         family(
             &mut out,
@@ -298,6 +301,41 @@ fn quota_families(out: &mut String, run: &RunResult, common: &[(&str, &str)]) {
             .iter()
             .map(|r| with(r, deferred.get(r).copied().unwrap_or(0) as f64))
             .collect::<Vec<_>>(),
+    );
+}
+
+/// `run --prune`: the unwanted tags per verdict (every verdict, zero included, so that an
+/// alert on `failed` or `waiting` has a series to watch), and what held the whole prune back.
+fn prune_families(out: &mut String, pruned: &super::PruneTotals, common: &[(&str, &str)]) {
+    let with = |name: &str, value: &str, count: f64| {
+        let mut pairs = common.to_vec();
+        pairs.push((name, value));
+        (labels(&pairs), count)
+    };
+    family(
+        out,
+        "image_mirror_prune_tags",
+        "Tags the ledger names and no mapping wants, by what the last run's prune made of them.",
+        &super::PRUNE_STATUSES
+            .iter()
+            .map(|s| {
+                with(
+                    "status",
+                    s,
+                    pruned.by_status.get(s).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    family(
+        out,
+        "image_mirror_prune_held",
+        "1 if the last run's prune deleted nothing because of this: max-prune (more were due than --max-prune allows) or untrusted (the ledger could not be read whole).",
+        &[
+            with("reason", "max-prune", flag(pruned.refused)),
+            with("reason", "untrusted", flag(pruned.untrusted)),
+        ],
     );
 }
 

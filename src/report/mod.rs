@@ -59,4 +59,31 @@ pub struct RunResult {
     pub elapsed: Duration,
     pub dry_run: bool,
     pub interrupted: bool,
+    /// What `run --prune` made of the unwanted tags the ledger names (`None` without
+    /// `--prune`).
+    pub pruned: Option<PruneTotals>,
+}
+
+/// Each verdict prune can reach on a tag the ledger names and no mapping wants (the JSON
+/// report's `prune.tags[].status`).
+pub const PRUNE_STATUSES: [&str; 8] = [
+    "pruned",
+    "would-prune",
+    "gone",
+    "changed",
+    "still-tagged",
+    "referenced",
+    "waiting",
+    "failed",
+];
+
+/// What a prune did, counted for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneTotals {
+    /// Tags per verdict, keyed by [`PRUNE_STATUSES`].
+    pub by_status: BTreeMap<&'static str, usize>,
+    /// `--max-prune` refused the prune: nothing was deleted.
+    pub refused: bool,
+    /// The ledger could not be trusted: nothing was looked at.
+    pub untrusted: bool,
 }

@@ -63,6 +63,7 @@ fn run() -> RunResult {
         elapsed: Duration::from_secs(3),
         dry_run: false,
         interrupted: false,
+        pruned: None,
     }
 }
 

@@ -415,6 +415,7 @@ mod tests {
             elapsed,
             dry_run,
             interrupted: false,
+            pruned: None,
         }
     }
 
