@@ -5,7 +5,7 @@
 //! nothing; the valve; the ledger costs the same few requests whatever the number of tags.
 //! Time is the hidden `--now` flag, never a sleep.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::support::cli::*;
@@ -62,13 +62,87 @@ fn pruned(report: &serde_json::Value) -> Vec<(String, String)> {
     list
 }
 
+/// What [`pruned`] lists for these tags of `DST/mirror/app` and statuses, in that order.
+fn statuses(d: &str, tags: &[(&str, &str)]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|(tag, status)| (format!("{d}/mirror/app:{tag}"), (*status).to_owned()))
+        .collect()
+}
+
+/// Seeds `org/app:TAG` at the source for each tag, the first with layer seed `first_seed`
+/// and each next with the next seed, a layer of `size` bytes each.
+fn seed_tags<const N: usize>(
+    src: &Registry,
+    tags: [&str; N],
+    first_seed: u64,
+    size: usize,
+) -> [Seeded; N] {
+    std::array::from_fn(|i| {
+        seed_oci_image(
+            src,
+            "org/app",
+            tags[i],
+            &[layer(first_seed + i as u64, size)],
+        )
+    })
+}
+
+/// The mapping lines `SRC/org/app:TAG DST/mirror/app:TAG`, one per tag.
+fn app_lines(s: &str, d: &str, tags: &[&str]) -> String {
+    tags.iter()
+        .map(|t| format!("{s}/org/app:{t} {d}/mirror/app:{t}\n"))
+        .collect()
+}
+
+/// Writes `lines` as the mapping `name` and mirrors it at T0 with the ledger, which then
+/// names every tag it wrote: where each prune starts from. Returns the mapping's path.
+#[track_caller]
+fn first_run(ws: &Workspace, name: &str, lines: &str, ledger: &str) -> PathBuf {
+    let mapping = ws.write(name, lines);
+    let (out, _) = run_at(ws, &mapping, ledger, T0, &[]);
+    expect_code(&out, 0);
+    mapping
+}
+
+/// Asserts the summary (stdout) says each of `phrases`.
+#[track_caller]
+fn assert_says(out: &Output, phrases: &[&str]) {
+    let stdout = text(&out.stdout);
+    for phrase in phrases {
+        assert!(stdout.contains(phrase), "{stdout}");
+    }
+}
+
+/// Asserts the report pruned `DST/mirror/app:v1` alone, with the one manifest attached to it.
+#[track_caller]
+fn assert_v1_pruned_with_one_attached(report: &serde_json::Value, d: &str) {
+    assert_eq!(pruned(report), statuses(d, &[("v1", "pruned")]));
+    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+}
+
+/// Asserts a prune the valve refused listed each of `tags` (of `DST/mirror/app`) as due,
+/// and that each is still there.
+#[track_caller]
+fn assert_due_not_pruned(out: &Output, dst: &Registry, d: &str, tags: &[&str]) {
+    let stdout = text(&out.stdout);
+    for tag in tags {
+        assert!(
+            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
+            "{stdout}"
+        );
+        assert!(
+            dst.manifest_digest("mirror/app", tag).is_some(),
+            "{tag} deleted"
+        );
+    }
+}
+
 #[test]
 fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 900)]);
-    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 900)]);
+    let [v1, v2] = seed_tags(&src, ["v1", "v2"], 1, 900);
     // Signatures as cosign tags them (any manifest does for the mirror).
     let sig1 = seed_oci_image(
         &src,
@@ -84,19 +158,14 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
     );
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let both = ws.write(
-        "both",
-        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
-    );
-    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "both", &app_lines(&s, &d, &["v1", "v2"]), &ledger);
     assert_eq!(dst.tags("mirror/ledger"), ["ledger-all"]);
     assert_eq!(
         dst.manifest_digest("mirror/app", &format!("sha256-{}.sig", hex(&v1.digest))),
         Some(sig1.digest.clone())
     );
 
-    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let only_v2 = ws.write("only_v2", &app_lines(&s, &d, &["v2"]));
     // A day later: unwanted for less than --prune-after 3d.
     let (out, report) = run_at(
         &ws,
@@ -106,15 +175,8 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
         &["--prune", "--prune-after=3d"],
     );
     expect_code(&out, 0);
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "waiting".to_owned())]
-    );
-    assert!(
-        text(&out.stdout).contains("unwanted; pruned in 48 h"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_eq!(pruned(&report), statuses(&d, &[("v1", "waiting")]));
+    assert_says(&out, &["unwanted; pruned in 48 h"]);
     assert_eq!(
         dst.manifest_digest("mirror/app", "v1"),
         Some(v1.digest.clone())
@@ -130,26 +192,15 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
         &["--prune", "--prune-after=3d", "--dry-run"],
     );
     expect_code(&out, 0);
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "would-prune".to_owned())]
-    );
-    assert!(
-        text(&out.stdout).contains(&format!("- {d}/mirror/app:v1  would be pruned")),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_eq!(pruned(&report), statuses(&d, &[("v1", "would-prune")]));
+    assert_says(&out, &[&format!("- {d}/mirror/app:v1  would be pruned")]);
     assert!(
         dst.tool_writes_since(mark).is_empty(),
         "a dry run writes nothing, ledger included"
     );
     let out = prune_at(&ws, &only_v2, &ledger, T0 + 4 * DAY, &["--dry-run"]);
     expect_code(&out, 0);
-    assert!(
-        text(&out.stdout).contains("would be pruned"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out, &["would be pruned"]);
     assert!(dst.tool_writes_since(mark).is_empty());
 
     let (out, report) = run_at(
@@ -160,11 +211,7 @@ fn a_removed_line_is_pruned_after_the_grace_period_with_its_signature() {
         &["--prune", "--prune-after=3d"],
     );
     expect_code(&out, 0);
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
-    );
-    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_v1_pruned_with_one_attached(&report, &d);
     assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
     assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
     assert_eq!(
@@ -202,18 +249,12 @@ fn a_failed_attachment_delete_leaves_the_subject_for_the_next_run() {
     let dst = Registry::start();
     let proxy = FaultProxy::start(&dst.host());
     let (s, d) = (src.host(), proxy.host());
-    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
-    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let [v1, _] = seed_tags(&src, ["v1", "v2"], 1, 300);
     let sig_tag = format!("sha256-{}.sig", hex(&v1.digest));
     let sig = seed_oci_image(&src, "org/app", &sig_tag, &[layer(11, 90)]);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let both = ws.write(
-        "both",
-        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
-    );
-    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "both", &app_lines(&s, &d, &["v1", "v2"]), &ledger);
     assert_eq!(
         dst.manifest_digest("mirror/app", &sig_tag),
         Some(sig.digest.clone())
@@ -229,13 +270,10 @@ fn a_failed_attachment_delete_leaves_the_subject_for_the_next_run() {
             retry_after: None,
         },
     );
-    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let only_v2 = ws.write("only_v2", &app_lines(&s, &d, &["v2"]));
     let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 1);
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "failed".to_owned())]
-    );
+    assert_eq!(pruned(&report), statuses(&d, &[("v1", "failed")]));
     let error = report["prune"]["tags"][0]["error"]
         .as_str()
         .unwrap_or_default();
@@ -266,11 +304,7 @@ fn a_failed_attachment_delete_leaves_the_subject_for_the_next_run() {
     // The next run finishes the job.
     let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 11 * DAY, &["--prune"]);
     expect_code(&out, 0);
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
-    );
-    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_v1_pruned_with_one_attached(&report, &d);
     assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
     assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
     assert_eq!(dst.manifest_digest("mirror/app", &sig_tag), None);
@@ -281,20 +315,11 @@ fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    for (tag, seed) in [("v1", 1), ("v2", 2), ("v3", 3), ("keep", 4)] {
-        seed_oci_image(&src, "org/app", tag, &[layer(seed, 500)]);
-    }
+    let tags = ["v1", "v2", "v3", "keep"];
+    seed_tags(&src, tags, 1, 500);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let all = ws.write(
-        "all",
-        &format!(
-            "{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n\
-             {s}/org/app:v3 {d}/mirror/app:v3\n{s}/org/app:keep {d}/mirror/app:keep\n"
-        ),
-    );
-    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "all", &app_lines(&s, &d, &tags), &ledger);
     // Someone else: a tag of their own, v2 re-pointed, and another name for v3's digest.
     let theirs = seed_oci_image(&dst, "mirror/app", "theirs", &[layer(9, 500)]);
     let other = seed_oci_image(&dst, "mirror/app", "v2", &[layer(8, 500)]);
@@ -302,20 +327,17 @@ fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     let (_, body) = dst.manifest("mirror/app", "v3").expect("v3 manifest");
     dst.push_manifest("mirror/app", "v3-alias", OCI_MANIFEST, &body);
 
-    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    let keep = ws.write("keep", &app_lines(&s, &d, &["keep"]));
     let (out, report) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 0);
     assert_eq!(
         pruned(&report),
-        [
-            (format!("{d}/mirror/app:v1"), "pruned".to_owned()),
-            (format!("{d}/mirror/app:v2"), "changed".to_owned()),
-            (format!("{d}/mirror/app:v3"), "still-tagged".to_owned()),
-        ]
+        statuses(
+            &d,
+            &[("v1", "pruned"), ("v2", "changed"), ("v3", "still-tagged")]
+        )
     );
-    let stdout = text(&out.stdout);
-    assert!(stdout.contains("kept: it holds"), "{stdout}");
-    assert!(stdout.contains("still tagged v3-alias"), "{stdout}");
+    assert_says(&out, &["kept: it holds", "still tagged v3-alias"]);
     assert_eq!(
         dst.manifest_digest("mirror/app", "theirs"),
         Some(theirs.digest)
@@ -348,7 +370,8 @@ fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
     let gone = seed_oci_image(&src, "org/app", "old", &[layer(7, 300)]);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let all = ws.write(
+    first_run(
+        &ws,
         "all",
         &format!(
             "{s}/org/app:1.0 {d}/mirror/app:1.0
@@ -356,9 +379,8 @@ fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
              {s}/org/app:old {d}/mirror/app:old
 "
         ),
+        &ledger,
     );
-    let (out, _) = run_at(&ws, &all, &ledger, T0, &[]);
-    expect_code(&out, 0);
     assert_eq!(
         dst.manifest_digest("mirror/app", "1.0-amd64"),
         Some(amd64.clone())
@@ -373,32 +395,23 @@ fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
     );
     let out = prune_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--dry-run"]);
     expect_code(&out, 0);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains(&format!(
-            "= {d}/mirror/app:1.0-amd64  kept: its digest is a child of the index tagged 1.0"
-        )),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("- {d}/mirror/app:old  would be pruned")),
-        "{stdout}"
+    assert_says(
+        &out,
+        &[
+            &format!(
+                "= {d}/mirror/app:1.0-amd64  kept: its digest is a child of the index tagged 1.0"
+            ),
+            &format!("- {d}/mirror/app:old  would be pruned"),
+        ],
     );
 
     let (out, report) = run_at(&ws, &only_index, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 0);
     assert_eq!(
         pruned(&report),
-        [
-            (format!("{d}/mirror/app:1.0-amd64"), "referenced".to_owned()),
-            (format!("{d}/mirror/app:old"), "pruned".to_owned()),
-        ]
+        statuses(&d, &[("1.0-amd64", "referenced"), ("old", "pruned")])
     );
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("the registry cannot delete the tag alone"),
-        "{stdout}"
-    );
+    assert_says(&out, &["the registry cannot delete the tag alone"]);
     let entry = report["prune"]["tags"]
         .as_array()
         .and_then(|tags| tags.iter().find(|t| t["status"] == "referenced"))
@@ -436,7 +449,7 @@ fn a_new_ledger_repository_is_an_empty_ledger_not_an_unreadable_one() {
     seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/new-ledger");
-    let mapping = ws.write("m", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n"));
+    let mapping = ws.write("m", &app_lines(&s, &d, &["v1"]));
     let (out, report) = run_at(&ws, &mapping, &ledger, T0, &["--prune"]);
     expect_code(&out, 0);
     let stderr = text(&out.stderr);
@@ -504,10 +517,7 @@ fn two_shards_writing_the_ledger_at_once_lose_nothing() {
             "app{i}: {stdout}"
         );
     }
-    assert!(
-        stdout.contains("0 tags pruned, 5 would be pruned"),
-        "{stdout}"
-    );
+    assert_says(&out, &["0 tags pruned, 5 would be pruned"]);
 }
 
 /// Builds a ledger object by hand: `json` as the config of an artifact tagged `tag`.
@@ -526,16 +536,10 @@ fn a_corrupt_or_newer_ledger_prunes_nothing() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    seed_oci_image(&src, "org/app", "v1", &[layer(1, 400)]);
-    seed_oci_image(&src, "org/app", "v2", &[layer(2, 400)]);
+    seed_tags(&src, ["v1", "v2"], 1, 400);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let both = ws.write(
-        "both",
-        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
-    );
-    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "both", &app_lines(&s, &d, &["v1", "v2"]), &ledger);
     // A newer image-mirror's object beside ours: refused, so nothing is pruned.
     push_ledger_object(
         &dst,
@@ -543,7 +547,7 @@ fn a_corrupt_or_newer_ledger_prunes_nothing() {
         "ledger-shard-0-of-9",
         br#"{"format":99,"writer":"x","written":1}"#,
     );
-    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let only_v2 = ws.write("only_v2", &app_lines(&s, &d, &["v2"]));
     let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 0);
     let all = all_output(&out);
@@ -588,54 +592,30 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    let mut lines = String::new();
-    for (i, tag) in ["a", "b", "c", "keep"].iter().enumerate() {
-        seed_oci_image(&src, "org/app", tag, &[layer(i as u64, 300)]);
-        lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app:{tag}\n"));
-    }
+    let tags = ["a", "b", "c", "keep"];
+    seed_tags(&src, tags, 0, 300);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
-    expect_code(&out, 0);
-    let keep = ws.write("keep", &format!("{s}/org/app:keep {d}/mirror/app:keep\n"));
+    first_run(&ws, "all", &app_lines(&s, &d, &tags), &ledger);
+    let keep = ws.write("keep", &app_lines(&s, &d, &["keep"]));
     let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=2"]);
     expect_code(&out, 2);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("3 tags due for pruning, more than --max-prune 2: nothing was deleted"),
-        "{stdout}"
+    assert_says(
+        &out,
+        &["3 tags due for pruning, more than --max-prune 2: nothing was deleted"],
     );
-    for tag in ["a", "b", "c"] {
-        assert!(
-            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
-            "{stdout}"
-        );
-        assert!(
-            dst.manifest_digest("mirror/app", tag).is_some(),
-            "{tag} deleted"
-        );
-    }
+    assert_due_not_pruned(&out, &dst, &d, &["a", "b", "c"]);
     // A share: 50% of the 4 tags the ledger names is 2.
     let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=50%"]);
     expect_code(&out, 2);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains(
+    assert_says(
+        &out,
+        &[
             "3 tags due for pruning, more than --max-prune 50% (2 of the 4 tags the ledger \
-             names for this run's destinations): nothing was deleted"
-        ),
-        "{stdout}"
+           names for this run's destinations): nothing was deleted",
+        ],
     );
-    for tag in ["a", "b", "c"] {
-        assert!(
-            stdout.contains(&format!("{d}/mirror/app:{tag}  due, not pruned")),
-            "{stdout}"
-        );
-        assert!(
-            dst.manifest_digest("mirror/app", tag).is_some(),
-            "{tag} deleted"
-        );
-    }
+    assert_due_not_pruned(&out, &dst, &d, &["a", "b", "c"]);
     let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
     expect_code(&out, 0);
     assert!(dst.manifest_digest("mirror/app", "a").is_none());
@@ -648,27 +628,23 @@ fn the_default_max_prune_refuses_pruning_everything_a_larger_mapping_named() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    let mut lines = String::new();
-    for i in 0..12u64 {
-        seed_oci_image(&src, "org/app", &format!("t{i}"), &[layer(i, 64)]);
-        lines.push_str(&format!("{s}/org/app:t{i} {d}/mirror/app:t{i}\n"));
-    }
+    let names: [String; 12] = std::array::from_fn(|i| format!("t{i}"));
+    let tags = names.each_ref().map(String::as_str);
+    seed_tags(&src, tags, 0, 64);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let (out, _) = run_at(&ws, &ws.write("all", &lines), &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "all", &app_lines(&s, &d, &tags), &ledger);
     // All lines but one removed by mistake (a merge gone wrong).
-    let one_left = ws.write("one", &format!("{s}/org/app:t0 {d}/mirror/app:t0\n"));
+    let one_left = ws.write("one", &app_lines(&s, &d, &["t0"]));
     let (out, report) = run_at(&ws, &one_left, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 2);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains(
+    assert_says(
+        &out,
+        &[
             "11 tags due for pruning, more than the default --max-prune (10, or 50% of the 12 \
-             tags the ledger names for this run's destinations when that is more: 10): nothing \
-             was deleted"
-        ),
-        "{stdout}"
+           tags the ledger names for this run's destinations when that is more: 10): nothing \
+           was deleted",
+        ],
     );
     assert_eq!(report["prune"]["max_prune_exceeded"], 10, "{report:#}");
     assert_eq!(dst.tags("mirror/app").len(), 12, "nothing deleted");
@@ -679,13 +655,10 @@ fn with_no_mapping_line_at_all_a_prune_is_refused_before_anything_is_contacted()
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    seed_oci_image(&src, "org/app", "v1", &[layer(1, 64)]);
-    seed_oci_image(&src, "org/app", "v2", &[layer(2, 64)]);
+    seed_tags(&src, ["v1", "v2"], 1, 64);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let both = format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n");
-    let (out, _) = run_at(&ws, &ws.write("both", &both), &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "both", &app_lines(&s, &d, &["v1", "v2"]), &ledger);
     // An emptied ConfigMap: two tags are within the default valve of a small mirror, but no
     // line at all is no mapping, not a clean-up.
     let emptied = ws.write("emptied", "# every line removed\n");
@@ -721,19 +694,11 @@ fn a_registry_without_deletes_gets_a_clear_error_and_the_copies_still_happen() {
         ..RegistryConfig::default()
     });
     let (s, d) = (src.host(), dst.host());
-    seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
-    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let [_, v2] = seed_tags(&src, ["v1", "v2"], 1, 300);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let (out, _) = run_at(
-        &ws,
-        &ws.write("v1", &format!("{s}/org/app:v1 {d}/mirror/app:v1\n")),
-        &ledger,
-        T0,
-        &[],
-    );
-    expect_code(&out, 0);
-    let v2_only = ws.write("v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    first_run(&ws, "v1", &app_lines(&s, &d, &["v1"]), &ledger);
+    let v2_only = ws.write("v2", &app_lines(&s, &d, &["v2"]));
     let (out, report) = run_at(&ws, &v2_only, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 1);
     assert_eq!(
@@ -742,12 +707,13 @@ fn a_registry_without_deletes_gets_a_clear_error_and_the_copies_still_happen() {
         "the copy is done"
     );
     assert_eq!(total(&report, "copied"), 1);
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains(&format!("{d} refuses to delete manifests")),
-        "{stdout}"
+    assert_says(
+        &out,
+        &[
+            &format!("{d} refuses to delete manifests"),
+            "storage.delete.enabled",
+        ],
     );
-    assert!(stdout.contains("storage.delete.enabled"), "{stdout}");
     assert!(dst.manifest_digest("mirror/app", "v1").is_some());
 }
 
@@ -773,10 +739,8 @@ fn the_ledger_costs_the_same_few_requests_whatever_the_number_of_tags() {
             seed_oci_image(&src, "org/app", &tag, &[layer(i, 200)]);
             lines.push_str(&format!("{s}/org/app:{tag} {d}/mirror/app{tags}:{tag}\n"));
         }
-        let mapping = ws.write(&format!("m{tags}"), &lines);
         let ledger = format!("{d}/mirror/ledger/n{tags}");
-        let (out, _) = run_at(&ws, &mapping, &ledger, T0, &[]);
-        expect_code(&out, 0);
+        let mapping = first_run(&ws, &format!("m{tags}"), &lines, &ledger);
         // The unchanged rerun: its ledger requests.
         let mark = dst.mark();
         let (out, report) = run_at(&ws, &mapping, &ledger, T0 + 60, &["--prune"]);
@@ -974,23 +938,17 @@ fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
     let src = Registry::start();
     let dst = Ferro::start();
     let (s, d) = (src.host(), dst.host());
-    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
-    let v2 = seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let [v1, v2] = seed_tags(&src, ["v1", "v2"], 1, 300);
     let sbom1 = push_sbom_referrer(&src, "org/app", &v1.digest);
     let sbom2 = push_sbom_referrer(&src, "org/app", &v2.digest);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
-    let both = ws.write(
-        "both",
-        &format!("{s}/org/app:v1 {d}/mirror/app:v1\n{s}/org/app:v2 {d}/mirror/app:v2\n"),
-    );
-    let (out, _) = run_at(&ws, &both, &ledger, T0, &[]);
-    expect_code(&out, 0);
+    first_run(&ws, "both", &app_lines(&s, &d, &["v1", "v2"]), &ledger);
     assert_eq!(
         dst.referrer_digests("mirror/app", &v1.digest),
         std::slice::from_ref(&sbom1)
     );
-    let only_v2 = ws.write("only_v2", &format!("{s}/org/app:v2 {d}/mirror/app:v2\n"));
+    let only_v2 = ws.write("only_v2", &app_lines(&s, &d, &["v2"]));
     let before = dst.requests();
     let (out, report) = run_at(&ws, &only_v2, &ledger, T0 + 10 * DAY, &["--prune"]);
     expect_code(&out, 0);
@@ -998,11 +956,7 @@ fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
     // referrer go by digest.
     let deletes = dst.requests().since(&before);
     assert_eq!(deletes.count(Some("DELETE"), "manifests"), 3, "{deletes:?}");
-    assert_eq!(
-        pruned(&report),
-        [(format!("{d}/mirror/app:v1"), "pruned".to_owned())]
-    );
-    assert_eq!(report["prune"]["tags"][0]["attached"], 1, "{report:#}");
+    assert_v1_pruned_with_one_attached(&report, &d);
     assert_eq!(dst.manifest_digest("mirror/app", "v1"), None);
     assert_eq!(dst.manifest_digest("mirror/app", &v1.digest), None);
     assert_eq!(
@@ -1028,8 +982,7 @@ fn at_a_registry_with_the_referrers_api_a_pruned_images_referrers_go_with_it() {
 fn directory_destinations_are_pruned_too() {
     let src = Registry::start();
     let s = src.host();
-    let v1 = seed_oci_image(&src, "org/app", "v1", &[layer(1, 300)]);
-    seed_oci_image(&src, "org/app", "v2", &[layer(2, 300)]);
+    let [v1, _] = seed_tags(&src, ["v1", "v2"], 1, 300);
     let sig1 = format!("sha256-{}.sig", hex(&v1.digest));
     seed_oci_image(&src, "org/app", &sig1, &[layer(11, 90)]);
     let ws = Workspace::new();

@@ -9,7 +9,7 @@
 //! (a log line, a terminal bar) and the bytes a dry run would send. Small sizes (1 MiB
 //! chunks, a 3 MiB layer) keep the tests fast.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -41,19 +41,97 @@ fn chunks(size: usize) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The sha256 digest of `data`, hex alone (as the proxy's targets are matched).
+fn hex_digest(data: &[u8]) -> String {
+    sha256_digest(data).trim_start_matches("sha256:").to_owned()
+}
+
 /// A source with `team/app:1`: a small layer and one of `size` bytes (not a whole number of
 /// chunks). Returns the registry, the image and the big layer's digest (hex).
 fn source(size: usize) -> (Registry, Seeded, String) {
     let src = Registry::start();
     let image = seed_docker_image(&src, "team/app", "1", &[layer(1, 2000), layer(2, size)]);
-    let big = sha256_digest(&layer(2, size))
-        .trim_start_matches("sha256:")
-        .to_owned();
-    (src, image, big)
+    (src, image, hex_digest(&layer(2, size)))
 }
 
-fn run(ws: &Workspace, mapping: &Path, args: &[&str]) -> (Output, serde_json::Value) {
-    ws.run_report(mapping, &[RANGED, args].concat())
+/// A source with `team/app:1`: a small layer, then `one` and `two`. Returns the registry and
+/// the image.
+fn source_of_two(one: &[u8], two: &[u8]) -> (Registry, Seeded) {
+    let src = Registry::start();
+    let layers = [layer(1, 2000), one.to_vec(), two.to_vec()];
+    let image = seed_docker_image(&src, "team/app", "1", &layers);
+    (src, image)
+}
+
+/// [`RANGED`], then `args`.
+fn ranged<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [RANGED, args].concat()
+}
+
+/// [`RANGED`] without its `option` (given again in `args`), then `args`.
+fn ranged_but<'a>(option: &str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = RANGED
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with(option))
+        .collect();
+    all.extend(args);
+    all
+}
+
+/// Writes the mapping of `FROM/team/app:1` to `TO/app:1` in `ws`; returns its path.
+fn write_mapping(ws: &Workspace, from: &str, to: &str) -> PathBuf {
+    ws.write("mapping", &format!("{from}/team/app:1 {to}/app:1\n"))
+}
+
+/// Runs the mirror of `FROM/team/app:1` into `dst` with `args` and asserts that it succeeded
+/// and that `dst` holds `image` whole.
+#[track_caller]
+fn mirror(
+    ws: &Workspace,
+    from: &str,
+    dst: &Registry,
+    image: &Seeded,
+    args: &[&str],
+) -> (Output, serde_json::Value) {
+    let mapping = write_mapping(ws, from, &dst.host());
+    let (out, report) = ws.run_report(&mapping, args);
+    expect_code(&out, 0);
+    assert_mirrored(dst, image);
+    (out, report)
+}
+
+/// Most tests' setting: [`source`] with a big layer of `size` bytes behind a fault proxy, an
+/// empty destination and a workspace (fields in the order they are dropped).
+struct Setting {
+    ws: Workspace,
+    dst: Registry,
+    proxy: FaultProxy,
+    /// The big layer's digest (hex).
+    big: String,
+    image: Seeded,
+    _src: Registry,
+}
+
+impl Setting {
+    fn new(size: usize) -> Setting {
+        let (src, image, big) = source(size);
+        let proxy = FaultProxy::start(&src.host());
+        Setting {
+            ws: Workspace::new(),
+            dst: Registry::start(),
+            proxy,
+            big,
+            image,
+            _src: src,
+        }
+    }
+
+    /// [`mirror`] through the proxy into the destination, with `args`.
+    #[track_caller]
+    fn mirror(&self, args: &[&str]) -> (Output, serde_json::Value) {
+        mirror(&self.ws, &self.proxy.host(), &self.dst, &self.image, args)
+    }
 }
 
 /// `dst` holds `app:1` as the source's image, every blob there.
@@ -71,29 +149,57 @@ fn sorted(mut ranges: Vec<Option<String>>) -> Vec<Option<String>> {
     ranges
 }
 
+/// [`chunks`] of a blob of `size` bytes, and its first chunk asked again from byte `from`.
+fn chunks_and_first_again(size: usize, from: usize) -> Vec<Option<String>> {
+    let mut all = chunks(size);
+    all.push(Some(format!("bytes={from}-{}", MIB - 1)));
+    all
+}
+
+/// A source that keeps its blobs elsewhere: `front`, before it, redirects every blob GET to
+/// `cdn`, a proxy before a storage registry that holds the same image.
+struct Elsewhere {
+    image: Seeded,
+    /// The big layer's digest (`sha256:` and hex).
+    big: String,
+    front: FaultProxy,
+    cdn: FaultProxy,
+    _storage: Registry,
+}
+
+/// `src` and a storage registry seeded with `team/app:1`, a small layer and one of `size`
+/// bytes, with the proxies of [`Elsewhere`] before them.
+fn stored_elsewhere(src: &Registry, size: usize) -> Elsewhere {
+    let storage = Registry::start();
+    let layers = [layer(1, 2000), layer(2, size)];
+    let image = seed_docker_image(src, "team/app", "1", &layers);
+    seed_docker_image(&storage, "team/app", "1", &layers);
+    let cdn = FaultProxy::start(&storage.host());
+    let front = FaultProxy::start(&src.host());
+    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    Elsewhere {
+        image,
+        big: sha256_digest(&layers[1]),
+        front,
+        cdn,
+        _storage: storage,
+    }
+}
+
 /// A blob above the threshold is fetched as its 1 MiB ranges, each once, and arrives
 /// byte-identical; a blob below it comes as one stream without `Range`.
 #[test]
 fn a_big_blob_fetched_in_ranges_arrives_identical() {
     let size = 3 * MIB + 123;
-    let (src, image, big) = source(size);
-    let proxy = FaultProxy::start(&src.host());
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
-    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
+    let t = Setting::new(size);
+    let (_, report) = t.mirror(&ranged(&["--ranges-per-blob=3"]));
     assert_eq!(
-        dst.blob("app", &format!("sha256:{big}")),
+        t.dst.blob("app", &format!("sha256:{}", t.big)),
         Some(layer(2, size))
     );
-    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+    assert_eq!(sorted(t.proxy.ranges("GET", &t.big)), sorted(chunks(size)));
     let small = sha256_digest(&layer(1, 2000));
-    assert_eq!(proxy.ranges("GET", &small), vec![None]);
+    assert_eq!(t.proxy.ranges("GET", &small), vec![None]);
     assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
 }
 
@@ -102,24 +208,16 @@ fn a_big_blob_fetched_in_ranges_arrives_identical() {
 #[test]
 fn a_range_cut_midway_is_asked_again_alone() {
     let size = 3 * MIB + 123;
-    let (src, image, big) = source(size);
-    let proxy = FaultProxy::start(&src.host());
+    let t = Setting::new(size);
     // The first request for the big blob is its first range.
-    proxy.add("GET", &big, 1, Fault::CutAfter(100 * 1024));
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
-    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    let ranges = proxy.ranges("GET", &big);
+    t.proxy.add("GET", &t.big, 1, Fault::CutAfter(100 * 1024));
+    let (_, report) = t.mirror(&ranged(&["--ranges-per-blob=3"]));
+    let ranges = t.proxy.ranges("GET", &t.big);
     assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
-    let mut expected = chunks(size);
-    expected.push(Some(format!("bytes={}-{}", 100 * 1024, MIB - 1)));
-    assert_eq!(sorted(ranges), sorted(expected));
+    assert_eq!(
+        sorted(ranges),
+        sorted(chunks_and_first_again(size, 100 * 1024))
+    );
     assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
     assert_eq!(report["images"][0]["attempts"], 1, "{report:#}");
 }
@@ -128,14 +226,8 @@ fn a_range_cut_midway_is_asked_again_alone() {
 /// is read as one stream, and the registry's next big blob is asked without `Range`.
 #[test]
 fn a_source_ignoring_range_is_read_as_one_stream() {
-    let src = Registry::start();
     let (one, two) = (layer(2, 3 * MIB + 123), layer(3, 2 * MIB + 7));
-    let image = seed_docker_image(
-        &src,
-        "team/app",
-        "1",
-        &[layer(1, 2000), one.clone(), two.clone()],
-    );
+    let (src, image) = source_of_two(&one, &two);
     let proxy = FaultProxy::start_with(
         &src.host(),
         Behaviour {
@@ -145,16 +237,15 @@ fn a_source_ignoring_range_is_read_as_one_stream() {
     );
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    let (_, report) = mirror(
+        &ws,
+        &proxy.host(),
+        &dst,
+        &image,
+        &ranged(&["--ranges-per-blob=3"]),
     );
-    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    let hex = |data: &[u8]| sha256_digest(data).trim_start_matches("sha256:").to_owned();
     // Blobs go one at a time (--max-per-registry=1): the first big one asked learns it.
-    let asked: Vec<Option<String>> = [hex(&one), hex(&two)]
+    let asked: Vec<Option<String>> = [hex_digest(&one), hex_digest(&two)]
         .iter()
         .flat_map(|d| proxy.ranges("GET", d))
         .collect();
@@ -177,7 +268,7 @@ fn an_oci_directory_receives_a_ranged_blob_intact() {
         "mapping",
         &format!("{}/team/app:1 oci:{}:1\n", proxy.host(), p(&layout)),
     );
-    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
+    let (out, _) = ws.run_report(&mapping, &ranged(&["--ranges-per-blob=3"]));
     expect_code(&out, 0);
     let written = std::fs::read(layout.join("blobs/sha256").join(&big)).expect("the blob");
     assert!(written == layer(2, size), "the blob differs");
@@ -193,26 +284,21 @@ fn no_more_ranges_are_in_flight_than_asked() {
     let size = 6 * MIB + 5;
     let src = Registry::start();
     let image = seed_docker_image(&src, "team/app", "1", &[layer(2, size)]);
-    let big = sha256_digest(&layer(2, size))
-        .trim_start_matches("sha256:")
-        .to_owned();
+    let big = hex_digest(&layer(2, size));
     let proxy = FaultProxy::start(&src.host());
     proxy.add("GET", &big, 100, Fault::Stall(Duration::from_millis(200)));
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    mirror(
+        &ws,
+        &proxy.host(),
+        &dst,
+        &image,
+        &ranged_but(
+            "--max-per-registry",
+            &["--max-per-registry=4", "--ranges-per-blob=2"],
+        ),
     );
-    let mut args: Vec<&str> = RANGED
-        .iter()
-        .copied()
-        .filter(|a| !a.starts_with("--max-per-registry"))
-        .collect();
-    args.extend(["--max-per-registry=4", "--ranges-per-blob=2"]);
-    let (out, _) = ws.run_report(&mapping, &args);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
     assert_eq!(proxy.ranges("GET", &big).len(), 7);
     assert_eq!(proxy.max_in_flight(), 2);
 }
@@ -228,17 +314,11 @@ fn ranges_follow_redirects_to_a_cdn_without_credentials() {
         htpasswd: vec![("robot".into(), "robot-pass".into())],
         ..Default::default()
     });
-    let storage = Registry::start();
     let size = 3 * MIB + 123;
-    let layers = [layer(1, 2000), layer(2, size)];
-    let image = seed_docker_image(&src, "team/app", "1", &layers);
-    seed_docker_image(&storage, "team/app", "1", &layers);
-    let big = sha256_digest(&layers[1]);
-    let cdn = FaultProxy::start(&storage.host());
-    let front = FaultProxy::start(&src.host());
-    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    let stored = stored_elsewhere(&src, size);
+    let (front, cdn, big) = (&stored.front, &stored.cdn, &stored.big);
     // The first range's signed URL is refused once (expired).
-    cdn.add("GET", &big, 1, Fault::RefuseSigned(403));
+    cdn.add("GET", big, 1, Fault::RefuseSigned(403));
     let dst = Registry::start();
     let ws = Workspace::new();
     use base64::Engine;
@@ -250,17 +330,16 @@ fn ranges_follow_redirects_to_a_cdn_without_credentials() {
             front.host()
         ),
     );
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
+    mirror(
+        &ws,
+        &front.host(),
+        &dst,
+        &stored.image,
+        &ranged(&["--ranges-per-blob=3"]),
     );
-    let (out, _) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    let mut expected = chunks(size);
-    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
-    assert_eq!(sorted(cdn.ranges("GET", &big)), sorted(expected.clone()));
-    assert_eq!(sorted(front.ranges("GET", &big)), sorted(expected));
+    let expected = chunks_and_first_again(size, 0);
+    assert_eq!(sorted(cdn.ranges("GET", big)), sorted(expected.clone()));
+    assert_eq!(sorted(front.ranges("GET", big)), sorted(expected));
     let leaked: Vec<_> = cdn
         .seen()
         .into_iter()
@@ -278,22 +357,15 @@ fn ranges_follow_redirects_to_a_cdn_without_credentials() {
 #[test]
 fn a_stalled_range_is_asked_again_alone() {
     let size = 3 * MIB + 123;
-    let (src, image, big) = source(size);
-    let proxy = FaultProxy::start(&src.host());
+    let t = Setting::new(size);
     // The first request for the big blob is its first range; RANGED waits 5 s at most.
-    proxy.add("GET", &big, 1, Fault::Stall(Duration::from_secs(7)));
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
+    t.proxy
+        .add("GET", &t.big, 1, Fault::Stall(Duration::from_secs(7)));
+    let (_, report) = t.mirror(&ranged(&["--ranges-per-blob=3"]));
+    assert_eq!(
+        sorted(t.proxy.ranges("GET", &t.big)),
+        sorted(chunks_and_first_again(size, 0))
     );
-    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    let mut expected = chunks(size);
-    expected.push(Some(format!("bytes=0-{}", MIB - 1)));
-    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(expected));
     assert_eq!(report["totals"]["request_retries"], 1, "{report:#}");
 }
 
@@ -302,22 +374,12 @@ fn a_stalled_range_is_asked_again_alone() {
 /// next try reads it as one stream.
 #[test]
 fn a_later_range_answered_whole_falls_back_to_one_stream() {
-    let size = 3 * MIB + 123;
-    let (src, image, big) = source(size);
-    let proxy = FaultProxy::start(&src.host());
+    let t = Setting::new(3 * MIB + 123);
     // The first range is served as asked; the next one to come is answered whole.
-    proxy.add("GET", &big, 1, Fault::Stall(Duration::ZERO));
-    proxy.add("GET", &big, 1, Fault::IgnoreRange);
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
-    let (out, report) = run(&ws, &mapping, &["--ranges-per-blob=3"]);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    let ranges = proxy.ranges("GET", &big);
+    t.proxy.add("GET", &t.big, 1, Fault::Stall(Duration::ZERO));
+    t.proxy.add("GET", &t.big, 1, Fault::IgnoreRange);
+    let (_, report) = t.mirror(&ranged(&["--ranges-per-blob=3"]));
+    let ranges = t.proxy.ranges("GET", &t.big);
     assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
     assert_eq!(ranges.last(), Some(&None), "{ranges:?}");
     assert_eq!(
@@ -334,23 +396,16 @@ fn a_later_range_answered_whole_falls_back_to_one_stream() {
 /// at once, yet two.
 #[test]
 fn ranges_of_big_blobs_share_the_registrys_limit() {
-    let src = Registry::start();
     let (one, two) = (layer(2, 3 * MIB + 123), layer(3, 3 * MIB + 7));
-    let image = seed_docker_image(
-        &src,
-        "team/app",
-        "1",
-        &[layer(1, 2000), one.clone(), two.clone()],
-    );
+    let (src, image) = source_of_two(&one, &two);
     let far = DelayProxy::start(&src.host(), Duration::from_millis(200));
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", far.host(), dst.host()),
-    );
-    let (out, report) = ws.run_report(
-        &mapping,
+    let (_, report) = mirror(
+        &ws,
+        &far.host(),
+        &dst,
+        &image,
         &[
             "--insecure",
             "--max-per-registry=2",
@@ -359,8 +414,6 @@ fn ranges_of_big_blobs_share_the_registrys_limit() {
             "--ranges-per-blob=3",
         ],
     );
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
     assert_eq!(dst.blob("app", &sha256_digest(&one)), Some(one));
     assert_eq!(dst.blob("app", &sha256_digest(&two)), Some(two));
     let counts = far.counts();
@@ -383,25 +436,13 @@ fn trickle() -> Fault {
 #[test]
 fn a_slow_range_that_never_stalls_is_not_cut() {
     let size = 3 * MIB + 123;
-    let (src, image, big) = source(size);
-    let proxy = FaultProxy::start(&src.host());
-    proxy.add("GET", &big, 100, trickle());
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
-    let mut args: Vec<&str> = RANGED
-        .iter()
-        .copied()
-        .filter(|a| !a.starts_with("--read-timeout"))
-        .collect();
-    args.extend(["--read-timeout=2", "--ranges-per-blob=3"]);
-    let (out, report) = ws.run_report(&mapping, &args);
-    expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
-    assert_eq!(sorted(proxy.ranges("GET", &big)), sorted(chunks(size)));
+    let t = Setting::new(size);
+    t.proxy.add("GET", &t.big, 100, trickle());
+    let (_, report) = t.mirror(&ranged_but(
+        "--read-timeout",
+        &["--read-timeout=2", "--ranges-per-blob=3"],
+    ));
+    assert_eq!(sorted(t.proxy.ranges("GET", &t.big)), sorted(chunks(size)));
     assert_eq!(report["totals"]["request_retries"], 0, "{report:#}");
 }
 
@@ -412,22 +453,12 @@ fn a_slow_range_that_never_stalls_is_not_cut() {
 #[test]
 fn a_big_blob_moving_is_logged_in_a_persons_words_without_its_url() {
     let src = Registry::start();
-    let storage = Registry::start();
-    let size = 3 * MIB + 123;
-    let layers = [layer(1, 2000), layer(2, size)];
-    let image = seed_docker_image(&src, "team/app", "1", &layers);
-    seed_docker_image(&storage, "team/app", "1", &layers);
-    let big = sha256_digest(&layers[1]);
-    let cdn = FaultProxy::start(&storage.host());
-    cdn.add("GET", &big, 100, trickle());
-    let front = FaultProxy::start(&src.host());
-    front.add("GET", "/blobs/sha256:", 1000, Fault::Redirect(cdn.host()));
+    let stored = stored_elsewhere(&src, 3 * MIB + 123);
+    let (front, big) = (&stored.front, &stored.big);
+    stored.cdn.add("GET", big, 100, trickle());
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", front.host(), dst.host()),
-    );
+    let mapping = write_mapping(&ws, &front.host(), &dst.host());
     let out = image_mirror(ws.dir())
         .env("RUST_LOG", "info")
         .args(["run", "--progress-interval=1", "--ranges-per-blob=3"])
@@ -436,7 +467,7 @@ fn a_big_blob_moving_is_logged_in_a_persons_words_without_its_url() {
         .output()
         .expect("run");
     expect_code(&out, 0);
-    assert_mirrored(&dst, &image);
+    assert_mirrored(&dst, &stored.image);
     let stderr = text(&out.stderr);
     let named = format!("big blob {} of {}/team/app: ", &big[..19], front.host());
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(&named)).collect();
@@ -467,13 +498,10 @@ fn an_upload_left_unanswered_fails_after_the_read_timeout() {
         Fault::Stall(Duration::from_secs(8)),
     );
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", src.host(), slow.host()),
-    );
+    let mapping = write_mapping(&ws, &src.host(), &slow.host());
     let (out, report) = ws.run_report_with_env(
         &mapping,
-        &[RANGED, &["--ranges-per-blob=3"]].concat(),
+        &ranged(&["--ranges-per-blob=3"]),
         &[("RUST_LOG", "info")],
     );
     expect_code(&out, 0);
@@ -497,10 +525,7 @@ fn a_big_blob_moving_gets_a_bar_on_a_terminal() {
     proxy.add("GET", &big, 100, trickle());
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
+    let mapping = write_mapping(&ws, &proxy.host(), &dst.host());
     let binary = assert_cmd::cargo::cargo_bin("image-mirror");
     let command = format!(
         "{} run {} --ranges-per-blob=3 {}",
@@ -537,11 +562,8 @@ fn a_dry_run_says_how_many_bytes_it_would_send() {
     let proxy = FaultProxy::start(&src.host());
     let dst = Registry::start();
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {}/app:1\n", proxy.host(), dst.host()),
-    );
-    let (out, report) = run(&ws, &mapping, &["--dry-run"]);
+    let mapping = write_mapping(&ws, &proxy.host(), &dst.host());
+    let (out, report) = ws.run_report(&mapping, &ranged(&["--dry-run"]));
     expect_code(&out, 0);
     let summary = text(&out.stdout);
     assert!(

@@ -8,11 +8,12 @@
 //! transfer arriving while that many are in flight is answered `429` after the same delay
 //! (and counted in flight meanwhile too: what the client tried is what is measured).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::forward::{Listening, Message, ask, has_body, read_body, read_head};
 
 /// What the proxy counted.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,9 +46,8 @@ struct Shared {
 }
 
 pub struct DelayProxy {
-    host: String,
+    listening: Listening,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
 }
 
 impl DelayProxy {
@@ -62,8 +62,6 @@ impl DelayProxy {
     }
 
     fn with(upstream: &str, delay: Duration, admit: Option<usize>) -> DelayProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind delay proxy");
-        let host = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
             delay,
@@ -71,36 +69,21 @@ impl DelayProxy {
             counts: Mutex::default(),
             admitted: Mutex::default(),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sh) = (stop.clone(), shared.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let shared = sh.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(client, &shared);
-                });
-            }
-        });
-        DelayProxy { host, shared, stop }
+        let sh = shared.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind delay proxy");
+        let listening = Listening::start(listener, move |client| {
+            let _ = serve(client, &sh);
+        })
+        .expect("addr");
+        DelayProxy { listening, shared }
     }
 
     pub fn host(&self) -> String {
-        self.host.clone()
+        self.listening.host().to_owned()
     }
 
     pub fn counts(&self) -> Counts {
         *self.shared.counts.lock().expect("counts")
-    }
-}
-
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(&self.host);
     }
 }
 
@@ -175,10 +158,11 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut to_client = client.try_clone()?;
     let mut from_client = BufReader::new(client);
     while let Some(head) = read_head(&mut from_client)? {
-        let mut parts = head[0].split_whitespace();
+        let mut request = Message::new(head);
+        let mut parts = request.head[0].split_whitespace();
         let method = parts.next().unwrap_or("").to_owned();
         let target = parts.next().unwrap_or("").to_owned();
-        let body = read_body(&mut from_client, &head, true)?;
+        request.body = read_body(&mut from_client, &request)?;
         let flying = is_transfer(&method, &target).then(|| Flying::start(shared));
         // Refused or not, the answer comes a round trip later.
         std::thread::sleep(shared.delay);
@@ -192,116 +176,20 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             continue;
         }
-        let (head, body) = forward(&shared.upstream, &method, head, &body)?;
-        to_client.write_all(&head)?;
-        to_client.write_all(&body)?;
+        let Some((mut answer, mut from_upstream)) = ask(&shared.upstream, &mut request)? else {
+            return Err(std::io::Error::other("no answer upstream"));
+        };
+        let has_body = has_body(&method, answer.status());
+        if has_body {
+            answer.body = read_body(&mut from_upstream, &answer)?;
+        }
+        answer.drop_header("connection");
+        if has_body {
+            answer.set_content_length(answer.body.len());
+        }
+        to_client.write_all(&answer.head_bytes())?;
+        to_client.write_all(&answer.body)?;
         drop(flying);
     }
     Ok(())
-}
-
-/// Sends one request upstream on a connection of its own; the answer's head (framed by
-/// Content-Length) and body.
-fn forward(
-    upstream: &str,
-    method: &str,
-    mut head: Vec<String>,
-    body: &[u8],
-) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let conn = TcpStream::connect(upstream)?;
-    conn.set_nodelay(true)?;
-    let mut to_upstream = conn.try_clone()?;
-    let mut from_upstream = BufReader::new(conn);
-    head.retain(|l| {
-        let l = l.to_ascii_lowercase();
-        !l.starts_with("connection:")
-            && !l.starts_with("content-length:")
-            && !l.starts_with("transfer-encoding:")
-    });
-    head.push(format!("Content-Length: {}", body.len()));
-    head.push("Connection: close".to_owned());
-    to_upstream.write_all(&bytes_of(&head))?;
-    to_upstream.write_all(body)?;
-    let Some(mut answer) = read_head(&mut from_upstream)? else {
-        return Err(std::io::Error::other("no answer upstream"));
-    };
-    let status: u16 = answer[0]
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let has_body = method != "HEAD" && status != 204 && status != 304;
-    let answer_body = read_body(&mut from_upstream, &answer, has_body)?;
-    answer.retain(|l| {
-        let l = l.to_ascii_lowercase();
-        !l.starts_with("connection:") && (!has_body || !l.starts_with("transfer-encoding:"))
-    });
-    if has_body {
-        answer.retain(|l| !l.to_ascii_lowercase().starts_with("content-length:"));
-        answer.push(format!("Content-Length: {}", answer_body.len()));
-    }
-    Ok((bytes_of(&answer), answer_body))
-}
-
-fn bytes_of(head: &[String]) -> Vec<u8> {
-    let mut out = head.join("\r\n").into_bytes();
-    out.extend_from_slice(b"\r\n\r\n");
-    out
-}
-
-fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
-    head.iter().skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<String>>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            if head.is_empty() {
-                continue;
-            }
-            return Ok(Some(head));
-        }
-        head.push(line);
-    }
-}
-
-/// A body framed by Content-Length or chunked encoding (de-chunked).
-fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    head: &[String],
-    has_body: bool,
-) -> std::io::Result<Vec<u8>> {
-    if !has_body {
-        return Ok(Vec::new());
-    }
-    if header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                return Ok(body);
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    let len: usize = header(head, "content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(body)
 }

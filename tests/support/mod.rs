@@ -18,6 +18,8 @@
 //! * Running the binary and reading what it wrote: `cli.rs` (the workspace, runs, reports),
 //!   cosign: `cosign.rs`; other registries: `ferro.rs`, `other.rs`; faults and other
 //!   registries' behaviour: `proxy.rs`; TLS and tokens: `tls.rs`, `token.rs`; JUnit: `junit.rs`.
+//! * The test proxies (faults: `proxy.rs`; rationing: `rationing.rs`; delay: `delay.rs`)
+//!   listen, read and forward with the same plumbing: `forward.rs`.
 
 pub mod access_log;
 pub mod api;
@@ -25,6 +27,9 @@ pub mod cli;
 pub mod cosign;
 pub mod delay;
 pub mod ferro;
+/// The proxies' shared HTTP plumbing: a module of `rationing.rs` (which the benchmark builds
+/// alone), re-exported here for `proxy.rs` and `delay.rs`.
+pub use rationing::forward;
 pub mod fulcio;
 pub mod junit;
 pub mod media;

@@ -17,11 +17,13 @@
 //! store) under a pre-signed query, and [`Fault::RefuseSigned`] is that host refusing the
 //! signed URL with an error that quotes it whole, as S3 and CDNs do.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::forward::{Listening, Message, ask, has_body, read_body, read_head};
 
 /// What to do to a selected request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,11 +168,10 @@ struct InFlight {
 }
 
 pub struct FaultProxy {
-    host: String,
+    listening: Listening,
     rules: Arc<Mutex<Vec<Rule>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     in_flight: Arc<Mutex<InFlight>>,
-    stop: Arc<AtomicBool>,
 }
 
 /// What every connection's thread shares.
@@ -208,35 +209,24 @@ impl FaultProxy {
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let in_flight: Arc<Mutex<InFlight>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
-            own_host: host.clone(),
+            own_host: host,
             behaviour,
             rules: rules.clone(),
             seen: seen.clone(),
             answered: Mutex::default(),
             in_flight: in_flight.clone(),
         });
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(client, &shared);
-                });
-            }
-        });
+        let listening = Listening::start(listener, move |client| {
+            let _ = serve(client, &shared);
+        })
+        .expect("addr");
         FaultProxy {
-            host,
+            listening,
             rules,
             seen,
             in_flight,
-            stop,
         }
     }
 
@@ -252,7 +242,7 @@ impl FaultProxy {
     }
 
     pub fn host(&self) -> String {
-        self.host.clone()
+        self.listening.host().to_owned()
     }
 
     /// Injects `fault` into the next `times` requests whose method is `method` (or any, for
@@ -292,96 +282,6 @@ impl FaultProxy {
     pub fn injected(&self) -> usize {
         self.seen().iter().filter(|s| s.fault.is_some()).count()
     }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(&self.host);
-    }
-}
-
-struct Message {
-    head: Vec<String>,
-    body: Vec<u8>,
-}
-
-impl Message {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.iter().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn set_content_length(&mut self, len: usize) {
-        self.head.retain(|l| {
-            let lower = l.to_ascii_lowercase();
-            !lower.starts_with("content-length:") && !lower.starts_with("transfer-encoding:")
-        });
-        self.head.push(format!("Content-Length: {len}"));
-    }
-
-    fn head_bytes(&self) -> Vec<u8> {
-        let mut out = self.head.join("\r\n").into_bytes();
-        out.extend_from_slice(b"\r\n\r\n");
-        out
-    }
-}
-
-fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<String>>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            if head.is_empty() {
-                continue;
-            }
-            return Ok(Some(head));
-        }
-        head.push(line);
-    }
-}
-
-/// Reads a body framed by Content-Length or chunked encoding (de-chunked).
-fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    msg: &Message,
-    has_body: bool,
-) -> std::io::Result<Vec<u8>> {
-    if !has_body {
-        return Ok(Vec::new());
-    }
-    if msg
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                return Ok(body);
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    let len: usize = msg
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(body)
 }
 
 fn take_fault(rules: &Mutex<Vec<Rule>>, method: &str, target: &str) -> Option<Fault> {
@@ -446,10 +346,7 @@ fn serve_one(
 ) -> std::io::Result<(String, bool)> {
     let (upstream, rules, seen) = (shared.upstream.as_str(), &shared.rules, &shared.seen);
     let behaviour = &shared.behaviour;
-    let mut request = Message {
-        head,
-        body: Vec::new(),
-    };
+    let mut request = Message::new(head);
     let mut parts = request.head[0].split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
     let target = parts.next().unwrap_or("").to_owned();
@@ -478,7 +375,7 @@ fn serve_one(
         let _ = to_client.shutdown(Shutdown::Both);
         return Ok((target, false));
     }
-    request.body = read_body(from_client, &request, true)?;
+    request.body = read_body(from_client, &request)?;
     let fault = take_fault(rules, &method, &target);
     note(
         seen,
@@ -590,36 +487,16 @@ fn serve_one(
         let path = target.split('?').next().unwrap_or("");
         request.head[0] = request.head[0].replacen(&target, path, 1);
     }
-    // Forward on a fresh upstream connection, framed by Content-Length.
-    let upstream_conn = TcpStream::connect(upstream)?;
-    upstream_conn.set_nodelay(true)?;
-    let mut to_upstream = upstream_conn.try_clone()?;
-    let mut from_upstream = BufReader::new(upstream_conn);
-    request.set_content_length(request.body.len());
-    request
-        .head
-        .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
-    request.head.push("Connection: close".to_owned());
-    to_upstream.write_all(&request.head_bytes())?;
-    to_upstream.write_all(&request.body)?;
-    let Some(head) = read_head(&mut from_upstream)? else {
+    let Some((mut response, mut from_upstream)) = ask(upstream, &mut request)? else {
         return Ok((target, false));
     };
-    let mut response = Message {
-        head,
-        body: Vec::new(),
-    };
-    let status: u16 = response.head[0]
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = response.status();
     answered(seen, &method, &target, status);
-    let has_body = method != "HEAD" && status != 204 && status != 304;
-    response.body = read_body(&mut from_upstream, &response, has_body)?;
-    response
-        .head
-        .retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+    let has_body = has_body(&method, status);
+    if has_body {
+        response.body = read_body(&mut from_upstream, &response)?;
+    }
+    response.drop_header("connection");
     play_quirk(&mut response, quirk, &method, status);
     if let Some(mode) = paging
         && status == 200

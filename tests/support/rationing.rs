@@ -42,15 +42,21 @@
 //! method, status, whether refused, path). They are not counted.
 //!
 //! Standard library only, so that the benchmark's program (`bench/ration_proxy.rs`, which
-//! includes this same file) builds with a bare `rustc` in seconds.
+//! includes this same file) builds with a bare `rustc` in seconds. For the same reason the
+//! plumbing it shares with the other proxies, `forward.rs`, is a module of this one, named
+//! by its path.
 #![allow(dead_code)]
 
+#[path = "forward.rs"]
+pub mod forward;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{BufReader, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use self::forward::{Listening, Message, ask, has_body, read_body, read_head};
 
 /// Docker Hub's 429 body for a spent pull quota, byte for byte as its registry sends it.
 pub const DOCKER_HUB_TOO_MANY: &str = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\
@@ -340,9 +346,8 @@ impl Ledger {
 
 /// A running rationing proxy. Dropping it stops it.
 pub struct RationProxy {
-    host: String,
+    listening: Listening,
     ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
 }
 
 struct Shared {
@@ -363,27 +368,15 @@ impl RationProxy {
         listen: &str,
     ) -> std::io::Result<RationProxy> {
         let listener = TcpListener::bind(listen)?;
-        let host = format!("127.0.0.1:{}", listener.local_addr()?.port());
         let ledger = Arc::new(Mutex::new(Ledger::new(rationing)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             upstream: upstream.to_owned(),
             ledger: ledger.clone(),
-        });
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(client, &shared);
-                });
-            }
-        });
-        Ok(RationProxy { host, ledger, stop })
+        };
+        let listening = Listening::start(listener, move |client| {
+            let _ = serve(client, &shared);
+        })?;
+        Ok(RationProxy { listening, ledger })
     }
 
     /// Docker Hub with its headers: `limit` manifest GETs per (manual) window of an hour.
@@ -418,7 +411,7 @@ impl RationProxy {
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
-        self.host.clone()
+        self.listening.host().to_owned()
     }
 
     /// Starts a new quota window: every identity's quota is whole again.
@@ -450,14 +443,6 @@ impl RationProxy {
             .filter(|s| s.kind == Kind::ManifestGet && s.identity == identity)
             .filter(|s| (200..300).contains(&s.status) && !s.refused)
             .count()
-    }
-}
-
-impl Drop for RationProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(&self.host);
     }
 }
 
@@ -531,87 +516,6 @@ fn json_string_field(json: &str, field: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-struct Message {
-    head: Vec<String>,
-    body: Vec<u8>,
-}
-
-impl Message {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.iter().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn drop_header(&mut self, name: &str) {
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        let first = self.head.remove(0);
-        self.head
-            .retain(|l| !l.to_ascii_lowercase().starts_with(&prefix));
-        self.head.insert(0, first);
-    }
-
-    fn set_content_length(&mut self, len: usize) {
-        self.drop_header("content-length");
-        self.drop_header("transfer-encoding");
-        self.head.push(format!("Content-Length: {len}"));
-    }
-
-    fn head_bytes(&self) -> Vec<u8> {
-        let mut out = self.head.join("\r\n").into_bytes();
-        out.extend_from_slice(b"\r\n\r\n");
-        out
-    }
-}
-
-fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<String>>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.is_empty() {
-            if head.is_empty() {
-                continue;
-            }
-            return Ok(Some(head));
-        }
-        head.push(line);
-    }
-}
-
-/// Reads a body framed by Content-Length or chunked encoding (de-chunked).
-fn read_body(reader: &mut BufReader<TcpStream>, msg: &Message) -> std::io::Result<Vec<u8>> {
-    if msg
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        let mut body = Vec::new();
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk)?;
-            if size == 0 {
-                return Ok(body);
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    let len: usize = msg
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(body)
-}
-
 /// Counts a request in flight until dropped.
 struct Flying<'a>(&'a Mutex<Ledger>);
 
@@ -658,10 +562,7 @@ fn control(
     to_client: &mut TcpStream,
     shared: &Shared,
 ) -> std::io::Result<bool> {
-    let request = Message {
-        head,
-        body: Vec::new(),
-    };
+    let request = Message::new(head);
     read_body(from_client, &request)?;
     let mut ledger = lock(&shared.ledger);
     let body = match request.head[0].split_whitespace().nth(1).unwrap_or("") {
@@ -722,10 +623,7 @@ fn serve_one(
     to_client: &mut TcpStream,
     shared: &Shared,
 ) -> std::io::Result<bool> {
-    let mut request = Message {
-        head,
-        body: Vec::new(),
-    };
+    let mut request = Message::new(head);
     let mut parts = request.head[0].split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
     let target = parts.next().unwrap_or("").to_owned();
@@ -760,21 +658,15 @@ fn serve_one(
         return Ok(true);
     }
 
-    let Some(mut response) = forward(&shared.upstream, &mut request)? else {
+    let Some((mut response, mut from_upstream)) = ask(&shared.upstream, &mut request)? else {
         note(shared, &method, &target, kind, &who, 0, false);
         return Ok(false);
     };
-    let status: u16 = response.head[0]
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let has_body = method != "HEAD" && status != 204 && status != 304;
-    response.body = if has_body {
-        read_body_upstream(&mut response)?
-    } else {
-        Vec::new()
-    };
+    let status = response.status();
+    let has_body = has_body(&method, status);
+    if has_body {
+        response.body = read_body(&mut from_upstream, &response)?;
+    }
 
     // Quota mode: a manifest GET the registry served is a pull. Counted only when it
     // succeeds (a 401 or 404 is not a pull), refused when the quota is spent.
@@ -810,55 +702,6 @@ fn serve_one(
     to_client.write_all(&response.head_bytes())?;
     to_client.write_all(&response.body)?;
     Ok(true)
-}
-
-/// An upstream answer whose head is read and whose body is still on the connection.
-struct Upstream {
-    message: Message,
-    reader: BufReader<TcpStream>,
-}
-
-impl std::ops::Deref for Upstream {
-    type Target = Message;
-    fn deref(&self) -> &Message {
-        &self.message
-    }
-}
-
-impl std::ops::DerefMut for Upstream {
-    fn deref_mut(&mut self) -> &mut Message {
-        &mut self.message
-    }
-}
-
-fn read_body_upstream(response: &mut Upstream) -> std::io::Result<Vec<u8>> {
-    read_body(&mut response.reader, &response.message)
-}
-
-/// Sends `request` to the registry on a fresh connection, framed by Content-Length; reads
-/// the answer's head (None: the registry closed without one).
-fn forward(upstream: &str, request: &mut Message) -> std::io::Result<Option<Upstream>> {
-    let conn = TcpStream::connect(upstream)?;
-    conn.set_nodelay(true)?;
-    let mut to_upstream = conn.try_clone()?;
-    let mut reader = BufReader::new(conn);
-    let len = request.body.len();
-    request.set_content_length(len);
-    request.drop_header("connection");
-    request.head.push("Connection: close".to_owned());
-    to_upstream.write_all(&request.head_bytes())?;
-    to_upstream.write_all(&request.body)?;
-    let Some(head) = read_head(&mut reader)? else {
-        let _ = to_upstream.shutdown(Shutdown::Both);
-        return Ok(None);
-    };
-    Ok(Some(Upstream {
-        message: Message {
-            head,
-            body: Vec::new(),
-        },
-        reader,
-    }))
 }
 
 fn note(
