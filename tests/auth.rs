@@ -119,7 +119,12 @@ fn basic_auth_with_every_way_of_writing_auths() {
     expect_code(&out, 1);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("permission to {d}/ns2/app for user robot+a")),
+        stderr.contains(&format!("permission to {d}/ns2/app for user robot+a"))
+            && stderr.contains(&format!(
+                "{d} did not accept these credentials: check the password or token in \
+                 auths[\"{d}\"] in {}",
+                p(&config)
+            )),
         "{stderr}"
     );
     assert!(!all_output(&out).contains("robot-a-pass"));

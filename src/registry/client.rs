@@ -320,6 +320,12 @@ impl RegistryClient {
                     "; no registry config was found (-a/--registry-config, REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)",
                 ),
             }
+        } else if status == StatusCode::UNAUTHORIZED {
+            // A 401 to credentials that were sent: most often a wrong or expired password.
+            message.push_str(&format!(
+                "; {} did not accept these credentials: check the password or token in {}, or the user's permissions there",
+                self.host, credential.origin
+            ));
         }
         failure(ErrorKind::Denied, message)
     }
