@@ -1111,3 +1111,64 @@ fn a_push_by_digest_no_mapping_wants_is_pruned_unless_tagged() {
             .is_some()
     );
 }
+
+/// A push by digest that stays keeps what a delete by digest would take from it: its own
+/// digest (a due tag holding it is kept) and, for an index, its children (a due tag on a
+/// child is kept as referenced).
+#[test]
+fn a_push_by_digest_that_stays_keeps_its_digest_and_its_indexs_children() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let index = seed_oci_index(
+        &src,
+        "org/app",
+        "1.0",
+        &[("linux", "amd64"), ("linux", "arm64")],
+        40,
+    );
+    let amd64 = index.children[0].clone();
+    let (_, body) = src.manifest("org/app", &amd64).expect("the amd64 child");
+    src.push_manifest("org/app", "1.0-amd64", OCI_MANIFEST, &body);
+    let image = seed_oci_image(&src, "org/app", "x", &[layer(9, 300)]);
+    let ws = Workspace::new();
+    let ledger = format!("{d}/mirror/ledger");
+    let pushes = format!(
+        "{s}/org/app@{} {d}/mirror/app\n{s}/org/app@{} {d}/mirror/app\n",
+        index.digest, image.digest
+    );
+    let tags =
+        format!("{s}/org/app:1.0-amd64 {d}/mirror/app:1.0-amd64\n{s}/org/app:x {d}/mirror/app:x\n");
+    first_run(&ws, "all", &(pushes.clone() + &tags), &ledger);
+
+    let only_pushes = ws.write("pushes", &pushes);
+    let (out, report) = run_at(&ws, &only_pushes, &ledger, T0 + 10 * DAY, &["--prune"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        pruned(&report),
+        statuses(&d, &[("1.0-amd64", "referenced"), ("x", "still-tagged")])
+    );
+    let short = |digest: &str| digest[..19].to_owned();
+    assert_says(
+        &out,
+        &[
+            &format!(
+                "= {d}/mirror/app:x  kept: its digest is still pushed by digest ({})",
+                short(&image.digest)
+            ),
+            &format!(
+                "= {d}/mirror/app:1.0-amd64  kept: its digest is a child of the index pushed by \
+                 digest ({})",
+                short(&index.digest)
+            ),
+        ],
+    );
+    // Both pushes are whole: the index with every child, and the image.
+    for digest in index.children.iter().chain([&index.digest, &image.digest]) {
+        assert_eq!(
+            dst.manifest_digest("mirror/app", digest),
+            Some(digest.clone()),
+            "{digest} was deleted"
+        );
+    }
+}

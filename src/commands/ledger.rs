@@ -247,19 +247,19 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
             "kept: it holds {} now, not what image-mirror wrote",
             short(d.as_str())
         ),
-        Verdict::StillTagged(tags) => format!(
-            "kept: its digest is still tagged {} (a delete by digest would take those too)",
-            tags.join(", ")
+        Verdict::StillTagged(names) => format!(
+            "kept: its digest is still {} (a delete by digest would take those too)",
+            holders(names)
         ),
         Verdict::Referenced { by, refused: false } => format!(
-            "kept: its digest is a child of the index tagged {} (a delete by digest would \
-             break it); only its tag goes, where the registry deletes a tag alone",
-            by.join(", ")
+            "kept: its digest is a child of the index {} (a delete by digest would break \
+             it); only its tag goes, where the registry deletes a tag alone",
+            holders(by)
         ),
         Verdict::Referenced { by, refused: true } => format!(
-            "kept: its digest is a child of the index tagged {} (a delete by digest would \
-             break it, and the registry cannot delete the tag alone)",
-            by.join(", ")
+            "kept: its digest is a child of the index {} (a delete by digest would break \
+             it, and the registry cannot delete the tag alone)",
+            holders(by)
         ),
         Verdict::Waiting(left) => format!("unwanted; pruned in {}", human(*left)),
         Verdict::Failed(why) => format!("not pruned: {why}"),
@@ -267,6 +267,23 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
 }
 
 /// `sha256:` and the first 12 hex digits.
+/// What holds a digest, as prune names it: tags, and pushes by digest a mapping still
+/// wants (`@DIGEST`): "tagged v1, v2", "pushed by digest (sha256:1234abcd5678)", or both.
+fn holders(names: &[String]) -> String {
+    let (pushes, tags): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| n.starts_with('@'));
+    let mut parts = Vec::new();
+    if !tags.is_empty() {
+        let tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
+        parts.push(format!("tagged {}", tags.join(", ")));
+    }
+    if !pushes.is_empty() {
+        let pushes: Vec<&str> = pushes.iter().map(|p| short(&p[1..])).collect();
+        parts.push(format!("pushed by digest ({})", pushes.join(", ")));
+    }
+    parts.join(" and ")
+}
+
 fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }

@@ -241,7 +241,8 @@ pub async fn prune(
     }
     let mut looked = Vec::new();
     for (name, candidates) in by_repository {
-        looked.push(look(stores, &name, candidates).await);
+        let kept = kept_pushes(ledger, &name, &candidates);
+        looked.push(look(stores, &name, candidates, &kept).await);
     }
     let ready: usize = looked.iter().map(|l| l.ready_count()).sum();
     let limit = options.max.limit(named);
@@ -280,6 +281,21 @@ pub async fn prune(
             verdict: Verdict::Waiting(left),
         }));
     report
+}
+
+/// The pushes by digest the ledger names in `repository` that stay (not due now, not
+/// pruned before): a delete by digest must not take them, nor, for an index, its children.
+fn kept_pushes(ledger: &Ledger, repository: &str, due: &[Candidate]) -> Vec<Digest> {
+    ledger
+        .destinations
+        .get(repository)
+        .into_iter()
+        .flatten()
+        .filter(|(reference, entry)| {
+            entry.pruned.is_none() && !due.iter().any(|c| &&c.reference == reference)
+        })
+        .filter_map(|(reference, _)| Digest::parse(reference).ok())
+        .collect()
 }
 
 /// One repository's due tags, looked at: those decided already, and the digests that may
@@ -353,7 +369,12 @@ impl Looked {
 
 /// Finds out, for one repository, which due tags still hold what image-mirror wrote and
 /// are the only tags of their digest.
-async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Looked {
+async fn look(
+    stores: &dyn Stores,
+    name: &str,
+    candidates: Vec<Candidate>,
+    kept_pushes: &[Digest],
+) -> Looked {
     let mut looked = Looked {
         decided: Vec::new(),
         ready: BTreeMap::new(),
@@ -377,7 +398,7 @@ async fn look(stores: &dyn Stores, name: &str, candidates: Vec<Candidate>) -> Lo
             return looked;
         }
     };
-    let held = match held_digests(stores, &repository).await {
+    let held = match held_digests(stores, &repository, kept_pushes).await {
         Ok(held) => held,
         Err(e) => {
             decide_all(&mut looked, candidates, Verdict::Failed(format!("{e:#}")));
@@ -442,7 +463,8 @@ struct Held {
     dst: Arc<dyn Destination>,
     /// Every tag, attachment tags included.
     tags: Vec<String>,
-    /// The digest of each tag but the attachment tags: what a delete by digest would take.
+    /// The digest of each tag but the attachment tags (and of each push by digest that
+    /// stays, named `@DIGEST`): what a delete by digest would take.
     digests: HashMap<String, Digest>,
     /// The children of each of those tags' manifests that is an index.
     children: HashMap<Digest, Vec<Digest>>,
@@ -484,12 +506,17 @@ fn listed_by_kept_indexes(
         .collect()
 }
 
-/// Every tag of the repository, and the manifest of each but the attachment tags: its
-/// digest (what a delete by digest would take with it) and, for an index, its children
-/// (what a delete by digest must not take from under it). One GET per tag, as many as
-/// HEADs would be. A tag gone meanwhile is skipped; a manifest that cannot be read fails
-/// the repository (nothing is deleted there: its children are unknown).
-async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<Held> {
+/// Every tag of the repository, and the manifest of each but the attachment tags, and of
+/// each push by digest that stays (`kept_pushes`): its digest (what a delete by digest
+/// would take with it) and, for an index, its children (what a delete by digest must not
+/// take from under it). One GET per tag, as many as HEADs would be. A tag or push gone
+/// meanwhile is skipped; a manifest that cannot be read fails the repository (nothing is
+/// deleted there: its children are unknown).
+async fn held_digests(
+    stores: &dyn Stores,
+    repository: &Repository,
+    kept_pushes: &[Digest],
+) -> Result<Held> {
     let dst = stores.destination(repository).await?;
     // A repository that no longer exists holds none of them: each is gone.
     let Some(tags) = dst.held_tags(repository).await? else {
@@ -499,29 +526,30 @@ async fn held_digests(stores: &dyn Stores, repository: &Repository) -> Result<He
             repository.registry()
         );
     };
-    let asked: Vec<Result<Option<(String, Manifest)>>> = stream::iter(
-        tags.iter()
-            .filter(|t| !is_attachment_tag(t))
-            .filter_map(|t| Tag::parse(t).ok()),
-    )
-    .map(|tag| {
-        let dst = dst.clone();
-        async move {
-            match dst
-                .manifest(repository, &ManifestRef::Tag(tag.clone()))
-                .await
-            {
-                Ok(manifest) => Ok(Some((tag.as_str().to_owned(), manifest))),
+    let tagged = tags
+        .iter()
+        .filter(|t| !is_attachment_tag(t))
+        .filter_map(|t| Tag::parse(t).ok())
+        .map(|tag| (tag.as_str().to_owned(), ManifestRef::Tag(tag)));
+    let pushed = kept_pushes
+        .iter()
+        .map(|d| (format!("@{d}"), ManifestRef::Digest(d.clone())));
+    let asked: Vec<Result<Option<(String, Manifest)>>> = stream::iter(tagged.chain(pushed))
+        .map(|(name, reference)| {
+            let dst = dst.clone();
+            async move {
+                match dst.manifest(repository, &reference).await {
+                Ok(manifest) => Ok(Some((name, manifest))),
                 Err(e) if error_kind(&e) == Some(ErrorKind::NotFound) => Ok(None),
                 Err(e) => Err(e.context(format!(
-                    "reading {repository}:{tag} (to know what a delete by digest would break)"
+                    "reading {repository} {reference} (to know what a delete by digest would break)"
                 ))),
             }
-        }
-    })
-    .buffer_unordered(MANIFESTS_IN_FLIGHT)
-    .collect()
-    .await;
+            }
+        })
+        .buffer_unordered(MANIFESTS_IN_FLIGHT)
+        .collect()
+        .await;
     let mut digests = HashMap::new();
     let mut children = HashMap::new();
     for answer in asked {
