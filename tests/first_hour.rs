@@ -439,3 +439,28 @@ fn a_certificate_nobody_vouches_for_fails_at_once_naming_where_its_ca_goes() {
         "{error}"
     );
 }
+
+/// A mapping directory with no line in it (an emptied ConfigMap, a wrong path) is not an
+/// error — a job may have nothing to mirror yet — but it is said, naming where it looked.
+#[test]
+fn a_mapping_directory_with_no_line_says_so() {
+    let ws = Workspace::new();
+    let empty = ws.path("mappings");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    std::fs::write(empty.join("mapping_a"), "# nothing yet\n").expect("write");
+    let out = ws
+        .command()
+        .args(["run", "--insecure"])
+        .arg(&empty)
+        .output()
+        .expect("run");
+    expect_code(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: no mapping line in {}: nothing to do",
+            empty.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -34,7 +34,25 @@ pub fn load_valid(spec: &InputSpec, nothing_done: &str) -> Result<MappingSet, Ex
         );
         return Err(Usage);
     }
+    if set.mappings.is_empty() {
+        // Not an error (a team's job may have nothing to mirror yet), but an emptied
+        // ConfigMap or a wrong path would otherwise pass as a run that mirrored everything.
+        let _ = writeln!(
+            stderr.lock(),
+            "warning: no mapping line in {}: nothing to do (an empty mapping directory, or a wrong path?)",
+            described(spec)
+        );
+    }
     Ok(set)
+}
+
+/// The paths (and prefix) mappings are read from, as a message names them.
+pub fn described(spec: &InputSpec) -> String {
+    let paths: Vec<String> = spec.paths.iter().map(|p| p.display().to_string()).collect();
+    match &spec.prefix {
+        Some(prefix) => format!("{} (files named {prefix}*)", paths.join(", ")),
+        None => paths.join(", "),
+    }
 }
 
 /// Before any registry is contacted: directories readable, certificate files usable, a

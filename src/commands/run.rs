@@ -269,17 +269,10 @@ fn refuse_pruning_everything(prepared: &Prepared, args: &RunArgs) -> Result<(), 
     if !prepared.set.mappings.is_empty() || args.owned.max_prune.is_some() {
         return Ok(());
     }
-    let read: Vec<String> = args
-        .mappings
-        .input_spec()
-        .paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
     let _ = writeln!(
         std::io::stderr().lock(),
         "error: no mapping line in {}: a prune would delete every tag the ledger names; nothing was pruned or copied (to prune them all on purpose, give --max-prune, e.g. --max-prune 100%)",
-        read.join(", ")
+        super::planning::described(&args.mappings.input_spec())
     );
     Err(Usage)
 }
