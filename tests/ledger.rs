@@ -602,7 +602,10 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
     expect_code(&out, 2);
     assert_says(
         &out,
-        &["3 tags due for pruning, more than --max-prune 2: nothing was deleted"],
+        &[
+            "3 tags due for pruning, more than --max-prune 2: nothing was deleted",
+            "0 tags pruned, 3 held back by --max-prune, 0 kept",
+        ],
     );
     assert_due_not_pruned(&out, &dst, &d, &["a", "b", "c"]);
     // A share: 50% of the 4 tags the ledger names is 2.
@@ -616,6 +619,19 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
         ],
     );
     assert_due_not_pruned(&out, &dst, &d, &["a", "b", "c"]);
+    // Given to a run without --prune, it would limit nothing: refused before any contact.
+    let mark = dst.mark();
+    let (out, _) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--max-prune limits a prune: give --prune too"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        dst.tool_requests_since(mark).is_empty(),
+        "nothing contacted"
+    );
     let out = prune_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
     expect_code(&out, 0);
     assert!(dst.manifest_digest("mirror/app", "a").is_none());

@@ -217,9 +217,15 @@ pub fn text(report: &PruneReport) -> String {
             valve.said
         );
     }
+    // Held by the valve, they are not what a dry run would do: they are refused.
+    let would = if report.valve.is_some() {
+        format!("{would} held back by --max-prune")
+    } else {
+        format!("{would} would be pruned")
+    };
     let _ = writeln!(
         out,
-        "{} pruned, {would} would be pruned, {kept} kept{also}, {waiting} waiting for --prune-after",
+        "{} pruned, {would}, {kept} kept{also}, {waiting} waiting for --prune-after",
         count(pruned, "tag"),
     );
     out

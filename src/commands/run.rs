@@ -226,6 +226,13 @@ fn resolve_shard(
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
+    // Said alone, it would be ignored: a job meant to prune would silently prune nothing.
+    if !args.owned.prune && args.owned.max_prune.is_some() {
+        eprintln!(
+            "error: --max-prune limits a prune: give --prune too (or run `image-mirror prune`); nothing was copied"
+        );
+        return Usage;
+    }
     let prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
