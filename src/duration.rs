@@ -33,11 +33,15 @@ pub fn human(d: Duration) -> String {
 }
 
 /// Reads a duration written as whole numbers each followed by a unit — `s`, `m` or `min`,
-/// `h`, `d`, `w` — one after another (`2d12h`, `90m`, `0s`). Spaces are not allowed: the
-/// value is one flag or option word.
+/// `h`, `d`, `w` — one after another (`2d12h`, `90m`, `0s`), or a bare `0`. Spaces are not
+/// allowed: the value is one flag or option word.
 pub fn parse(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err("empty duration (write e.g. 3d, 12h or 90m)".to_owned());
+    }
+    // Nothing is nothing in any unit.
+    if text == "0" {
+        return Ok(Duration::ZERO);
     }
     let mut total: u64 = 0;
     let mut rest = text;
@@ -91,6 +95,8 @@ mod tests {
         assert_eq!(parse("90min"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("1w"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert!(parse("00").unwrap_err().contains("no unit"));
         assert!(parse("").unwrap_err().contains("empty"));
         assert!(parse("3").unwrap_err().contains("no unit"));
         assert!(parse("3y").unwrap_err().contains("unknown unit \"y\""));

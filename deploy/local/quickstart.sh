@@ -8,8 +8,9 @@
 #      files (each image compared with its source, signatures and all).
 #
 #   bash deploy/local/quickstart.sh
+#   IMAGE_MIRROR=~/bin/image-mirror bash deploy/local/quickstart.sh   # a binary you have
 #
-# Needs python3 and a Rust toolchain; installs Debian's docker-registry if it is missing.
+# Needs python3 and a Rust toolchain (unless IMAGE_MIRROR names a binary); installs Debian's docker-registry if it is missing.
 # Everything runs on 127.0.0.1 with temporary storage and is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,9 +21,15 @@ if ! command -v docker-registry >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
 fi
-echo "building image-mirror (a few minutes the first time)"
-cargo build --release --locked -q
-BIN=$PWD/target/release/image-mirror
+# IMAGE_MIRROR=PATH runs a binary already built (or installed) instead of building one; a
+# relative PATH is taken from where the script was started.
+if [ -n "${IMAGE_MIRROR:-}" ]; then
+  BIN=$(cd "$OLDPWD" && realpath "$(command -v "$IMAGE_MIRROR")")
+else
+  echo "building image-mirror (a few minutes the first time)"
+  cargo build --release --locked -q
+  BIN=$PWD/target/release/image-mirror
+fi
 # Warnings and errors only: each step's output is its plan and summary, not interleaved with
 # INFO log lines on stderr (set RUST_LOG=info to see them).
 export RUST_LOG="${RUST_LOG:-warn}"

@@ -46,7 +46,8 @@ pub const ENV_NO_COLOR: &str = "NO_COLOR";
     long_about = "Mirror container images between OCI/Docker registries from `oc image mirror` mapping files.\n\n\
         A mapping file has one mapping per line: `SRC DST [DST ...]` or `SRC=DST` pairs, `#` comments. \
         A source tag may be a glob (`repo:v4.1*`, `repo:*`); a source without tag mirrors every tag, as oc does.\n\n\
-        Exit codes: 0 success, 1 some images failed, 2 bad input or usage (nothing pushed)."
+        Exit codes: 0 success, 1 some images failed, 2 bad input or usage (nothing contacted), \
+        or more tags due for pruning than --max-prune (nothing deleted)."
 )]
 pub struct Cli {
     /// Log format on stderr (the level: RUST_LOG).
