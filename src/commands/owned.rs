@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 
 use super::cli::parse_bool;
-use crate::ledger::prune::MaxPrune;
+use crate::ledger::valve::MaxPrune;
 
 #[derive(Debug, Clone, Args)]
 pub struct OwnedArgs {

@@ -7,11 +7,13 @@
 //!   adds, what is unwanted (pure);
 //! - [`stored`]: where it lives (a registry repository, or a directory) and reading and
 //!   writing it over the [`crate::store`] seam;
-//! - [`prune`]: deleting what no mapping wants any more, and what is attached to it.
+//! - [`prune`]: deleting what no mapping wants any more, and what is attached to it, within
+//!   [`valve`] (`--max-prune`).
 
 pub mod model;
 pub mod prune;
 pub mod stored;
+pub mod valve;
 
 pub use model::{Ledger, Stamp};
 pub use stored::{Location, Writer};
