@@ -624,7 +624,14 @@ fn more_than_max_prune_is_refused_whole_with_exit_2_and_the_list() {
     let (out, _) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--max-prune=75%"]);
     expect_code(&out, 2);
     assert!(
-        text(&out.stderr).contains("--max-prune limits a prune: give --prune too"),
+        text(&out.stderr).contains("--max-prune applies to a prune: give --prune too"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (out, _) = run_at(&ws, &keep, &ledger, T0 + 10 * DAY, &["--prune-after=1d"]);
+    expect_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--prune-after applies to a prune: give --prune too"),
         "{}",
         text(&out.stderr)
     );

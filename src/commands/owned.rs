@@ -10,6 +10,9 @@ use clap::{ArgAction, Args};
 use super::cli::parse_bool;
 use crate::ledger::valve::MaxPrune;
 
+/// `--prune-after` when not given.
+pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(3 * 86_400);
+
 #[derive(Debug, Clone, Args)]
 pub struct OwnedArgs {
     /// Keep a ledger of what is written (HOST/REPO, file:DIR).
@@ -36,8 +39,10 @@ pub struct OwnedArgs {
     ///
     /// How long a tag must have been produced by no mapping before prune deletes it (`3d`,
     /// `36h`, `90m`, `1w`): a line removed by mistake and put back within it costs nothing.
-    #[arg(help_heading = "What to copy", hide_short_help = true, long, value_name = "DURATION", default_value = "3d", value_parser = crate::duration::parse)]
-    pub prune_after: Duration,
+    /// [default: 3d]
+    // No clap default: given without --prune to `run`, it is an error, not silently unused.
+    #[arg(help_heading = "What to copy", hide_short_help = true, long, value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub prune_after: Option<Duration>,
 
     /// Refuse to prune more than N tags, or P%, in one run [default: 10 or 50%].
     ///
@@ -71,4 +76,24 @@ pub struct OwnedArgs {
         value_parser = crate::duration::parse
     )]
     pub min_age: Option<Duration>,
+}
+
+impl OwnedArgs {
+    /// `--prune-after`, or its default.
+    pub fn prune_after(&self) -> Duration {
+        self.prune_after.unwrap_or(DEFAULT_PRUNE_AFTER)
+    }
+
+    /// A prune's own options given to a `run` that does not prune: each would do nothing.
+    pub fn without_prune(&self) -> Option<&'static str> {
+        if self.prune {
+            None
+        } else if self.max_prune.is_some() {
+            Some("--max-prune")
+        } else if self.prune_after.is_some() {
+            Some("--prune-after")
+        } else {
+            None
+        }
+    }
 }

@@ -159,7 +159,7 @@ fn ledger_settings(
         location,
         writer: Writer::new(shard),
         prune: args.owned.prune.then_some(PruneOptions {
-            after: args.owned.prune_after,
+            after: args.owned.prune_after(),
             max: args.owned.max_prune.unwrap_or_default(),
             dry_run,
         }),
@@ -227,9 +227,9 @@ fn resolve_shard(
 
 pub fn run(args: &RunArgs) -> ExitCode {
     // Said alone, it would be ignored: a job meant to prune would silently prune nothing.
-    if !args.owned.prune && args.owned.max_prune.is_some() {
+    if let Some(flag) = args.owned.without_prune() {
         eprintln!(
-            "error: --max-prune limits a prune: give --prune too (or run `image-mirror prune`); nothing was copied"
+            "error: {flag} applies to a prune: give --prune too (or run `image-mirror prune`); nothing was copied"
         );
         return Usage;
     }
@@ -257,7 +257,7 @@ pub fn prune(args: &RunArgs) -> ExitCode {
     }
     if let Some(settings) = &mut prepared.ledger {
         settings.prune = Some(PruneOptions {
-            after: args.owned.prune_after,
+            after: args.owned.prune_after(),
             max: args.owned.max_prune.unwrap_or_default(),
             dry_run: prepared.dry_run,
         });
