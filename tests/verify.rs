@@ -36,6 +36,10 @@ fn complete_and_incomplete_repositories() {
     let (code, out) = verify(&["--insecure", &format!("{h}/good")]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 tags, all complete"), "{out}");
+    assert!(
+        out.contains("verified 2 tags in 1 repository: no problem; "),
+        "{out}"
+    );
 
     let broken = seed_docker_image(&reg, "broken", "1", &[layer(5, 1000), layer(6, 1000)]);
     let missing = broken.blobs.last().expect("a layer").clone();
@@ -56,6 +60,10 @@ fn complete_and_incomplete_repositories() {
     );
     assert!(
         out.contains(&format!("{h}/broken: 2 tags, 2 problems")),
+        "{out}"
+    );
+    assert!(
+        out.contains("verified 4 tags in 2 repositories: 2 problems; "),
         "{out}"
     );
     assert!(

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::model::diagnostics::Location;
 use crate::model::image::{SourceImage, Target};
 use crate::model::reference::{Digest, Repository};
-use crate::plural::count;
+use crate::plural::{count, count_as};
 use crate::redact::redact;
 use crate::report::json::JsonAttached;
 use crate::report::outcome::ListingFailure;
@@ -176,6 +176,26 @@ pub fn text(result: &VerifyResult) -> String {
             "verified {} against the sources ({} checked): {verdict}; {} sent\n",
             count(result.images.len(), "image"),
             count(attached, "attached manifest"),
+            count(result.requests as usize, "request")
+        ));
+    } else if !result.repositories.is_empty() {
+        // Repository mode: the same last line, of what was checked there.
+        let problems: usize = result.repositories.iter().map(|r| r.problems.len()).sum();
+        let errors = result
+            .repositories
+            .iter()
+            .filter(|r| r.error.is_some())
+            .count();
+        let tags: usize = result.repositories.iter().map(|r| r.tags).sum();
+        let verdict = if problems + errors == 0 {
+            "no problem".to_owned()
+        } else {
+            count(problems + errors, "problem")
+        };
+        out.push_str(&format!(
+            "verified {} in {}: {verdict}; {} sent\n",
+            count(tags, "tag"),
+            count_as(result.repositories.len(), "repository", "repositories"),
             count(result.requests as usize, "request")
         ));
     }
