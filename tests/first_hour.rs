@@ -464,3 +464,34 @@ fn a_mapping_directory_with_no_line_says_so() {
         "{stderr}"
     );
 }
+
+/// A rehearsal job's `DRY_RUN=true` meeting a stray `dry_run=false` is bad input (exit 2,
+/// nothing contacted), never a push.
+#[test]
+fn dry_run_variables_that_disagree_stop_the_run() {
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let mapping = ws.write(
+        "mapping",
+        &format!("{}/team/app:1 {}/app:1\n", dst.host(), dst.host()),
+    );
+    let mark = dst.mark();
+    let out = ws
+        .command()
+        .args(["run", "--insecure"])
+        .arg(&mapping)
+        .env("dry_run", "false")
+        .env("DRY_RUN", "true")
+        .output()
+        .expect("run");
+    expect_code(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("dry_run=false and DRY_RUN=true disagree"),
+        "{stderr}"
+    );
+    assert!(
+        dst.tool_requests_since(mark).is_empty(),
+        "nothing contacted"
+    );
+}

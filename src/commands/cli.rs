@@ -644,7 +644,9 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-/// The effective dry-run setting: the flag, else env `dry_run`, else `DRY_RUN`, else false.
+/// The effective dry-run setting: the flag, else env `dry_run` or `DRY_RUN`, else false.
+/// The two variables set to different values are an error: a rehearsal job whose
+/// `DRY_RUN=true` meets a stray `dry_run=false` must not push.
 pub fn resolve_dry_run(
     flag: Option<bool>,
     env: impl Fn(&str) -> Option<String>,
@@ -652,13 +654,21 @@ pub fn resolve_dry_run(
     if let Some(v) = flag {
         return Ok(v);
     }
+    let mut said: Option<(&str, bool)> = None;
     for name in ENV_DRY_RUN {
-        if let Some(value) = env(name) {
-            return parse_bool(value.trim())
-                .map_err(|e| format!("environment variable {name}: {e}"));
+        let Some(value) = env(name) else { continue };
+        let value =
+            parse_bool(value.trim()).map_err(|e| format!("environment variable {name}: {e}"))?;
+        match said {
+            Some((first, before)) if before != value => {
+                return Err(format!(
+                    "environment variables {first}={before} and {name}={value} disagree: set one, or give --dry-run"
+                ));
+            }
+            _ => said = Some((name, value)),
         }
     }
-    Ok(false)
+    Ok(said.is_some_and(|(_, v)| v))
 }
 
 #[cfg(test)]
@@ -683,6 +693,17 @@ mod tests {
         );
         let e = resolve_dry_run(None, |n| (n == "dry_run").then(|| "yes".into())).unwrap_err();
         assert!(e.contains("dry_run") && e.contains("yes"), "{e}");
+        // Both set: they must agree, or nothing runs.
+        let both = |lower: &'static str, upper: &'static str| {
+            move |n: &str| Some(if n == "dry_run" { lower } else { upper }.to_owned())
+        };
+        assert_eq!(resolve_dry_run(None, both("true", "TRUE")), Ok(true));
+        let e = resolve_dry_run(None, both("false", "true")).unwrap_err();
+        assert!(e.contains("dry_run=false and DRY_RUN=true disagree"), "{e}");
+        assert_eq!(
+            resolve_dry_run(Some(false), both("false", "true")),
+            Ok(false)
+        );
     }
 
     #[test]
