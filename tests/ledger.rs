@@ -349,16 +349,11 @@ fn tags_someone_else_wrote_re_pointed_or_shares_are_never_pruned() {
     assert!(dst.manifest_digest("mirror/app", "keep").is_some());
 }
 
-/// `app:1.0-amd64` is the amd64 child of the multi-arch `app:1.0`: pruning the first must
-/// not delete by digest what the kept index lists (distribution 2.8 cannot delete the tag
-/// alone, so it is kept and reported `referenced`), and `app:1.0` stays whole.
-#[test]
-fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
-    let src = Registry::start();
-    let dst = Registry::start();
-    let (s, d) = (src.host(), dst.host());
+/// Seeds the multi-arch `org/app:1.0` (linux/amd64 and linux/arm64) at the source, and its
+/// amd64 child tagged `1.0-amd64` too; returns the index and the child's digest.
+fn seed_index_with_amd64_tag(src: &Registry) -> (Seeded, String) {
     let index = seed_oci_index(
-        &src,
+        src,
         "org/app",
         "1.0",
         &[("linux", "amd64"), ("linux", "arm64")],
@@ -367,6 +362,18 @@ fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
     let amd64 = index.children[0].clone();
     let (_, body) = src.manifest("org/app", &amd64).expect("the amd64 child");
     src.push_manifest("org/app", "1.0-amd64", OCI_MANIFEST, &body);
+    (index, amd64)
+}
+
+/// `app:1.0-amd64` is the amd64 child of the multi-arch `app:1.0`: pruning the first must
+/// not delete by digest what the kept index lists (distribution 2.8 cannot delete the tag
+/// alone, so it is kept and reported `referenced`), and `app:1.0` stays whole.
+#[test]
+fn a_tag_whose_digest_a_kept_index_lists_is_not_deleted_by_digest() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.host(), dst.host());
+    let (index, amd64) = seed_index_with_amd64_tag(&src);
     let gone = seed_oci_image(&src, "org/app", "old", &[layer(7, 300)]);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
@@ -1143,16 +1150,7 @@ fn a_push_by_digest_that_stays_keeps_its_digest_and_its_indexs_children() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.host(), dst.host());
-    let index = seed_oci_index(
-        &src,
-        "org/app",
-        "1.0",
-        &[("linux", "amd64"), ("linux", "arm64")],
-        40,
-    );
-    let amd64 = index.children[0].clone();
-    let (_, body) = src.manifest("org/app", &amd64).expect("the amd64 child");
-    src.push_manifest("org/app", "1.0-amd64", OCI_MANIFEST, &body);
+    let (index, _) = seed_index_with_amd64_tag(&src);
     let image = seed_oci_image(&src, "org/app", "x", &[layer(9, 300)]);
     let ws = Workspace::new();
     let ledger = format!("{d}/mirror/ledger");
