@@ -29,7 +29,7 @@ use crate::store::{BlobStream, Stores};
 
 /// The tag (or file name) prefix of every ledger object.
 const PREFIX: &str = "ledger-";
-/// The largest ledger object read (a 10,000-tag ledger is about 3 MB).
+/// The largest ledger object read (a 10,000-tag ledger is about 3.5 MB).
 const MAX_BYTES: u64 = 256 << 20;
 
 /// Where the ledger is kept.
