@@ -201,13 +201,26 @@ pub struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let back = self.pool.given_back(self.count);
-        if let Some(permit) = self.permit.take()
-            && back < self.count
-        {
-            permit.forget();
-            self.semaphore.add_permits(back as usize);
-        }
+        let permit = self.permit.take();
+        give_back(
+            self.pool,
+            self.semaphore,
+            self.count,
+            permit.map(|p| move || p.forget()),
+        );
+    }
+}
+
+/// What a dropped slot of `count` permits returns: all of them (the permit's own drop),
+/// unless the pool keeps some back (a limit lowered meanwhile), when the permit is forgotten
+/// and only what the pool gives back is added again.
+fn give_back(pool: &Pool, semaphore: &Semaphore, count: u32, forget: Option<impl FnOnce()>) {
+    let back = pool.given_back(count);
+    if let Some(forget) = forget
+        && back < count
+    {
+        forget();
+        semaphore.add_permits(back as usize);
     }
 }
 
@@ -221,13 +234,13 @@ pub struct OwnedSlot {
 
 impl Drop for OwnedSlot {
     fn drop(&mut self) {
-        let back = self.pool.given_back(self.count);
-        if let Some(permit) = self.permit.take()
-            && back < self.count
-        {
-            permit.forget();
-            self.semaphore.add_permits(back as usize);
-        }
+        let permit = self.permit.take();
+        give_back(
+            &self.pool,
+            &self.semaphore,
+            self.count,
+            permit.map(|p| move || p.forget()),
+        );
     }
 }
 

@@ -74,17 +74,7 @@ impl Executor {
         let child = self
             .source_manifest(copying.ends.src.as_ref(), copying.ends.src_repo, &reference)
             .await?;
-        // A registry accepts a manifest only when everything it references is there, so a
-        // child that exists is complete.
-        if !self.options.force
-            && !copying.fresh
-            && copying
-                .ends
-                .dst
-                .manifest_digest(copying.ends.dst_repo, &reference)
-                .await?
-                .is_some()
-        {
+        if self.child_held(copying, &reference).await? {
             return Ok(());
         }
         self.ensure_content(copying, child.clone()).await?;
@@ -93,6 +83,24 @@ impl Executor {
             .dst
             .put_manifest(copying.ends.dst_repo, &reference, &child)
             .await
+    }
+
+    /// Whether the destination already holds an index's child (not asked under `--force` or
+    /// in a fresh repository). A registry accepts a manifest only when everything it
+    /// references is there, so a child that exists is complete.
+    pub(super) async fn child_held(
+        &self,
+        copying: &Copying<'_>,
+        reference: &ManifestRef,
+    ) -> Result<bool> {
+        Ok(!self.options.force
+            && !copying.fresh
+            && copying
+                .ends
+                .dst
+                .manifest_digest(copying.ends.dst_repo, reference)
+                .await?
+                .is_some())
     }
 
     /// One blob into the destination repository, handled once per repository however many

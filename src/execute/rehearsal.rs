@@ -42,22 +42,14 @@ impl Executor {
         })
     }
 
-    /// An index's child: nothing when the destination has it (a registry accepts a manifest
-    /// only when everything it references is there), else what its content would move.
+    /// An index's child: nothing when the destination has it (see
+    /// [`Executor::child_held`]), else what its content would move.
     async fn would_move_child(&self, copying: &Copying<'_>, digest: &Digest) -> Result<u64> {
-        let Ends {
-            src,
-            dst,
-            src_repo,
-            dst_repo,
-        } = copying.ends;
         let reference = ManifestRef::Digest(digest.clone());
-        if !self.options.force
-            && !copying.fresh
-            && dst.manifest_digest(dst_repo, &reference).await?.is_some()
-        {
+        if self.child_held(copying, &reference).await? {
             return Ok(0);
         }
+        let Ends { src, src_repo, .. } = copying.ends;
         let child = self
             .source_manifest(src.as_ref(), src_repo, &reference)
             .await?;
