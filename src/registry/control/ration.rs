@@ -150,15 +150,20 @@ impl Rationing {
             let quota = state.quotas.of(account);
             let units = quota.estimate(index);
             let reservation = quota.reserve(units)?;
-            held.push(Held {
-                state: self.state.clone(),
-                account: account.clone(),
-                reservation,
-                cost: 0,
-            });
+            held.push(self.holding(account, reservation));
             Ok(())
         });
         reserved.unwrap_or(Ok(()))
+    }
+
+    /// A reservation of this registry's quota for `account`, as an image holds it.
+    fn holding(&self, account: &Account, reservation: Reservation) -> Held {
+        Held {
+            state: self.state.clone(),
+            account: account.clone(),
+            reservation,
+            cost: 0,
+        }
     }
 
     /// Where this registry's reservation for `account` is in an image's list.
@@ -179,12 +184,7 @@ impl Rationing {
                 None => {
                     let units = quota.estimate_image();
                     let reservation = quota.reserve(units)?;
-                    held.push(Held {
-                        state: self.state.clone(),
-                        account: account.clone(),
-                        reservation,
-                        cost: 0,
-                    });
+                    held.push(self.holding(account, reservation));
                     held.len() - 1
                 }
             };
