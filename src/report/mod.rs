@@ -40,7 +40,7 @@ pub fn deferred_per_registry(outcomes: &[Outcome]) -> BTreeMap<&str, usize> {
 }
 
 /// Everything a finished (or interrupted) run has to say.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunResult {
     pub outcomes: Vec<Outcome>,
     pub listing_failures: Vec<ListingFailure>,

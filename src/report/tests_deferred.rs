@@ -43,12 +43,6 @@ fn run() -> RunResult {
     }
     RunResult {
         outcomes,
-        listing_failures: Vec::new(),
-        selections: Vec::new(),
-        repository_wildcards: Vec::new(),
-        stats: Default::default(),
-        uploads: Default::default(),
-        registries: Default::default(),
         quotas: vec![(
             "docker.io".to_owned(),
             QuotaState {
@@ -61,9 +55,7 @@ fn run() -> RunResult {
             },
         )],
         elapsed: Duration::from_secs(3),
-        dry_run: false,
-        interrupted: false,
-        pruned: None,
+        ..RunResult::default()
     }
 }
 

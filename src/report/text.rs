@@ -404,18 +404,9 @@ mod tests {
     /// A run with nothing in it that took `elapsed`, real or dry.
     fn empty_run(elapsed: std::time::Duration, dry_run: bool) -> RunResult {
         RunResult {
-            outcomes: Vec::new(),
-            listing_failures: Vec::new(),
-            selections: Vec::new(),
-            repository_wildcards: Vec::new(),
-            stats: Default::default(),
-            uploads: Default::default(),
-            registries: Default::default(),
-            quotas: Vec::new(),
             elapsed,
             dry_run,
-            interrupted: false,
-            pruned: None,
+            ..RunResult::default()
         }
     }
 
