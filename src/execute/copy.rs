@@ -122,11 +122,17 @@ impl Executor {
             found.attached = Some(self.attached_unchanged(&copying, known, dry_run).await?);
             return Ok(Status::Unchanged);
         }
-        if current.is_none() {
+        // What min-age had to fetch to learn the source's digest serves the copy too.
+        let held_back = if current.is_none() {
             self.hold_back(src.as_ref(), job, known.as_ref(), found)
-                .await?;
-        }
-        let fetched = self.fetch(src.as_ref(), job).await?;
+                .await?
+        } else {
+            None
+        };
+        let fetched = match held_back {
+            Some(fetched) => fetched,
+            None => self.fetch(src.as_ref(), job).await?,
+        };
         let manifest = &fetched.manifest;
         found.source_digest = Some(manifest.digest.clone());
         let subjects = |ask_api| Subjects::of(manifest, fetched.rewritten, ask_api, dry_run);
@@ -229,24 +235,26 @@ impl Executor {
     /// its digest for less than the line's `min-age` (else `--min-age`), waits: an error of
     /// kind [`ErrorKind::Waiting`] saying how long is left. A tag the destination holds is
     /// updated as ever (unless `immutable`); a source pinned by digest cannot move and never
-    /// waits. The source's digest is noted, so that the ledger starts its clock.
+    /// waits. The source's digest is noted, so that the ledger starts its clock. When only
+    /// the manifest could tell the digest, it is returned, fetched, for the copy.
     async fn hold_back(
         &self,
         src: &dyn Source,
         job: &CopyJob,
         known: Option<&Digest>,
         found: &mut Found,
-    ) -> Result<()> {
+    ) -> Result<Option<Fetched>> {
         let Some(quarantine) = self.quarantine.get() else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(min_age) = job.rules.min_age.or(quarantine.default) else {
-            return Ok(());
+            return Ok(None);
         };
         let (Some(tag), None) = (job.source.tag(), job.source.digest()) else {
-            return Ok(());
+            return Ok(None);
         };
         let key: SourceKey = (job.source.repository.clone(), job.source.reference());
+        let mut fetched = None;
         let digest = match known {
             Some(d) => d.clone(),
             None => match self
@@ -255,13 +263,18 @@ impl Executor {
             {
                 Some(d) => d,
                 // The registry does not say: the manifest does.
-                None => self.fetch(src, job).await?.signed,
+                None => {
+                    let manifest = self.fetch(src, job).await?;
+                    let signed = manifest.signed.clone();
+                    fetched = Some(manifest);
+                    signed
+                }
             },
         };
         found.source_digest = Some(digest.clone());
         let name = format!("{}:{tag}", job.source.repository);
         match quarantine.left(&name, &digest, min_age) {
-            None => Ok(()),
+            None => Ok(fetched),
             Some(left) => Err(failure(
                 ErrorKind::Waiting,
                 format!(

@@ -46,6 +46,8 @@ struct State {
     heads: HashMap<Repository, usize>,
     /// Manifest reads left of a pull quota (`None`: no quota); a read past it is deferred.
     quota: Option<usize>,
+    /// A tag's digest is not told without its manifest (a registry whose HEAD names none).
+    heads_without_digest: bool,
 }
 
 /// One registry, in memory.
@@ -102,6 +104,12 @@ impl MemoryStore {
     /// The store answers `reads` manifest reads (a pull quota), then defers every other.
     pub fn limit_manifest_reads(&self, reads: usize) {
         self.state().quota = Some(reads);
+    }
+
+    /// The store tells no tag's digest without its manifest, as a registry whose HEAD
+    /// answers no `Docker-Content-Digest` (the caller reads the manifest instead).
+    pub fn answer_heads_without_digest(&self) {
+        self.state().heads_without_digest = true;
     }
 
     /// The store answers the referrers API from the `subject` of the manifests it holds.
@@ -198,7 +206,11 @@ impl Source for MemoryStore {
         reference: &'a ManifestRef,
     ) -> BoxFuture<'a, Result<Option<Digest>>> {
         if matches!(reference, ManifestRef::Tag(_)) {
-            *self.state().heads.entry(repository.clone()).or_default() += 1;
+            let mut state = self.state();
+            *state.heads.entry(repository.clone()).or_default() += 1;
+            if state.heads_without_digest {
+                return async { Ok(None) }.boxed();
+            }
         }
         let found = self.resolve(repository, reference).map(|m| m.digest);
         async move { Ok(found) }.boxed()

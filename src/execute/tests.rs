@@ -583,3 +583,41 @@ async fn min_age_holds_back_only_what_the_destination_lacks() {
     assert_eq!(statuses(&updated), [Status::Copied]);
     assert_eq!(s.dst.tag(&dst, "1"), Some(newer.digest.clone()));
 }
+
+/// `min-age` at a source that tells no digest without the manifest: the manifest read to
+/// learn the digest serves the copy too (a pull quota of exactly the image's reads, the
+/// index and its two children, is enough).
+#[tokio::test]
+async fn min_age_reads_the_manifest_it_needed_for_the_digest_once() {
+    use crate::ledger::model::{Ledger, Quarantine, Stamp};
+    let s = seeded();
+    s.src.answer_heads_without_digest();
+    s.src.limit_manifest_reads(3);
+    let parsed = parse_text(
+        &Arc::from("mapping"),
+        "src.io/team/app:1 dst.io/mirror/app:1\n",
+    );
+    let (plan, _) = plan(
+        &crate::plan::expand_all(parsed.mappings, &HashMap::new()).mappings,
+        &HashMap::new(),
+    );
+    let executor = Arc::new(Executor::new(
+        s.stores.clone(),
+        options(),
+        Arc::new(Stats::default()),
+        CancellationToken::new(),
+    ));
+    let mut ledger = Ledger::default();
+    ledger.saw(
+        "src.io/team/app:1".to_owned(),
+        s.top.digest.clone(),
+        Stamp(0),
+    );
+    executor.quarantine(Quarantine::new(
+        &ledger,
+        Stamp(86_400 * 2),
+        Some(Duration::from_secs(86_400)),
+    ));
+    let outcomes = executor.execute(plan).await;
+    assert_eq!(statuses(&outcomes), [Status::Copied], "{outcomes:?}");
+}
