@@ -371,27 +371,34 @@ pub fn deferred_since(
     Some(out)
 }
 
+/// The samples of `family` in a metrics file written before: each one's labels (`{…}`, or
+/// empty) and value.
+fn previous_samples<'a>(text: &'a str, family: &'a str) -> impl Iterator<Item = (&'a str, f64)> {
+    text.lines().filter_map(move |line| {
+        let (labels, value) = line.strip_prefix(family)?.rsplit_once(' ')?;
+        if !(labels.is_empty() || labels.starts_with('{')) {
+            // Another family whose name starts with this one.
+            return None;
+        }
+        Some((labels, value.trim().parse().ok()?))
+    })
+}
+
 /// The [`DEFERRED_SINCE`] values in a metrics file written before, by registry.
 fn previous_deferred_since(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(DEFERRED_SINCE)?.strip_prefix('{')?;
-            let (labels, value) = rest.rsplit_once(' ')?;
+    previous_samples(text, DEFERRED_SINCE)
+        .filter_map(|(labels, value)| {
             let registry = labels.split("registry=\"").nth(1)?.split('"').next()?;
-            Some((registry.to_owned(), value.trim().parse().ok()?))
+            Some((registry.to_owned(), value))
         })
         .collect()
 }
 
 /// The [`LAST_SUCCESS`] value in a metrics file written before, if any.
 pub fn previous_last_success(text: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(LAST_SUCCESS)?;
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            return None;
-        }
-        rest.rsplit(' ').next()?.trim().parse().ok()
-    })
+    previous_samples(text, LAST_SUCCESS)
+        .next()
+        .map(|(_, value)| value)
 }
 
 /// The per-registry counts a run collected, for [`RunResult`].
