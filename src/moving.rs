@@ -82,7 +82,7 @@ impl Moving {
             id,
             store: store.to_owned(),
             repository: repository.to_owned(),
-            short_digest: short(digest),
+            short_digest: crate::model::digest::short_digest(digest).to_owned(),
             size,
             started: Instant::now(),
             done: AtomicU64::new(0),
@@ -103,14 +103,6 @@ impl Moving {
             .lock()
             .map(|b| b.values().cloned().collect())
             .unwrap_or_default()
-    }
-}
-
-/// `sha256:` and the first 12 hex digits (as `docker images` shows an id).
-fn short(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
-        None => digest[..digest.len().min(12)].to_owned(),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::ledger::model::Unwanted;
 use crate::ledger::prune::{PruneOptions, PruneReport, Verdict, prune};
 use crate::ledger::stored::{self, Read};
 use crate::ledger::{Location, Stamp, Writer};
+use crate::model::digest::short_digest;
 use crate::plan::{Plan, Shard};
 use crate::plural::count;
 use crate::report::outcome::Outcome;
@@ -187,7 +188,7 @@ pub fn text(report: &PruneReport) -> String {
             symbol(&d.verdict),
             d.name(),
             verdict_text(&d.verdict, report.dry_run),
-            short(e.digest.as_str()),
+            short_digest(e.digest.as_str()),
             e.source,
             e.origin
         );
@@ -251,7 +252,7 @@ fn verdict_text(v: &Verdict, dry_run: bool) -> String {
         Verdict::Gone => "gone already".to_owned(),
         Verdict::Changed(d) => format!(
             "kept: it holds {} now, not what image-mirror wrote",
-            short(d.as_str())
+            short_digest(d.as_str())
         ),
         Verdict::StillTagged(names) => format!(
             "kept: its digest is still {} (a delete by digest would take those too)",
@@ -284,14 +285,10 @@ fn holders(names: &[String]) -> String {
         parts.push(format!("tagged {}", tags.join(", ")));
     }
     if !pushes.is_empty() {
-        let pushes: Vec<&str> = pushes.iter().map(|p| short(&p[1..])).collect();
+        let pushes: Vec<&str> = pushes.iter().map(|p| short_digest(&p[1..])).collect();
         parts.push(format!("pushed by digest ({})", pushes.join(", ")));
     }
     parts.join(" and ")
-}
-
-fn short(digest: &str) -> &str {
-    digest.get(..19).unwrap_or(digest)
 }
 
 /// The report's `prune` section.

@@ -70,6 +70,17 @@ impl Digest {
     }
 }
 
+/// A digest as a person reads it: the algorithm and the first 12 hex digits
+/// (`sha256:9f2a4c0e1b7d`, as `docker images` shows an id); text that is not one, its first
+/// 12 characters.
+pub fn short_digest(text: &str) -> &str {
+    let end = match text.split_once(':') {
+        Some((algorithm, _)) => algorithm.len() + 1 + 12,
+        None => 12,
+    };
+    text.get(..end).unwrap_or(text)
+}
+
 /// Written as its text (the ledger keeps digests so).
 impl serde::Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
