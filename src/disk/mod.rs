@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
+pub use self::files::write_file;
 use self::layout::{INDEX_FILE, Index, OCI_LAYOUT_FILE, file_repo};
 pub use self::store::DiskStore;
 use crate::model::reference::{Place, Repository};

@@ -143,7 +143,7 @@ pub async fn write(
             write_registry(repository, stores, policy, writer, bytes, now).await
         }
         Location::Directory(dir) => {
-            write_directory(dir, writer, &encode(ledger, &writer.0, now, AsOf::Inside))
+            write_directory(dir, writer, &encode(ledger, &writer.0, now, AsOf::Inside)).await
         }
     }
 }
@@ -234,7 +234,7 @@ async fn read_object(
             anyhow::bail!("its config is longer than its manifest says");
         }
     }
-    let actual = Digest::of(&bytes);
+    let actual = Digest::of_with(config.digest.algorithm(), &bytes);
     if actual != config.digest {
         anyhow::bail!("its config hashes to {actual}, not {}", config.digest);
     }
@@ -367,14 +367,13 @@ fn read_directory(dir: &Path) -> Read {
 
 /// Written to a temporary file and renamed over the old one: a reader sees the old object
 /// or the new, never half of one.
-fn write_directory(dir: &Path, writer: &Writer, bytes: &[u8]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("writing the ledger: creating {}", dir.display()))?;
+/// This writer's file, replaced whole (through a temporary file and a rename, as every
+/// directory write is).
+async fn write_directory(dir: &Path, writer: &Writer, bytes: &[u8]) -> Result<()> {
     let path = dir.join(format!("{}.json", writer.object_name()));
-    let partial = dir.join(format!(".{}.json.partial", writer.object_name()));
-    std::fs::write(&partial, bytes)
-        .with_context(|| format!("writing the ledger to {}", partial.display()))?;
-    std::fs::rename(&partial, &path)
+    crate::disk::write_file(&path, bytes)
+        .await
+        .map(|_| ())
         .with_context(|| format!("writing the ledger to {}", path.display()))
 }
 
@@ -464,8 +463,8 @@ mod tests {
         assert!(!read.newer_object_of(&Writer::new(None)));
     }
 
-    #[test]
-    fn a_directory_holds_one_file_per_writer_and_a_corrupt_one_is_a_problem() {
+    #[tokio::test]
+    async fn a_directory_holds_one_file_per_writer_and_a_corrupt_one_is_a_problem() {
         let dir = std::env::temp_dir().join(format!("ledger-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let empty = read_directory(&dir);
@@ -476,6 +475,7 @@ mod tests {
             &all,
             &encode(&ledger_with("s/a:1", 1), "all", Stamp(1), AsOf::Inside),
         )
+        .await
         .unwrap();
         std::fs::write(dir.join("ledger-shard-0-of-2.json"), b"{not json").unwrap();
         let read = read_directory(&dir);
