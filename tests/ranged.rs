@@ -211,7 +211,21 @@ fn a_range_cut_midway_is_asked_again_alone() {
     let t = Setting::new(size);
     // The first request for the big blob is its first range.
     t.proxy.add("GET", &t.big, 1, Fault::CutAfter(100 * 1024));
-    let (_, report) = t.mirror(&ranged(&["--ranges-per-blob=3"]));
+    let mapping = write_mapping(&t.ws, &t.proxy.host(), &t.dst.host());
+    let (out, report) = t.ws.run_report_with_env(
+        &mapping,
+        &ranged(&["--ranges-per-blob=3"]),
+        &[("RUST_LOG", "info")],
+    );
+    expect_code(&out, 0);
+    assert_mirrored(&t.dst, &t.image);
+    // Said as a person writes it, as a whole blob's resume is.
+    let all = all_output(&out);
+    assert!(
+        all.contains("a range of the blob broke off: ")
+            && all.contains("asking it again (retry 1 of"),
+        "{all}"
+    );
     let ranges = t.proxy.ranges("GET", &t.big);
     assert_eq!(ranges[0], Some(format!("bytes=0-{}", MIB - 1)));
     assert_eq!(

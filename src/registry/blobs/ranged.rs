@@ -272,7 +272,10 @@ impl Chunks {
                 .pipe
                 .policy
                 .pause(retry, None, &client.pipe.stats.request_retries, None, |wait| {
-                    tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = reached, end, error = %why, "a range of the blob broke off; asking it again in {wait:?}")
+                    // As a whole blob's resume says it (download.rs), and on the progress line.
+                    let said = format!("a range of the blob broke off: {why}, asking it again ({})", crate::retry::next_try(retry, &self.budget, wait));
+                    tracing::info!(registry = %client.host, path = %self.repository.path(), digest = %self.digest, offset = reached, end, "{said}");
+                    client.pipe.stats.waiting_on(said, wait);
                 })
                 .await;
         }
