@@ -6,7 +6,8 @@
 //!
 //! Requests, their retries and 429 answers are also counted per registry, for the metrics a
 //! batch job exports: a registry that starts throttling shows up by name; so do how many
-//! transfers each registry got at once, and why no more.
+//! transfers each registry got at once, and why no more; and what each pull quota had left
+//! at the end ([`QuotaState`], filled by the registry client's rationing).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -263,6 +264,20 @@ impl Drop for TransferGuard<'_> {
     fn drop(&mut self) {
         self.0.transfers.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What a run knew of one pull quota at its end, for the report and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaState {
+    pub limit: Option<u64>,
+    pub left: Option<u64>,
+    pub window: Option<std::time::Duration>,
+    /// Manifest GETs this run counted against it.
+    pub taken: u64,
+    /// Manifest GETs refused before they were sent.
+    pub refused: u64,
+    /// Manifest GETs stopped for the rest of the run.
+    pub spent: bool,
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use self::outcome::{ListingFailure, Outcome};
 use crate::plan::LineSelection;
-use crate::registry::control::quota::QuotaState;
-use crate::stats::{RegistryUploads, Snapshot};
+use crate::stats::{QuotaState, RegistryUploads, Snapshot};
 
 /// The repositories one repository wildcard matched, with the source tags each brought
 /// (the plan counts them).

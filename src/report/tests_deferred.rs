@@ -11,7 +11,7 @@ use super::{RunResult, json, junit, metrics, text};
 use crate::inputs::mapping::parse_text;
 use crate::model::failure::{ErrorKind, Failure};
 use crate::plan::plan;
-use crate::registry::control::quota::QuotaState;
+use crate::stats::QuotaState;
 
 const REASON: &str = "docker.io: pull quota spent, 0 of 100 left, window 1 h";
 

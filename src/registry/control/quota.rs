@@ -141,19 +141,9 @@ pub fn window_text(window: Duration) -> String {
     }
 }
 
-/// What a run knew of one quota at its end, for the report and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QuotaState {
-    pub limit: Option<u64>,
-    pub left: Option<u64>,
-    pub window: Option<Duration>,
-    /// Manifest GETs this run counted against it.
-    pub taken: u64,
-    /// Manifest GETs refused before they were sent.
-    pub refused: u64,
-    /// Manifest GETs stopped for the rest of the run.
-    pub spent: bool,
-}
+/// What a run knew of one quota at its end: a plain value of [`crate::stats`], which the
+/// report reads without reaching into the registry client.
+pub use crate::stats::QuotaState;
 
 /// What is left of one quota (one registry, one credential), as this run sees it.
 #[derive(Debug, Clone)]
