@@ -180,18 +180,7 @@ fn one_entry_that_cannot_be_translated_is_one_entry() {
         "sync.yaml",
         "registry.example.com:\n  images-by-semver:\n    alpine: \"1.2 || 2.0\"\n",
     );
-    let out = ws
-        .command()
-        .args([
-            "import",
-            "--from",
-            "skopeo-sync",
-            "--to",
-            "mirror.example.com/x",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run import");
+    let out = ws.import("skopeo-sync", Some("mirror.example.com/x"), &file);
     expect_code(&out, 2);
     let stderr = text(&out.stderr);
     assert!(
