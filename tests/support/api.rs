@@ -27,14 +27,7 @@ impl Registry {
         }
         let location = Self::header(&resp, "Location").expect("upload Location header");
         Self::read_body(&mut resp);
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            location
-        } else {
-            format!("{}{location}", self.url())
-        };
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("digest=");
-        url.push_str(&digest);
+        let url = upload_commit_url(&self.url(), location, &digest);
         // Content-Type matters: with a form content type Go parses (and consumes) the body.
         let resp = self
             .agent
@@ -405,6 +398,20 @@ impl Registry {
             }
         }
     }
+}
+
+/// The URL that commits a monolithic upload: the upload's `location` (made absolute against
+/// `base`) with `digest=` added to its query.
+pub(super) fn upload_commit_url(base: &str, location: String, digest: &str) -> String {
+    let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str("digest=");
+    url.push_str(digest);
+    url
 }
 
 /// Extracts the target of `<...>; rel="next"`.
