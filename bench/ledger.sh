@@ -10,6 +10,9 @@
 #   REPOS=2 TAGS=500 IMAGE_MIRROR=target/debug/image-mirror bash bench/ledger.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 REPOS="${REPOS:-10}" TAGS="${TAGS:-1000}"
 IM="${IMAGE_MIRROR:-target/release/image-mirror}"
 [ -x "$IM" ] || cargo build --locked --release
@@ -21,22 +24,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() { # NAME PORT STORAGE
-  cat >"$W/$1.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $3
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$2
-EOF
+  registry_yml "$2" "$3" accesslog >"$W/$1.yml"
   docker-registry serve "$W/$1.yml" >>"$W/$1.access.log" 2>>"$W/$1.app.log" &
   PID[$1]=$!
   python3 bench/regbench.py ping "127.0.0.1:$2"

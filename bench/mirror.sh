@@ -68,14 +68,10 @@
 # and why no more (from the JSON report; a TSV); SKIP_FLOOR=1 leaves the floor out.
 set -euo pipefail
 
-QUICK=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+quick_or_help "$@"
 
 if [ "$QUICK" = 1 ]; then
   REPOS=4 TAGS=2 SCALE_REPOS=2 SCALE_TAGS=500
@@ -86,10 +82,8 @@ JOBS=${JOBS:-6}
 ROUNDS=${ROUNDS:-3}
 read -r -a IM_EXTRA <<<"${IMAGE_MIRROR_ARGS:-}"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 rb=(python3 "$root/bench/regbench.py")
-say() { printf '==> %s\n' "$*" >&2; }
 
 # ------------------------------------------------------------------ prerequisites
 need=()
@@ -105,27 +99,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
-if [ -n "${IMAGE_MIRROR:-}" ]; then
-  IM=$(realpath "$IMAGE_MIRROR")
-else
-  if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    say "cargo build --release --locked"
-    cargo build --release --locked --bin image-mirror >&2
-  fi
-  IM="$root/target/release/image-mirror"
-fi
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/mirror-sh-bench.XXXXXX")
-declare -A PID=()
-cleanup() {
-  local name
-  for name in "${!PID[@]}"; do kill "${PID[$name]}" 2>/dev/null || true; done
-  for name in "${!PID[@]}"; do wait "${PID[$name]}" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then say "kept $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-say "work directory $W"
+image_mirror_binary
+work_directory mirror-sh-bench
 
 # ------------------------------------------------------------------ TLS
 mkdir -p "$W/certs"
@@ -139,32 +114,12 @@ openssl x509 -req -in "$W/server.csr" -CA "$W/certs/ca.crt" -CAkey "$W/ca.key" \
 CA="$W/certs/ca.crt"
 
 # ------------------------------------------------------------------ registries
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # start_registry NAME PORT STORAGE: the registry NAME on PORT, storing in the directory STORAGE
 # (created if missing; never wiped, see 5. above).
 start_registry() {
   local name=$1 port=$2 storage=$3
   mkdir -p "$storage"
-  cat >"$W/$name.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $storage
-  cache:
-    blobdescriptor: inmemory
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  tls:
-    certificate: $W/server.crt
-    key: $W/server.key
-EOF
+  registry_yml "$port" "$storage" accesslog cache tls "$W/server.crt" "$W/server.key" >"$W/$name.yml"
   docker-registry serve "$W/$name.yml" >"$W/$name.access.log" 2>"$W/$name.app.log" &
   PID[$name]=$!
   "${rb[@]}" ping "127.0.0.1:$port" --ca "$CA" || { cat "$W/$name.app.log" >&2; exit 1; }

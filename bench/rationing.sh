@@ -35,14 +35,10 @@
 # keeps the work directory.
 set -euo pipefail
 
-QUICK=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
-  esac
-done
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+quick_or_help "$@"
 if [ "$QUICK" = 1 ]; then REPOS=4 TAGS=2; else REPOS=16 TAGS=8; fi
 QUOTA=${QUOTA:-60}
 QUOTA_HEADERS=${QUOTA_HEADERS:-docker-hub}
@@ -53,64 +49,26 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 read -r -a QUOTA_EXTRA <<<"${QUOTA_ARGS---retries 0 --request-attempts 2}"
 read -r -a RATE_EXTRA <<<"${RATE_ARGS:-}"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 rb=(python3 "$root/bench/regbench.py")
-say() { printf '==> %s\n' "$*" >&2; }
 
 for tool in docker-registry python3 rustc curl timeout; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
 done
 
-if [ -n "${IMAGE_MIRROR:-}" ]; then
-  IM=$(realpath "$IMAGE_MIRROR")
-else
-  if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    say "cargo build --release --locked --bin image-mirror"
-    cargo build --release --locked --bin image-mirror >&2
-  fi
-  IM="$root/target/release/image-mirror"
-fi
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/rationing-bench.XXXXXX")
-declare -A PID=()
-cleanup() {
-  local name
-  for name in "${!PID[@]}"; do kill "${PID[$name]}" 2>/dev/null || true; done
-  for name in "${!PID[@]}"; do wait "${PID[$name]}" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then say "kept $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-say "work directory $W"
+image_mirror_binary
+work_directory rationing-bench
 
 say "rustc -O bench/ration_proxy.rs"
 rustc --edition 2024 -O "$root/bench/ration_proxy.rs" -o "$W/ration_proxy"
 
 # ------------------------------------------------------------------ registries
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # start_registry NAME: a registry on a free port storing in $W/NAME.storage; sets PORT_NAME.
 start_registry() {
   local name=$1 port
   port=$(free_port)
   mkdir -p "$W/$name.storage"
-  cat >"$W/$name.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/$name.storage
-  cache:
-    blobdescriptor: inmemory
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
+  registry_yml "$port" "$W/$name.storage" cache >"$W/$name.yml"
   docker-registry serve "$W/$name.yml" >"$W/$name.log" 2>&1 &
   PID[$name]=$!
   "${rb[@]}" ping "127.0.0.1:$port" || { cat "$W/$name.log" >&2; exit 1; }

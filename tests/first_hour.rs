@@ -3,9 +3,10 @@
 //! help and the README agree. Each fail-fast test counts the attempts (in the report), it
 //! never times them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::cli::*;
+use crate::support::proxy::{Fault, FaultProxy};
 use crate::support::*;
 
 /// Runs `image-mirror run ARGS... MAPPING` and checks what every fail-fast row shares: exit
@@ -90,29 +91,40 @@ fn a_run_whose_requests_all_failed_says_none_was_answered() {
     assert!(!stdout.contains("in 0 round trips"), "{stdout}");
 }
 
-/// A retried request says what it waits for, in words and numbers a person writes: the
-/// cause, which retry of how many, and the wait ("retry 1 of 2 in 250 ms").
-#[test]
-fn a_retry_says_what_it_waits_for_and_how_long_as_a_person_writes_it() {
+/// Seeds `team/app:1` (from `seed`) in a registry behind a proxy whose first request for the
+/// manifest (HEAD or GET) answers 503 once, with `retry_after`; writes a mapping in `ws` that
+/// reads through the proxy into `mirror/app:1`. Returns the registry, the proxy and the mapping.
+fn app_behind_one_503(
+    ws: &Workspace,
+    seed: u64,
+    retry_after: Option<&str>,
+) -> (Registry, FaultProxy, PathBuf) {
     let src = Registry::start();
     let s = src.host();
-    let proxy = crate::support::proxy::FaultProxy::start(&s);
-    // The first request for the image's manifest (HEAD or GET) answers 503 once.
+    let proxy = FaultProxy::start(&s);
     proxy.add(
         "*",
         "/manifests/1",
         1,
-        crate::support::proxy::Fault::Status {
+        Fault::Status {
             code: 503,
-            retry_after: None,
+            retry_after: retry_after.map(str::to_owned),
         },
     );
-    seed_docker_image(&src, "team/app", "1", &[layer(283, 500)]);
-    let ws = Workspace::new();
+    seed_docker_image(&src, "team/app", "1", &[layer(seed, 500)]);
     let mapping = ws.write(
         "mapping",
         &format!("{}/team/app:1 {s}/mirror/app:1\n", proxy.host()),
     );
+    (src, proxy, mapping)
+}
+
+/// A retried request says what it waits for, in words and numbers a person writes: the
+/// cause, which retry of how many, and the wait ("retry 1 of 2 in 250 ms").
+#[test]
+fn a_retry_says_what_it_waits_for_and_how_long_as_a_person_writes_it() {
+    let ws = Workspace::new();
+    let (_src, _proxy, mapping) = app_behind_one_503(&ws, 283, None);
     let out = ws
         .command()
         .env("RUST_LOG", "info")
@@ -168,18 +180,7 @@ fn one_entry_that_cannot_be_translated_is_one_entry() {
         "sync.yaml",
         "registry.example.com:\n  images-by-semver:\n    alpine: \"1.2 || 2.0\"\n",
     );
-    let out = ws
-        .command()
-        .args([
-            "import",
-            "--from",
-            "skopeo-sync",
-            "--to",
-            "mirror.example.com/x",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run import");
+    let out = ws.import("skopeo-sync", Some("mirror.example.com/x"), &file);
     expect_code(&out, 2);
     let stderr = text(&out.stderr);
     assert!(
@@ -192,24 +193,8 @@ fn one_entry_that_cannot_be_translated_is_one_entry() {
 /// longer a mystery.
 #[test]
 fn the_progress_line_says_what_a_retry_waits_for() {
-    let src = Registry::start();
-    let s = src.host();
-    let proxy = crate::support::proxy::FaultProxy::start(&s);
-    proxy.add(
-        "*",
-        "/manifests/1",
-        1,
-        crate::support::proxy::Fault::Status {
-            code: 503,
-            retry_after: Some("3".into()),
-        },
-    );
-    seed_docker_image(&src, "team/app", "1", &[layer(284, 500)]);
     let ws = Workspace::new();
-    let mapping = ws.write(
-        "mapping",
-        &format!("{}/team/app:1 {s}/mirror/app:1\n", proxy.host()),
-    );
+    let (_src, _proxy, mapping) = app_behind_one_503(&ws, 284, Some("3"));
     let out = ws
         .command()
         .env("RUST_LOG", "info")
@@ -270,11 +255,16 @@ fn help_flags(command: &str) -> std::collections::BTreeSet<String> {
     long_flags(&listed)
 }
 
+/// The README's text.
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md")
+}
+
 /// The README's synopsis (the first block under "## Commands"), per command: every line from
 /// `image-mirror COMMAND` to the next command's.
 fn readme_synopsis() -> std::collections::BTreeMap<String, String> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme = readme();
     let commands = &readme[readme.find("\n## Commands").expect("## Commands")..];
     let block = commands
         .split("```")
@@ -327,8 +317,7 @@ fn the_readme_synopsis_and_help_name_the_same_flags() {
             "README's synopsis of `{command}` (left) and its --help (right)"
         );
     }
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
+    let readme = readme();
     for flag in &oc_only {
         assert!(
             readme.contains(flag.as_str()),

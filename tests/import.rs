@@ -16,12 +16,7 @@ fn import_check_rehearse(
     text: &str,
 ) -> BTreeSet<String> {
     let file = ws.write(&format!("{format}.input"), text);
-    let mut import = ws.command();
-    import.args(["import", "--from", format]);
-    if let Some(to) = to {
-        import.args(["--to", to]);
-    }
-    let out = import.arg(&file).output().expect("run import");
+    let out = ws.import(format, to, &file);
     expect_code(&out, 0);
     let mapping = ws.write(&format!("{format}.mapping"), &text_of(&out.stdout));
     let check = ws
@@ -157,18 +152,7 @@ fn what_cannot_be_translated_is_an_error_naming_the_entry_and_prints_nothing() {
         "sync.yaml",
         "registry.example.com:\n  images:\n    redis:\n      - \"1.0\"\n      - \"sha256:0000000000000000000000000000000011111111111111111111111111111111\"\n  images-by-semver:\n    alpine: \"1.2 || 2.0\"\n",
     );
-    let out = ws
-        .command()
-        .args([
-            "import",
-            "--from",
-            "skopeo-sync",
-            "--to",
-            "mirror.example.com/x",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run import");
+    let out = ws.import("skopeo-sync", Some("mirror.example.com/x"), &file);
     expect_code(&out, 2);
     assert!(out.stdout.is_empty(), "{}", text_of(&out.stdout));
     let err = text_of(&out.stderr);

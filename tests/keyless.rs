@@ -154,27 +154,6 @@ fn keyless_requirement(roots: &Roots, subject: &str, issuer: &str) -> String {
     )
 }
 
-fn run(ws: &Workspace, mapping: &Path, policy: &Path, extra: &[&str]) -> (Option<i32>, Value) {
-    let report = ws.path("report.json");
-    let out = ws
-        .command()
-        .args(["run", "--insecure", "--policy", p(policy), "-f", p(mapping)])
-        .args(["--report", p(&report)])
-        .args(extra)
-        .output()
-        .expect("run");
-    let json: Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
-    (out.status.code(), json)
-}
-
-fn entry<'a>(report: &'a Value, destination: &str) -> &'a Value {
-    report["images"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["destination"] == destination))
-        .unwrap_or_else(|| panic!("{destination} not in {report:#}"))
-}
-
 #[test]
 fn keyless_signatures_are_checked_offline_as_cosign_checks_them() {
     let (src, dst, ws) = (Registry::start(), Registry::start(), Workspace::new());
@@ -284,7 +263,7 @@ fn keyless_signatures_are_checked_offline_as_cosign_checks_them() {
     let mapping = ws.write("mapping", &mapping);
     let check = |report: &Value, accepted: &str| {
         for (tag, flaw, reason) in &cases {
-            let image = entry(report, &format!("{d}/mirror/app:{tag}"));
+            let image = image_by_destination(report, &format!("{d}/mirror/app:{tag}"));
             if *flaw == Flaw::None {
                 assert_eq!(image["status"], accepted, "{image:#}");
                 continue;
@@ -300,7 +279,7 @@ fn keyless_signatures_are_checked_offline_as_cosign_checks_them() {
                 "{tag}: {error}"
             );
         }
-        let image = entry(report, &format!("{d}/mirror/app:unsigned"));
+        let image = image_by_destination(report, &format!("{d}/mirror/app:unsigned"));
         assert_eq!(image["status"], "refused");
         assert!(
             image["error"]
@@ -310,18 +289,18 @@ fn keyless_signatures_are_checked_offline_as_cosign_checks_them() {
             "{image:#}"
         );
         assert_eq!(
-            entry(report, &format!("{d}/mirror/people:good"))["status"],
+            image_by_destination(report, &format!("{d}/mirror/people:good"))["status"],
             accepted
         );
     };
 
     // The rehearsal refuses the same images and writes nothing.
-    let (code, report) = run(&ws, &mapping, &policy, &["--dry-run"]);
+    let (code, report) = ws.run_with_policy(&mapping, &policy, &["--dry-run"]);
     assert_eq!(code, Some(1), "{report:#}");
     check(&report, "would-copy");
     assert!(dst.catalog().is_empty(), "{:?}", dst.catalog());
 
-    let (code, report) = run(&ws, &mapping, &policy, &[]);
+    let (code, report) = ws.run_with_policy(&mapping, &policy, &[]);
     assert_eq!(code, Some(1), "{report:#}");
     check(&report, "copied");
     // The accepted images and their signatures are at the destination, and cosign verifies
@@ -407,20 +386,7 @@ fn a_keyless_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
     for (fields, expected) in cases {
         let written = format!(r#"{{"default": [{{"type": "sigstoreSigned", {fields}}}]}}"#);
         let policy = ws.write("policy.json", &written);
-        let out = ws
-            .command()
-            .args([
-                "run",
-                "--insecure",
-                "--policy",
-                p(&policy),
-                "-f",
-                p(&mapping),
-            ])
-            .output()
-            .expect("run");
-        expect_code(&out, 2);
-        let stderr = text(&out.stderr);
+        let stderr = ws.run_with_bad_policy(&mapping, &policy);
         assert!(stderr.contains(&expected), "{written}: {stderr}");
         assert!(stderr.contains(p(&policy)), "{stderr}");
     }

@@ -938,27 +938,8 @@ fn min_age_needs_a_ledger_and_a_malformed_one_is_a_check_error_at_its_place() {
 /// index at a registry without the referrers API.
 fn push_sbom_referrer(reg: &Registry, repo: &str, subject: &str) -> String {
     let size = reg.manifest(repo, subject).expect("the subject").1.len();
-    let empty = reg.push_blob(repo, b"{}");
     let document = format!(r#"{{"spdxVersion":"SPDX-2.3","name":"{subject}"}}"#);
-    let document_digest = reg.push_blob(repo, document.as_bytes());
-    let spdx = "application/spdx+json";
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{spdx}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"{spdx}","digest":"{document_digest}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{size}}}}}"#,
-        document.len()
-    );
-    let digest = sha256_digest(manifest.as_bytes());
-    reg.push_manifest(repo, &digest, OCI_MANIFEST, manifest.as_bytes());
-    let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"artifactType":"{spdx}"}}]}}"#,
-        manifest.len()
-    );
-    reg.push_manifest(
-        repo,
-        &format!("sha256-{}", hex(subject)),
-        OCI_INDEX,
-        index.as_bytes(),
-    );
-    digest
+    push_sbom(reg, repo, subject, size, &document, true)
 }
 
 /// A registry with the referrers API (ferro-oci-server): the pruned image's referrer, found

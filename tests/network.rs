@@ -233,6 +233,41 @@ fn an_unchanged_run_waits_for_a_few_round_trips() {
     );
 }
 
+/// Seeds `team/{name}{i}:1` for i in 0..12 in `src` (layers of 1000 and 20,000 bytes from
+/// seeds `seed + i` and `seed + 100 + i`); returns the mapping from `s` to `{d}/{name}{i}:1`.
+fn seed_twelve(src: &Registry, name: &str, seed: u64, s: &str, d: &str) -> String {
+    let mut mapping = String::new();
+    for i in 0..12 {
+        seed_docker_image(
+            src,
+            &format!("team/{name}{i}"),
+            "1",
+            &[layer(seed + i, 1000), layer(seed + 100 + i, 20_000)],
+        );
+        mapping.push_str(&format!("{s}/team/{name}{i}:1 {d}/{name}{i}:1\n"));
+    }
+    mapping
+}
+
+/// Runs `mapping` with `--max-per-registry=3 --max-checks-per-registry=1`, expects exit 0 and
+/// every `{name}{i}:1` of [`seed_twelve`] complete in `dst`.
+fn mirror_twelve_bounded(mapping: &str, dst: &Registry, name: &str) {
+    let ws = Workspace::new();
+    let file = ws.write("m", mapping);
+    let (out, _) = ws.run_report(
+        &file,
+        &[
+            "--insecure",
+            "--max-per-registry=3",
+            "--max-checks-per-registry=1",
+        ],
+    );
+    expect_code(&out, 0);
+    for i in 0..12 {
+        dst.assert_complete(&format!("{name}{i}"), "1");
+    }
+}
+
 /// "`--max-per-registry N` for transfers and writes, `--max-checks-per-registry M` for
 /// checks, reads and lists": never more than N + M requests in flight at a registry,
 /// measured at proxies in front of the source and the destination; and more than M are
@@ -244,16 +279,7 @@ fn max_per_registry_bounds_the_requests_in_flight() {
     let src_proxy = FaultProxy::start(&src.host());
     let dst_proxy = FaultProxy::start(&dst.host());
     let (s, d) = (src_proxy.host(), dst_proxy.host());
-    let mut mapping = String::new();
-    for i in 0..12 {
-        seed_docker_image(
-            &src,
-            &format!("team/r{i}"),
-            "1",
-            &[layer(2200 + i, 1000), layer(2300 + i, 20_000)],
-        );
-        mapping.push_str(&format!("{s}/team/r{i}:1 {d}/r{i}:1\n"));
-    }
+    let mapping = seed_twelve(&src, "r", 2200, &s, &d);
     // Slow answers at the source keep requests in flight long enough to overlap.
     src_proxy.add(
         "GET",
@@ -261,20 +287,7 @@ fn max_per_registry_bounds_the_requests_in_flight() {
         24,
         Fault::Stall(Duration::from_millis(100)),
     );
-    let ws = Workspace::new();
-    let file = ws.write("m", &mapping);
-    let (out, _) = ws.run_report(
-        &file,
-        &[
-            "--insecure",
-            "--max-per-registry=3",
-            "--max-checks-per-registry=1",
-        ],
-    );
-    expect_code(&out, 0);
-    for i in 0..12 {
-        dst.assert_complete(&format!("r{i}"), "1");
-    }
+    mirror_twelve_bounded(&mapping, &dst, "r");
     // The proxy counts a request until it has written the answer's last byte, and the client
     // may have read that byte and sent its next request before the proxy's count goes down:
     // one more at a boundary is the measurement, not the client (unbounded, 24 stalled blob
@@ -303,16 +316,7 @@ fn uploads_waiting_for_their_commit_hold_the_destination_slots() {
     let dst = Registry::start();
     let dst_proxy = FaultProxy::start(&dst.host());
     let (s, d) = (src.host(), dst_proxy.host());
-    let mut mapping = String::new();
-    for i in 0..12 {
-        seed_docker_image(
-            &src,
-            &format!("team/c{i}"),
-            "1",
-            &[layer(2500 + i, 1000), layer(2600 + i, 20_000)],
-        );
-        mapping.push_str(&format!("{s}/team/c{i}:1 {d}/c{i}:1\n"));
-    }
+    let mapping = seed_twelve(&src, "c", 2500, &s, &d);
     // Slow commits: each blob's last PUT is answered late.
     dst_proxy.add(
         "PUT",
@@ -320,20 +324,7 @@ fn uploads_waiting_for_their_commit_hold_the_destination_slots() {
         24,
         Fault::Stall(Duration::from_millis(150)),
     );
-    let ws = Workspace::new();
-    let file = ws.write("m", &mapping);
-    let (out, _) = ws.run_report(
-        &file,
-        &[
-            "--insecure",
-            "--max-per-registry=3",
-            "--max-checks-per-registry=1",
-        ],
-    );
-    expect_code(&out, 0);
-    for i in 0..12 {
-        dst.assert_complete(&format!("c{i}"), "1");
-    }
+    mirror_twelve_bounded(&mapping, &dst, "c");
     // As above: one of slack for the proxy's own count at a boundary.
     assert!(
         dst_proxy.max_in_flight() <= 3 + 1 + 1,

@@ -40,35 +40,11 @@ fn signed_by(dir: &Path, identity: Option<&str>) -> String {
 /// Runs image-mirror with the policy; the exit code and the report's images by destination.
 fn run(ws: &Workspace, mapping: &str, policy: &Path, extra: &[&str]) -> (Option<i32>, Value) {
     let mapping = ws.write("mapping", mapping);
-    let report = ws.path("report.json");
-    let out = ws
-        .command()
-        .args([
-            "run",
-            "--insecure",
-            "--policy",
-            p(policy),
-            "-f",
-            p(&mapping),
-        ])
-        .args(["--report", p(&report)])
-        .args(extra)
-        .output()
-        .expect("run");
-    let json: Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
-    (out.status.code(), json)
-}
-
-fn entry<'a>(report: &'a Value, destination: &str) -> &'a Value {
-    report["images"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["destination"] == destination))
-        .unwrap_or_else(|| panic!("{destination} not in {report:#}"))
+    ws.run_with_policy(&mapping, policy, extra)
 }
 
 fn assert_refused(report: &Value, destination: &str, reason: &str) {
-    let image = entry(report, destination);
+    let image = image_by_destination(report, destination);
     assert_eq!(image["status"], "refused", "{image:#}");
     let error = image["error"].as_str().unwrap_or_default();
     assert!(error.contains(reason), "{destination}: {error}");
@@ -181,7 +157,7 @@ fn only_images_signed_for_what_is_mirrored_are_copied() {
     check(&report);
     for tag in ["tagged", "pinned", "multi"] {
         assert_eq!(
-            entry(&report, &format!("{d}/mirror/app:{tag}"))["status"],
+            image_by_destination(&report, &format!("{d}/mirror/app:{tag}"))["status"],
             "would-copy"
         );
     }
@@ -199,7 +175,7 @@ fn only_images_signed_for_what_is_mirrored_are_copied() {
     assert_eq!(tags, ["multi", "pinned", "tagged"]);
     for (tag, seeded) in [("tagged", &tagged), ("pinned", &pinned), ("multi", &multi)] {
         assert_eq!(
-            entry(&report, &format!("{d}/mirror/app:{tag}"))["status"],
+            image_by_destination(&report, &format!("{d}/mirror/app:{tag}"))["status"],
             "copied"
         );
         assert_eq!(
@@ -369,11 +345,11 @@ fn the_most_specific_scope_wins_and_reject_refuses() {
         &format!("(policy scope {s})"),
     );
     assert_eq!(
-        entry(&report, &format!("{d}/m/open:v1"))["status"],
+        image_by_destination(&report, &format!("{d}/m/open:v1"))["status"],
         "copied"
     );
     assert_eq!(
-        entry(&report, &format!("{d}/m/closed2:v1"))["status"],
+        image_by_destination(&report, &format!("{d}/m/closed2:v1"))["status"],
         "copied"
     );
     assert_refused(&report, &format!("{d}/m/closed:v1"), "the policy rejects");
@@ -404,36 +380,11 @@ fn a_policy_that_cannot_be_enforced_is_exit_2_before_any_request() {
     let mark = src.mark();
     for (written, expected) in cases {
         let policy = ws.write("policy.json", written);
-        let out = ws
-            .command()
-            .args([
-                "run",
-                "--insecure",
-                "--policy",
-                p(&policy),
-                "-f",
-                p(&mapping),
-            ])
-            .output()
-            .expect("run");
-        expect_code(&out, 2);
-        let stderr = text(&out.stderr);
+        let stderr = ws.run_with_bad_policy(&mapping, &policy);
         assert!(stderr.contains(expected), "{written}: {stderr}");
     }
     let unreadable = ws.path("no-such-policy.json");
-    let out = ws
-        .command()
-        .args([
-            "run",
-            "--insecure",
-            "--policy",
-            p(&unreadable),
-            "-f",
-            p(&mapping),
-        ])
-        .output()
-        .expect("run");
-    expect_code(&out, 2);
+    ws.run_with_bad_policy(&mapping, &unreadable);
     assert!(src.requests_since(mark).is_empty());
 }
 
@@ -486,7 +437,7 @@ fn unchanged_images_are_rechecked_against_the_policy() {
     assert_eq!(code, Some(0), "{with:#}");
     for tag in ["one", "two"] {
         assert_eq!(
-            entry(&with, &format!("{d}/mirror/app:{tag}"))["status"],
+            image_by_destination(&with, &format!("{d}/mirror/app:{tag}"))["status"],
             "unchanged"
         );
     }
@@ -523,7 +474,7 @@ fn unchanged_images_are_rechecked_against_the_policy() {
         ),
     );
     assert_eq!(
-        entry(&report, &format!("{d}/mirror/app:two"))["status"],
+        image_by_destination(&report, &format!("{d}/mirror/app:two"))["status"],
         "unchanged"
     );
     assert_eq!(report["totals"]["refused"], 1);
@@ -674,7 +625,7 @@ fn an_rsa_key_accepts_what_it_signed_and_refuses_the_rest() {
     let (code, report) = run(&ws, &mapping, &policy, &[]);
     assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(
-        entry(&report, &format!("{d}/mirror/app:signed"))["status"],
+        image_by_destination(&report, &format!("{d}/mirror/app:signed"))["status"],
         "copied"
     );
     let key = p(&dir.join("rsa.pub")).to_owned();
@@ -738,7 +689,7 @@ fn a_signature_of_another_digest_is_refused_for_that_alone() {
         &destination,
         &format!("signs {}, not {}", other.digest, image.digest),
     );
-    let error = entry(&report, &destination)["error"]
+    let error = image_by_destination(&report, &destination)["error"]
         .as_str()
         .unwrap_or_default();
     assert!(!error.contains("signed for"), "{error}");
@@ -779,11 +730,11 @@ fn no_blob_or_manifest_of_a_refused_image_reaches_the_destination() {
     let (code, report) = run(&ws, &mapping, &policy, &[]);
     assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(
-        entry(&report, &format!("{d}/mirror/signed:1"))["status"],
+        image_by_destination(&report, &format!("{d}/mirror/signed:1"))["status"],
         "copied"
     );
     assert_eq!(
-        entry(&report, &format!("{d}/mirror/unsigned:1"))["status"],
+        image_by_destination(&report, &format!("{d}/mirror/unsigned:1"))["status"],
         "refused"
     );
     dst.assert_complete("mirror/signed", "1");

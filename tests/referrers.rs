@@ -27,39 +27,17 @@ fn hex(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
 }
 
-/// An SBOM as ORAS pushes one: an OCI manifest with `artifactType`, the empty config, the
-/// document as its layer, and `subject` naming the image; pushed by digest (no tag). With
-/// `fallback` (a registry without the referrers API), the fallback index lists it.
-fn push_sbom(
+/// An SBOM of `subject` in `repo` as ORAS pushes one (see [`push_sbom`]), its document naming
+/// both.
+fn push_repo_sbom(
     reg: &impl Push,
     repo: &str,
     subject: &str,
     subject_size: usize,
     fallback: bool,
 ) -> String {
-    let empty = b"{}";
-    let empty_digest = reg.push_blob(repo, empty);
     let document = format!(r#"{{"spdxVersion":"SPDX-2.3","name":"{repo}","subject":"{subject}"}}"#);
-    let document_digest = reg.push_blob(repo, document.as_bytes());
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{SPDX}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty_digest}","size":2}},"layers":[{{"mediaType":"{SPDX}","digest":"{document_digest}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{subject_size}}}}}"#,
-        document.len()
-    );
-    let digest = sha256_digest(manifest.as_bytes());
-    reg.push_manifest(repo, &digest, OCI_MANIFEST, manifest.as_bytes());
-    if fallback {
-        let index = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"artifactType":"{SPDX}"}}]}}"#,
-            manifest.len()
-        );
-        reg.push_manifest(
-            repo,
-            &format!("sha256-{}", hex(subject)),
-            OCI_INDEX,
-            index.as_bytes(),
-        );
-    }
-    digest
+    push_sbom(reg, repo, subject, subject_size, &document, fallback)
 }
 
 /// What a test image has attached, and where each was found at the source.
@@ -106,7 +84,7 @@ fn seed_attached(
 ) -> Attached {
     let image = seed_oci_image(reg, "org/app", "v1", &[layer(41, 900)]);
     let size = manifest(&image.digest).expect("the image").len();
-    let sbom = push_sbom(reg, "org/app", &image.digest, size, fallback);
+    let sbom = push_repo_sbom(reg, "org/app", &image.digest, size, fallback);
     let at = |digest: &str| format!("{host}/org/app@{digest}");
     sign(
         dir,

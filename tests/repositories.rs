@@ -42,6 +42,29 @@ fn content(dst: &Registry) -> BTreeSet<String> {
         .collect()
 }
 
+/// Runs `team/** {dst}/all/**` from a fresh [`source`] into a fresh registry with `args`;
+/// returns that registry, the output and the report.
+fn mirror_all_of_team(args: &[&str]) -> (Registry, std::process::Output, serde_json::Value) {
+    let src = source();
+    let dst = Registry::start();
+    let ws = Workspace::new();
+    let (out, report) = run(
+        &ws,
+        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
+        args,
+    );
+    (dst, out, report)
+}
+
+/// What `team/** {dst}/all/**` mirrors of [`source`], as [`content`] lists it.
+const ALL_OF_TEAM: [&str; 5] = [
+    "all/a:v1.0",
+    "all/a:v1.1",
+    "all/a:v2.0",
+    "all/b:v1.0",
+    "all/nested/c:v1.5",
+];
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -97,25 +120,9 @@ fn a_repository_wildcard_mirrors_exactly_the_matching_repositories_and_tags() {
 
 #[test]
 fn two_stars_cross_path_segments() {
-    let src = source();
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let (out, _) = run(
-        &ws,
-        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
-        &[],
-    );
+    let (dst, out, _) = mirror_all_of_team(&[]);
     expect_code(&out, 0);
-    assert_eq!(
-        content(&dst),
-        set(&[
-            "all/a:v1.0",
-            "all/a:v1.1",
-            "all/a:v2.0",
-            "all/b:v1.0",
-            "all/nested/c:v1.5"
-        ])
-    );
+    assert_eq!(content(&dst), set(&ALL_OF_TEAM));
 }
 
 #[test]
@@ -162,14 +169,7 @@ fn a_registry_refusing_its_catalog_fails_the_line_clearly() {
 
 #[test]
 fn max_images_refuses_a_plan_too_large_before_copying() {
-    let src = source();
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let (out, _) = run(
-        &ws,
-        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
-        &["--max-images", "4"],
-    );
+    let (dst, out, _) = mirror_all_of_team(&["--max-images", "4"]);
     expect_code(&out, 2);
     let err = text(&out.stderr);
     assert!(
@@ -182,24 +182,8 @@ fn max_images_refuses_a_plan_too_large_before_copying() {
 /// `--max-images N` is the most a plan may hold: a plan of exactly N images runs, all of it.
 #[test]
 fn max_images_runs_a_plan_of_exactly_that_many_images() {
-    let src = source();
-    let dst = Registry::start();
-    let ws = Workspace::new();
-    let (out, report) = run(
-        &ws,
-        &format!("{}/team/** {}/all/**\n", src.host(), dst.host()),
-        &["--max-images", "5"],
-    );
+    let (dst, out, report) = mirror_all_of_team(&["--max-images", "5"]);
     expect_code(&out, 0);
     assert_eq!(total(&report, "copied"), 5, "{report:#}");
-    assert_eq!(
-        content(&dst),
-        set(&[
-            "all/a:v1.0",
-            "all/a:v1.1",
-            "all/a:v2.0",
-            "all/b:v1.0",
-            "all/nested/c:v1.5"
-        ])
-    );
+    assert_eq!(content(&dst), set(&ALL_OF_TEAM));
 }

@@ -104,10 +104,7 @@ fn verify_mapping(ws: &Workspace, mapping: &Path, extra: &[&str]) -> (i32, Strin
 
 /// The problems the report lists for one destination, as (kind, attachment kind, digest).
 fn problems(report: &Value, destination: &str) -> Vec<(String, String, String)> {
-    let image = report["images"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["destination"] == destination))
-        .unwrap_or_else(|| panic!("{destination} not in {report:#}"));
+    let image = image_by_destination(report, destination);
     image["problems"]
         .as_array()
         .expect("problems")

@@ -27,35 +27,29 @@ impl Registry {
         }
         let location = Self::header(&resp, "Location").expect("upload Location header");
         Self::read_body(&mut resp);
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
-            location
-        } else {
-            format!("{}{location}", self.url())
-        };
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("digest=");
-        url.push_str(&digest);
+        let url = upload_commit_url(&self.url(), location, &digest);
         // Content-Type matters: with a form content type Go parses (and consumes) the body.
-        let mut resp = self
+        let resp = self
             .agent
             .put(url)
             .content_type("application/octet-stream")
             .send(data)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
+        Self::expect_created(&what, resp, &digest);
+        digest
+    }
+
+    /// Requires a PUT's answer to be 201 and its Docker-Content-Digest to be `digest` (if sha256).
+    fn expect_created(what: &str, mut resp: ureq::http::Response<ureq::Body>, digest: &str) {
         if resp.status().as_u16() != 201 {
-            Self::fail(&what, &mut resp);
+            Self::fail(what, &mut resp);
         }
         let returned = Self::header(&resp, "Docker-Content-Digest");
         Self::read_body(&mut resp);
         // distribution answers with its canonical (sha256) digest whatever was asked.
         if digest.starts_with("sha256:") {
-            assert_eq!(
-                returned.as_deref(),
-                Some(digest.as_str()),
-                "{what}: digest header"
-            );
+            assert_eq!(returned.as_deref(), Some(digest), "{what}: digest header");
         }
-        digest
     }
 
     /// Cross-repository mount: `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`.
@@ -92,25 +86,13 @@ impl Registry {
     ) -> String {
         let digest = sha256_digest(body);
         let what = format!("push manifest {repo}:{reference} ({media_type})");
-        let mut resp = self
+        let resp = self
             .agent
             .put(self.v2(&format!("{repo}/manifests/{reference}")))
             .content_type(media_type)
             .send(body)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        if resp.status().as_u16() != 201 {
-            Self::fail(&what, &mut resp);
-        }
-        let returned = Self::header(&resp, "Docker-Content-Digest");
-        Self::read_body(&mut resp);
-        // distribution answers with its canonical (sha256) digest whatever was asked.
-        if digest.starts_with("sha256:") {
-            assert_eq!(
-                returned.as_deref(),
-                Some(digest.as_str()),
-                "{what}: digest header"
-            );
-        }
+        Self::expect_created(&what, resp, &digest);
         digest
     }
 
@@ -416,6 +398,20 @@ impl Registry {
             }
         }
     }
+}
+
+/// The URL that commits a monolithic upload: the upload's `location` (made absolute against
+/// `base`) with `digest=` added to its query.
+pub(super) fn upload_commit_url(base: &str, location: String, digest: &str) -> String {
+    let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str("digest=");
+    url.push_str(digest);
+    url
 }
 
 /// Extracts the target of `<...>; rel="next"`.

@@ -202,6 +202,49 @@ impl Workspace {
         (out, read_report(&report))
     }
 
+    /// `image-mirror run --insecure --policy POLICY -f MAPPING --report report.json EXTRA...`:
+    /// the exit code and the report (which must have been written).
+    pub fn run_with_policy(
+        &self,
+        mapping: &Path,
+        policy: &Path,
+        extra: &[&str],
+    ) -> (Option<i32>, serde_json::Value) {
+        let report = self.path("report.json");
+        let out = self
+            .command()
+            .args(["run", "--insecure", "--policy", p(policy), "-f", p(mapping)])
+            .args(["--report", p(&report)])
+            .args(extra)
+            .output()
+            .expect("run");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
+        (out.status.code(), json)
+    }
+
+    /// `image-mirror run --insecure --policy POLICY -f MAPPING` with a policy it cannot enforce:
+    /// expects exit 2 and returns stderr.
+    pub fn run_with_bad_policy(&self, mapping: &Path, policy: &Path) -> String {
+        let out = self
+            .command()
+            .args(["run", "--insecure", "--policy", p(policy), "-f", p(mapping)])
+            .output()
+            .expect("run");
+        expect_code(&out, 2);
+        text(&out.stderr)
+    }
+
+    /// `image-mirror import --from FORMAT [--to TO] FILE`.
+    pub fn import(&self, format: &str, to: Option<&str>, file: &Path) -> Output {
+        let mut import = self.command();
+        import.args(["import", "--from", format]);
+        if let Some(to) = to {
+            import.args(["--to", to]);
+        }
+        import.arg(file).output().expect("run import")
+    }
+
     /// `image-mirror verify --insecure REPO...`: exit code and stdout.
     pub fn verify(&self, repos: &[String]) -> (i32, String) {
         let out = self
@@ -233,6 +276,18 @@ pub fn images(report: &serde_json::Value) -> &Vec<serde_json::Value> {
     report["images"]
         .as_array()
         .unwrap_or_else(|| panic!("no images in the report: {report:#}"))
+}
+
+/// The report's image whose `destination` is `destination`; panics (showing the report) when
+/// there is none.
+pub fn image_by_destination<'a>(
+    report: &'a serde_json::Value,
+    destination: &str,
+) -> &'a serde_json::Value {
+    report["images"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["destination"] == destination))
+        .unwrap_or_else(|| panic!("{destination} not in {report:#}"))
 }
 
 /// stdout and stderr of a run, one after the other.

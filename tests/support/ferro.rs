@@ -368,14 +368,7 @@ impl Push for Ferro {
             .and_then(|v| v.to_str().ok())
             .expect("upload Location")
             .to_owned();
-        let mut url = if location.starts_with("http") {
-            location
-        } else {
-            format!("{}{location}", self.url())
-        };
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("digest=");
-        url.push_str(&digest);
+        let url = super::api::upload_commit_url(&self.url(), location, &digest);
         let done = self.send("PUT", &url, "application/octet-stream", data);
         assert_eq!(done.status(), 201, "upload {digest} to {repo}");
         digest

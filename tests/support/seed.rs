@@ -235,3 +235,39 @@ pub fn seed_docker_list(
         layer_seed,
     )
 }
+
+/// Pushes an SBOM as ORAS does: an OCI manifest with `artifactType` SPDX, the empty config,
+/// `document` as its layer and `subject` (of `subject_size` bytes) naming the image; pushed by
+/// digest (no tag). With `fallback` (a registry without the referrers API), the fallback index
+/// `sha256-<hex>` lists it. Returns its digest.
+pub fn push_sbom(
+    reg: &impl Push,
+    repo: &str,
+    subject: &str,
+    subject_size: usize,
+    document: &str,
+    fallback: bool,
+) -> String {
+    let spdx = "application/spdx+json";
+    let empty_digest = reg.push_blob(repo, b"{}");
+    let document_digest = reg.push_blob(repo, document.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{spdx}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty_digest}","size":2}},"layers":[{{"mediaType":"{spdx}","digest":"{document_digest}","size":{}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":{subject_size}}}}}"#,
+        document.len()
+    );
+    let digest = sha256_digest(manifest.as_bytes());
+    reg.push_manifest(repo, &digest, OCI_MANIFEST, manifest.as_bytes());
+    if fallback {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{digest}","size":{},"artifactType":"{spdx}"}}]}}"#,
+            manifest.len()
+        );
+        reg.push_manifest(
+            repo,
+            &format!("sha256-{}", subject.trim_start_matches("sha256:")),
+            OCI_INDEX,
+            index.as_bytes(),
+        );
+    }
+    digest
+}
